@@ -1,0 +1,778 @@
+//! The claim book: live claims, their leases and fencing epochs, the sessions that hold them, and the notes
+//! left by claims that lapsed. Every change is also written to a journal of [`Event`]s that the caller
+//! persists before it answers anyone (see [`ClaimBook::take_events`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use crate::index::OverlapIndex;
+use crate::scope::Scope;
+use crate::time::{Timestamp, check_ttl};
+
+/// The identity of a claim, unique within a repository and never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClaimId(pub u64);
+
+impl fmt::Display for ClaimId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A fencing token: every grant, renewal and handoff takes the next value, repository-wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Epoch(pub u64);
+
+/// Whether a claim excludes others from its scopes or shares them with other shared claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Conflicts with every other claim on an overlapping scope.
+    #[default]
+    Exclusive,
+    /// Conflicts only with exclusive claims.
+    Shared,
+}
+
+/// Whether the same path in two worktrees of one repository is contended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Contention {
+    /// One claim space for the whole repository: two worktrees editing one file will meet at merge time.
+    #[default]
+    Repo,
+    /// Each worktree is its own claim space.
+    Worktree,
+}
+
+/// The rules a book applies, from configuration.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// See [`Contention`].
+    pub contention: Contention,
+    /// The lease length of a claim that asks for none.
+    pub default_ttl: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { contention: Contention::Repo, default_ttl: Duration::from_secs(30 * 60) }
+    }
+}
+
+/// Who holds a claim: a session, or a subagent nested in a session (written `<session>/<agent>`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Principal {
+    /// The session id.
+    pub session: String,
+    /// The subagent id, for a subagent.
+    pub agent: Option<String>,
+}
+
+impl Principal {
+    /// Parses `<session>` or `<session>/<agent>`.
+    pub fn parse(text: &str) -> Result<Principal, Refusal> {
+        let (session, agent) = match text.split_once('/') {
+            Some((s, a)) => (s, Some(a)),
+            None => (text, None),
+        };
+        let valid = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(|c| c.is_control() || c == '/');
+        if !valid(session) || !agent.is_none_or(valid) {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!(
+                    "invalid session {text:?}: use `<session>` or `<session>/<agent>`, at most 128 characters each"
+                ),
+            ));
+        }
+        Ok(Principal { session: session.to_owned(), agent: agent.map(str::to_owned) })
+    }
+
+    /// A session and its subagents never contend with each other; two subagents of one session do.
+    fn nested_with(&self, other: &Principal) -> bool {
+        self.session == other.session && (self.agent.is_none() || other.agent.is_none() || self.agent == other.agent)
+    }
+
+    /// A principal acts for its own claims; a session also acts for its subagents' claims.
+    fn acts_for(&self, holder: &Principal) -> bool {
+        self == holder || (self.agent.is_none() && self.session == holder.session)
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.agent {
+            Some(agent) => write!(f, "{}/{agent}", self.session),
+            None => f.write_str(&self.session),
+        }
+    }
+}
+
+/// The worktree a claim was made from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Worktree {
+    /// Absolute path of the worktree's top level.
+    pub root: String,
+    /// Absolute path of the worktree's git dir.
+    pub git_dir: String,
+}
+
+/// A live claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    /// Its identity.
+    pub id: ClaimId,
+    /// Who holds it.
+    pub holder: Principal,
+    /// Where it was made from.
+    pub worktree: Worktree,
+    /// What it covers (never empty).
+    pub scopes: Vec<Scope>,
+    /// Exclusive or shared.
+    pub mode: Mode,
+    /// Its fencing epoch: the epoch of its last grant, renewal or handoff.
+    pub epoch: Epoch,
+    /// The lease length a renewal extends it by.
+    pub ttl: Duration,
+    /// When it was first granted.
+    pub granted_at: Timestamp,
+    /// When it stops counting, unless renewed.
+    pub expires_at: Timestamp,
+    /// A progress note, shown to whoever next claims an overlapping scope after it lapses.
+    pub note: Option<String>,
+    /// The task it was taken for.
+    pub task: Option<String>,
+}
+
+/// The note a lapsed claim left for the next claimant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LapsedNote {
+    /// The claim that lapsed.
+    pub claim: ClaimId,
+    /// Who held it.
+    pub holder: Principal,
+    /// What it covered.
+    pub scopes: Vec<Scope>,
+    /// The note.
+    pub note: String,
+    /// When it lapsed.
+    pub expired_at: Timestamp,
+}
+
+/// Why a claim was released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Its holder released it.
+    Released,
+    /// Its worktree no longer exists.
+    WorktreeGone,
+    /// Its session ended.
+    SessionEnded,
+}
+
+/// A change to the book, in the order it happened. The store keeps these as the event log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A session was seen for the first time.
+    SessionStarted {
+        /// The session id.
+        session: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A session ended; its claims were released just before.
+    SessionEnded {
+        /// The session id.
+        session: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A claim was granted; the lapsed notes it was shown are consumed.
+    Granted {
+        /// The new claim.
+        claim: Claim,
+        /// Lapsed notes handed to the new holder.
+        consumed_notes: Vec<ClaimId>,
+    },
+    /// A claim's lease was extended.
+    Renewed {
+        /// The claim.
+        id: ClaimId,
+        /// Its new epoch.
+        epoch: Epoch,
+        /// Its new expiry.
+        expires_at: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// A claim was released.
+    Released {
+        /// The claim as it was.
+        claim: Claim,
+        /// Why.
+        reason: ReleaseReason,
+        /// When.
+        at: Timestamp,
+    },
+    /// A claim's lease ran out.
+    Expired {
+        /// The claim as it was.
+        claim: Claim,
+    },
+    /// A claim moved to another principal.
+    HandedOff {
+        /// The claim.
+        id: ClaimId,
+        /// The old holder.
+        from: Principal,
+        /// The new holder.
+        to: Principal,
+        /// Its new epoch.
+        epoch: Epoch,
+        /// Its new expiry.
+        expires_at: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// The kind of a refusal; the wire and the CLI spell these as in DESIGN.md §6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalCode {
+    /// Another principal holds an overlapping scope.
+    Conflict,
+    /// The caller's epoch is not the claim's current one.
+    StaleEpoch,
+    /// The caller does not hold the claim.
+    NotHolder,
+    /// No such claim or session.
+    NotFound,
+    /// A scope is not valid or lies outside the repository.
+    InvalidScope,
+    /// Some other argument is not valid.
+    InvalidArgument,
+}
+
+/// A live claim that stands in the way of a request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conflict {
+    /// The claim in the way.
+    pub claim_id: ClaimId,
+    /// Its holder.
+    pub holder: Principal,
+    /// Its scope that overlaps the request.
+    pub scope: Scope,
+    /// Its worktree.
+    pub worktree: Worktree,
+    /// When it expires, unless renewed.
+    pub expires_at: Timestamp,
+}
+
+/// Why a request was refused; the message says what happened and what to do.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// The kind of refusal.
+    pub code: RefusalCode,
+    /// What happened and what to do, for a person.
+    pub message: String,
+    /// For [`RefusalCode::Conflict`]: the claims in the way.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Refusal {
+    /// A refusal without conflicts.
+    pub fn new(code: RefusalCode, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into(), conflicts: Vec::new() }
+    }
+}
+
+/// A request for a new claim.
+#[derive(Clone, Debug)]
+pub struct AcquireRequest {
+    /// Who asks.
+    pub holder: Principal,
+    /// From which worktree.
+    pub worktree: Worktree,
+    /// What to cover; at least one scope.
+    pub scopes: Vec<Scope>,
+    /// Exclusive or shared.
+    pub mode: Mode,
+    /// The lease length; the policy's default when absent.
+    pub ttl: Option<Duration>,
+    /// A progress note.
+    pub note: Option<String>,
+    /// The task the claim is taken for.
+    pub task: Option<String>,
+}
+
+/// A granted claim, with the notes its predecessors left on overlapping scopes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// The new claim.
+    pub claim: Claim,
+    /// Notes left by lapsed claims that overlapped it.
+    pub notes: Vec<LapsedNote>,
+}
+
+/// How many lapsed notes are kept at most; the oldest goes first.
+const MAX_LAPSED_NOTES: usize = 1024;
+/// The longest note accepted, in bytes.
+pub const MAX_NOTE_BYTES: usize = 4096;
+/// The most scopes one claim may have.
+pub const MAX_SCOPES: usize = 256;
+
+/// All claims of one repository (or of one hub project).
+#[derive(Debug, Default)]
+pub struct ClaimBook {
+    policy: Policy,
+    claims: HashMap<ClaimId, Claim>,
+    index: OverlapIndex,
+    deadlines: BTreeSet<(Timestamp, ClaimId)>,
+    lapsed: Vec<LapsedNote>,
+    sessions: HashMap<String, SessionState>,
+    epoch: Epoch,
+    next_id: u64,
+    journal: Vec<Event>,
+}
+
+/// What the book knows of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// Started and not ended.
+    Live,
+    /// Ended; it can no longer receive claims.
+    Ended,
+}
+
+/// Everything needed to rebuild a book after a restart.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Live claims.
+    pub claims: Vec<Claim>,
+    /// Lapsed notes not yet shown.
+    pub lapsed: Vec<LapsedNote>,
+    /// Known sessions.
+    pub sessions: Vec<(String, SessionState)>,
+    /// The last epoch handed out.
+    pub epoch: Epoch,
+    /// The next claim id.
+    pub next_id: u64,
+}
+
+impl ClaimBook {
+    /// An empty book.
+    pub fn new(policy: Policy) -> ClaimBook {
+        ClaimBook { policy, next_id: 1, ..ClaimBook::default() }
+    }
+
+    /// Rebuilds a book from a snapshot, as after a restart.
+    pub fn restore(policy: Policy, snapshot: Snapshot) -> ClaimBook {
+        let mut book = ClaimBook::new(policy);
+        book.epoch = snapshot.epoch;
+        book.next_id = snapshot.next_id.max(1);
+        book.lapsed = snapshot.lapsed;
+        book.sessions = snapshot.sessions.into_iter().collect();
+        for claim in snapshot.claims {
+            book.next_id = book.next_id.max(claim.id.0 + 1);
+            book.epoch = book.epoch.max(claim.epoch);
+            book.insert(claim);
+        }
+        book
+    }
+
+    /// Changes the policy; it applies to requests from now on.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// The events recorded since the last call, oldest first. The caller persists them.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// The last epoch handed out.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The id the next claim will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Live claims, in no particular order. Claims past their expiry that [`ClaimBook::expire_due`] has not
+    /// yet removed are included; check `expires_at` when that matters.
+    pub fn claims(&self) -> impl Iterator<Item = &Claim> {
+        self.claims.values()
+    }
+
+    /// One claim.
+    pub fn claim(&self, id: ClaimId) -> Option<&Claim> {
+        self.claims.get(&id)
+    }
+
+    /// Known sessions and whether they are live.
+    pub fn sessions(&self) -> impl Iterator<Item = (&str, SessionState)> {
+        self.sessions.iter().map(|(id, state)| (id.as_str(), *state))
+    }
+
+    /// When the next lease runs out, if any claim is live.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Records that a session has started (or been seen again). A session that ended stays ended.
+    pub fn register_session(&mut self, session: &str, now: Timestamp) {
+        if !self.sessions.contains_key(session) {
+            self.sessions.insert(session.to_owned(), SessionState::Live);
+            self.journal.push(Event::SessionStarted { session: session.to_owned(), at: now });
+        }
+    }
+
+    /// Ends a session: releases every claim it and its subagents hold.
+    pub fn end_session(&mut self, session: &str, now: Timestamp) -> Vec<ClaimId> {
+        self.expire_due(now);
+        let principal = Principal { session: session.to_owned(), agent: None };
+        let ids = self.held_by(&principal);
+        for id in &ids {
+            self.remove(*id, ReleaseReason::SessionEnded, now);
+        }
+        if self.sessions.insert(session.to_owned(), SessionState::Ended) != Some(SessionState::Ended) {
+            self.journal.push(Event::SessionEnded { session: session.to_owned(), at: now });
+        }
+        ids
+    }
+
+    /// Grants a claim, or refuses it naming every live claim in the way.
+    pub fn acquire(&mut self, request: AcquireRequest, now: Timestamp) -> Result<Grant, Refusal> {
+        self.expire_due(now);
+        if request.scopes.is_empty() {
+            return Err(Refusal::new(RefusalCode::InvalidArgument, "nothing to claim: give at least one scope"));
+        }
+        if request.scopes.len() > MAX_SCOPES {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!(
+                    "too many scopes ({}): one claim takes at most {MAX_SCOPES}; use a directory or a glob",
+                    request.scopes.len()
+                ),
+            ));
+        }
+        check_note(request.note.as_deref())?;
+        let ttl = check_ttl(request.ttl.unwrap_or(self.policy.default_ttl))
+            .map_err(|bounds| Refusal::new(RefusalCode::InvalidArgument, format!("invalid ttl: {bounds}")))?;
+        if self.sessions.get(&request.holder.session) == Some(&SessionState::Ended) {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!("session {} has ended; start a new session to claim files", request.holder.session),
+            ));
+        }
+        let conflicts = self.conflicts(&request.holder, &request.worktree, &request.scopes, request.mode, now, None);
+        if !conflicts.is_empty() {
+            return Err(conflict_refusal(&request.scopes, conflicts, now));
+        }
+        self.register_session(&request.holder.session, now);
+        let (notes, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lapsed)
+            .into_iter()
+            .partition(|n| n.scopes.iter().any(|a| request.scopes.iter().any(|b| a.overlaps(b))));
+        self.lapsed = kept;
+        let claim = Claim {
+            id: ClaimId(self.next_id),
+            holder: request.holder,
+            worktree: request.worktree,
+            scopes: request.scopes,
+            mode: request.mode,
+            epoch: self.bump_epoch(),
+            ttl,
+            granted_at: now,
+            expires_at: now.after(ttl),
+            note: request.note,
+            task: request.task,
+        };
+        self.next_id += 1;
+        self.insert(claim.clone());
+        self.journal
+            .push(Event::Granted { claim: claim.clone(), consumed_notes: notes.iter().map(|n| n.claim).collect() });
+        Ok(Grant { claim, notes })
+    }
+
+    /// Releases the given claims (all or none), or with `all` every claim the principal holds.
+    pub fn release(
+        &mut self,
+        who: &Principal,
+        ids: &[ClaimId],
+        all: bool,
+        epoch: Option<Epoch>,
+        now: Timestamp,
+    ) -> Result<Vec<ClaimId>, Refusal> {
+        self.expire_due(now);
+        let ids = if all {
+            self.held_by(who)
+        } else {
+            if ids.is_empty() {
+                return Err(Refusal::new(RefusalCode::InvalidArgument, "nothing to release: give claim ids or --all"));
+            }
+            for id in ids {
+                self.held(who, *id, epoch)?;
+            }
+            ids.to_vec()
+        };
+        for id in &ids {
+            self.remove(*id, ReleaseReason::Released, now);
+        }
+        Ok(ids)
+    }
+
+    /// Extends a claim's lease by `ttl` (or its own lease length) from now, under a new epoch.
+    pub fn renew(
+        &mut self,
+        who: &Principal,
+        id: ClaimId,
+        ttl: Option<Duration>,
+        epoch: Option<Epoch>,
+        now: Timestamp,
+    ) -> Result<Claim, Refusal> {
+        self.expire_due(now);
+        self.held(who, id, epoch)?;
+        let ttl = match ttl {
+            Some(ttl) => Some(
+                check_ttl(ttl).map_err(|b| Refusal::new(RefusalCode::InvalidArgument, format!("invalid ttl: {b}")))?,
+            ),
+            None => None,
+        };
+        let epoch = self.bump_epoch();
+        let claim = self.claims.get_mut(&id).expect("held() checked the claim exists");
+        self.deadlines.remove(&(claim.expires_at, id));
+        if let Some(ttl) = ttl {
+            claim.ttl = ttl;
+        }
+        claim.epoch = epoch;
+        claim.expires_at = now.after(claim.ttl);
+        self.deadlines.insert((claim.expires_at, id));
+        self.journal.push(Event::Renewed { id, epoch, expires_at: claim.expires_at, at: now });
+        Ok(claim.clone())
+    }
+
+    /// Renews every claim the principal holds (what each hook event of a session does).
+    pub fn renew_all(&mut self, who: &Principal, now: Timestamp) -> Vec<Claim> {
+        self.held_by(who).into_iter().filter_map(|id| self.renew(who, id, None, None, now).ok()).collect()
+    }
+
+    /// Moves a claim to another principal under a new epoch and a fresh lease. The old holder is fenced: its
+    /// epoch no longer works. Refused if the recipient is unknown or ended, or would conflict with a third
+    /// principal (which can happen under worktree contention or with subagents).
+    pub fn handoff(
+        &mut self,
+        who: &Principal,
+        id: ClaimId,
+        to: Principal,
+        epoch: Option<Epoch>,
+        now: Timestamp,
+    ) -> Result<Claim, Refusal> {
+        self.expire_due(now);
+        self.held(who, id, epoch)?;
+        match self.sessions.get(&to.session) {
+            Some(SessionState::Live) => {}
+            Some(SessionState::Ended) => {
+                return Err(Refusal::new(
+                    RefusalCode::NotFound,
+                    format!("session {} has ended; hand the claim to a live session", to.session),
+                ));
+            }
+            None => {
+                return Err(Refusal::new(
+                    RefusalCode::NotFound,
+                    format!("no session {} is known here; `lanes status` lists the live sessions", to.session),
+                ));
+            }
+        }
+        let claim = self.claims[&id].clone();
+        let conflicts = self.conflicts(&to, &claim.worktree, &claim.scopes, claim.mode, now, Some(id));
+        if !conflicts.is_empty() {
+            let mut refusal = conflict_refusal(&claim.scopes, conflicts, now);
+            refusal.message = format!("cannot hand claim {id} to {to}: {}", refusal.message);
+            return Err(refusal);
+        }
+        let epoch = self.bump_epoch();
+        let claim = self.claims.get_mut(&id).expect("held() checked the claim exists");
+        self.deadlines.remove(&(claim.expires_at, id));
+        let from = std::mem::replace(&mut claim.holder, to.clone());
+        claim.epoch = epoch;
+        claim.expires_at = now.after(claim.ttl);
+        self.deadlines.insert((claim.expires_at, id));
+        self.journal.push(Event::HandedOff { id, from, to, epoch, expires_at: claim.expires_at, at: now });
+        Ok(claim.clone())
+    }
+
+    /// Releases every claim made from a worktree that no longer exists.
+    pub fn drop_worktree(&mut self, root: &str, now: Timestamp) -> Vec<ClaimId> {
+        let ids: Vec<ClaimId> = self.claims.values().filter(|c| c.worktree.root == root).map(|c| c.id).collect();
+        for id in &ids {
+            self.remove(*id, ReleaseReason::WorktreeGone, now);
+        }
+        ids
+    }
+
+    /// Removes every claim whose lease has run out by `now`, recording an `Expired` event for each and
+    /// keeping its note for the next claimant. Conflict checks already ignore such claims; this makes the
+    /// expiry visible in the log.
+    pub fn expire_due(&mut self, now: Timestamp) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(claim) = self.take(id) else { continue };
+            if let Some(note) = &claim.note {
+                if self.lapsed.len() >= MAX_LAPSED_NOTES {
+                    self.lapsed.remove(0);
+                }
+                self.lapsed.push(LapsedNote {
+                    claim: claim.id,
+                    holder: claim.holder.clone(),
+                    scopes: claim.scopes.clone(),
+                    note: note.clone(),
+                    expired_at: claim.expires_at,
+                });
+            }
+            self.journal.push(Event::Expired { claim });
+        }
+    }
+
+    /// The live claims of other principals that overlap `scopes`, as `who` would meet them on an exclusive
+    /// claim from `worktree`. This is what `lanes check` and the edit hook ask.
+    pub fn holders(&self, who: &Principal, worktree: &Worktree, scopes: &[Scope], now: Timestamp) -> Vec<Conflict> {
+        self.conflicts(who, worktree, scopes, Mode::Exclusive, now, None)
+    }
+
+    fn conflicts(
+        &self,
+        who: &Principal,
+        worktree: &Worktree,
+        scopes: &[Scope],
+        mode: Mode,
+        now: Timestamp,
+        exclude: Option<ClaimId>,
+    ) -> Vec<Conflict> {
+        let mut found: Vec<Conflict> = Vec::new();
+        for scope in scopes {
+            self.index.for_each_overlap(scope, |id, held| {
+                let claim = &self.claims[&id];
+                let counts = Some(id) != exclude
+                    && claim.expires_at > now
+                    && !claim.holder.nested_with(who)
+                    && !(claim.mode == Mode::Shared && mode == Mode::Shared)
+                    && !(self.policy.contention == Contention::Worktree && claim.worktree.root != worktree.root);
+                if counts && !found.iter().any(|c| c.claim_id == id && &c.scope == held) {
+                    found.push(Conflict {
+                        claim_id: id,
+                        holder: claim.holder.clone(),
+                        scope: held.clone(),
+                        worktree: claim.worktree.clone(),
+                        expires_at: claim.expires_at,
+                    });
+                }
+            });
+        }
+        found.sort_by_key(|c| c.claim_id);
+        found
+    }
+
+    /// Checks that `who` may change claim `id` at `epoch`.
+    fn held(&self, who: &Principal, id: ClaimId, epoch: Option<Epoch>) -> Result<(), Refusal> {
+        let claim = self.claims.get(&id).ok_or_else(|| {
+            Refusal::new(
+                RefusalCode::NotFound,
+                format!("no live claim {id}: it was released or expired; `lanes status` lists live claims"),
+            )
+        })?;
+        if !who.acts_for(&claim.holder) {
+            return Err(Refusal::new(
+                RefusalCode::NotHolder,
+                format!("claim {id} is held by {}, not {who}; ask its holder to release or hand it off", claim.holder),
+            ));
+        }
+        if let Some(epoch) = epoch
+            && epoch != claim.epoch
+        {
+            return Err(Refusal::new(
+                RefusalCode::StaleEpoch,
+                format!(
+                    "claim {id} is at epoch {}, not {}: it was renewed or handed off since; re-read it with `lanes status`",
+                    claim.epoch.0, epoch.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn held_by(&self, who: &Principal) -> Vec<ClaimId> {
+        let mut ids: Vec<ClaimId> = self.claims.values().filter(|c| who.acts_for(&c.holder)).map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn bump_epoch(&mut self) -> Epoch {
+        self.epoch.0 += 1;
+        self.epoch
+    }
+
+    fn insert(&mut self, claim: Claim) {
+        for scope in &claim.scopes {
+            self.index.insert(claim.id, scope);
+        }
+        self.deadlines.insert((claim.expires_at, claim.id));
+        self.claims.insert(claim.id, claim);
+    }
+
+    fn take(&mut self, id: ClaimId) -> Option<Claim> {
+        let claim = self.claims.remove(&id)?;
+        for scope in &claim.scopes {
+            self.index.remove(id, scope);
+        }
+        self.deadlines.remove(&(claim.expires_at, id));
+        Some(claim)
+    }
+
+    fn remove(&mut self, id: ClaimId, reason: ReleaseReason, now: Timestamp) {
+        if let Some(claim) = self.take(id) {
+            self.journal.push(Event::Released { claim, reason, at: now });
+        }
+    }
+}
+
+fn check_note(note: Option<&str>) -> Result<(), Refusal> {
+    match note {
+        Some(n) if n.len() > MAX_NOTE_BYTES => Err(Refusal::new(
+            RefusalCode::InvalidArgument,
+            format!("note too long ({} bytes): keep it under {MAX_NOTE_BYTES} bytes", n.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn conflict_refusal(requested: &[Scope], conflicts: Vec<Conflict>, now: Timestamp) -> Refusal {
+    let holders: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "{} (claim {}, scope {}, worktree {}, expires in {})",
+                c.holder,
+                c.claim_id,
+                c.scope,
+                c.worktree.root,
+                crate::time::human_duration(c.expires_at.remaining(now))
+            )
+        })
+        .collect();
+    let requested: Vec<String> = requested.iter().map(Scope::to_string).collect();
+    Refusal {
+        code: RefusalCode::Conflict,
+        message: format!(
+            "{} is held by {}; coordinate with `lanes send <session> <text>` or wait with `lanes wait <claim>`",
+            requested.join(", "),
+            holders.join("; ")
+        ),
+        conflicts,
+    }
+}

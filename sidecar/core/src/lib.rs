@@ -1,0 +1,22 @@
+//! The pure domain of lanes: what a claim is, when two claims conflict, and how leases, fencing epochs and
+//! handoffs behave.
+//!
+//! Architecture invariant: this crate does no I/O and reads no clock. Callers pass `now` in, resolve paths
+//! against the file system themselves and persist the [`Event`]s it emits. That keeps every rule here
+//! deterministic and testable with plain values.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod book;
+mod glob;
+mod index;
+mod scope;
+mod time;
+
+pub use book::{
+    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Contention, Epoch, Event, Grant, LapsedNote, MAX_NOTE_BYTES,
+    MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason, SessionState, Snapshot, Worktree,
+};
+pub use scope::{Scope, ScopeError};
+pub use time::{MAX_TTL, MIN_TTL, Timestamp, human_duration, parse_ttl};

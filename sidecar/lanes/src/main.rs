@@ -1,0 +1,3 @@
+//! `lanes`: the CLI and the sidecar daemon.
+
+fn main() {}

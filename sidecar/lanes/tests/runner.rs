@@ -1,0 +1,1 @@
+//! Integration tests of the `lanes` binary, in one test binary.

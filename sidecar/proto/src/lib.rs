@@ -1,0 +1,61 @@
+//! The contract between lanes' clients (the CLI, the hook, third-party tools) and its sidecar: method names,
+//! parameter and reply shapes, error codes, exit codes, where the socket lives, and a small blocking client.
+//!
+//! Architecture invariant: this crate depends on serde and serde_json only, so the lean hook binary can use
+//! it. Changing a shape here changes the wire: add fields, never remove or rename them, and bump
+//! [`PROTOCOL_VERSION`] for anything incompatible.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod paths;
+pub mod repo;
+mod wire;
+
+pub use wire::*;
+
+/// The version of the wire protocol. Every reply carries it; a client that sees another one restarts the
+/// sidecar (or refuses the hub). It also names the socket directory, so incompatible versions never meet.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The longest request or reply line accepted, in bytes. Longer lines are refused with a clear error.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Process exit codes of the `lanes` CLI (DESIGN.md §6).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// An internal error, or the sidecar or hub is unavailable.
+    pub const INTERNAL: i32 = 1;
+    /// Invalid input.
+    pub const INVALID: i32 = 2;
+    /// Refused: conflict, stale epoch, not the holder, would deadlock, cycle.
+    pub const REFUSED: i32 = 3;
+}
+
+/// JSON-RPC method names.
+pub mod method {
+    /// Handshake: `{client, version, protocol}` → `{version, protocol, pid}`.
+    pub const HELLO: &str = "hello";
+    /// Acquire a claim.
+    pub const CLAIM_ACQUIRE: &str = "claim.acquire";
+    /// Release claims.
+    pub const CLAIM_RELEASE: &str = "claim.release";
+    /// Renew a claim.
+    pub const CLAIM_RENEW: &str = "claim.renew";
+    /// Who holds these paths.
+    pub const CLAIM_CHECK: &str = "claim.check";
+    /// Hand a claim to another session.
+    pub const CLAIM_HANDOFF: &str = "claim.handoff";
+    /// Register a session.
+    pub const SESSION_START: &str = "session.start";
+    /// End a session, releasing its claims.
+    pub const SESSION_END: &str = "session.end";
+    /// Sessions, claims, tasks, hub.
+    pub const STATUS: &str = "status";
+    /// The event log after a cursor.
+    pub const EVENTS: &str = "events";
+    /// Ask the sidecar to exit.
+    pub const SHUTDOWN: &str = "sidecar.shutdown";
+}

@@ -1,0 +1,370 @@
+//! Parameter and reply shapes of each method. Field names are the contract of DESIGN.md §6.
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit;
+
+/// `hello` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HelloParams {
+    /// Who is calling, e.g. `lanes-cli` or `lanes-hook`.
+    pub client: String,
+    /// The caller's version.
+    pub version: String,
+    /// The caller's protocol version.
+    pub protocol: u32,
+}
+
+/// `hello` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// The sidecar's version.
+    pub version: String,
+    /// The sidecar's protocol version.
+    pub protocol: u32,
+    /// The sidecar's process id.
+    pub pid: u32,
+}
+
+/// Exclusive (default) or shared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Conflicts with every other claim on an overlapping scope.
+    #[default]
+    Exclusive,
+    /// Conflicts only with exclusive claims.
+    Shared,
+}
+
+/// `claim.acquire` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireParams {
+    /// The acting principal: `<session>` or `<session>/<agent>`.
+    pub session: String,
+    /// Absolute path of the caller's worktree.
+    pub worktree: String,
+    /// Scopes as on the CLI: paths relative to the worktree, absolute paths inside it, globs, or `.`.
+    pub scopes: Vec<String>,
+    /// Exclusive when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Lease length in seconds; the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    /// A progress note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The task the claim is taken for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+/// A claim as the wire shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimView {
+    /// Its id.
+    pub id: u64,
+    /// Its holder: `<session>` or `<session>/<agent>`.
+    pub session: String,
+    /// Absolute path of the worktree it was made from.
+    pub worktree: String,
+    /// Normalized, repo-relative scopes.
+    pub scopes: Vec<String>,
+    /// Exclusive or shared.
+    pub mode: Mode,
+    /// Its fencing epoch.
+    pub epoch: u64,
+    /// When it expires, RFC 3339 UTC.
+    pub expires_at: String,
+    /// Seconds until it expires, when the reply was made.
+    pub expires_in_secs: u64,
+    /// Its progress note.
+    pub note: Option<String>,
+    /// Its task.
+    pub task: Option<String>,
+}
+
+/// A note left by a lapsed claim on an overlapping scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoteView {
+    /// The lapsed claim.
+    pub claim_id: u64,
+    /// Its holder.
+    pub session: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The note.
+    pub note: String,
+    /// When it lapsed, RFC 3339 UTC.
+    pub expired_at: String,
+}
+
+/// `claim.acquire` and `claim.renew` reply: `{claim}` (plus notes from lapsed predecessors).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClaimReply {
+    /// The claim.
+    pub claim: ClaimView,
+    /// Notes from lapsed claims on overlapping scopes, shown once to the next claimant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<NoteView>,
+}
+
+/// `claim.release` parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseParams {
+    /// The acting principal.
+    pub session: String,
+    /// The claims to release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Vec<u64>>,
+    /// Release every claim the principal holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<bool>,
+    /// Refuse unless this is the claims' current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+/// `claim.release` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReleaseReply {
+    /// The claims released.
+    pub released: Vec<u64>,
+}
+
+/// `claim.renew` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewParams {
+    /// The acting principal.
+    pub session: String,
+    /// The claim.
+    pub claim: u64,
+    /// New lease length in seconds; the claim's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    /// Refuse unless this is the claim's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+/// `claim.handoff` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffParams {
+    /// The acting principal (the holder).
+    pub session: String,
+    /// The claim.
+    pub claim: u64,
+    /// The recipient: `<session>` or `<session>/<agent>`.
+    pub to: String,
+    /// Refuse unless this is the claim's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+/// `claim.check` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckParams {
+    /// The asking principal; its own claims are not reported.
+    pub session: String,
+    /// Absolute path of the caller's worktree.
+    pub worktree: String,
+    /// Paths or globs, as for `claim.acquire`.
+    pub paths: Vec<String>,
+}
+
+/// `claim.check` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckReply {
+    /// Live claims of others that cover the paths; empty when they are free.
+    pub holders: Vec<ConflictView>,
+}
+
+/// `session.start` / `session.end` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionParams {
+    /// The session id.
+    pub session: String,
+    /// Absolute path of its worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+}
+
+/// `session.end` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionEndReply {
+    /// The claims released with it.
+    pub released: Vec<u64>,
+}
+
+/// A session as `status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionView {
+    /// Its id.
+    pub id: String,
+    /// `live` or `ended`.
+    pub state: String,
+    /// How many claims it holds.
+    pub claims: usize,
+}
+
+/// The sidecar as `status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SidecarView {
+    /// Its process id.
+    pub pid: u32,
+    /// Its version.
+    pub version: String,
+    /// Its protocol version.
+    pub protocol: u32,
+    /// Its socket path.
+    pub socket: String,
+}
+
+/// `status` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The repository's git common dir.
+    pub repo: String,
+    /// The sidecar.
+    pub sidecar: SidecarView,
+    /// Known sessions.
+    pub sessions: Vec<SessionView>,
+    /// Live claims, oldest first.
+    pub claims: Vec<ClaimView>,
+    /// The task board.
+    pub tasks: Vec<serde_json::Value>,
+    /// The hub, when one is configured.
+    pub hub: Option<serde_json::Value>,
+    /// The last epoch handed out.
+    pub epoch: u64,
+}
+
+/// `events` parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventsParams {
+    /// Return events after this sequence number.
+    #[serde(default)]
+    pub since: u64,
+    /// At most this many (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One event of the log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventView {
+    /// Its sequence number, strictly increasing.
+    pub seq: u64,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// `grant`, `renew`, `release`, `expire`, `handoff`, `session_start`, `session_end`.
+    pub kind: String,
+    /// The session concerned.
+    pub session: Option<String>,
+    /// The claim concerned.
+    pub claim: Option<u64>,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// `events` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventsReply {
+    /// Events in order.
+    pub events: Vec<EventView>,
+    /// Pass this as `since` to resume.
+    pub cursor: u64,
+}
+
+/// A live claim standing in the way, as in a refusal's `conflicts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConflictView {
+    /// The claim in the way.
+    pub claim_id: u64,
+    /// Its holder.
+    pub session: String,
+    /// Its scope that overlaps.
+    pub scope: String,
+    /// Its worktree.
+    pub worktree: String,
+    /// When it expires, RFC 3339 UTC.
+    pub expires_at: String,
+    /// Seconds until it expires.
+    pub expires_in_secs: u64,
+}
+
+/// Why a request failed; the string codes of DESIGN.md §6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Another principal holds an overlapping scope.
+    Conflict,
+    /// The epoch given is not the claim's current one.
+    StaleEpoch,
+    /// The caller does not hold the claim.
+    NotHolder,
+    /// No such claim, session or task.
+    NotFound,
+    /// A scope is invalid or outside the repository.
+    InvalidScope,
+    /// Another argument is invalid.
+    InvalidArgument,
+    /// The sidecar or hub could not answer.
+    Unavailable,
+    /// Waiting would close a cycle of waits.
+    WouldDeadlock,
+    /// A task dependency would close a cycle.
+    Cycle,
+    /// Something went wrong inside lanes.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The process exit code for this error.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::InvalidScope | ErrorCode::InvalidArgument => exit::INVALID,
+            ErrorCode::Conflict
+            | ErrorCode::StaleEpoch
+            | ErrorCode::NotHolder
+            | ErrorCode::NotFound
+            | ErrorCode::WouldDeadlock
+            | ErrorCode::Cycle => exit::REFUSED,
+            ErrorCode::Unavailable | ErrorCode::Internal => exit::INTERNAL,
+        }
+    }
+
+    /// The JSON-RPC numeric error code (application range).
+    pub fn rpc_code(self) -> i32 {
+        match self {
+            ErrorCode::Conflict => -32001,
+            ErrorCode::StaleEpoch => -32002,
+            ErrorCode::NotHolder => -32003,
+            ErrorCode::NotFound => -32004,
+            ErrorCode::InvalidScope => -32005,
+            ErrorCode::InvalidArgument => -32006,
+            ErrorCode::Unavailable => -32007,
+            ErrorCode::WouldDeadlock => -32008,
+            ErrorCode::Cycle => -32009,
+            ErrorCode::Internal => -32010,
+        }
+    }
+}
+
+/// `error.data` of a refusal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorData {
+    /// The string code.
+    pub code: ErrorCode,
+    /// For `conflict`: the claims in the way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<ConflictView>,
+    /// The sidecar's protocol version.
+    pub protocol: u32,
+}

@@ -1,0 +1,334 @@
+//! The sidecar's durable state in SQLite: live claims, lapsed notes, sessions, counters, and an append-only
+//! event log with a sequence number.
+//!
+//! The store persists what the claim book decided: the caller hands it the book's events and it applies
+//! them, and their log rows, in one transaction. Epoch-bearing events (grant, renew, handoff) are committed
+//! with `synchronous=FULL`, so they are on disk before anyone is told; other changes use `NORMAL`, which in
+//! WAL mode survives a killed process and can only be lost with the machine itself.
+
+#![forbid(unsafe_code)]
+
+mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use lanes_core::{
+    Claim, ClaimId, Epoch, Event, LapsedNote, Mode, Principal, ReleaseReason, Scope, SessionState, Snapshot, Timestamp,
+    Worktree,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("state database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A row could not be read back.
+    #[error("state database holds an invalid row: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer lanes.
+    #[error("state database has schema version {found}, newer than this lanes ({supported}); upgrade lanes")]
+    TooNew {
+        /// The version found.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+}
+
+/// One row of the event log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedEvent {
+    /// Sequence number, strictly increasing.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// `grant`, `renew`, `release`, `expire`, `handoff`, `session_start` or `session_end`.
+    pub kind: String,
+    /// The session concerned.
+    pub session: Option<String>,
+    /// The claim concerned.
+    pub claim: Option<u64>,
+    /// Details.
+    pub data: Value,
+}
+
+/// The state database of one repository.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// Reads everything needed to rebuild the claim book.
+    pub fn load(&self) -> Result<Snapshot, StoreError> {
+        let counter = |key: &str| -> Result<u64, StoreError> {
+            let value: Option<i64> =
+                self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+            Ok(value.map_or(0, |v| v as u64))
+        };
+        let mut claims = Vec::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at, expires_at, note, task
+             FROM claims ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            claims.push(claim_from_row(row)?);
+        }
+        let mut lapsed = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT claim, session, agent, scopes, note, expired_at FROM lapsed_notes ORDER BY rowid")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            lapsed.push(LapsedNote {
+                claim: ClaimId(row.get::<_, i64>(0)? as u64),
+                holder: Principal { session: row.get(1)?, agent: row.get(2)? },
+                scopes: parse_scopes(&row.get::<_, String>(3)?)?,
+                note: row.get(4)?,
+                expired_at: Timestamp(row.get::<_, i64>(5)? as u64),
+            });
+        }
+        let mut sessions = Vec::new();
+        let mut stmt = self.conn.prepare("SELECT id, state FROM sessions")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let state = if row.get::<_, String>(1)? == "ended" { SessionState::Ended } else { SessionState::Live };
+            sessions.push((row.get(0)?, state));
+        }
+        Ok(Snapshot { claims, lapsed, sessions, epoch: Epoch(counter("epoch")?), next_id: counter("next_id")?.max(1) })
+    }
+
+    /// Applies the book's events and appends them to the log, all in one transaction; `epoch` and `next_id`
+    /// are the book's counters after them. Returns once the transaction is committed (and, when an event
+    /// hands out an epoch, on disk).
+    pub fn commit(&mut self, events: &[Event], epoch: Epoch, next_id: u64) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let durable =
+            events.iter().any(|e| matches!(e, Event::Granted { .. } | Event::Renewed { .. } | Event::HandedOff { .. }));
+        self.conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        let tx = self.conn.transaction()?;
+        for event in events {
+            apply(&tx, event)?;
+            let (kind, at, session, claim, data) = log_row(event);
+            tx.prepare_cached("INSERT INTO events (at, kind, session, claim, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![at.0 as i64, kind, session, claim.map(|c| c as i64), data.to_string()])?;
+        }
+        let mut set = tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )?;
+        set.execute(params!["epoch", epoch.0 as i64])?;
+        set.execute(params!["next_id", next_id as i64])?;
+        drop(set);
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` events after sequence number `since`, in order.
+    pub fn events_since(&self, since: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, kind, session, claim, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![since as i64, limit])?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            let data: String = row.get(5)?;
+            events.push(LoggedEvent {
+                seq: row.get::<_, i64>(0)? as u64,
+                at: Timestamp(row.get::<_, i64>(1)? as u64),
+                kind: row.get(2)?,
+                session: row.get(3)?,
+                claim: row.get::<_, Option<i64>>(4)?.map(|c| c as u64),
+                data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Checks the database file's integrity (for `lanes doctor`).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+
+    /// The schema version on disk.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError> {
+    match event {
+        Event::SessionStarted { session, at } => {
+            tx.prepare_cached("INSERT OR IGNORE INTO sessions (id, state, started_at) VALUES (?1, 'live', ?2)")?
+                .execute(params![session, at.0 as i64])?;
+        }
+        Event::SessionEnded { session, at } => {
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, state, started_at, ended_at) VALUES (?1, 'ended', ?2, ?2)
+                 ON CONFLICT(id) DO UPDATE SET state = 'ended', ended_at = excluded.ended_at",
+            )?
+            .execute(params![session, at.0 as i64])?;
+        }
+        Event::Granted { claim, consumed_notes } => {
+            tx.prepare_cached(
+                "INSERT INTO claims (id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at, expires_at, note, task)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                claim.id.0 as i64,
+                claim.holder.session,
+                claim.holder.agent,
+                claim.worktree.root,
+                claim.worktree.git_dir,
+                scopes_json(&claim.scopes),
+                mode_name(claim.mode),
+                claim.epoch.0 as i64,
+                claim.ttl.as_millis() as i64,
+                claim.granted_at.0 as i64,
+                claim.expires_at.0 as i64,
+                claim.note,
+                claim.task,
+            ])?;
+            for note in consumed_notes {
+                tx.prepare_cached("DELETE FROM lapsed_notes WHERE claim = ?1")?.execute([note.0 as i64])?;
+            }
+        }
+        Event::Renewed { id, epoch, expires_at, .. } => {
+            tx.prepare_cached("UPDATE claims SET epoch = ?2, expires_at = ?3 WHERE id = ?1")?.execute(params![
+                id.0 as i64,
+                epoch.0 as i64,
+                expires_at.0 as i64
+            ])?;
+        }
+        Event::HandedOff { id, to, epoch, expires_at, .. } => {
+            tx.prepare_cached("UPDATE claims SET session = ?2, agent = ?3, epoch = ?4, expires_at = ?5 WHERE id = ?1")?
+                .execute(params![id.0 as i64, to.session, to.agent, epoch.0 as i64, expires_at.0 as i64])?;
+        }
+        Event::Released { claim, .. } => {
+            tx.prepare_cached("DELETE FROM claims WHERE id = ?1")?.execute([claim.id.0 as i64])?;
+        }
+        Event::Expired { claim } => {
+            tx.prepare_cached("DELETE FROM claims WHERE id = ?1")?.execute([claim.id.0 as i64])?;
+            if let Some(note) = &claim.note {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO lapsed_notes (claim, session, agent, scopes, note, expired_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    claim.id.0 as i64,
+                    claim.holder.session,
+                    claim.holder.agent,
+                    scopes_json(&claim.scopes),
+                    note,
+                    claim.expires_at.0 as i64
+                ])?;
+                tx.execute(
+                    "DELETE FROM lapsed_notes WHERE rowid NOT IN (SELECT rowid FROM lapsed_notes ORDER BY rowid DESC LIMIT 1024)",
+                    [],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The event log row of an event: kind, time, session, claim and details.
+fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u64>, Value) {
+    match event {
+        Event::SessionStarted { session, at } => ("session_start", *at, Some(session.clone()), None, json!({})),
+        Event::SessionEnded { session, at } => ("session_end", *at, Some(session.clone()), None, json!({})),
+        Event::Granted { claim, .. } => (
+            "grant",
+            claim.granted_at,
+            Some(claim.holder.to_string()),
+            Some(claim.id.0),
+            json!({
+                "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
+                "mode": mode_name(claim.mode),
+                "epoch": claim.epoch.0,
+                "worktree": claim.worktree.root,
+                "expires_at": claim.expires_at.0,
+                "note": claim.note,
+            }),
+        ),
+        Event::Renewed { id, epoch, expires_at, at } => {
+            ("renew", *at, None, Some(id.0), json!({"epoch": epoch.0, "expires_at": expires_at.0}))
+        }
+        Event::Released { claim, reason, at } => (
+            "release",
+            *at,
+            Some(claim.holder.to_string()),
+            Some(claim.id.0),
+            json!({
+                "reason": match reason {
+                    ReleaseReason::Released => "released",
+                    ReleaseReason::WorktreeGone => "worktree_gone",
+                    ReleaseReason::SessionEnded => "session_ended",
+                },
+                "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
+            }),
+        ),
+        Event::Expired { claim } => (
+            "expire",
+            claim.expires_at,
+            Some(claim.holder.to_string()),
+            Some(claim.id.0),
+            json!({"scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(), "note": claim.note}),
+        ),
+        Event::HandedOff { id, from, to, epoch, at, .. } => (
+            "handoff",
+            *at,
+            Some(to.to_string()),
+            Some(id.0),
+            json!({"from": from.to_string(), "to": to.to_string(), "epoch": epoch.0}),
+        ),
+    }
+}
+
+fn claim_from_row(row: &Row<'_>) -> Result<Claim, StoreError> {
+    let mode: String = row.get(6)?;
+    Ok(Claim {
+        id: ClaimId(row.get::<_, i64>(0)? as u64),
+        holder: Principal { session: row.get(1)?, agent: row.get(2)? },
+        worktree: Worktree { root: row.get(3)?, git_dir: row.get(4)? },
+        scopes: parse_scopes(&row.get::<_, String>(5)?)?,
+        mode: if mode == "shared" { Mode::Shared } else { Mode::Exclusive },
+        epoch: Epoch(row.get::<_, i64>(7)? as u64),
+        ttl: Duration::from_millis(row.get::<_, i64>(8)? as u64),
+        granted_at: Timestamp(row.get::<_, i64>(9)? as u64),
+        expires_at: Timestamp(row.get::<_, i64>(10)? as u64),
+        note: row.get(11)?,
+        task: row.get(12)?,
+    })
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Exclusive => "exclusive",
+        Mode::Shared => "shared",
+    }
+}
+
+fn scopes_json(scopes: &[Scope]) -> String {
+    Value::from(scopes.iter().map(Scope::to_string).collect::<Vec<_>>()).to_string()
+}
+
+fn parse_scopes(text: &str) -> Result<Vec<Scope>, StoreError> {
+    let texts: Vec<String> = serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    texts.iter().map(|t| Scope::parse(t).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
+}

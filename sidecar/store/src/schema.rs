@@ -1,0 +1,60 @@
+//! The versioned schema. `PRAGMA user_version` records how many migrations have run; each migration runs in
+//! its own transaction on open. Append new migrations; never edit a released one.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: claims, lapsed notes, sessions, counters, the event log.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     CREATE TABLE claims (
+         id INTEGER PRIMARY KEY,
+         session TEXT NOT NULL,
+         agent TEXT,
+         worktree TEXT NOT NULL,
+         git_dir TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         mode TEXT NOT NULL,
+         epoch INTEGER NOT NULL,
+         ttl_ms INTEGER NOT NULL,
+         granted_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         note TEXT,
+         task TEXT
+     );
+     CREATE TABLE lapsed_notes (
+         claim INTEGER PRIMARY KEY,
+         session TEXT NOT NULL,
+         agent TEXT,
+         scopes TEXT NOT NULL,
+         note TEXT NOT NULL,
+         expired_at INTEGER NOT NULL
+     );
+     CREATE TABLE sessions (id TEXT PRIMARY KEY, state TEXT NOT NULL, started_at INTEGER, ended_at INTEGER);
+     CREATE TABLE events (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         at INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         session TEXT,
+         claim INTEGER,
+         data TEXT NOT NULL
+     );",
+];
+
+/// The schema version this build writes.
+pub(crate) const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT {
+        return Err(StoreError::TooNew { found, supported: CURRENT });
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", done as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

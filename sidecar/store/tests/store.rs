@@ -1,0 +1,52 @@
+//! The store round-trips the claim book through SQLite: what was committed comes back after a reopen.
+
+use std::time::Duration;
+
+use lanes_core::{AcquireRequest, ClaimBook, Mode, Policy, Principal, Scope, Timestamp, Worktree};
+use lanes_store::Store;
+
+fn request(session: &str, scope: &str, note: Option<&str>) -> AcquireRequest {
+    AcquireRequest {
+        holder: Principal::parse(session).expect("valid"),
+        worktree: Worktree { root: "/r".into(), git_dir: "/r/.git".into() },
+        scopes: vec![Scope::parse(scope).expect("valid")],
+        mode: Mode::Exclusive,
+        ttl: Some(Duration::from_secs(60)),
+        note: note.map(str::to_owned),
+        task: None,
+    }
+}
+
+#[test]
+fn committed_state_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let mut store = Store::open(&path).expect("open");
+    let mut book = ClaimBook::restore(Policy::default(), store.load().expect("load"));
+    let now = Timestamp(1_000_000);
+    let a = book.acquire(request("alice", "src/a.rs", None), now).expect("grant").claim;
+    let b = book.acquire(request("bob", "docs", Some("half done")), now).expect("grant").claim;
+    book.renew(&a.holder, a.id, None, None, now.after(Duration::from_secs(10))).expect("renew");
+    store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    // Bob's claim lapses; its note waits for the next claimant.
+    book.expire_due(now.after(Duration::from_secs(61)));
+    store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    drop(store);
+
+    let store = Store::open(&path).expect("reopen");
+    let restored = ClaimBook::restore(Policy::default(), store.load().expect("load"));
+    let claims: Vec<_> = restored.claims().cloned().collect();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0], book.claim(a.id).expect("live").clone());
+    assert_eq!(restored.epoch(), book.epoch());
+    assert_eq!(restored.next_id(), book.next_id());
+    let mut restored = restored;
+    let grant =
+        restored.acquire(request("carol", "docs/x.md", None), now.after(Duration::from_secs(70))).expect("grant");
+    assert_eq!(grant.notes.len(), 1);
+    assert_eq!(grant.notes[0].note, "half done");
+    assert_eq!(grant.notes[0].claim, b.id);
+    let kinds: Vec<String> = store.events_since(0, 100).expect("events").into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["session_start", "grant", "session_start", "grant", "renew", "expire"]);
+    assert_eq!(store.schema_version().expect("version"), 1);
+}
