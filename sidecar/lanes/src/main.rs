@@ -1,3 +1,202 @@
-//! `lanes`: the CLI and the sidecar daemon.
+//! `lanes`: the command-line interface and the sidecar daemon of lanes.
+//!
+//! The CLI is a thin synchronous client of the sidecar; `lanes sidecar run` is the daemon itself.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod daemon;
+mod demo;
+mod doctor;
+mod output;
+mod rpc;
+mod scopes;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  lanes init                              set up this repository (idempotent)
+  lanes claim src/api.rs --note 'splitting the handlers'
+  lanes claim 'src/**/*.rs' --shared --ttl 2h
+  lanes check src/api.rs                  who holds it? exit 3 if someone else does
+  lanes status --json                     sessions and claims as one JSON object
+  lanes release --all
+  lanes handoff 12 --to 6f1c2d0e          give claim 12 to another session
+  lanes demo                              watch scripted agents collide and coordinate
+
+Exit codes: 0 ok, 1 internal error or unavailable, 2 invalid input, 3 refused.";
+
+/// Coordinate several coding agents in one git repository: claims on files, held by a per-repo sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "lanes", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Act as this session (`<session>` or `<session>/<agent>`); default: $LANES_SESSION, else one per user
+    /// and worktree.
+    #[arg(long, global = true, env = "LANES_SESSION", hide_env_values = true)]
+    session: Option<String>,
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Set up this repository: local config and a running sidecar. Safe to re-run.
+    Init,
+    /// Run scripted agents in a throwaway repository and print what happens.
+    Demo,
+    /// Claim files, directories or globs for this session.
+    #[command(
+        after_help = "Examples:\n  lanes claim src/api.rs\n  lanes claim src/ docs/guide.md --ttl 2h --note 'moving docs'\n  lanes claim '**/*.toml' --shared"
+    )]
+    Claim {
+        /// Paths (relative to here, or absolute inside the repository), globs, or `.` for everything.
+        #[arg(required = true, value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Share the scopes with other shared claims (exclusive by default).
+        #[arg(long)]
+        shared: bool,
+        /// Lease length: 90s, 5m, 2h, 1d (1s to 30d); default from config (30m).
+        #[arg(long, value_name = "D")]
+        ttl: Option<String>,
+        /// A progress note, shown to whoever claims these scopes after this claim lapses.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        /// The task this claim is for.
+        #[arg(long, value_name = "ID")]
+        task: Option<String>,
+    },
+    /// Release claims of this session.
+    #[command(after_help = "Examples:\n  lanes release 12 13\n  lanes release --all\n  lanes release 12 --epoch 40")]
+    Release {
+        /// Claim ids.
+        #[arg(value_name = "CLAIM", required_unless_present = "all")]
+        claims: Vec<u64>,
+        /// Release every claim of this session.
+        #[arg(long, conflicts_with = "claims")]
+        all: bool,
+        /// Refuse unless the claim is still at this epoch.
+        #[arg(long, value_name = "N")]
+        epoch: Option<u64>,
+    },
+    /// Extend a claim's lease.
+    Renew {
+        /// Claim id.
+        claim: u64,
+        /// New lease length (default: the claim's own).
+        #[arg(long, value_name = "D")]
+        ttl: Option<String>,
+        /// Refuse unless the claim is still at this epoch.
+        #[arg(long, value_name = "N")]
+        epoch: Option<u64>,
+    },
+    /// Show who holds paths; exit 3 if another live session does.
+    Check {
+        /// Paths or globs.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Sessions, claims, tasks and hub of this repository.
+    Status,
+    /// Give a claim to another session; the old holder's epoch stops working.
+    Handoff {
+        /// Claim id.
+        claim: u64,
+        /// The receiving session.
+        #[arg(long, value_name = "SESSION")]
+        to: String,
+        /// Refuse unless the claim is still at this epoch.
+        #[arg(long, value_name = "N")]
+        epoch: Option<u64>,
+    },
+    /// Print the event log (grants, renewals, releases, expiries, handoffs) as NDJSON.
+    Events {
+        /// Start after this sequence number.
+        #[arg(long, default_value_t = 0, value_name = "CURSOR")]
+        since: u64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Check the set-up and say what is wrong and how to fix it.
+    Doctor,
+    /// Run, start, stop or inspect this repository's sidecar.
+    #[command(subcommand)]
+    Sidecar(SidecarCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum SidecarCmd {
+    /// Run the sidecar in this process (what auto-start runs, detached).
+    Run {
+        /// Log to stderr instead of <git-common-dir>/lanes/sidecar.log.
+        #[arg(long)]
+        foreground: bool,
+        /// Report this version in the handshake (for tests of the upgrade path).
+        #[arg(long, hide = true)]
+        report_version: Option<String>,
+    },
+    /// Start the sidecar in the background if it is not running.
+    Start,
+    /// Stop the sidecar and wait until it is gone.
+    Stop,
+    /// Whether the sidecar runs, and its pid, version and socket.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.dir.clone().map_or_else(std::env::current_dir, Ok) {
+        Ok(dir) => dispatch(cli, dir),
+        Err(e) => Err(cli::Failure::internal(format!("cannot read the current directory: {e}"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            output::failure(&failure, json);
+            ExitCode::from(u8::try_from(failure.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
+    let out = output::Output { json: cli.json };
+    match cli.command {
+        Cmd::Sidecar(SidecarCmd::Run { foreground, report_version }) => {
+            daemon::run(&dir, daemon::RunOptions { foreground, report_version }).map_err(cli::Failure::from)
+        }
+        Cmd::Demo => demo::run(&out),
+        command => {
+            let env = cli::Env::discover(&dir, cli.session)?;
+            match command {
+                Cmd::Init => cli::init(&env, &out),
+                Cmd::Claim { scopes, shared, ttl, note, task } => {
+                    cli::claim(&env, &out, &scopes, shared, ttl, note, task)
+                }
+                Cmd::Release { claims, all, epoch } => cli::release(&env, &out, claims, all, epoch),
+                Cmd::Renew { claim, ttl, epoch } => cli::renew(&env, &out, claim, ttl, epoch),
+                Cmd::Check { paths } => cli::check(&env, &out, &paths),
+                Cmd::Status => cli::status(&env, &out),
+                Cmd::Handoff { claim, to, epoch } => cli::handoff(&env, &out, claim, to, epoch),
+                Cmd::Events { since, limit } => cli::events(&env, &out, since, limit),
+                Cmd::Doctor => doctor::run(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo => unreachable!("handled above"),
+            }
+        }
+    }
+}

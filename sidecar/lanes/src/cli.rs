@@ -1,0 +1,400 @@
+//! The CLI's client commands: each resolves its arguments, makes one or two calls to the sidecar, and
+//! prints the reply.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lanes_core::parse_ttl;
+use lanes_proto::client::{CallError, Client};
+use lanes_proto::lifecycle::{Launcher, Probe, sidecar_alive, wait_until_stopped};
+use lanes_proto::paths::{SidecarPaths, current_uid, repo_key};
+use lanes_proto::repo::RepoLocation;
+use lanes_proto::{
+    AcquireParams, CheckParams, ErrorCode, EventsParams, HandoffParams, Mode, ReleaseParams, RenewParams, method,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::{TEMPLATE, local_config_path};
+use crate::output::{Output, joined, secs, table};
+
+/// How long a CLI command waits for the sidecar to start.
+const START_BUDGET: Duration = Duration::from_secs(5);
+/// How long a CLI command waits for one reply.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed command: its code (which gives the exit code), its message, and any details.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+    pub data: Value,
+}
+
+impl Failure {
+    pub fn internal(message: impl Into<String>) -> Failure {
+        Failure { code: ErrorCode::Internal, message: message.into(), data: Value::Null }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        Failure { code: ErrorCode::InvalidArgument, message: message.into(), data: Value::Null }
+    }
+
+    /// A failure whose details were already printed as the command's output; only the exit code is left.
+    pub fn reported(code: ErrorCode) -> Failure {
+        Failure { code, message: String::new(), data: Value::Null }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.code.exit_code()
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::internal(format!("{e:#}"))
+    }
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Failure {
+        match e {
+            CallError::Refused { code, message, data } => Failure { code, message, data },
+            CallError::Io(e) => Failure {
+                code: ErrorCode::Unavailable,
+                message: format!("cannot reach the sidecar: {e}; `lanes doctor` says what is wrong"),
+                data: Value::Null,
+            },
+            other => Failure { code: ErrorCode::Unavailable, message: other.to_string(), data: Value::Null },
+        }
+    }
+}
+
+/// Where the command runs: the repository, the worktree, the acting session, the sidecar's files.
+#[derive(Debug)]
+pub struct Env {
+    pub location: RepoLocation,
+    pub cwd: PathBuf,
+    pub session: String,
+    pub paths: SidecarPaths,
+}
+
+impl Env {
+    pub fn discover(dir: &Path, session: Option<String>) -> Result<Env, Failure> {
+        let cwd = dir.canonicalize().map_err(|e| Failure::invalid(format!("cannot use {}: {e}", dir.display())))?;
+        let location = RepoLocation::discover(&cwd).map_err(|e| Failure::invalid(e.to_string()))?;
+        let session = session.filter(|s| !s.is_empty()).unwrap_or_else(|| default_session(&location.worktree));
+        let paths = SidecarPaths::for_common_dir(&location.common_dir);
+        Ok(Env { location, cwd, session, paths })
+    }
+
+    pub fn launcher<'a>(&'a self, program: &'a Path) -> Launcher<'a> {
+        Launcher {
+            paths: &self.paths,
+            repo_dir: &self.location.worktree,
+            program,
+            client: "lanes-cli",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// A connection to this repository's sidecar, started if needed.
+    pub fn connect(&self) -> Result<Client, Failure> {
+        let program =
+            std::env::current_exe().map_err(|e| Failure::internal(format!("cannot find the lanes binary: {e}")))?;
+        let client = self.launcher(&program).connect_or_start(START_BUDGET).map_err(|e| Failure {
+            code: ErrorCode::Unavailable,
+            message: format!("cannot start the sidecar: {e}; `lanes doctor` says what is wrong"),
+            data: Value::Null,
+        })?;
+        client.set_timeout(CALL_TIMEOUT).map_err(CallError::Io)?;
+        Ok(client)
+    }
+
+    pub fn call<P: Serialize>(&self, method: &str, params: &P) -> Result<Value, Failure> {
+        Ok(self.connect()?.call_value(method, params)?)
+    }
+
+    fn worktree(&self) -> String {
+        self.location.worktree.to_string_lossy().into_owned()
+    }
+
+    /// A scope as the user typed it, made independent of the current directory: relative paths become
+    /// absolute, relative globs become relative to the worktree root.
+    fn scope_arg(&self, input: &str) -> String {
+        if input.starts_with('/') {
+            return input.to_owned();
+        }
+        if input.contains(['*', '?', '[', '{']) {
+            let here = self.cwd.strip_prefix(&self.location.worktree).unwrap_or(Path::new(""));
+            return if here.as_os_str().is_empty() { input.to_owned() } else { format!("{}/{input}", here.display()) };
+        }
+        self.cwd.join(input).to_string_lossy().into_owned()
+    }
+}
+
+/// One session per user and worktree, stable across runs: `cli-<user>-<hash>`.
+fn default_session(worktree: &Path) -> String {
+    let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| current_uid().to_string());
+    format!("cli-{user}-{}", &repo_key(worktree)[..8])
+}
+
+fn ttl_secs(ttl: Option<String>) -> Result<Option<u64>, Failure> {
+    ttl.map(|t| parse_ttl(&t).map(|d| d.as_secs()).map_err(Failure::invalid)).transpose()
+}
+
+pub fn init(env: &Env, out: &Output) -> Result<(), Failure> {
+    let config = local_config_path(&env.location.common_dir);
+    let created = if config.exists() {
+        false
+    } else {
+        std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))
+            .and_then(|()| std::fs::write(&config, TEMPLATE))
+            .map_err(|e| Failure::internal(format!("failed to write {}: {e}", config.display())))?;
+        true
+    };
+    let hello = env.call(method::HELLO, &hello_params())?;
+    let value = json!({
+        "repo": env.location.common_dir,
+        "config": config,
+        "config_created": created,
+        "sidecar": {"pid": hello["pid"], "version": hello["version"], "socket": env.paths.socket},
+        "session": env.session,
+    });
+    out.print(&value, |v| {
+        format!(
+            "lanes is set up in {}\n  config   {}{}\n  sidecar  pid {} on {}\n  session  {} (set LANES_SESSION or --session to act as another)",
+            env.location.worktree.display(),
+            config.display(),
+            if created { " (created)" } else { "" },
+            v["sidecar"]["pid"],
+            env.paths.socket.display(),
+            env.session
+        )
+    });
+    Ok(())
+}
+
+fn hello_params() -> Value {
+    json!({"client": "lanes-cli", "version": env!("CARGO_PKG_VERSION"), "protocol": lanes_proto::PROTOCOL_VERSION})
+}
+
+pub fn claim(
+    env: &Env,
+    out: &Output,
+    scopes: &[String],
+    shared: bool,
+    ttl: Option<String>,
+    note: Option<String>,
+    task: Option<String>,
+) -> Result<(), Failure> {
+    let params = AcquireParams {
+        session: env.session.clone(),
+        worktree: env.worktree(),
+        scopes: scopes.iter().map(|s| env.scope_arg(s)).collect(),
+        mode: shared.then_some(Mode::Shared),
+        ttl_secs: ttl_secs(ttl)?,
+        note,
+        task,
+    };
+    let value = env.call(method::CLAIM_ACQUIRE, &params)?;
+    out.print(&value, |v| {
+        let c = &v["claim"];
+        let mut text = format!(
+            "claim {} granted on {} ({}, epoch {}, expires in {})",
+            c["id"],
+            joined(&c["scopes"], ", "),
+            c["mode"].as_str().unwrap_or("exclusive"),
+            c["epoch"],
+            secs(&c["expires_in_secs"])
+        );
+        for note in v["notes"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\nnote left by {} (claim {}, lapsed {}): {}",
+                note["session"].as_str().unwrap_or("?"),
+                note["claim_id"],
+                note["expired_at"].as_str().unwrap_or("?"),
+                note["note"].as_str().unwrap_or("")
+            ));
+        }
+        text
+    });
+    Ok(())
+}
+
+pub fn release(env: &Env, out: &Output, claims: Vec<u64>, all: bool, epoch: Option<u64>) -> Result<(), Failure> {
+    let params = ReleaseParams {
+        session: env.session.clone(),
+        claims: (!claims.is_empty()).then_some(claims),
+        all: all.then_some(true),
+        epoch,
+    };
+    let value = env.call(method::CLAIM_RELEASE, &params)?;
+    out.print(&value, |v| match joined(&v["released"], ", ") {
+        ids if ids.is_empty() => "nothing to release".to_owned(),
+        ids => format!("released claim {ids}"),
+    });
+    Ok(())
+}
+
+pub fn renew(env: &Env, out: &Output, claim: u64, ttl: Option<String>, epoch: Option<u64>) -> Result<(), Failure> {
+    let params = RenewParams { session: env.session.clone(), claim, ttl_secs: ttl_secs(ttl)?, epoch };
+    let value = env.call(method::CLAIM_RENEW, &params)?;
+    out.print(&value, |v| {
+        let c = &v["claim"];
+        format!("claim {} renewed (epoch {}, expires in {})", c["id"], c["epoch"], secs(&c["expires_in_secs"]))
+    });
+    Ok(())
+}
+
+pub fn handoff(env: &Env, out: &Output, claim: u64, to: String, epoch: Option<u64>) -> Result<(), Failure> {
+    let params = HandoffParams { session: env.session.clone(), claim, to, epoch };
+    let value = env.call(method::CLAIM_HANDOFF, &params)?;
+    out.print(&value, |v| {
+        let c = &v["claim"];
+        format!("claim {} handed to {} (epoch {})", c["id"], c["session"].as_str().unwrap_or("?"), c["epoch"])
+    });
+    Ok(())
+}
+
+pub fn check(env: &Env, out: &Output, paths: &[String]) -> Result<(), Failure> {
+    let params = CheckParams {
+        session: env.session.clone(),
+        worktree: env.worktree(),
+        paths: paths.iter().map(|p| env.scope_arg(p)).collect(),
+    };
+    let value = env.call(method::CLAIM_CHECK, &params)?;
+    let holders = value["holders"].as_array().cloned().unwrap_or_default();
+    out.print(&value, |_| {
+        if holders.is_empty() {
+            return format!("free: {}", paths.join(", "));
+        }
+        holders
+            .iter()
+            .map(|h| {
+                format!(
+                    "held by {} (claim {}, scope {}, worktree {}, expires in {})",
+                    h["session"].as_str().unwrap_or("?"),
+                    h["claim_id"],
+                    h["scope"].as_str().unwrap_or("?"),
+                    h["worktree"].as_str().unwrap_or("?"),
+                    secs(&h["expires_in_secs"])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    if holders.is_empty() { Ok(()) } else { Err(Failure::reported(ErrorCode::Conflict)) }
+}
+
+pub fn status(env: &Env, out: &Output) -> Result<(), Failure> {
+    let value = env.call(method::STATUS, &json!({}))?;
+    out.print(&value, |v| render_status(v, &env.session));
+    Ok(())
+}
+
+fn render_status(v: &Value, me: &str) -> String {
+    let sidecar = &v["sidecar"];
+    let mut text = format!(
+        "repo     {}\nsidecar  pid {}, version {}, protocol {}\nyou      {me}\n",
+        v["repo"].as_str().unwrap_or("?"),
+        sidecar["pid"],
+        sidecar["version"].as_str().unwrap_or("?"),
+        sidecar["protocol"]
+    );
+    let claims = v["claims"].as_array().cloned().unwrap_or_default();
+    if claims.is_empty() {
+        text.push_str("\nno live claims\n");
+    } else {
+        let rows: Vec<Vec<String>> = claims
+            .iter()
+            .map(|c| {
+                vec![
+                    c["id"].to_string(),
+                    c["session"].as_str().unwrap_or("?").to_owned(),
+                    c["mode"].as_str().unwrap_or("?").to_owned(),
+                    secs(&c["expires_in_secs"]),
+                    c["epoch"].to_string(),
+                    joined(&c["scopes"], " "),
+                    c["worktree"].as_str().unwrap_or("?").to_owned(),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&table(&["CLAIM", "SESSION", "MODE", "EXPIRES", "EPOCH", "SCOPES", "WORKTREE"], &rows));
+        text.push('\n');
+    }
+    text
+}
+
+pub fn events(env: &Env, out: &Output, since: u64, limit: u32) -> Result<(), Failure> {
+    let value = env.call(method::EVENTS, &EventsParams { since, limit: Some(limit) })?;
+    if out.json {
+        out.print(&value, |_| String::new());
+    } else {
+        for event in value["events"].as_array().into_iter().flatten() {
+            println!("{event}");
+        }
+    }
+    Ok(())
+}
+
+pub fn sidecar_start(env: &Env, out: &Output) -> Result<(), Failure> {
+    let hello = env.call(method::HELLO, &hello_params())?;
+    out.print(
+        &json!({"running": true, "pid": hello["pid"], "version": hello["version"], "socket": env.paths.socket}),
+        |v| format!("sidecar running (pid {}) on {}", v["pid"], env.paths.socket.display()),
+    );
+    Ok(())
+}
+
+pub fn sidecar_stop(env: &Env, out: &Output) -> Result<(), Failure> {
+    let program = std::env::current_exe().unwrap_or_default();
+    let pid = match env.launcher(&program).probe(Duration::from_secs(2)) {
+        Probe::Ready(mut client, hello) | Probe::NeedsRestart(mut client, hello) => {
+            let _ = client.call_value(method::SHUTDOWN, &json!({}));
+            Some(hello.pid)
+        }
+        Probe::Unreachable(_) => None,
+    };
+    wait_until_stopped(&env.paths, Instant::now() + Duration::from_secs(10)).map_err(|e| Failure {
+        code: ErrorCode::Unavailable,
+        message: format!("{e}; its pid is in {}", env.paths.pidfile.display()),
+        data: Value::Null,
+    })?;
+    out.print(&json!({"stopped": pid.is_some(), "pid": pid}), |_| match pid {
+        Some(pid) => format!("sidecar stopped (pid {pid})"),
+        None => "no sidecar was running".to_owned(),
+    });
+    Ok(())
+}
+
+pub fn sidecar_status(env: &Env, out: &Output) -> Result<(), Failure> {
+    let program = std::env::current_exe().unwrap_or_default();
+    let value = match env.launcher(&program).probe(Duration::from_secs(2)) {
+        Probe::Ready(_, hello) | Probe::NeedsRestart(_, hello) => json!({
+            "running": true, "pid": hello.pid, "version": hello.version, "protocol": hello.protocol,
+            "socket": env.paths.socket, "current": hello.version == env!("CARGO_PKG_VERSION"),
+        }),
+        Probe::Unreachable(e) => json!({
+            "running": false,
+            "locked": sidecar_alive(&env.paths).unwrap_or(false),
+            "socket": env.paths.socket,
+            "reason": e.to_string(),
+        }),
+    };
+    let running = value["running"] == true;
+    out.print(&value, |v| {
+        if running {
+            format!(
+                "sidecar running: pid {}, version {}, socket {}",
+                v["pid"],
+                v["version"].as_str().unwrap_or("?"),
+                env.paths.socket.display()
+            )
+        } else {
+            "sidecar not running (any lanes command starts it)".to_owned()
+        }
+    });
+    if running { Ok(()) } else { Err(Failure::reported(ErrorCode::Unavailable)) }
+}

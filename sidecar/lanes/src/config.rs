@@ -1,0 +1,151 @@
+//! Layered TOML configuration (DESIGN.md §10): the commented default compiled in from templates/, then the
+//! user file, the repository's `.lanes.toml`, the repository-local file under the git common dir, and
+//! `LANES_*` variables. Unknown keys are reported, not fatal.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use lanes_core::{Contention, Policy, parse_ttl};
+
+/// The commented default configuration, also written by `lanes init`.
+pub const TEMPLATE: &str = include_str!("../../../templates/config.toml");
+
+/// The settings lanes uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// See [`Contention`].
+    pub contention: Contention,
+    /// Lease length of a claim that asks for none.
+    pub default_ttl: Duration,
+    /// How long the sidecar waits, idle, before it exits.
+    pub idle_timeout: Duration,
+    /// Files read, in order, for `lanes doctor`.
+    pub sources: Vec<PathBuf>,
+    /// Problems found on the way (unknown keys), for the log and `lanes doctor`.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads every layer for the repository whose git common dir is `common_dir`.
+    pub fn load(common_dir: &Path) -> Result<Config> {
+        let mut config = Config::from_layer_text(TEMPLATE, "built-in defaults")?;
+        let user = directories::BaseDirs::new().map(|d| d.config_dir().join("lanes/config.toml"));
+        let repo = common_dir.parent().map(|root| root.join(".lanes.toml"));
+        let local = Some(local_config_path(common_dir));
+        for path in [user, repo, local].into_iter().flatten() {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    config.apply(&text, &path.display().to_string())?;
+                    config.sources.push(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+            }
+        }
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    fn from_layer_text(text: &str, origin: &str) -> Result<Config> {
+        let mut config = Config {
+            contention: Contention::Repo,
+            default_ttl: Duration::from_secs(1800),
+            idle_timeout: Duration::from_secs(1800),
+            sources: Vec::new(),
+            warnings: Vec::new(),
+        };
+        config.apply(text, origin)?;
+        Ok(config)
+    }
+
+    /// The claim policy these settings give.
+    pub fn policy(&self) -> Policy {
+        Policy { contention: self.contention, default_ttl: self.default_ttl }
+    }
+
+    fn apply(&mut self, text: &str, origin: &str) -> Result<()> {
+        let table: toml::Table = text.parse().with_context(|| format!("failed to parse {origin}"))?;
+        for (key, value) in &table {
+            match (key.as_str(), value) {
+                ("contention", toml::Value::String(s)) => self.contention = parse_contention(s, origin)?,
+                ("default_ttl", toml::Value::String(s)) => self.default_ttl = ttl(s, origin, key)?,
+                ("sidecar", toml::Value::Table(sidecar)) => {
+                    for (key, value) in sidecar {
+                        match (key.as_str(), value) {
+                            ("idle_timeout", toml::Value::String(s)) => self.idle_timeout = ttl(s, origin, key)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key sidecar.{key}")),
+                        }
+                    }
+                }
+                ("hub", _) => {}
+                _ => self.warnings.push(format!("{origin}: unknown key {key} (or a value of the wrong type)")),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(s) = var("LANES_CONTENTION") {
+            self.contention = parse_contention(&s, "LANES_CONTENTION")?;
+        }
+        if let Some(s) = var("LANES_DEFAULT_TTL") {
+            self.default_ttl = ttl(&s, "LANES_DEFAULT_TTL", "value")?;
+        }
+        if let Some(s) = var("LANES_IDLE_TIMEOUT") {
+            self.idle_timeout = ttl(&s, "LANES_IDLE_TIMEOUT", "value")?;
+        }
+        Ok(())
+    }
+}
+
+/// `<git-common-dir>/lanes/config.toml`.
+pub fn local_config_path(common_dir: &Path) -> PathBuf {
+    common_dir.join("lanes").join("config.toml")
+}
+
+fn parse_contention(s: &str, origin: &str) -> Result<Contention> {
+    match s {
+        "repo" => Ok(Contention::Repo),
+        "worktree" => Ok(Contention::Worktree),
+        _ => bail!("{origin}: contention must be \"repo\" or \"worktree\", not {s:?}"),
+    }
+}
+
+fn ttl(s: &str, origin: &str, key: &str) -> Result<Duration> {
+    parse_ttl(s).map_err(|e| anyhow::anyhow!("{origin}: {key}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_gives_the_defaults() {
+        let config = Config::from_layer_text(TEMPLATE, "template").expect("template parses");
+        assert_eq!(config.contention, Contention::Repo);
+        assert_eq!(config.default_ttl, Duration::from_secs(1800));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn later_layers_win_and_unknown_keys_warn() {
+        let mut config = Config::from_layer_text(TEMPLATE, "template").expect("template parses");
+        config
+            .apply("contention = \"worktree\"\ncolour = \"blue\"\n[sidecar]\nidle_timeout = \"5m\"", "user")
+            .expect("valid");
+        assert_eq!(config.contention, Contention::Worktree);
+        assert_eq!(config.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.warnings.len(), 1);
+        config.apply_env(|name| (name == "LANES_DEFAULT_TTL").then(|| "2h".to_owned())).expect("valid");
+        assert_eq!(config.default_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        let mut config = Config::from_layer_text(TEMPLATE, "template").expect("template parses");
+        assert!(config.apply("contention = \"galaxy\"", "user").is_err());
+        assert!(config.apply("default_ttl = \"90d\"", "user").is_err());
+        assert!(config.apply("not toml at all [", "user").is_err());
+    }
+}

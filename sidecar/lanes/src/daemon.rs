@@ -1,0 +1,250 @@
+//! The sidecar process (`lanes sidecar run`): one per git common dir. It holds the pidfile lock for its
+//! whole life, listens on a private Unix socket, reads one JSON-RPC request per line, and exits when told
+//! to, on SIGTERM/SIGINT, or after an idle period with no request and no live claim.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use jsonrpsee::RpcModule;
+use lanes_proto::lifecycle::ensure_private_dir;
+use lanes_proto::paths::{SidecarPaths, current_uid};
+use lanes_proto::repo::RepoLocation;
+use lanes_proto::{ErrorCode, MAX_LINE_BYTES, PROTOCOL_VERSION, SidecarView};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::config::Config;
+use crate::rpc::{self, Context};
+use crate::state::{Answer, Command, StateHandle, StateOwner, now};
+
+/// Options of `lanes sidecar run`.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Log to stderr instead of the log file.
+    pub foreground: bool,
+    /// Report this version in `hello` instead of the real one (tests of the restart-on-mismatch path).
+    pub report_version: Option<String>,
+}
+
+/// Runs the sidecar for the repository containing `dir` until it is told to stop.
+pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
+    let location = RepoLocation::discover(dir)?;
+    let paths = SidecarPaths::for_common_dir(&location.common_dir);
+    ensure_private_dir(&paths.dir).with_context(|| format!("failed to create {}", paths.dir.display()))?;
+    let mut pidfile = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.pidfile)
+        .with_context(|| format!("failed to open {}", paths.pidfile.display()))?;
+    if pidfile.try_lock().is_err() {
+        bail!("a sidecar is already running for {}; `lanes sidecar stop` stops it", location.common_dir.display());
+    }
+    pidfile.set_len(0)?;
+    writeln!(pidfile, "{}\n{}", std::process::id(), env!("CARGO_PKG_VERSION"))?;
+
+    let state_dir = location.common_dir.join("lanes");
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("failed to create {}", state_dir.display()))?;
+    init_logging(&state_dir, options.foreground);
+    let config = Config::load(&location.common_dir)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let started = std::time::Instant::now();
+    let (sender, inbox) = std::sync::mpsc::channel();
+    let owner = StateOwner::open(state_dir.join("state.db"), config.policy(), inbox)
+        .context("failed to open the state database")?;
+    tracing::info!("restored {} claims in {:?}", owner.claim_count(), started.elapsed());
+    let owner_thread = std::thread::Builder::new().name("lanes-state".into()).spawn(move || owner.run())?;
+
+    let sidecar = SidecarView {
+        pid: std::process::id(),
+        version: options.report_version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+        protocol: PROTOCOL_VERSION,
+        socket: paths.socket.to_string_lossy().into_owned(),
+    };
+    let context = Arc::new(Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let served = runtime.block_on(serve(&paths.socket, context, config.idle_timeout));
+    let _ = std::fs::remove_file(&paths.socket);
+    // Dropping the runtime drops the module and with it the last sender, so the state owner finishes.
+    drop(runtime);
+    let _ = owner_thread.join();
+    tracing::info!("sidecar stopped");
+    drop(pidfile);
+    served
+}
+
+async fn serve(socket: &Path, context: Arc<Context>, idle_timeout: Duration) -> Result<()> {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(socket)?,
+        Err(_) => {}
+        Ok(_) => bail!("another process already serves {}", socket.display()),
+    }
+    let listener = UnixListener::bind(socket).with_context(|| format!("failed to bind {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let module = Arc::new(rpc::module(Arc::clone(&context)));
+    let uid = current_uid();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut idle_tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
+    tracing::info!("listening on {}", socket.display());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let module = Arc::clone(&module);
+                let context = Arc::clone(&context);
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, &module, &context, uid).await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            () = context.shutdown.notified() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = idle_tick.tick() => {
+                if is_idle(&context, idle_timeout).await {
+                    tracing::info!("idle for {idle_timeout:?} with no live claim: exiting");
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn is_idle(context: &Context, idle_timeout: Duration) -> bool {
+    let quiet_ms = now().0.saturating_sub(context.last_request.load(Ordering::Relaxed));
+    if Duration::from_millis(quiet_ms) < idle_timeout {
+        return false;
+    }
+    matches!(context.state_status().await, Some(0))
+}
+
+async fn serve_connection(
+    stream: UnixStream,
+    module: &RpcModule<Arc<Context>>,
+    context: &Context,
+    uid: u32,
+) -> std::io::Result<()> {
+    let peer = stream.peer_cred()?;
+    if peer.uid() != uid {
+        tracing::warn!("refused a connection from uid {} (pid {:?})", peer.uid(), peer.pid());
+        return Ok(());
+    }
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        let too_long = line.len() > MAX_LINE_BYTES;
+        let reply = if too_long {
+            Some(error_reply(
+                Value::Null,
+                -32600,
+                ErrorCode::InvalidArgument,
+                format!("request line exceeds the {MAX_LINE_BYTES}-byte limit; the connection is closed"),
+            ))
+        } else {
+            context.last_request.store(now().0, Ordering::Relaxed);
+            handle_line(module, &line).await
+        };
+        if let Some(mut reply) = reply {
+            reply.push('\n');
+            write.write_all(reply.as_bytes()).await?;
+        }
+        if too_long {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers one request line; `None` for a notification or a blank line.
+async fn handle_line(module: &RpcModule<Arc<Context>>, line: &[u8]) -> Option<String> {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Some(error_reply(Value::Null, -32700, ErrorCode::InvalidArgument, "parse error: not UTF-8".into()));
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let request: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => {
+            return Some(error_reply(Value::Null, -32700, ErrorCode::InvalidArgument, format!("parse error: {e}")));
+        }
+    };
+    let Some(object) = request.as_object() else {
+        let message =
+            if request.is_array() { "batch requests are not supported" } else { "a request must be an object" };
+        return Some(error_reply(Value::Null, -32600, ErrorCode::InvalidArgument, message.into()));
+    };
+    let id = object.get("id")?.clone();
+    match module.raw_json_request(text, 1).await {
+        Ok((response, _)) => Some(response.get().to_owned()),
+        Err(e) => Some(error_reply(id, -32600, ErrorCode::InvalidArgument, format!("invalid request: {e}"))),
+    }
+}
+
+fn error_reply(id: Value, rpc_code: i32, code: ErrorCode, message: String) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": rpc_code, "message": message, "data": {"code": code, "protocol": PROTOCOL_VERSION}},
+    })
+    .to_string()
+}
+
+fn init_logging(state_dir: &Path, foreground: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    if foreground {
+        let _ = builder.with_writer(std::io::stderr).try_init();
+        return;
+    }
+    let log = log_path(state_dir);
+    if std::fs::metadata(&log).is_ok_and(|m| m.len() > 5 * 1024 * 1024) {
+        let _ = std::fs::rename(&log, log.with_extension("log.1"));
+    }
+    match OpenOptions::new().create(true).append(true).open(&log) {
+        Ok(file) => {
+            let _ = builder.with_writer(std::sync::Mutex::new(file)).try_init();
+        }
+        Err(_) => {
+            let _ = builder.with_writer(std::io::sink).try_init();
+        }
+    }
+}
+
+/// `<git-common-dir>/lanes/sidecar.log`.
+pub fn log_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("sidecar.log")
+}
+
+impl Context {
+    /// How many live claims there are, or `None` when the state owner did not answer.
+    async fn state_status(&self) -> Option<usize> {
+        match self.state.ask(Command::Status).await {
+            Ok(Answer::Status(snapshot)) => Some(snapshot.claims.len()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! `lanes demo`: scripted agents in a throwaway repository with two worktrees claim files, collide, are
+//! refused with the holder named, release, hand off and leave notes, all through a real sidecar, and the
+//! demo prints what happened as a timeline.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lanes_proto::client::{CallError, Client};
+use lanes_proto::lifecycle::{Launcher, wait_until_stopped};
+use lanes_proto::paths::SidecarPaths;
+use lanes_proto::repo::RepoLocation;
+use lanes_proto::{AcquireParams, CheckParams, HandoffParams, ReleaseParams, RenewParams, SessionParams, method};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cli::Failure;
+use crate::output::{Output, joined};
+
+struct Agent<'a> {
+    name: &'static str,
+    worktree: &'a Path,
+}
+
+struct Timeline {
+    started: Instant,
+    client: Client,
+    entries: Vec<Value>,
+    json: bool,
+}
+
+impl Timeline {
+    fn say(&mut self, who: &str, what: &str, outcome: &str) {
+        let at = self.started.elapsed().as_secs_f64();
+        if !self.json {
+            println!("[{at:>6.3}s] {who:<8} {what:<34} {outcome}");
+        }
+        self.entries.push(json!({"at_secs": at, "who": who, "action": what, "outcome": outcome}));
+    }
+
+    /// Makes one call for an agent and records its outcome; returns the reply, or `None` if refused.
+    fn act<P: Serialize>(&mut self, who: &str, what: &str, method: &str, params: &P) -> Result<Option<Value>, Failure> {
+        match self.client.call_value(method, params) {
+            Ok(reply) => {
+                let outcome = describe(method, &reply);
+                self.say(who, what, &outcome);
+                Ok(Some(reply))
+            }
+            Err(CallError::Refused { code, message, .. }) => {
+                let code = serde_json::to_value(code).unwrap_or_default();
+                // The advice after the first `;` is for people at a prompt; the timeline keeps the facts.
+                let facts = message.split("; coordinate").next().unwrap_or(&message);
+                self.say(who, what, &format!("REFUSED ({}): {facts}", code.as_str().unwrap_or("?")));
+                Ok(None)
+            }
+            Err(e) => Err(Failure::from(e)),
+        }
+    }
+}
+
+fn describe(method: &str, reply: &Value) -> String {
+    let claim = &reply["claim"];
+    match method {
+        method::CLAIM_ACQUIRE => {
+            let mut text = format!("granted claim {} (epoch {})", claim["id"], claim["epoch"]);
+            for note in reply["notes"].as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "; note from {}: \"{}\"",
+                    note["session"].as_str().unwrap_or("?"),
+                    note["note"].as_str().unwrap_or("")
+                ));
+            }
+            text
+        }
+        method::CLAIM_RELEASE => format!("released claim {}", joined(&reply["released"], ", ")),
+        method::CLAIM_HANDOFF => format!(
+            "claim {} now held by {} (epoch {})",
+            claim["id"],
+            claim["session"].as_str().unwrap_or("?"),
+            claim["epoch"]
+        ),
+        method::CLAIM_RENEW => format!("renewed (epoch {})", claim["epoch"]),
+        method::CLAIM_CHECK => match reply["holders"].as_array().and_then(|h| h.first()) {
+            Some(h) => format!("held by {} (claim {})", h["session"].as_str().unwrap_or("?"), h["claim_id"]),
+            None => "free".to_owned(),
+        },
+        _ => reply.to_string(),
+    }
+}
+
+pub fn run(out: &Output) -> Result<(), Failure> {
+    let dir = tempfile::Builder::new()
+        .prefix("lanes-demo-")
+        .tempdir()
+        .map_err(|e| Failure::internal(format!("failed to create a temporary directory: {e}")))?;
+    let root = dir.path().canonicalize().map_err(|e| Failure::internal(e.to_string()))?;
+    let main = root.join("app");
+    let feature = root.join("app-feature");
+    make_repo(&main, &feature)?;
+    let location = RepoLocation::discover(&main).map_err(|e| Failure::internal(e.to_string()))?;
+    let paths = SidecarPaths::for_common_dir(&location.common_dir);
+    let program = std::env::current_exe().map_err(|e| Failure::internal(format!("cannot find lanes: {e}")))?;
+    let launcher = Launcher {
+        paths: &paths,
+        repo_dir: &main,
+        program: &program,
+        client: "lanes-demo",
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    if !out.json {
+        println!("lanes demo: a repository with two worktrees in {}", root.display());
+        println!("  {}  (branch main: alice, carol, dave)", main.display());
+        println!("  {}  (branch feature: bob)\n", feature.display());
+    }
+    let client = launcher
+        .connect_or_start(Duration::from_secs(5))
+        .map_err(|e| Failure::internal(format!("failed to start the demo's sidecar: {e}")))?;
+    let mut timeline = Timeline { started: Instant::now(), client, entries: Vec::new(), json: out.json };
+    let result = script(&mut timeline, &main, &feature);
+    let _ = timeline.client.call_value(method::SHUTDOWN, &json!({}));
+    if wait_until_stopped(&paths, Instant::now() + Duration::from_secs(5)).is_ok() {
+        // The throwaway repository's key is never used again: leave nothing behind in the runtime dir.
+        let _ = std::fs::remove_file(&paths.pidfile);
+        let _ = std::fs::remove_file(&paths.startup_lock);
+    }
+    let status = result?;
+    out.print(&json!({"repo": main, "timeline": timeline.entries, "status": status}), |_| {
+        "\nEvery refusal named the holder, its scope and its expiry; every grant was on disk before it was answered.\nTry it in your own repository: lanes init, then lanes claim <path>.".to_owned()
+    });
+    Ok(())
+}
+
+fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failure> {
+    let alice = Agent { name: "alice", worktree: main };
+    let bob = Agent { name: "bob", worktree: feature };
+    let carol = Agent { name: "carol", worktree: main };
+    let dave = Agent { name: "dave", worktree: main };
+    let claim = |agent: &Agent<'_>, scopes: &[&str], note: Option<&str>, ttl: Option<u64>| AcquireParams {
+        session: agent.name.to_owned(),
+        worktree: agent.worktree.to_string_lossy().into_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        mode: None,
+        ttl_secs: ttl,
+        note: note.map(str::to_owned),
+        task: None,
+    };
+
+    for agent in [&alice, &bob, &carol, &dave] {
+        let params = SessionParams {
+            session: agent.name.to_owned(),
+            worktree: Some(agent.worktree.to_string_lossy().into_owned()),
+        };
+        t.client.call_value(method::SESSION_START, &params)?;
+    }
+    t.say("*", "alice, bob, carol, dave start sessions", "");
+    let api = t.act(
+        "alice",
+        "claim src/api.rs",
+        method::CLAIM_ACQUIRE,
+        &claim(&alice, &["src/api.rs"], Some("splitting the handlers"), None),
+    )?;
+    let api_id = id_of(api.as_ref())?;
+    t.act(
+        "bob",
+        "claim src/api.rs (other worktree)",
+        method::CLAIM_ACQUIRE,
+        &claim(&bob, &["src/api.rs"], None, None),
+    )?;
+    let check = CheckParams {
+        session: "bob".into(),
+        worktree: feature.to_string_lossy().into_owned(),
+        paths: vec!["src/api.rs".into()],
+    };
+    t.act("bob", "check src/api.rs", method::CLAIM_CHECK, &check)?;
+    let docs = t.act("bob", "claim docs/", method::CLAIM_ACQUIRE, &claim(&bob, &["docs/"], None, None))?;
+    let docs_id = id_of(docs.as_ref())?;
+    t.act("carol", "claim src/**/*.rs", method::CLAIM_ACQUIRE, &claim(&carol, &["src/**/*.rs"], None, None))?;
+    t.act(
+        "alice",
+        "release src/api.rs",
+        method::CLAIM_RELEASE,
+        &ReleaseParams { session: "alice".into(), claims: Some(vec![api_id]), ..ReleaseParams::default() },
+    )?;
+    t.act("bob", "claim src/api.rs (retry)", method::CLAIM_ACQUIRE, &claim(&bob, &["src/api.rs"], None, None))?;
+    t.act("carol", "claim docs/guide.md", method::CLAIM_ACQUIRE, &claim(&carol, &["docs/guide.md"], None, None))?;
+    t.act(
+        "bob",
+        "hand docs/ to carol",
+        method::CLAIM_HANDOFF,
+        &HandoffParams { session: "bob".into(), claim: docs_id, to: "carol".into(), epoch: None },
+    )?;
+    t.act(
+        "bob",
+        "renew docs/ (no longer his)",
+        method::CLAIM_RENEW,
+        &RenewParams { session: "bob".into(), claim: docs_id, ttl_secs: None, epoch: None },
+    )?;
+    t.act(
+        "carol",
+        "release docs/",
+        method::CLAIM_RELEASE,
+        &ReleaseParams { session: "carol".into(), claims: Some(vec![docs_id]), ..ReleaseParams::default() },
+    )?;
+    t.act(
+        "carol",
+        "claim docs/guide.md for 1s + note",
+        method::CLAIM_ACQUIRE,
+        &claim(&carol, &["docs/guide.md"], Some("sections 1-3 rewritten, 4 left"), Some(1)),
+    )?;
+    std::thread::sleep(Duration::from_millis(1100));
+    t.say("carol", "(goes quiet; the lease runs out)", "");
+    t.act("dave", "claim docs/guide.md", method::CLAIM_ACQUIRE, &claim(&dave, &["docs/guide.md"], None, None))?;
+
+    let status = t.client.call_value(method::STATUS, &json!({}))?;
+    if !t.json {
+        println!("\nLive claims at the end:");
+        for c in status["claims"].as_array().into_iter().flatten() {
+            println!(
+                "  claim {:<3} {:<6} {:<22} epoch {:<3} worktree {}",
+                c["id"],
+                c["session"].as_str().unwrap_or("?"),
+                joined(&c["scopes"], " "),
+                c["epoch"],
+                c["worktree"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(status)
+}
+
+fn id_of(reply: Option<&Value>) -> Result<u64, Failure> {
+    reply
+        .and_then(|r| r["claim"]["id"].as_u64())
+        .ok_or_else(|| Failure::internal("the demo script expected a grant here"))
+}
+
+fn make_repo(main: &Path, feature: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(main.join("src")).map_err(|e| Failure::internal(e.to_string()))?;
+    std::fs::create_dir_all(main.join("docs")).map_err(|e| Failure::internal(e.to_string()))?;
+    for (path, text) in [
+        ("src/api.rs", "pub fn handle() {}\n"),
+        ("src/db.rs", "pub fn connect() {}\n"),
+        ("docs/guide.md", "# Guide\n"),
+        ("README.md", "# app\n"),
+    ] {
+        std::fs::write(main.join(path), text).map_err(|e| Failure::internal(e.to_string()))?;
+    }
+    git(main, &["init", "-q", "-b", "main"])?;
+    git(main, &["add", "-A"])?;
+    git(main, &["commit", "-q", "-m", "initial commit"])?;
+    git(main, &["worktree", "add", "-q", "-b", "feature", &feature.to_string_lossy()])?;
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<(), Failure> {
+    let output = Command::new("git")
+        .args(["-c", "user.name=lanes demo", "-c", "user.email=demo@lanes.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .map_err(|e| Failure::internal(format!("the demo needs git on PATH: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Failure::internal(format!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}

@@ -1,0 +1,212 @@
+//! `lanes doctor`: checks each part lanes needs and, for anything wrong, says how to fix it.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use lanes_proto::lifecycle::{Probe, sidecar_alive};
+use lanes_proto::paths::current_uid;
+use lanes_store::Store;
+use serde_json::{Value, json};
+
+use crate::cli::{Env, Failure};
+use crate::config::Config;
+use crate::output::Output;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    fix: Option<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, status: Status, detail: impl Into<String>, fix: Option<String>) -> Check {
+        Check { name, status, detail: detail.into(), fix }
+    }
+}
+
+pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
+    let checks = [
+        Check::new(
+            "repository",
+            Status::Ok,
+            format!("worktree {}, common dir {}", env.location.worktree.display(), env.location.common_dir.display()),
+            None,
+        ),
+        runtime_dir(&env.paths.dir),
+        sidecar(env),
+        store(&env.location.common_dir.join("lanes").join("state.db")),
+        config(&env.location.common_dir),
+        hook_binary(),
+    ];
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    let value = json!({
+        "ok": !failed,
+        "checks": checks.iter().map(|c| json!({
+            "name": c.name,
+            "status": match c.status { Status::Ok => "ok", Status::Warn => "warn", Status::Fail => "fail" },
+            "detail": c.detail,
+            "fix": c.fix,
+        })).collect::<Vec<Value>>(),
+    });
+    out.print(&value, |_| {
+        checks
+            .iter()
+            .map(|c| {
+                let mark = match c.status {
+                    Status::Ok => "ok  ",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                };
+                let fix = c.fix.as_ref().map(|f| format!("\n        fix: {f}")).unwrap_or_default();
+                format!("[{mark}] {:<11} {}{fix}", c.name, c.detail)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    if failed { Err(Failure::reported(lanes_proto::ErrorCode::Internal)) } else { Ok(()) }
+}
+
+fn runtime_dir(dir: &Path) -> Check {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.uid() != current_uid() => Check::new(
+            "runtime dir",
+            Status::Fail,
+            format!("{} belongs to uid {}, not you", dir.display(), meta.uid()),
+            Some(format!("remove {} or set XDG_RUNTIME_DIR to a private directory", dir.display())),
+        ),
+        Ok(meta) if meta.mode() & 0o077 != 0 => Check::new(
+            "runtime dir",
+            Status::Fail,
+            format!("{} has mode {:o}; others can reach the socket", dir.display(), meta.mode() & 0o777),
+            Some(format!("chmod 700 {}", dir.display())),
+        ),
+        Ok(_) => Check::new("runtime dir", Status::Ok, format!("{} (private)", dir.display()), None),
+        Err(_) => Check::new(
+            "runtime dir",
+            Status::Warn,
+            format!("{} does not exist yet", dir.display()),
+            Some("any lanes command creates it".into()),
+        ),
+    }
+}
+
+fn sidecar(env: &Env) -> Check {
+    let program = std::env::current_exe().unwrap_or_default();
+    match env.launcher(&program).probe(Duration::from_secs(2)) {
+        Probe::Ready(_, hello) => Check::new(
+            "sidecar",
+            Status::Ok,
+            format!(
+                "pid {}, version {}, protocol {}, socket {}",
+                hello.pid,
+                hello.version,
+                hello.protocol,
+                env.paths.socket.display()
+            ),
+            None,
+        ),
+        Probe::NeedsRestart(_, hello) => Check::new(
+            "sidecar",
+            Status::Warn,
+            format!(
+                "pid {} runs version {} (protocol {}), this lanes is {}",
+                hello.pid,
+                hello.version,
+                hello.protocol,
+                env!("CARGO_PKG_VERSION")
+            ),
+            Some("the next lanes command restarts it; or run `lanes sidecar stop`".into()),
+        ),
+        Probe::Unreachable(e) if sidecar_alive(&env.paths).unwrap_or(false) => Check::new(
+            "sidecar",
+            Status::Fail,
+            format!(
+                "a sidecar holds {} but does not answer on {}: {e}",
+                env.paths.pidfile.display(),
+                env.paths.socket.display()
+            ),
+            Some(format!(
+                "kill the process whose pid is in {}; the next lanes command starts a new one",
+                env.paths.pidfile.display()
+            )),
+        ),
+        Probe::Unreachable(_) => Check::new(
+            "sidecar",
+            Status::Ok,
+            "not running (it starts on demand and exits when idle)",
+            Some("`lanes sidecar start` starts it now".into()),
+        ),
+    }
+}
+
+fn store(db: &Path) -> Check {
+    if !db.exists() {
+        return Check::new(
+            "store",
+            Status::Warn,
+            format!("{} not created yet", db.display()),
+            Some("`lanes init` creates it".into()),
+        );
+    }
+    match Store::open(db).and_then(|s| Ok((s.integrity_check()?, s.schema_version()?))) {
+        Ok((integrity, version)) if integrity == "ok" => {
+            Check::new("store", Status::Ok, format!("{} (schema {version}, integrity ok)", db.display()), None)
+        }
+        Ok((integrity, _)) => Check::new(
+            "store",
+            Status::Fail,
+            format!("{}: {integrity}", db.display()),
+            Some("stop the sidecar, move the file aside, and start again (claims in it are lost)".into()),
+        ),
+        Err(e) => Check::new(
+            "store",
+            Status::Fail,
+            format!("{}: {e}", db.display()),
+            Some("see the message; `lanes sidecar stop` then retry".into()),
+        ),
+    }
+}
+
+fn config(common_dir: &Path) -> Check {
+    match Config::load(common_dir) {
+        Ok(config) if config.warnings.is_empty() => Check::new(
+            "config",
+            Status::Ok,
+            format!(
+                "contention {:?}, default ttl {}s, {} file(s) read",
+                config.contention,
+                config.default_ttl.as_secs(),
+                config.sources.len()
+            ),
+            None,
+        ),
+        Ok(config) => {
+            Check::new("config", Status::Warn, config.warnings.join("; "), Some("remove or fix the keys named".into()))
+        }
+        Err(e) => Check::new("config", Status::Fail, format!("{e:#}"), Some("fix the file named".into())),
+    }
+}
+
+fn hook_binary() -> Check {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("lanes-hook")).find(|p| p.is_file()))
+        .unwrap_or_default();
+    match found {
+        Some(path) => Check::new("hook", Status::Ok, format!("lanes-hook at {}", path.display()), None),
+        None => Check::new(
+            "hook",
+            Status::Warn,
+            "lanes-hook is not on PATH; Claude Code hooks cannot run it",
+            Some("run install.sh from the lanes checkout".into()),
+        ),
+    }
+}

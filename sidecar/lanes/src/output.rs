@@ -1,0 +1,79 @@
+//! Printing results: one JSON object on stdout with `--json`, readable text otherwise. Errors go to stderr
+//! as text, or to stdout as `{"error":{…}}` with `--json`, so a script always gets one object.
+
+use serde_json::{Value, json};
+
+use crate::cli::Failure;
+
+/// Where and how results are printed.
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    /// Print JSON instead of text.
+    pub json: bool,
+}
+
+impl Output {
+    /// Prints `value` as JSON, or the text `human` renders from it.
+    pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            let text = human(value);
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+        }
+    }
+}
+
+/// Prints a failure the way the output mode wants it.
+pub fn failure(failure: &Failure, json_mode: bool) {
+    if failure.message.is_empty() {
+        return;
+    }
+    if json_mode {
+        let mut error = json!({"code": failure.code, "message": failure.message});
+        if let Some(conflicts) = failure.data.get("conflicts") {
+            error["conflicts"] = conflicts.clone();
+        }
+        println!("{}", json!({ "error": error }));
+    } else {
+        eprintln!("lanes: {}", failure.message);
+    }
+}
+
+/// `29m` for a number of seconds.
+pub fn secs(value: &Value) -> String {
+    lanes_core::human_duration(std::time::Duration::from_secs(value.as_u64().unwrap_or(0)))
+}
+
+/// The strings of a JSON array, joined.
+pub fn joined(value: &Value, separator: &str) -> String {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(separator)
+        })
+        .unwrap_or_default()
+}
+
+/// A plain-text table with left-aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    out.join("\n")
+}

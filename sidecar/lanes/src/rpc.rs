@@ -1,0 +1,355 @@
+//! The sidecar's JSON-RPC methods (DESIGN.md §6, wire contract), served through a jsonrpsee `RpcModule`.
+//! Handlers check and convert parameters, resolve paths against the file system, and leave every decision
+//! to the state owner.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use lanes_core::{AcquireRequest, Claim, ClaimId, Conflict, Epoch, Principal, RefusalCode, Scope, Timestamp, Worktree};
+use lanes_proto::repo::RepoLocation;
+use lanes_proto::{
+    AcquireParams, CheckParams, CheckReply, ClaimReply, ClaimView, ConflictView, ErrorCode, ErrorData, EventView,
+    EventsParams, EventsReply, HandoffParams, HelloParams, HelloReply, Mode, NoteView, PROTOCOL_VERSION, ReleaseParams,
+    ReleaseReply, RenewParams, SessionEndReply, SessionParams, SessionView, SidecarView, StatusReply, method,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::scopes;
+use crate::state::{Answer, Command, Failure, StateHandle, invalid, now};
+
+/// Everything the handlers share.
+pub struct Context {
+    pub state: StateHandle,
+    pub common_dir: PathBuf,
+    pub sidecar: SidecarView,
+    pub shutdown: Notify,
+    /// When the last request arrived, in milliseconds since the Unix epoch (for the idle exit).
+    pub last_request: AtomicU64,
+    worktrees: Mutex<HashMap<String, (PathBuf, Worktree)>>,
+}
+
+impl Context {
+    pub fn new(state: StateHandle, common_dir: PathBuf, sidecar: SidecarView) -> Context {
+        Context {
+            state,
+            common_dir,
+            sidecar,
+            shutdown: Notify::new(),
+            last_request: AtomicU64::new(now().0),
+            worktrees: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The canonical root and identity of the worktree containing `path`, which must belong to this
+    /// repository.
+    fn worktree(&self, path: &str) -> Result<(PathBuf, Worktree), Failure> {
+        let cache = || self.worktrees.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((root, worktree)) = cache().get(path).cloned()
+            && root.exists()
+        {
+            return Ok((root, worktree));
+        }
+        if !path.starts_with('/') {
+            return Err(invalid(format!("worktree must be an absolute path, not {path:?}")));
+        }
+        let location = RepoLocation::discover(Path::new(path))
+            .map_err(|e| invalid(format!("worktree {path} is not usable: {e}")))?;
+        if location.common_dir != self.common_dir {
+            return Err(invalid(format!(
+                "worktree {path} belongs to another repository ({}), not {}",
+                location.common_dir.display(),
+                self.common_dir.display()
+            )));
+        }
+        let worktree = Worktree {
+            root: location.worktree.to_string_lossy().into_owned(),
+            git_dir: location.git_dir.to_string_lossy().into_owned(),
+        };
+        let mut cache = cache();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(path.to_owned(), (location.worktree.clone(), worktree.clone()));
+        Ok((location.worktree, worktree))
+    }
+
+    async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
+        self.state.ask(command).await.map_err(failure_to_rpc)
+    }
+}
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+/// Builds the module with every method of the contract.
+pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
+    let mut module = RpcModule::new(context);
+    let registered = [
+        module.register_async_method(method::HELLO, |p, cx, _| async move { hello(p, &cx) }).map(|_| ()),
+        module
+            .register_async_method(method::CLAIM_ACQUIRE, |p, cx, _| async move { acquire(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::CLAIM_RELEASE, |p, cx, _| async move { release(p, &cx).await })
+            .map(|_| ()),
+        module.register_async_method(method::CLAIM_RENEW, |p, cx, _| async move { renew(p, &cx).await }).map(|_| ()),
+        module
+            .register_async_method(method::CLAIM_HANDOFF, |p, cx, _| async move { handoff(p, &cx).await })
+            .map(|_| ()),
+        module.register_async_method(method::CLAIM_CHECK, |p, cx, _| async move { check(p, &cx).await }).map(|_| ()),
+        module
+            .register_async_method(method::SESSION_START, |p, cx, _| async move { session_start(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::SESSION_END, |p, cx, _| async move { session_end(p, &cx).await })
+            .map(|_| ()),
+        module.register_async_method(method::STATUS, |_, cx, _| async move { status(&cx).await }).map(|_| ()),
+        module.register_async_method(method::EVENTS, |p, cx, _| async move { events(p, &cx).await }).map(|_| ()),
+        module.register_async_method(method::SHUTDOWN, |_, cx, _| async move { shutdown(&cx) }).map(|_| ()),
+    ];
+    for result in registered {
+        result.expect("method names are unique");
+    }
+    module
+}
+
+fn hello(params: Params<'static>, cx: &Context) -> RpcResult {
+    let hello: HelloParams = parse(&params)?;
+    tracing::debug!("hello from {} {} (protocol {})", hello.client, hello.version, hello.protocol);
+    reply(&HelloReply { version: cx.sidecar.version.clone(), protocol: PROTOCOL_VERSION, pid: cx.sidecar.pid })
+}
+
+async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: AcquireParams = parse(&params)?;
+    let holder = principal(&p.session)?;
+    let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let scopes = resolve_all(&p.scopes, &root)?;
+    let ttl = p.ttl_secs.map(Duration::from_secs);
+    let mode = match p.mode.unwrap_or_default() {
+        Mode::Exclusive => lanes_core::Mode::Exclusive,
+        Mode::Shared => lanes_core::Mode::Shared,
+    };
+    let request = AcquireRequest { holder, worktree, scopes, mode, ttl, note: p.note, task: p.task };
+    let Answer::Granted(grant) = cx.ask(Command::Acquire(request)).await? else {
+        unreachable!("acquire answers Granted")
+    };
+    let now = now();
+    let notes = grant
+        .notes
+        .iter()
+        .map(|n| NoteView {
+            claim_id: n.claim.0,
+            session: n.holder.to_string(),
+            scopes: n.scopes.iter().map(Scope::to_string).collect(),
+            note: n.note.clone(),
+            expired_at: rfc3339(n.expired_at),
+        })
+        .collect();
+    reply(&ClaimReply { claim: claim_view(&grant.claim, now), notes })
+}
+
+async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: ReleaseParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let ids = p.claims.unwrap_or_default().into_iter().map(ClaimId).collect();
+    let command = Command::Release { who, ids, all: p.all.unwrap_or(false), epoch: p.epoch.map(Epoch) };
+    let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("release answers Released") };
+    reply(&ReleaseReply { released: ids.into_iter().map(|id| id.0).collect() })
+}
+
+async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: RenewParams = parse(&params)?;
+    let command = Command::Renew {
+        who: principal(&p.session)?,
+        id: ClaimId(p.claim),
+        ttl: p.ttl_secs.map(Duration::from_secs),
+        epoch: p.epoch.map(Epoch),
+    };
+    let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("renew answers Claim") };
+    reply(&ClaimReply { claim: claim_view(&claim, now()), notes: Vec::new() })
+}
+
+async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: HandoffParams = parse(&params)?;
+    let command = Command::Handoff {
+        who: principal(&p.session)?,
+        id: ClaimId(p.claim),
+        to: principal(&p.to)?,
+        epoch: p.epoch.map(Epoch),
+    };
+    let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("handoff answers Claim") };
+    reply(&ClaimReply { claim: claim_view(&claim, now()), notes: Vec::new() })
+}
+
+async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: CheckParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let scopes = resolve_all(&p.paths, &root)?;
+    let Answer::Holders(holders) = cx.ask(Command::Check { who, worktree, scopes }).await? else {
+        unreachable!("check answers Holders")
+    };
+    let now = now();
+    reply(&CheckReply { holders: holders.iter().map(|c| conflict_view(c, now)).collect() })
+}
+
+async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: SessionParams = parse(&params)?;
+    let session = principal(&p.session)?.session;
+    cx.ask(Command::SessionStart { session }).await?;
+    reply(&serde_json::json!({}))
+}
+
+async fn session_end(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: SessionParams = parse(&params)?;
+    let session = principal(&p.session)?.session;
+    let Answer::Released(ids) = cx.ask(Command::SessionEnd { session }).await? else {
+        unreachable!("session end answers Released")
+    };
+    reply(&SessionEndReply { released: ids.into_iter().map(|id| id.0).collect() })
+}
+
+async fn status(cx: &Context) -> RpcResult {
+    let Answer::Status(snapshot) = cx.ask(Command::Status).await? else { unreachable!("status answers Status") };
+    let sessions = snapshot
+        .sessions
+        .iter()
+        .map(|(id, live)| SessionView {
+            id: id.clone(),
+            state: if *live { "live" } else { "ended" }.to_owned(),
+            claims: snapshot.claims.iter().filter(|c| &c.holder.session == id).count(),
+        })
+        .collect();
+    reply(&StatusReply {
+        repo: cx.common_dir.to_string_lossy().into_owned(),
+        sidecar: cx.sidecar.clone(),
+        sessions,
+        claims: snapshot.claims.iter().map(|c| claim_view(c, snapshot.now)).collect(),
+        tasks: Vec::new(),
+        hub: None,
+        epoch: snapshot.epoch.0,
+    })
+}
+
+async fn events(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: EventsParams = if params.as_str().is_some() { parse(&params)? } else { EventsParams::default() };
+    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+    let Answer::Events(logged) = cx.ask(Command::Events { since: p.since, limit }).await? else {
+        unreachable!("events answers Events")
+    };
+    let cursor = logged.last().map_or(p.since, |e| e.seq);
+    let events = logged
+        .into_iter()
+        .map(|e| EventView {
+            seq: e.seq,
+            at: rfc3339(e.at),
+            kind: e.kind,
+            session: e.session,
+            claim: e.claim,
+            data: e.data,
+        })
+        .collect();
+    reply(&EventsReply { events, cursor })
+}
+
+fn shutdown(cx: &Context) -> RpcResult {
+    cx.shutdown.notify_one();
+    reply(&serde_json::json!({"stopping": true}))
+}
+
+fn parse<T: DeserializeOwned>(params: &Params<'static>) -> Result<T, ErrorObjectOwned> {
+    params
+        .parse()
+        .map_err(|e| error(ErrorCode::InvalidArgument, format!("invalid params: {}", e.message()), Vec::new()))
+}
+
+fn principal(text: &str) -> Result<Principal, ErrorObjectOwned> {
+    Principal::parse(text).map_err(|r| failure_to_rpc(Failure::Refused(r)))
+}
+
+fn resolve_all(inputs: &[String], root: &Path) -> Result<Vec<Scope>, ErrorObjectOwned> {
+    if inputs.len() > lanes_core::MAX_SCOPES {
+        return Err(error(
+            ErrorCode::InvalidArgument,
+            format!("too many scopes ({}): at most {} per request", inputs.len(), lanes_core::MAX_SCOPES),
+            Vec::new(),
+        ));
+    }
+    inputs
+        .iter()
+        .map(|input| scopes::resolve(input, root).map_err(|e| error(ErrorCode::InvalidScope, e.0, Vec::new())))
+        .collect()
+}
+
+/// Serializes a reply object and adds `protocol`, which every reply carries.
+fn reply<T: Serialize>(body: &T) -> RpcResult {
+    let mut value = serde_json::to_value(body).map_err(|e| error(ErrorCode::Internal, e.to_string(), Vec::new()))?;
+    if let Value::Object(map) = &mut value {
+        map.insert("protocol".into(), PROTOCOL_VERSION.into());
+    }
+    Ok(value)
+}
+
+/// A JSON-RPC error whose `data` carries the string code, the conflicts and the protocol version.
+pub fn error(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> ErrorObjectOwned {
+    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION };
+    ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
+}
+
+fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
+    match failure {
+        Failure::Unavailable(message) => error(ErrorCode::Unavailable, message, Vec::new()),
+        Failure::Refused(refusal) => {
+            let code = match refusal.code {
+                RefusalCode::Conflict => ErrorCode::Conflict,
+                RefusalCode::StaleEpoch => ErrorCode::StaleEpoch,
+                RefusalCode::NotHolder => ErrorCode::NotHolder,
+                RefusalCode::NotFound => ErrorCode::NotFound,
+                RefusalCode::InvalidScope => ErrorCode::InvalidScope,
+                RefusalCode::InvalidArgument => ErrorCode::InvalidArgument,
+            };
+            let now = now();
+            error(code, refusal.message, refusal.conflicts.iter().map(|c| conflict_view(c, now)).collect())
+        }
+    }
+}
+
+fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
+    ClaimView {
+        id: claim.id.0,
+        session: claim.holder.to_string(),
+        worktree: claim.worktree.root.clone(),
+        scopes: claim.scopes.iter().map(Scope::to_string).collect(),
+        mode: match claim.mode {
+            lanes_core::Mode::Exclusive => Mode::Exclusive,
+            lanes_core::Mode::Shared => Mode::Shared,
+        },
+        epoch: claim.epoch.0,
+        expires_at: rfc3339(claim.expires_at),
+        expires_in_secs: claim.expires_at.remaining(now).as_secs(),
+        note: claim.note.clone(),
+        task: claim.task.clone(),
+    }
+}
+
+fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView {
+    ConflictView {
+        claim_id: conflict.claim_id.0,
+        session: conflict.holder.to_string(),
+        scope: conflict.scope.to_string(),
+        worktree: conflict.worktree.root.clone(),
+        expires_at: rfc3339(conflict.expires_at),
+        expires_in_secs: conflict.expires_at.remaining(now).as_secs(),
+    }
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(t.0)).to_string()
+}

@@ -1,0 +1,227 @@
+//! The state owner: one thread owns the claim book and the store; request handlers send it commands and
+//! await its answers. It drains whatever commands are queued, decides each against the book, commits all
+//! their events in one transaction (one fsync for the lot), and only then answers. A failed commit answers
+//! every command of the batch with an error and reloads the book from the store, so nobody is ever told of
+//! a change that is not on disk.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lanes_core::{
+    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Epoch, Grant, Policy, Principal, Refusal, RefusalCode, Scope,
+    Timestamp, Worktree,
+};
+use lanes_store::{LoggedEvent, Store, StoreError};
+use tokio::sync::oneshot;
+
+/// The most commands decided and committed together.
+const MAX_BATCH: usize = 512;
+/// How often the owner looks for worktrees that were removed.
+const WORKTREE_SWEEP: Duration = Duration::from_secs(5);
+
+/// What a handler asks of the state owner.
+#[derive(Debug)]
+pub enum Command {
+    Acquire(AcquireRequest),
+    Release { who: Principal, ids: Vec<ClaimId>, all: bool, epoch: Option<Epoch> },
+    Renew { who: Principal, id: ClaimId, ttl: Option<Duration>, epoch: Option<Epoch> },
+    Handoff { who: Principal, id: ClaimId, to: Principal, epoch: Option<Epoch> },
+    Check { who: Principal, worktree: Worktree, scopes: Vec<Scope> },
+    SessionStart { session: String },
+    SessionEnd { session: String },
+    Status,
+    Events { since: u64, limit: u32 },
+}
+
+/// The state owner's answer.
+#[derive(Debug)]
+pub enum Answer {
+    Granted(Grant),
+    Claim(Claim),
+    Released(Vec<ClaimId>),
+    Holders(Vec<Conflict>),
+    Done,
+    Status(StatusSnapshot),
+    Events(Vec<LoggedEvent>),
+}
+
+/// A copy of the state for `status`.
+#[derive(Debug)]
+pub struct StatusSnapshot {
+    pub claims: Vec<Claim>,
+    pub sessions: Vec<(String, bool)>,
+    pub epoch: Epoch,
+    pub now: Timestamp,
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    Refused(Refusal),
+    Unavailable(String),
+}
+
+pub type Job = (Command, oneshot::Sender<Result<Answer, Failure>>);
+
+/// The current instant.
+pub fn now() -> Timestamp {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The state owner's thread: its inbox, book and store.
+pub struct StateOwner {
+    inbox: Receiver<Job>,
+    book: ClaimBook,
+    store: Store,
+    policy: Policy,
+    db_path: PathBuf,
+}
+
+impl StateOwner {
+    /// Opens the store and rebuilds the book; expiries that fell due while no sidecar ran are recorded now.
+    pub fn open(db_path: PathBuf, policy: Policy, inbox: Receiver<Job>) -> Result<StateOwner, StoreError> {
+        let mut store = Store::open(&db_path)?;
+        let mut book = ClaimBook::restore(policy.clone(), store.load()?);
+        book.expire_due(now());
+        store.commit(&book.take_events(), book.epoch(), book.next_id())?;
+        Ok(StateOwner { inbox, book, store, policy, db_path })
+    }
+
+    /// How many claims the book holds (for start-up logging).
+    pub fn claim_count(&self) -> usize {
+        self.book.claims().count()
+    }
+
+    /// Serves commands until every sender is gone.
+    pub fn run(mut self) {
+        let mut last_worktree_sweep = std::time::Instant::now();
+        loop {
+            let wait = self
+                .book
+                .next_deadline()
+                .map_or(WORKTREE_SWEEP, |t| Duration::from_millis(t.0.saturating_sub(now().0)).min(WORKTREE_SWEEP));
+            let first = match self.inbox.recv_timeout(wait.max(Duration::from_millis(1))) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch: Vec<Job> = first.into_iter().collect();
+            while batch.len() < MAX_BATCH {
+                match self.inbox.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let now = now();
+            self.book.expire_due(now);
+            if last_worktree_sweep.elapsed() >= WORKTREE_SWEEP {
+                last_worktree_sweep = std::time::Instant::now();
+                self.drop_removed_worktrees(now);
+            }
+            let answers: Vec<_> =
+                batch.into_iter().map(|(command, reply)| (reply, self.decide(command, now))).collect();
+            let events = self.book.take_events();
+            match self.store.commit(&events, self.book.epoch(), self.book.next_id()) {
+                Ok(()) => {
+                    for (reply, answer) in answers {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("failed to commit {} events: {e}", events.len());
+                    for (reply, _) in answers {
+                        let _ = reply
+                            .send(Err(Failure::Unavailable(format!("the sidecar could not save the change: {e}"))));
+                    }
+                    self.reload();
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self, command: Command, now: Timestamp) -> Result<Answer, Failure> {
+        let book = &mut self.book;
+        let answer = match command {
+            Command::Acquire(request) => Answer::Granted(book.acquire(request, now).map_err(Failure::Refused)?),
+            Command::Release { who, ids, all, epoch } => {
+                Answer::Released(book.release(&who, &ids, all, epoch, now).map_err(Failure::Refused)?)
+            }
+            Command::Renew { who, id, ttl, epoch } => {
+                Answer::Claim(book.renew(&who, id, ttl, epoch, now).map_err(Failure::Refused)?)
+            }
+            Command::Handoff { who, id, to, epoch } => {
+                Answer::Claim(book.handoff(&who, id, to, epoch, now).map_err(Failure::Refused)?)
+            }
+            Command::Check { who, worktree, scopes } => Answer::Holders(book.holders(&who, &worktree, &scopes, now)),
+            Command::SessionStart { session } => {
+                book.register_session(&session, now);
+                Answer::Done
+            }
+            Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
+            Command::Status => {
+                let mut claims: Vec<Claim> = book.claims().filter(|c| c.expires_at > now).cloned().collect();
+                claims.sort_by_key(|c| c.id);
+                let mut sessions: Vec<(String, bool)> = book
+                    .sessions()
+                    .map(|(id, state)| (id.to_owned(), state == lanes_core::SessionState::Live))
+                    .collect();
+                sessions.sort();
+                Answer::Status(StatusSnapshot { claims, sessions, epoch: book.epoch(), now })
+            }
+            Command::Events { since, limit } => Answer::Events(
+                self.store
+                    .events_since(since, limit)
+                    .map_err(|e| Failure::Unavailable(format!("could not read the event log: {e}")))?,
+            ),
+        };
+        Ok(answer)
+    }
+
+    fn drop_removed_worktrees(&mut self, now: Timestamp) {
+        let mut roots: Vec<String> = self.book.claims().map(|c| c.worktree.root.clone()).collect();
+        roots.sort();
+        roots.dedup();
+        for root in roots {
+            if !PathBuf::from(&root).join(".git").exists() {
+                let dropped = self.book.drop_worktree(&root, now);
+                tracing::warn!("worktree {root} is gone: dropped {} claims", dropped.len());
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match Store::open(&self.db_path).and_then(|store| Ok((store.load()?, store))) {
+            Ok((snapshot, store)) => {
+                self.book = ClaimBook::restore(self.policy.clone(), snapshot);
+                self.store = store;
+            }
+            Err(e) => tracing::error!("failed to reload state after a failed commit: {e}"),
+        }
+    }
+}
+
+/// The handlers' side: sends commands to the state owner.
+#[derive(Clone, Debug)]
+pub struct StateHandle {
+    sender: Sender<Job>,
+}
+
+impl StateHandle {
+    pub fn new(sender: Sender<Job>) -> StateHandle {
+        StateHandle { sender }
+    }
+
+    /// Sends a command and waits for its answer.
+    pub async fn ask(&self, command: Command) -> Result<Answer, Failure> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send((command, reply)).map_err(|_| Failure::Unavailable("the sidecar is shutting down".into()))?;
+        answer.await.map_err(|_| Failure::Unavailable("the sidecar is shutting down".into()))?
+    }
+}
+
+/// A refusal for an input that names no valid principal or claim.
+pub fn invalid(message: impl Into<String>) -> Failure {
+    Failure::Refused(Refusal::new(RefusalCode::InvalidArgument, message))
+}
