@@ -14,6 +14,7 @@ pub fn resolve(input: &str, worktree: &Path) -> Result<Scope, ScopeError> {
     let relative = if input.starts_with('/') {
         let absolute = lexical_normalize(Path::new(input));
         match absolute.strip_prefix(worktree) {
+            Ok(rest) if rest.as_os_str().is_empty() => ".".to_owned(),
             Ok(rest) => rest.to_string_lossy().into_owned(),
             Err(_) => {
                 return Err(ScopeError(format!("{input} is outside the repository (worktree {})", worktree.display())));
@@ -105,6 +106,7 @@ mod tests {
         assert_eq!(ok("./src//new.rs", &wt), "src/new.rs");
         assert_eq!(ok(&format!("{}/src/a.rs", wt.display()), &wt), "src/a.rs");
         assert_eq!(ok(&wt.display().to_string(), &wt), ".");
+        assert_eq!(ok(&format!("{}/src/..", wt.display()), &wt), ".");
         assert_eq!(ok("alias/a.rs", &wt), "src/a.rs");
         assert_eq!(ok("src/**/*.rs", &wt), "src/**/*.rs");
     }

@@ -1,1 +1,29 @@
-//! Integration tests of the `lanes` binary, in one test binary.
+//! Integration tests of the `lanes` binary and its sidecar, run as real processes in a hermetic
+//! environment (temporary HOME and runtime dir, no global git config). One test binary, as in jj.
+
+mod common;
+
+/// The CLI contract: exit codes, JSON shapes, errors that change nothing.
+mod test_cli;
+/// kill -9 under load loses no granted claim.
+mod test_crash;
+/// `lanes demo` runs end to end.
+mod test_demo;
+/// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
+mod test_lifecycle;
+/// The wire: malformed JSON-RPC, unknown methods, oversized lines, disconnects, racing clients.
+mod test_wire;
+/// Claims keyed to worktrees; a removed worktree's claims are dropped.
+mod test_worktrees;
+
+#[test]
+fn no_forgotten_test_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let listed = include_str!("runner.rs");
+    for entry in std::fs::read_dir(dir).expect("tests dir") {
+        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        if let Some(module) = name.strip_prefix("test_").and_then(|n| n.strip_suffix(".rs")) {
+            assert!(listed.contains(&format!("mod test_{module};")), "tests/{name} is not listed in runner.rs");
+        }
+    }
+}

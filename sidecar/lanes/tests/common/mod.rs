@@ -1,0 +1,202 @@
+//! A hermetic test environment: a temporary HOME and runtime dir, isolated git config, git repositories
+//! with worktrees, and helpers to run `lanes` and to talk to its sidecar's socket directly.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A temporary world for one test. Dropping it stops every sidecar it started.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    repos: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+/// The result of one `lanes` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The stdout parsed as the one JSON object `--json` promises.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!("stdout is not one JSON object ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
+        })
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(self.code, 0, "lanes failed\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new().prefix("lt").tempdir_in("/tmp").expect("tempdir");
+        for sub in ["home", "run", "tmp"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        TestEnv { dir, repos: std::cell::RefCell::new(Vec::new()) }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().expect("canonical")
+    }
+
+    /// Applies the hermetic environment to a command.
+    pub fn hermetic<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        let root = self.root();
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", root.join("home"))
+            .env("XDG_RUNTIME_DIR", root.join("run"))
+            .env("XDG_CONFIG_HOME", root.join("home/.config"))
+            .env("TMPDIR", root.join("tmp"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@lanes.invalid")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@lanes.invalid")
+            .env("LANES_IDLE_TIMEOUT", "5m")
+    }
+
+    /// A command running `lanes` in `dir`.
+    pub fn lanes_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        self.hermetic(&mut command).current_dir(dir).args(args).stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `lanes` in `dir` and collects its output.
+    pub fn lanes(&self, dir: &Path, args: &[&str]) -> Run {
+        let output = self.lanes_command(dir, args).output().expect("run lanes");
+        run_of(output)
+    }
+
+    /// Runs git in `dir`, which must succeed.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+        let mut command = Command::new("git");
+        let output = self.hermetic(&mut command).current_dir(dir).args(args).output().expect("run git");
+        assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A new repository with one commit (`src/a.rs`, `src/b.rs`, `docs/guide.md`); returns its worktree.
+    pub fn repo(&self, name: &str) -> PathBuf {
+        let dir = self.root().join(name);
+        std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("docs")).expect("mkdir");
+        std::fs::write(dir.join("src/a.rs"), "fn a() {}\n").expect("write");
+        std::fs::write(dir.join("src/b.rs"), "fn b() {}\n").expect("write");
+        std::fs::write(dir.join("docs/guide.md"), "# guide\n").expect("write");
+        self.git(&dir, &["init", "-q", "-b", "main"]);
+        self.git(&dir, &["add", "-A"]);
+        self.git(&dir, &["commit", "-q", "-m", "initial"]);
+        self.repos.borrow_mut().push(dir.clone());
+        dir
+    }
+
+    /// Adds a linked worktree on a new branch; returns its path.
+    pub fn worktree(&self, repo: &Path, name: &str) -> PathBuf {
+        let path = self.root().join(name);
+        self.git(repo, &["worktree", "add", "-q", "-b", name, &path.to_string_lossy()]);
+        path
+    }
+
+    /// Starts the repository's sidecar and returns its socket path and pid.
+    pub fn start_sidecar(&self, repo: &Path) -> (PathBuf, u32) {
+        let status = self.lanes(repo, &["sidecar", "start", "--json"]).success().json();
+        (PathBuf::from(status["socket"].as_str().expect("socket")), status["pid"].as_u64().expect("pid") as u32)
+    }
+
+    /// The pid of the running sidecar, if one answers.
+    pub fn sidecar_pid(&self, repo: &Path) -> Option<u32> {
+        let run = self.lanes(repo, &["sidecar", "status", "--json"]);
+        let status = run.json();
+        (status["running"] == true).then(|| status["pid"].as_u64().expect("pid") as u32)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for repo in self.repos.borrow().iter() {
+            let _ = self.lanes_command(repo, &["sidecar", "stop"]).output();
+        }
+    }
+}
+
+pub fn run_of(output: Output) -> Run {
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A raw line-oriented connection to a sidecar socket.
+pub struct Wire {
+    reader: BufReader<UnixStream>,
+}
+
+impl Wire {
+    pub fn connect(socket: &Path) -> Wire {
+        let stream = UnixStream::connect(socket).expect("connect to sidecar");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        Wire { reader: BufReader::new(stream) }
+    }
+
+    /// Sends raw bytes (a newline is not added).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("write");
+    }
+
+    /// Reads one reply line as JSON.
+    pub fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read reply");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {line:?}"))
+    }
+
+    /// Sends one request object and reads its reply.
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let request = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.send_raw(format!("{request}\n").as_bytes());
+        self.read()
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// Whether a process is gone (or a zombie waiting to be reaped).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// kill -9.
+pub fn kill9(pid: u32) {
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill -9 {pid} failed");
+}

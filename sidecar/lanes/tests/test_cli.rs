@@ -1,0 +1,173 @@
+use serde_json::Value;
+
+use crate::common::TestEnv;
+
+fn ids(status: &Value) -> Vec<u64> {
+    status["claims"].as_array().expect("claims").iter().map(|c| c["id"].as_u64().expect("id")).collect()
+}
+
+#[test]
+fn claim_conflict_release_with_contract_shapes_and_exit_codes() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let granted =
+        env.lanes(&repo, &["--session", "alice", "--json", "claim", "src/a.rs", "--note", "wip"]).success().json();
+    let claim = &granted["claim"];
+    for field in ["id", "session", "worktree", "scopes", "mode", "epoch", "expires_at", "note"] {
+        assert!(claim.get(field).is_some(), "claim lacks {field}: {claim}");
+    }
+    assert_eq!(claim["session"], "alice");
+    assert_eq!(claim["scopes"], serde_json::json!(["src/a.rs"]));
+    assert_eq!(claim["mode"], "exclusive");
+    assert_eq!(claim["worktree"], repo.to_string_lossy().as_ref());
+
+    // Bob asks for the directory above: refused, exit 3, the holder named in message and conflicts.
+    let refused = env.lanes(&repo, &["--session", "bob", "--json", "claim", "src"]);
+    assert_eq!(refused.code, 3);
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "conflict");
+    assert!(error["message"].as_str().expect("message").contains("alice"));
+    let conflict = &error["conflicts"][0];
+    assert_eq!(conflict["session"], "alice");
+    assert_eq!(conflict["scope"], "src/a.rs");
+    assert_eq!(conflict["claim_id"], claim["id"]);
+    for field in ["worktree", "expires_at"] {
+        assert!(conflict.get(field).is_some(), "conflict lacks {field}");
+    }
+    // Without --json the refusal goes to stderr and names the holder.
+    let text = env.lanes(&repo, &["--session", "bob", "claim", "src/a.rs"]);
+    assert_eq!(text.code, 3);
+    assert!(text.stderr.contains("held by alice"), "{}", text.stderr);
+
+    // check: exit 3 when another session holds the path, 0 when it is free or one's own.
+    assert_eq!(env.lanes(&repo, &["--session", "bob", "check", "src/a.rs"]).code, 3);
+    assert_eq!(env.lanes(&repo, &["--session", "alice", "check", "src/a.rs"]).code, 0);
+    assert_eq!(env.lanes(&repo, &["--session", "bob", "check", "src/b.rs"]).code, 0);
+    // Component-wise: src/a.rs does not cover src/a.rsx.
+    env.lanes(&repo, &["--session", "bob", "claim", "src/a.rsx"]).success();
+
+    let released = env.lanes(&repo, &["--session", "alice", "--json", "release", "--all"]).success().json();
+    assert_eq!(released["released"], serde_json::json!([claim["id"]]));
+    env.lanes(&repo, &["--session", "bob", "claim", "src"]).success();
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let outside = env.root().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, repo.join("escape")).expect("symlink");
+    env.lanes(&repo, &["--session", "alice", "claim", "docs"]).success();
+    let before = env.lanes(&repo, &["--json", "status"]).success().json();
+
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["claim", "../elsewhere"], 2, "invalid_scope"),
+        (&["claim", "src/../../x"], 2, "invalid_scope"),
+        (&["claim", "/etc/passwd"], 2, "invalid_scope"),
+        (&["claim", "escape/file.rs"], 2, "invalid_scope"),
+        (&["claim", ".git/config"], 2, "invalid_scope"),
+        (&["claim", "src/[oops"], 2, "invalid_scope"),
+        (&["claim", "src/a.rs", "--ttl", "0s"], 2, "invalid_argument"),
+        (&["claim", "src/a.rs", "--ttl", "31d"], 2, "invalid_argument"),
+        (&["claim", "src/a.rs", "--ttl", "soon"], 2, "invalid_argument"),
+        (&["release", "999"], 3, "not_found"),
+        (&["release", "1"], 3, "not_holder"),
+        (&["renew", "1", "--epoch", "1"], 3, "not_holder"),
+        (&["handoff", "1", "--to", "nobody"], 3, "not_holder"),
+    ];
+    for (args, code, error) in cases {
+        let mut full = vec!["--session", "mallory", "--json"];
+        full.extend_from_slice(args);
+        let run = env.lanes(&repo, &full);
+        assert_eq!(run.code, *code, "{args:?}: {}", run.stdout);
+        let json = run.json();
+        assert_eq!(json["error"]["code"], *error, "{args:?}: {json}");
+        assert!(!json["error"]["message"].as_str().expect("message").is_empty());
+    }
+    let mut after = env.lanes(&repo, &["--json", "status"]).success().json();
+    // Only mallory's session record may be new (a refused claim registers nobody).
+    after["sessions"] = before["sessions"].clone();
+    assert_eq!(ids(&before), ids(&after));
+    assert_eq!(before["epoch"], after["epoch"]);
+}
+
+#[test]
+fn renew_and_handoff_fence_old_epochs() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "bob", "claim", "docs/guide.md"]).success();
+    let claim = env.lanes(&repo, &["--session", "alice", "--json", "claim", "src"]).success().json()["claim"].clone();
+    let id = claim["id"].to_string();
+    let epoch = claim["epoch"].as_u64().expect("epoch");
+
+    let renewed = env
+        .lanes(&repo, &["--session", "alice", "--json", "renew", &id, "--ttl", "2h", "--epoch", &epoch.to_string()])
+        .success()
+        .json();
+    let new_epoch = renewed["claim"]["epoch"].as_u64().expect("epoch");
+    assert!(new_epoch > epoch);
+    assert!(renewed["claim"]["expires_in_secs"].as_u64().expect("secs") > 3600);
+
+    let stale = env.lanes(&repo, &["--session", "alice", "--json", "release", &id, "--epoch", &epoch.to_string()]);
+    assert_eq!(stale.code, 3);
+    assert_eq!(stale.json()["error"]["code"], "stale_epoch");
+
+    let handed = env.lanes(&repo, &["--session", "alice", "--json", "handoff", &id, "--to", "bob"]).success().json();
+    assert_eq!(handed["claim"]["session"], "bob");
+    assert!(handed["claim"]["epoch"].as_u64().expect("epoch") > new_epoch);
+    // The old holder is fenced.
+    let fenced = env.lanes(&repo, &["--session", "alice", "--json", "renew", &id]);
+    assert_eq!(fenced.json()["error"]["code"], "not_holder");
+    // Unknown recipients are refused.
+    let unknown = env.lanes(&repo, &["--session", "bob", "--json", "handoff", &id, "--to", "ghost"]);
+    assert_eq!(unknown.code, 3);
+    assert_eq!(unknown.json()["error"]["code"], "not_found");
+}
+
+#[test]
+fn expiry_takes_effect_at_once_and_hands_the_note_on() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "alice", "claim", "src", "--ttl", "1s", "--note", "parser half done"]).success();
+    assert_eq!(env.lanes(&repo, &["--session", "bob", "claim", "src/a.rs"]).code, 3);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let granted = env.lanes(&repo, &["--session", "bob", "--json", "claim", "src/a.rs"]).success().json();
+    assert_eq!(granted["notes"][0]["note"], "parser half done");
+    assert_eq!(granted["notes"][0]["session"], "alice");
+    let events = env.lanes(&repo, &["events"]).success().stdout;
+    assert!(events.lines().any(|l| l.contains("\"kind\":\"expire\"")), "{events}");
+}
+
+#[test]
+fn relative_paths_resolve_from_the_current_directory() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let granted = env.lanes(&repo.join("src"), &["--session", "a", "--json", "claim", "a.rs", "*.rs"]).success().json();
+    assert_eq!(granted["claim"]["scopes"], serde_json::json!(["src/a.rs", "src/*.rs"]));
+    let whole = env.lanes(&repo.join("docs"), &["--session", "b", "--json", "claim", ".."]);
+    assert_eq!(whole.code, 3, "`..` from docs/ is the whole repository, which overlaps a's claim");
+}
+
+#[test]
+fn help_has_examples_and_init_is_idempotent() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let help = env.lanes(&repo, &["--help"]).success().stdout;
+    assert!(help.contains("Examples:") && help.contains("lanes claim"), "{help}");
+    let first = env.lanes(&repo, &["--json", "init"]).success().json();
+    assert_eq!(first["config_created"], true);
+    let second = env.lanes(&repo, &["--json", "init"]).success().json();
+    assert_eq!(second["config_created"], false);
+    assert_eq!(first["sidecar"]["pid"], second["sidecar"]["pid"]);
+    let doctor = env.lanes(&repo, &["--json", "doctor"]);
+    let report = doctor.json();
+    let names: Vec<&str> =
+        report["checks"].as_array().expect("checks").iter().map(|c| c["name"].as_str().expect("name")).collect();
+    assert!(names.contains(&"sidecar") && names.contains(&"store"), "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    let outside = env.root();
+    let not_repo = env.lanes(&outside, &["--json", "status"]);
+    assert_eq!(not_repo.code, 2);
+    assert!(not_repo.json()["error"]["message"].as_str().expect("message").contains("not inside a git repository"));
+}

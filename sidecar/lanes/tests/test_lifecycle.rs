@@ -1,0 +1,121 @@
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::common::{TestEnv, eventually, process_gone};
+
+#[test]
+fn sixteen_racing_clients_start_exactly_one_sidecar() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let children: Vec<_> = (0..16)
+        .map(|_| {
+            env.lanes_command(&repo, &["--json", "sidecar", "start"]).stdout(Stdio::piped()).spawn().expect("spawn")
+        })
+        .collect();
+    let mut pids: Vec<u64> = children
+        .into_iter()
+        .map(|child| {
+            let run = crate::common::run_of(child.wait_with_output().expect("wait"));
+            run.success().json()["pid"].as_u64().expect("pid")
+        })
+        .collect();
+    pids.dedup();
+    assert_eq!(pids.len(), 1, "clients saw several sidecars: {pids:?}");
+    let sidecars = count_sidecars_for(&repo);
+    assert_eq!(sidecars, 1, "expected exactly one sidecar process");
+}
+
+fn count_sidecars_for(repo: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let dir = e.path();
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let cwd = std::fs::read_link(dir.join("cwd")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.windows(2).any(|w| w == [b"sidecar".as_slice(), b"run".as_slice()])
+                && cwd == repo
+                && !process_gone(e.file_name().to_string_lossy().parse().unwrap_or(0))
+        })
+        .count()
+}
+
+#[test]
+fn socket_and_directory_are_private() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, _) = env.start_sidecar(&repo);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(socket.parent().expect("dir")), 0o700);
+    assert!(socket.as_os_str().len() < 100, "socket path too long: {}", socket.display());
+}
+
+#[test]
+fn stale_socket_is_replaced_and_stop_waits_until_gone() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    crate::common::kill9(pid);
+    assert!(eventually(Duration::from_secs(5), || process_gone(pid)));
+    assert!(socket.exists(), "kill -9 leaves the socket file behind");
+    // The next command finds a refused socket, replaces it, and gets a new sidecar.
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    let new_pid = status["sidecar"]["pid"].as_u64().expect("pid") as u32;
+    assert_ne!(new_pid, pid);
+
+    let stopped = env.lanes(&repo, &["--json", "sidecar", "stop"]).success().json();
+    assert_eq!(stopped["pid"], new_pid);
+    assert!(process_gone(new_pid), "sidecar stop returned before the process exited");
+    assert!(!socket.exists(), "a clean stop removes the socket");
+    assert_eq!(env.lanes(&repo, &["sidecar", "status"]).code, 1);
+    // Stopping again is fine.
+    assert_eq!(env.lanes(&repo, &["--json", "sidecar", "stop"]).success().json()["stopped"], false);
+}
+
+#[test]
+fn version_mismatch_restarts_the_sidecar() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut old = env
+        .lanes_command(&repo, &["sidecar", "run", "--report-version", "0.0.1-old"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn old sidecar");
+    assert!(eventually(
+        Duration::from_secs(5),
+        || env.lanes(&repo, &["--json", "sidecar", "status"]).json()["version"] == "0.0.1-old"
+    ));
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert_eq!(status["sidecar"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_ne!(status["sidecar"]["pid"].as_u64(), Some(u64::from(old.id())));
+    let exit = old.wait().expect("old sidecar exits");
+    assert!(exit.success(), "the old sidecar shut down cleanly");
+}
+
+#[test]
+fn idle_sidecar_exits_and_restarts_on_demand() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut command = env.lanes_command(&repo, &["--json", "sidecar", "start"]);
+    command.env("LANES_IDLE_TIMEOUT", "1s");
+    let started = crate::common::run_of(command.output().expect("run")).success().json();
+    let pid = started["pid"].as_u64().expect("pid") as u32;
+    assert!(eventually(Duration::from_secs(15), || process_gone(pid)), "idle sidecar did not exit");
+    env.lanes(&repo, &["status"]).success();
+}
+
+#[test]
+fn a_live_claim_keeps_an_idle_sidecar_running() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut command = env.lanes_command(&repo, &["--json", "claim", "src"]);
+    command.env("LANES_IDLE_TIMEOUT", "1s");
+    crate::common::run_of(command.output().expect("run")).success();
+    let pid = env.sidecar_pid(&repo).expect("running");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!process_gone(pid), "the sidecar exited while a claim was live");
+}

@@ -1,0 +1,96 @@
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+
+use lanes_proto::MAX_LINE_BYTES;
+use serde_json::json;
+
+use crate::common::{TestEnv, Wire};
+
+#[test]
+fn malformed_requests_get_json_rpc_errors_and_the_sidecar_stays_up() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    let mut wire = Wire::connect(&socket);
+
+    wire.send_raw(b"this is not json\n");
+    assert_eq!(wire.read()["error"]["code"], -32700);
+    wire.send_raw(b"[1, 2]\n");
+    assert_eq!(wire.read()["error"]["code"], -32600);
+    wire.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"no.such.method\",\"params\":{}}\n");
+    let unknown = wire.read();
+    assert_eq!(unknown["error"]["code"], -32601);
+    assert_eq!(unknown["id"], 7);
+    wire.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"claim.acquire\",\"params\":{\"session\":5}}\n");
+    let bad_params = wire.read();
+    assert_eq!(bad_params["error"]["data"]["code"], "invalid_argument");
+    assert_eq!(bad_params["error"]["data"]["protocol"], 1);
+    wire.send_raw(b"\xff\xfe\n");
+    assert_eq!(wire.read()["error"]["code"], -32700);
+    let outside = wire.call("claim.acquire", json!({"session": "s", "worktree": "/", "scopes": ["x"]}));
+    assert_eq!(outside["error"]["data"]["code"], "invalid_argument", "{outside}");
+
+    // Every success reply carries the protocol version.
+    let hello = wire.call("hello", json!({"client": "test", "version": "0", "protocol": 1}));
+    assert_eq!(hello["result"]["protocol"], 1);
+    assert_eq!(hello["result"]["pid"], pid);
+    assert_eq!(env.sidecar_pid(&repo), Some(pid));
+}
+
+#[test]
+fn oversized_lines_are_refused_with_a_clear_limit() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    let mut wire = Wire::connect(&socket);
+    let mut huge = vec![b'x'; MAX_LINE_BYTES + 10];
+    huge.push(b'\n');
+    wire.send_raw(&huge);
+    let reply = wire.read();
+    assert_eq!(reply["error"]["code"], -32600);
+    assert!(reply["error"]["message"].as_str().expect("message").contains("limit"));
+    let mut fresh = Wire::connect(&socket);
+    assert!(fresh.call("status", json!({}))["result"]["claims"].is_array());
+    assert_eq!(env.sidecar_pid(&repo), Some(pid));
+}
+
+#[test]
+fn a_client_that_disconnects_mid_request_changes_nothing() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    for _ in 0..20 {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+        stream.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"claim.acq").expect("write");
+    }
+    let mut wire = Wire::connect(&socket);
+    assert_eq!(wire.call("status", json!({}))["result"]["claims"], json!([]));
+    assert_eq!(env.sidecar_pid(&repo), Some(pid));
+}
+
+#[test]
+fn sixty_four_clients_racing_for_one_scope_get_exactly_one_winner() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, _) = env.start_sidecar(&repo);
+    let barrier = Arc::new(Barrier::new(64));
+    let worktree = repo.to_string_lossy().into_owned();
+    let handles: Vec<_> = (0..64)
+        .map(|i| {
+            let (socket, barrier, worktree) = (socket.clone(), Arc::clone(&barrier), worktree.clone());
+            std::thread::spawn(move || {
+                let mut wire = Wire::connect(&socket);
+                barrier.wait();
+                let reply = wire.call(
+                    "claim.acquire",
+                    json!({"session": format!("agent{i}"), "worktree": worktree, "scopes": ["src/a.rs"]}),
+                );
+                reply.get("result").is_some()
+            })
+        })
+        .collect();
+    let winners = handles.into_iter().map(|h| h.join().expect("thread")).filter(|won| *won).count();
+    assert_eq!(winners, 1);
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert_eq!(status["claims"].as_array().expect("claims").len(), 1);
+}
