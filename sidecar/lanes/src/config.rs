@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lanes_core::{Contention, Policy, parse_ttl};
+use lanes_store::Durability;
 
 /// The commented default configuration, also written by `lanes init`.
 pub const TEMPLATE: &str = include_str!("../../../templates/config.toml");
@@ -20,6 +21,8 @@ pub struct Config {
     pub default_ttl: Duration,
     /// How long the sidecar waits, idle, before it exits.
     pub idle_timeout: Duration,
+    /// Whether grants are fsynced before they are answered.
+    pub durability: Durability,
     /// Files read, in order, for `lanes doctor`.
     pub sources: Vec<PathBuf>,
     /// Problems found on the way (unknown keys), for the log and `lanes doctor`.
@@ -52,6 +55,7 @@ impl Config {
             contention: Contention::Repo,
             default_ttl: Duration::from_secs(1800),
             idle_timeout: Duration::from_secs(1800),
+            durability: Durability::Full,
             sources: Vec::new(),
             warnings: Vec::new(),
         };
@@ -70,6 +74,7 @@ impl Config {
             match (key.as_str(), value) {
                 ("contention", toml::Value::String(s)) => self.contention = parse_contention(s, origin)?,
                 ("default_ttl", toml::Value::String(s)) => self.default_ttl = ttl(s, origin, key)?,
+                ("durability", toml::Value::String(s)) => self.durability = parse_durability(s, origin)?,
                 ("sidecar", toml::Value::Table(sidecar)) => {
                     for (key, value) in sidecar {
                         match (key.as_str(), value) {
@@ -92,6 +97,9 @@ impl Config {
         if let Some(s) = var("LANES_DEFAULT_TTL") {
             self.default_ttl = ttl(&s, "LANES_DEFAULT_TTL", "value")?;
         }
+        if let Some(s) = var("LANES_DURABILITY") {
+            self.durability = parse_durability(&s, "LANES_DURABILITY")?;
+        }
         if let Some(s) = var("LANES_IDLE_TIMEOUT") {
             self.idle_timeout = ttl(&s, "LANES_IDLE_TIMEOUT", "value")?;
         }
@@ -109,6 +117,14 @@ fn parse_contention(s: &str, origin: &str) -> Result<Contention> {
         "repo" => Ok(Contention::Repo),
         "worktree" => Ok(Contention::Worktree),
         _ => bail!("{origin}: contention must be \"repo\" or \"worktree\", not {s:?}"),
+    }
+}
+
+fn parse_durability(s: &str, origin: &str) -> Result<Durability> {
+    match s {
+        "full" => Ok(Durability::Full),
+        "process" => Ok(Durability::Process),
+        _ => bail!("{origin}: durability must be \"full\" or \"process\", not {s:?}"),
     }
 }
 

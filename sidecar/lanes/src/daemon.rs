@@ -59,11 +59,10 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
     }
 
     let started = std::time::Instant::now();
-    let (sender, inbox) = std::sync::mpsc::channel();
-    let owner = StateOwner::open(state_dir.join("state.db"), config.policy(), inbox)
+    let (sender, inbox) = tokio::sync::mpsc::unbounded_channel();
+    let owner = StateOwner::open(state_dir.join("state.db"), config.policy(), config.durability, inbox)
         .context("failed to open the state database")?;
     tracing::info!("restored {} claims in {:?}", owner.claim_count(), started.elapsed());
-    let owner_thread = std::thread::Builder::new().name("lanes-state".into()).spawn(move || owner.run())?;
 
     let sidecar = SidecarView {
         pid: std::process::id(),
@@ -72,16 +71,18 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
         socket: paths.socket.to_string_lossy().into_owned(),
     };
     let context = Arc::new(Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let served = runtime.block_on(serve(&paths.socket, context, config.idle_timeout));
+    let served = runtime.block_on(async {
+        tokio::spawn(owner.run());
+        serve(&paths.socket, context, config.idle_timeout).await
+    });
     let _ = std::fs::remove_file(&paths.socket);
-    // Dropping the runtime drops the module and with it the last sender, so the state owner finishes.
+    // Dropping the runtime cancels the state owner between batches: a batch is committed and answered
+    // without an await in between, so no half-done batch can be left.
     drop(runtime);
-    let _ = owner_thread.join();
     tracing::info!("sidecar stopped");
     drop(pidfile);
     served

@@ -157,7 +157,7 @@ fn store(db: &Path) -> Check {
             Some("`lanes init` creates it".into()),
         );
     }
-    match Store::open(db).and_then(|s| Ok((s.integrity_check()?, s.schema_version()?))) {
+    match Store::open(db, lanes_store::Durability::Full).and_then(|s| Ok((s.integrity_check()?, s.schema_version()?))) {
         Ok((integrity, version)) if integrity == "ok" => {
             Check::new("store", Status::Ok, format!("{} (schema {version}, integrity ok)", db.display()), None)
         }

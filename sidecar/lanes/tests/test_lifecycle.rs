@@ -119,3 +119,41 @@ fn a_live_claim_keeps_an_idle_sidecar_running() {
     std::thread::sleep(Duration::from_millis(2500));
     assert!(!process_gone(pid), "the sidecar exited while a claim was live");
 }
+
+/// The socket's directory is private, but even if someone opens it up, a peer with another uid is refused
+/// (SO_PEERCRED): the sidecar closes the connection without answering.
+#[test]
+fn a_peer_with_another_uid_is_refused() {
+    if crate::common::current_uid() != 0
+        || !std::path::Path::new("/usr/bin/setpriv").exists()
+        || !std::path::Path::new("/usr/bin/python3").exists()
+    {
+        eprintln!("skipped: needs root, setpriv and /usr/bin/python3 to act as another user");
+        return;
+    }
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    let open =
+        |p: &std::path::Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    open(&socket, 0o666);
+    let mut dir = socket.parent().expect("dir").to_path_buf();
+    while dir != std::path::Path::new("/tmp") {
+        open(&dir, 0o755);
+        dir.pop();
+    }
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\",\"params\":{}}\\n')\ntry:\n    print('answered' if s.recv(65536) else 'refused')\nexcept ConnectionResetError:\n    print('refused')";
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .arg(&socket)
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the foreign client could not even connect: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "refused", "a foreign uid got an answer");
+    assert_eq!(env.sidecar_pid(&repo), Some(pid));
+}

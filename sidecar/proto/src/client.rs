@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{ErrorCode, ErrorData, MAX_LINE_BYTES, PROTOCOL_VERSION};
+use crate::{ErrorCode, ErrorData, PROTOCOL_VERSION};
+
+/// The longest reply accepted. Replies can be far larger than requests: `status` lists every live claim.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
 
 /// A connection to a sidecar.
 #[derive(Debug)]
@@ -94,7 +97,7 @@ impl Client {
         self.reader.get_mut().write_all(&line)?;
 
         let mut reply = Vec::new();
-        let read = Read::take(&mut self.reader, MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut reply)?;
+        let read = Read::take(&mut self.reader, MAX_REPLY_BYTES as u64 + 1).read_until(b'\n', &mut reply)?;
         if read == 0 {
             return Err(CallError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

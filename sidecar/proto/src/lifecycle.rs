@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -153,11 +153,18 @@ pub fn wait_until_stopped(paths: &SidecarPaths, deadline: Instant) -> io::Result
     Ok(())
 }
 
-/// Creates `dir` with mode 0700 if needed, and refuses one that others can enter.
+/// Creates `dir` with mode 0700 if needed, tightens one that others can enter, and refuses one that
+/// belongs to another user (someone could have planted it in a shared /tmp).
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() != crate::paths::current_uid() {
+        return Err(io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!("{} belongs to uid {}, not to you: remove it or set XDG_RUNTIME_DIR", dir.display(), meta.uid()),
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())

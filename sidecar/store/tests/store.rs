@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lanes_core::{AcquireRequest, ClaimBook, Mode, Policy, Principal, Scope, Timestamp, Worktree};
-use lanes_store::Store;
+use lanes_store::{Durability, Store};
 
 fn request(session: &str, scope: &str, note: Option<&str>) -> AcquireRequest {
     AcquireRequest {
@@ -21,7 +21,7 @@ fn request(session: &str, scope: &str, note: Option<&str>) -> AcquireRequest {
 fn committed_state_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("state.db");
-    let mut store = Store::open(&path).expect("open");
+    let mut store = Store::open(&path, Durability::Full).expect("open");
     let mut book = ClaimBook::restore(Policy::default(), store.load().expect("load"));
     let now = Timestamp(1_000_000);
     let a = book.acquire(request("alice", "src/a.rs", None), now).expect("grant").claim;
@@ -33,7 +33,7 @@ fn committed_state_survives_reopen() {
     store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
     drop(store);
 
-    let store = Store::open(&path).expect("reopen");
+    let store = Store::open(&path, Durability::Full).expect("reopen");
     let restored = ClaimBook::restore(Policy::default(), store.load().expect("load"));
     let claims: Vec<_> = restored.claims().cloned().collect();
     assert_eq!(claims.len(), 1);

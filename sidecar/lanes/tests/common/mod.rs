@@ -200,3 +200,8 @@ pub fn kill9(pid: u32) {
     let status = Command::new("kill").args(["-9", &pid.to_string()]).status().expect("run kill");
     assert!(status.success(), "kill -9 {pid} failed");
 }
+
+/// The uid of this process.
+pub fn current_uid() -> u32 {
+    lanes_proto::paths::current_uid()
+}
