@@ -14,6 +14,22 @@ step "toolchain"
 cargo --version
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
+step "Claude Code CLI (pinned) for the end-to-end tests"
+claude_version=2.1.330
+claude_dir="$HOME/.cache/lanes/claude-code-$claude_version"
+claude_bin="$claude_dir/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+if [ ! -x "$claude_bin" ]; then
+  mkdir -p "$claude_dir"
+  (cd "$claude_dir" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$claude_version")
+fi
+"$claude_bin" --version
+command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+export LANES_CLAUDE="$claude_bin" LANES_E2E_REQUIRED=1
+
+step "plugin manifest (claude plugin validate --strict --profile directory)"
+HOME="$(mktemp -d)" CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 \
+  "$claude_bin" plugin validate --strict --profile directory .
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

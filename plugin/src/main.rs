@@ -1,6 +1,40 @@
-//! `lanes-hook`: the per-event client that Claude Code and git hooks run. Plain std, fail-open: whatever
-//! goes wrong, it exits 0 and prints nothing, so an editor or a commit never waits on lanes.
+//! `lanes-hook`: the per-event client that Claude Code (and, later, git hooks) run. Plain std, fail-open:
+//! whatever goes wrong (garbage input, an unknown event, a sidecar that is down or slow) it exits 0 and
+//! prints nothing, so an editor or a commit never waits on lanes beyond a hard bound.
+//!
+//! Usage: `lanes-hook claude <Event>` with Claude Code's hook JSON on stdin.
 
 #![forbid(unsafe_code)]
 
-fn main() {}
+mod claude;
+
+use std::io::Read;
+use std::process::ExitCode;
+
+/// The most stdin read; hook inputs carry file contents and can be large, but not this large.
+const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["claude", event] => {
+            let mut input = Vec::new();
+            if std::io::stdin().take(MAX_INPUT_BYTES).read_to_end(&mut input).is_err() {
+                return ExitCode::SUCCESS;
+            }
+            let Ok(input) = serde_json::from_slice::<serde_json::Value>(&input) else {
+                return ExitCode::SUCCESS;
+            };
+            if let Some(output) = claude::handle(event, &input) {
+                println!("{output}");
+            }
+            ExitCode::SUCCESS
+        }
+        ["--version"] => {
+            println!("lanes-hook {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        // Unknown arguments, git hooks not wired yet: never fail the caller.
+        _ => ExitCode::SUCCESS,
+    }
+}

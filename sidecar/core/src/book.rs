@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::index::OverlapIndex;
+use crate::messages::Message;
 use crate::scope::Scope;
 use crate::time::{Timestamp, check_ttl};
 
@@ -172,10 +173,12 @@ pub enum ReleaseReason {
 /// A change to the book, in the order it happened. The store keeps these as the event log.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// A session was seen for the first time.
+    /// A session started (or was seen for the first time, or resumed after it ended).
     SessionStarted {
         /// The session id.
         session: String,
+        /// Where it works and with what.
+        info: SessionInfo,
         /// When.
         at: Timestamp,
     },
@@ -217,6 +220,36 @@ pub enum Event {
     Expired {
         /// The claim as it was.
         claim: Claim,
+    },
+    /// A message was queued for a session.
+    MessageSent {
+        /// The message.
+        message: Message,
+    },
+    /// Messages were delivered to their recipient (each is delivered once).
+    MessagesDelivered {
+        /// The recipient.
+        session: String,
+        /// The messages.
+        ids: Vec<u64>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A principal touched files (recorded for attribution; no state changes).
+    FilesTouched {
+        /// Who.
+        principal: Principal,
+        /// Repo-relative paths.
+        files: Vec<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A session finished a turn.
+    TurnEnded {
+        /// The session.
+        session: String,
+        /// When.
+        at: Timestamp,
     },
     /// A claim moved to another principal.
     HandedOff {
@@ -314,6 +347,15 @@ pub struct Grant {
     pub notes: Vec<LapsedNote>,
 }
 
+/// What [`ClaimBook::ensure`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ensured {
+    /// The principal already held the path; that claim was renewed.
+    Renewed(Claim),
+    /// A new claim was granted.
+    Granted(Grant),
+}
+
 /// How many lapsed notes are kept at most; the oldest goes first.
 const MAX_LAPSED_NOTES: usize = 1024;
 /// The longest note accepted, in bytes.
@@ -329,13 +371,41 @@ pub struct ClaimBook {
     index: OverlapIndex,
     deadlines: BTreeSet<(Timestamp, ClaimId)>,
     lapsed: Vec<LapsedNote>,
-    sessions: HashMap<String, SessionState>,
+    sessions: HashMap<String, Session>,
+    pub(crate) inboxes: HashMap<String, Vec<Message>>,
+    pub(crate) next_message_id: u64,
     epoch: Epoch,
     next_id: u64,
-    journal: Vec<Event>,
+    pub(crate) journal: Vec<Event>,
+}
+
+/// Where a session works and with what, as its client reported at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Absolute path of its worktree.
+    pub worktree: Option<String>,
+    /// The branch checked out there.
+    pub branch: Option<String>,
+    /// The model it runs.
+    pub model: Option<String>,
+    /// How it started (`startup`, `resume`, `clear`, `compact`, `cli`).
+    pub source: Option<String>,
 }
 
 /// What the book knows of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Started and not ended.
+    pub live: bool,
+    /// What its client reported.
+    pub info: SessionInfo,
+    /// When it (last) started.
+    pub started_at: Timestamp,
+    /// When it was last heard from (kept in memory only; after a restart, its start).
+    pub last_seen: Timestamp,
+}
+
+/// The state of a session, for callers that only need to know whether it is live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionState {
     /// Started and not ended.
@@ -352,7 +422,11 @@ pub struct Snapshot {
     /// Lapsed notes not yet shown.
     pub lapsed: Vec<LapsedNote>,
     /// Known sessions.
-    pub sessions: Vec<(String, SessionState)>,
+    pub sessions: Vec<(String, Session)>,
+    /// Messages not yet delivered.
+    pub inbox: Vec<Message>,
+    /// The id the next message gets.
+    pub next_message_id: u64,
     /// The last epoch handed out.
     pub epoch: Epoch,
     /// The next claim id.
@@ -362,7 +436,7 @@ pub struct Snapshot {
 impl ClaimBook {
     /// An empty book.
     pub fn new(policy: Policy) -> ClaimBook {
-        ClaimBook { policy, next_id: 1, ..ClaimBook::default() }
+        ClaimBook { policy, next_id: 1, next_message_id: 1, ..ClaimBook::default() }
     }
 
     /// Rebuilds a book from a snapshot, as after a restart.
@@ -372,6 +446,11 @@ impl ClaimBook {
         book.next_id = snapshot.next_id.max(1);
         book.lapsed = snapshot.lapsed;
         book.sessions = snapshot.sessions.into_iter().collect();
+        book.next_message_id = snapshot.next_message_id.max(1);
+        for message in snapshot.inbox {
+            book.next_message_id = book.next_message_id.max(message.id + 1);
+            book.inboxes.entry(message.to.clone()).or_default().push(message);
+        }
         for claim in snapshot.claims {
             book.next_id = book.next_id.max(claim.id.0 + 1);
             book.epoch = book.epoch.max(claim.epoch);
@@ -411,9 +490,14 @@ impl ClaimBook {
         self.claims.get(&id)
     }
 
-    /// Known sessions and whether they are live.
-    pub fn sessions(&self) -> impl Iterator<Item = (&str, SessionState)> {
-        self.sessions.iter().map(|(id, state)| (id.as_str(), *state))
+    /// Known sessions.
+    pub fn sessions(&self) -> impl Iterator<Item = (&str, &Session)> {
+        self.sessions.iter().map(|(id, session)| (id.as_str(), session))
+    }
+
+    /// Whether a session is known, and live.
+    pub fn session_state(&self, session: &str) -> Option<SessionState> {
+        self.sessions.get(session).map(|s| if s.live { SessionState::Live } else { SessionState::Ended })
     }
 
     /// When the next lease runs out, if any claim is live.
@@ -421,12 +505,50 @@ impl ClaimBook {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
-    /// Records that a session has started (or been seen again). A session that ended stays ended.
+    /// Records that a session started: a new one, or one resumed after it ended. Starting a live session
+    /// again only updates what it reported.
+    pub fn start_session(&mut self, session: &str, info: SessionInfo, now: Timestamp) {
+        match self.sessions.get_mut(session) {
+            Some(known) if known.live && known.info == info => {
+                known.last_seen = now;
+                return;
+            }
+            Some(known) if known.live => {
+                known.info = info.clone();
+                known.last_seen = now;
+            }
+            _ => {
+                let record = Session { live: true, info: info.clone(), started_at: now, last_seen: now };
+                self.sessions.insert(session.to_owned(), record);
+            }
+        }
+        self.journal.push(Event::SessionStarted { session: session.to_owned(), info, at: now });
+    }
+
+    /// Notes that a session was heard from (any request it makes).
+    pub fn seen(&mut self, session: &str, now: Timestamp) {
+        if let Some(known) = self.sessions.get_mut(session) {
+            known.last_seen = known.last_seen.max(now);
+        }
+    }
+
+    /// Records a session the first time it is seen (a CLI session claiming, say); never revives an ended one.
     pub fn register_session(&mut self, session: &str, now: Timestamp) {
         if !self.sessions.contains_key(session) {
-            self.sessions.insert(session.to_owned(), SessionState::Live);
-            self.journal.push(Event::SessionStarted { session: session.to_owned(), at: now });
+            self.start_session(session, SessionInfo::default(), now);
         }
+    }
+
+    /// Records that a principal touched files (kept in the event log for attribution).
+    pub fn touch(&mut self, who: &Principal, files: Vec<String>, now: Timestamp) {
+        if !files.is_empty() {
+            self.journal.push(Event::FilesTouched { principal: who.clone(), files, at: now });
+        }
+    }
+
+    /// Records that a session finished a turn.
+    pub fn end_turn(&mut self, session: &str, now: Timestamp) {
+        self.journal.push(Event::TurnEnded { session: session.to_owned(), at: now });
     }
 
     /// Ends a session: releases every claim it and its subagents hold.
@@ -437,7 +559,13 @@ impl ClaimBook {
         for id in &ids {
             self.remove(*id, ReleaseReason::SessionEnded, now);
         }
-        if self.sessions.insert(session.to_owned(), SessionState::Ended) != Some(SessionState::Ended) {
+        let record = self.sessions.entry(session.to_owned()).or_insert_with(|| Session {
+            live: true,
+            info: SessionInfo::default(),
+            started_at: now,
+            last_seen: now,
+        });
+        if std::mem::replace(&mut record.live, false) {
             self.journal.push(Event::SessionEnded { session: session.to_owned(), at: now });
         }
         ids
@@ -461,7 +589,7 @@ impl ClaimBook {
         check_note(request.note.as_deref())?;
         let ttl = check_ttl(request.ttl.unwrap_or(self.policy.default_ttl))
             .map_err(|bounds| Refusal::new(RefusalCode::InvalidArgument, format!("invalid ttl: {bounds}")))?;
-        if self.sessions.get(&request.holder.session) == Some(&SessionState::Ended) {
+        if self.session_state(&request.holder.session) == Some(SessionState::Ended) {
             return Err(Refusal::new(
                 RefusalCode::InvalidArgument,
                 format!("session {} has ended; start a new session to claim files", request.holder.session),
@@ -553,6 +681,30 @@ impl ClaimBook {
         Ok(claim.clone())
     }
 
+    /// What an edit hook asks: if another principal holds an overlapping scope, refuse; if the principal
+    /// (or its parent session) already holds a claim covering `path`, renew it; otherwise grant a new claim
+    /// on `path`.
+    pub fn ensure(&mut self, request: AcquireRequest, now: Timestamp) -> Result<Ensured, Refusal> {
+        self.expire_due(now);
+        let conflicts = self.conflicts(&request.holder, &request.worktree, &request.scopes, request.mode, now, None);
+        if !conflicts.is_empty() {
+            return Err(conflict_refusal(&request.scopes, conflicts, now));
+        }
+        let covering = self.claims.values().find(|c| {
+            c.expires_at > now
+                && (c.holder == request.holder
+                    || (c.holder.agent.is_none() && c.holder.session == request.holder.session))
+                && request.scopes.iter().all(|wanted| match wanted {
+                    Scope::Path(path) => c.scopes.iter().any(|held| held.covers(path)),
+                    _ => c.scopes.contains(wanted),
+                })
+        });
+        match covering.map(|c| (c.id, c.holder.clone())) {
+            Some((id, holder)) => Ok(Ensured::Renewed(self.renew(&holder, id, None, None, now)?)),
+            None => Ok(Ensured::Granted(self.acquire(request, now)?)),
+        }
+    }
+
     /// Renews every claim the principal holds (what each hook event of a session does).
     pub fn renew_all(&mut self, who: &Principal, now: Timestamp) -> Vec<Claim> {
         self.held_by(who).into_iter().filter_map(|id| self.renew(who, id, None, None, now).ok()).collect()
@@ -571,7 +723,7 @@ impl ClaimBook {
     ) -> Result<Claim, Refusal> {
         self.expire_due(now);
         self.held(who, id, epoch)?;
-        match self.sessions.get(&to.session) {
+        match self.session_state(&to.session) {
             Some(SessionState::Live) => {}
             Some(SessionState::Ended) => {
                 return Err(Refusal::new(
@@ -635,7 +787,16 @@ impl ClaimBook {
                     expired_at: claim.expires_at,
                 });
             }
+            let holder = claim.holder.session.clone();
+            let text = format!(
+                "your claim {} on {} expired; claim again (`lanes claim <path>`) if you still work there",
+                claim.id,
+                claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>().join(", ")
+            );
             self.journal.push(Event::Expired { claim });
+            if self.session_state(&holder) == Some(SessionState::Live) {
+                self.queue_message(crate::messages::SYSTEM_SENDER, &holder, text, now);
+            }
         }
     }
 
@@ -769,7 +930,7 @@ fn conflict_refusal(requested: &[Scope], conflicts: Vec<Conflict>, now: Timestam
     Refusal {
         code: RefusalCode::Conflict,
         message: format!(
-            "{} is held by {}; coordinate with `lanes send <session> <text>` or wait with `lanes wait <claim>`",
+            "{} is held by {}; coordinate with `lanes send <session> <text>`, or work elsewhere and `lanes check <path>` later",
             requested.join(", "),
             holders.join("; ")
         ),

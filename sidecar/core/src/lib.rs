@@ -11,12 +11,15 @@
 mod book;
 mod glob;
 mod index;
+mod messages;
 mod scope;
 mod time;
 
 pub use book::{
-    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Contention, Epoch, Event, Grant, LapsedNote, MAX_NOTE_BYTES,
-    MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason, SessionState, Snapshot, Worktree,
+    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event, Grant, LapsedNote,
+    MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason, Session, SessionInfo,
+    SessionState, Snapshot, Worktree,
 };
+pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
 pub use scope::{Scope, ScopeError};
 pub use time::{MAX_TTL, MIN_TTL, Timestamp, human_duration, parse_ttl};

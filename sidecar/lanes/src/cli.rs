@@ -10,7 +10,8 @@ use lanes_proto::lifecycle::{Launcher, Probe, sidecar_alive, wait_until_stopped}
 use lanes_proto::paths::{SidecarPaths, current_uid, repo_key};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, CheckParams, ErrorCode, EventsParams, HandoffParams, Mode, ReleaseParams, RenewParams, method,
+    AcquireParams, CheckParams, ErrorCode, EventsParams, HandoffParams, Mode, ReleaseParams, RenewParams, SendParams,
+    SessionParams, method,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -302,6 +303,24 @@ fn render_status(v: &Value, me: &str) -> String {
         sidecar["version"].as_str().unwrap_or("?"),
         sidecar["protocol"]
     );
+    let live: Vec<&Value> = v["sessions"].as_array().into_iter().flatten().filter(|s| s["state"] == "live").collect();
+    if !live.is_empty() {
+        let rows: Vec<Vec<String>> = live
+            .iter()
+            .map(|s| {
+                vec![
+                    s["id"].as_str().unwrap_or("?").to_owned(),
+                    s["claims"].to_string(),
+                    s["unread"].to_string(),
+                    s["branch"].as_str().unwrap_or("-").to_owned(),
+                    s["worktree"].as_str().unwrap_or("-").to_owned(),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&table(&["SESSION", "CLAIMS", "UNREAD", "BRANCH", "WORKTREE"], &rows));
+        text.push('\n');
+    }
     let claims = v["claims"].as_array().cloned().unwrap_or_default();
     if claims.is_empty() {
         text.push_str("\nno live claims\n");
@@ -336,6 +355,40 @@ pub fn events(env: &Env, out: &Output, since: u64, limit: u32) -> Result<(), Fai
             println!("{event}");
         }
     }
+    Ok(())
+}
+
+pub fn send(env: &Env, out: &Output, to: String, text: String) -> Result<(), Failure> {
+    let value = env.call(method::MESSAGE_SEND, &SendParams { session: env.session.clone(), to, text })?;
+    out.print(&value, |v| {
+        let recipients: Vec<&str> =
+            v["messages"].as_array().into_iter().flatten().filter_map(|m| m["to"].as_str()).collect();
+        if recipients.is_empty() {
+            "no other live session to send to".to_owned()
+        } else {
+            format!("sent to {}; they see it at their next step", recipients.join(", "))
+        }
+    });
+    Ok(())
+}
+
+pub fn inbox(env: &Env, out: &Output) -> Result<(), Failure> {
+    let params = SessionParams { session: env.session.clone(), ..SessionParams::default() };
+    let value = env.call(method::MESSAGE_INBOX, &params)?;
+    out.print(&value, |v| {
+        let messages = v["messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            return "no unread messages".to_owned();
+        }
+        messages
+            .iter()
+            .map(|m| {
+                let at = m["sent_at"].as_str().unwrap_or("?");
+                format!("[{at}] {}: {}", m["from"].as_str().unwrap_or("?"), m["text"].as_str().unwrap_or(""))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     Ok(())
 }
 

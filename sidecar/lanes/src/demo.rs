@@ -149,6 +149,8 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
         let params = SessionParams {
             session: agent.name.to_owned(),
             worktree: Some(agent.worktree.to_string_lossy().into_owned()),
+            source: Some("demo".to_owned()),
+            ..SessionParams::default()
         };
         t.client.call_value(method::SESSION_START, &params)?;
     }

@@ -28,6 +28,7 @@ Examples:
   lanes status --json                     sessions and claims as one JSON object
   lanes release --all
   lanes handoff 12 --to 6f1c2d0e          give claim 12 to another session
+  lanes send @all 'rebasing main soon'     a message every other live session sees once
   lanes demo                              watch scripted agents collide and coordinate
 
 Exit codes: 0 ok, 1 internal error or unavailable, 2 invalid input, 3 refused.";
@@ -120,6 +121,20 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         epoch: Option<u64>,
     },
+    /// Send a message to a session (or `@all`); it reaches the recipient's next hook, once.
+    #[command(
+        after_help = "Examples:\n  lanes send 6f1c2d0e 'I need src/api.rs for 10 minutes, can you release it?'\n  lanes send @all 'main is green again, rebase now'"
+    )]
+    Send {
+        /// A session id, or `@all` for every other live session.
+        #[arg(value_name = "SESSION|@all")]
+        to: String,
+        /// The message (at most 8 KiB).
+        #[arg(value_name = "TEXT")]
+        text: String,
+    },
+    /// Show this session's unread messages (each is shown once).
+    Inbox,
     /// Print the event log (grants, renewals, releases, expiries, handoffs) as NDJSON.
     Events {
         /// Start after this sequence number.
@@ -191,6 +206,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Status => cli::status(&env, &out),
                 Cmd::Handoff { claim, to, epoch } => cli::handoff(&env, &out, claim, to, epoch),
                 Cmd::Events { since, limit } => cli::events(&env, &out, since, limit),
+                Cmd::Send { to, text } => cli::send(&env, &out, to, text),
+                Cmd::Inbox => cli::inbox(&env, &out),
                 Cmd::Doctor => doctor::run(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),

@@ -10,12 +10,16 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use lanes_core::{AcquireRequest, Claim, ClaimId, Conflict, Epoch, Principal, RefusalCode, Scope, Timestamp, Worktree};
+use lanes_core::{
+    AcquireRequest, Claim, ClaimId, Conflict, Ensured, Epoch, Grant, Message, Principal, Recipient, RefusalCode, Scope,
+    SessionInfo, Timestamp, Worktree,
+};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, CheckParams, CheckReply, ClaimReply, ClaimView, ConflictView, ErrorCode, ErrorData, EventView,
-    EventsParams, EventsReply, HandoffParams, HelloParams, HelloReply, Mode, NoteView, PROTOCOL_VERSION, ReleaseParams,
-    ReleaseReply, RenewParams, SessionEndReply, SessionParams, SessionView, SidecarView, StatusReply, method,
+    AcquireParams, ActivityParams, ActivityReply, CheckParams, CheckReply, ClaimReply, ClaimView, ConflictView,
+    ErrorCode, ErrorData, EventView, EventsParams, EventsReply, HandoffParams, HelloParams, HelloReply, MessageView,
+    MessagesReply, Mode, NoteView, PROTOCOL_VERSION, PeerView, ReleaseParams, ReleaseReply, RenewParams, SendParams,
+    SessionEndReply, SessionParams, SessionStartReply, SessionView, SidecarView, StatusReply, method,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -104,6 +108,12 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
             .register_async_method(method::CLAIM_HANDOFF, |p, cx, _| async move { handoff(p, &cx).await })
             .map(|_| ()),
         module.register_async_method(method::CLAIM_CHECK, |p, cx, _| async move { check(p, &cx).await }).map(|_| ()),
+        module.register_async_method(method::CLAIM_ENSURE, |p, cx, _| async move { ensure(p, &cx).await }).map(|_| ()),
+        module
+            .register_async_method(method::SESSION_ACTIVITY, |p, cx, _| async move { activity(p, &cx).await })
+            .map(|_| ()),
+        module.register_async_method(method::MESSAGE_SEND, |p, cx, _| async move { send(p, &cx).await }).map(|_| ()),
+        module.register_async_method(method::MESSAGE_INBOX, |p, cx, _| async move { inbox(p, &cx).await }).map(|_| ()),
         module
             .register_async_method(method::SESSION_START, |p, cx, _| async move { session_start(p, &cx).await })
             .map(|_| ()),
@@ -126,20 +136,42 @@ fn hello(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&HelloReply { version: cx.sidecar.version.clone(), protocol: PROTOCOL_VERSION, pid: cx.sidecar.pid })
 }
 
-async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
-    let p: AcquireParams = parse(&params)?;
+/// Turns `claim.acquire` parameters into a request for the book.
+fn acquire_request(params: &Params<'static>, cx: &Context) -> Result<AcquireRequest, ErrorObjectOwned> {
+    let p: AcquireParams = parse(params)?;
     let holder = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
     let scopes = resolve_all(&p.scopes, &root)?;
-    let ttl = p.ttl_secs.map(Duration::from_secs);
     let mode = match p.mode.unwrap_or_default() {
         Mode::Exclusive => lanes_core::Mode::Exclusive,
         Mode::Shared => lanes_core::Mode::Shared,
     };
-    let request = AcquireRequest { holder, worktree, scopes, mode, ttl, note: p.note, task: p.task };
+    let ttl = p.ttl_secs.map(Duration::from_secs);
+    Ok(AcquireRequest { holder, worktree, scopes, mode, ttl, note: p.note, task: p.task })
+}
+
+async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
+    let request = acquire_request(&params, cx)?;
     let Answer::Granted(grant) = cx.ask(Command::Acquire(request)).await? else {
         unreachable!("acquire answers Granted")
     };
+    grant_reply(&grant)
+}
+
+async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
+    let request = acquire_request(&params, cx)?;
+    let Answer::Ensured(ensured) = cx.ask(Command::Ensure(request)).await? else {
+        unreachable!("ensure answers Ensured")
+    };
+    match ensured {
+        Ensured::Granted(grant) => grant_reply(&grant),
+        Ensured::Renewed(claim) => {
+            reply(&ClaimReply { claim: claim_view(&claim, now()), renewed: true, notes: Vec::new() })
+        }
+    }
+}
+
+fn grant_reply(grant: &Grant) -> RpcResult {
     let now = now();
     let notes = grant
         .notes
@@ -152,7 +184,7 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
             expired_at: rfc3339(n.expired_at),
         })
         .collect();
-    reply(&ClaimReply { claim: claim_view(&grant.claim, now), notes })
+    reply(&ClaimReply { claim: claim_view(&grant.claim, now), renewed: false, notes })
 }
 
 async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -173,7 +205,7 @@ async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("renew answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), notes: Vec::new() })
+    reply(&ClaimReply { claim: claim_view(&claim, now()), renewed: false, notes: Vec::new() })
 }
 
 async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -185,7 +217,7 @@ async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("handoff answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), notes: Vec::new() })
+    reply(&ClaimReply { claim: claim_view(&claim, now()), renewed: false, notes: Vec::new() })
 }
 
 async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -203,8 +235,81 @@ async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
 async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: SessionParams = parse(&params)?;
     let session = principal(&p.session)?.session;
-    cx.ask(Command::SessionStart { session }).await?;
-    reply(&serde_json::json!({}))
+    let worktree = match &p.worktree {
+        Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.1.root),
+        None => None,
+    };
+    let info = SessionInfo { worktree, branch: p.branch, model: p.model, source: p.source };
+    let Answer::Started(start) = cx.ask(Command::SessionStart { session: session.clone(), info }).await? else {
+        unreachable!("session start answers Started")
+    };
+    let others = start
+        .others
+        .iter()
+        .map(|(id, s, claims)| PeerView {
+            id: id.clone(),
+            worktree: s.info.worktree.clone(),
+            branch: s.info.branch.clone(),
+            model: s.info.model.clone(),
+            claims: claims.iter().map(|c| claim_view(c, start.now)).collect(),
+        })
+        .collect();
+    reply(&SessionStartReply {
+        session,
+        others,
+        own_claims: start.own_claims.iter().map(|c| claim_view(c, start.now)).collect(),
+        inbox: start.inbox.iter().map(message_view).collect(),
+    })
+}
+
+async fn activity(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: ActivityParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let root = match &p.worktree {
+        Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.0),
+        None => None,
+    };
+    let files = p
+        .files
+        .iter()
+        .take(lanes_core::MAX_SCOPES)
+        .map(|f| match &root {
+            Some(root) => {
+                Path::new(f).strip_prefix(root).map_or_else(|_| f.clone(), |r| r.to_string_lossy().into_owned())
+            }
+            None => f.clone(),
+        })
+        .collect();
+    let command = Command::Activity { who, files, turn: p.turn, deliver: p.deliver };
+    let Answer::Activity { renewed, inbox } = cx.ask(command).await? else { unreachable!("activity answers Activity") };
+    reply(&ActivityReply { renewed, inbox: inbox.iter().map(message_view).collect() })
+}
+
+async fn send(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: SendParams = parse(&params)?;
+    let from = principal(&p.session)?.session;
+    let command = Command::Send { from, to: Recipient::parse(&p.to), text: p.text };
+    let Answer::Messages(sent) = cx.ask(command).await? else { unreachable!("send answers Messages") };
+    reply(&MessagesReply { messages: sent.iter().map(message_view).collect() })
+}
+
+async fn inbox(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: SessionParams = parse(&params)?;
+    let session = principal(&p.session)?.session;
+    let Answer::Messages(messages) = cx.ask(Command::Inbox { session }).await? else {
+        unreachable!("inbox answers Messages")
+    };
+    reply(&MessagesReply { messages: messages.iter().map(message_view).collect() })
+}
+
+fn message_view(message: &Message) -> MessageView {
+    MessageView {
+        id: message.id,
+        from: message.from.clone(),
+        to: message.to.clone(),
+        text: message.text.clone(),
+        sent_at: rfc3339(message.sent_at),
+    }
 }
 
 async fn session_end(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -221,10 +326,13 @@ async fn status(cx: &Context) -> RpcResult {
     let sessions = snapshot
         .sessions
         .iter()
-        .map(|(id, live)| SessionView {
+        .map(|(id, session, unread)| SessionView {
             id: id.clone(),
-            state: if *live { "live" } else { "ended" }.to_owned(),
+            state: if session.live { "live" } else { "ended" }.to_owned(),
             claims: snapshot.claims.iter().filter(|c| &c.holder.session == id).count(),
+            worktree: session.info.worktree.clone(),
+            branch: session.info.branch.clone(),
+            unread: *unread,
         })
         .collect();
     reply(&StatusReply {

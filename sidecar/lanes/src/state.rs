@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lanes_core::{
-    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Epoch, Grant, Policy, Principal, Refusal, RefusalCode, Scope,
-    Timestamp, Worktree,
+    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message, Policy, Principal, Recipient,
+    Refusal, RefusalCode, Scope, Session, SessionInfo, Timestamp, Worktree,
 };
 use lanes_store::{Durability, LoggedEvent, Store, StoreError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -22,6 +22,8 @@ use tokio::sync::oneshot;
 
 /// The most commands decided and committed together.
 const MAX_BATCH: usize = 512;
+/// A live session heard from within this long counts as working here, claims or not.
+const RECENT: Duration = Duration::from_secs(2 * 3600);
 /// How often the owner looks for worktrees that were removed.
 const WORKTREE_SWEEP: Duration = Duration::from_secs(5);
 
@@ -33,10 +35,33 @@ pub enum Command {
     Renew { who: Principal, id: ClaimId, ttl: Option<Duration>, epoch: Option<Epoch> },
     Handoff { who: Principal, id: ClaimId, to: Principal, epoch: Option<Epoch> },
     Check { who: Principal, worktree: Worktree, scopes: Vec<Scope> },
-    SessionStart { session: String },
+    Ensure(AcquireRequest),
+    SessionStart { session: String, info: SessionInfo },
     SessionEnd { session: String },
+    Activity { who: Principal, files: Vec<String>, turn: bool, deliver: bool },
+    Send { from: String, to: Recipient, text: String },
+    Inbox { session: String },
     Status,
     Events { since: u64, limit: u32 },
+}
+
+impl Command {
+    /// The session a command comes from, if it names one.
+    fn session(&self) -> Option<&str> {
+        match self {
+            Command::Acquire(request) | Command::Ensure(request) => Some(&request.holder.session),
+            Command::Release { who, .. }
+            | Command::Renew { who, .. }
+            | Command::Handoff { who, .. }
+            | Command::Check { who, .. }
+            | Command::Activity { who, .. } => Some(&who.session),
+            Command::Send { from, .. } => Some(from),
+            Command::Inbox { session } => Some(session),
+            Command::SessionStart { .. } | Command::SessionEnd { .. } | Command::Status | Command::Events { .. } => {
+                None
+            }
+        }
+    }
 }
 
 /// The state owner's answer.
@@ -46,7 +71,10 @@ pub enum Answer {
     Claim(Claim),
     Released(Vec<ClaimId>),
     Holders(Vec<Conflict>),
-    Done,
+    Ensured(Ensured),
+    Started(StartSnapshot),
+    Activity { renewed: usize, inbox: Vec<Message> },
+    Messages(Vec<Message>),
     Status(StatusSnapshot),
     Events(Vec<LoggedEvent>),
 }
@@ -55,8 +83,18 @@ pub enum Answer {
 #[derive(Debug)]
 pub struct StatusSnapshot {
     pub claims: Vec<Claim>,
-    pub sessions: Vec<(String, bool)>,
+    pub sessions: Vec<(String, Session, usize)>,
     pub epoch: Epoch,
+    pub now: Timestamp,
+}
+
+/// What a starting session should know: the other live sessions with their claims, its own claims, and its
+/// unread messages (now delivered).
+#[derive(Debug)]
+pub struct StartSnapshot {
+    pub others: Vec<(String, Session, Vec<Claim>)>,
+    pub own_claims: Vec<Claim>,
+    pub inbox: Vec<Message>,
     pub now: Timestamp,
 }
 
@@ -160,6 +198,9 @@ impl StateOwner {
 
     fn decide(&mut self, command: Command, now: Timestamp) -> Result<Answer, Failure> {
         let book = &mut self.book;
+        if let Some(session) = command.session() {
+            book.seen(session, now);
+        }
         let answer = match command {
             Command::Acquire(request) => Answer::Granted(book.acquire(request, now).map_err(Failure::Refused)?),
             Command::Release { who, ids, all, epoch } => {
@@ -172,19 +213,45 @@ impl StateOwner {
                 Answer::Claim(book.handoff(&who, id, to, epoch, now).map_err(Failure::Refused)?)
             }
             Command::Check { who, worktree, scopes } => Answer::Holders(book.holders(&who, &worktree, &scopes, now)),
-            Command::SessionStart { session } => {
-                book.register_session(&session, now);
-                Answer::Done
+            Command::Ensure(request) => Answer::Ensured(book.ensure(request, now).map_err(Failure::Refused)?),
+            Command::SessionStart { session, info } => {
+                book.start_session(&session, info, now);
+                let live = live_claims(book, now);
+                let mut others: Vec<(String, Session, Vec<Claim>)> = book
+                    .sessions()
+                    .filter(|(id, s)| s.live && *id != session)
+                    .map(|(id, s)| {
+                        let claims: Vec<Claim> = live.iter().filter(|c| c.holder.session == id).cloned().collect();
+                        (id.to_owned(), s.clone(), claims)
+                    })
+                    .filter(|(_, s, claims)| {
+                        !claims.is_empty() || now.0.saturating_sub(s.last_seen.0) < RECENT.as_millis() as u64
+                    })
+                    .collect();
+                others.sort_by(|a, b| a.0.cmp(&b.0));
+                let own_claims = live.into_iter().filter(|c| c.holder.session == session).collect();
+                let inbox = book.take_inbox(&session, now);
+                Answer::Started(StartSnapshot { others, own_claims, inbox, now })
             }
             Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
+            Command::Activity { who, files, turn, deliver } => {
+                let renewed = book.renew_all(&who, now).len();
+                book.touch(&who, files, now);
+                if turn {
+                    book.end_turn(&who.session, now);
+                }
+                let inbox = if deliver { book.take_inbox(&who.session, now) } else { Vec::new() };
+                Answer::Activity { renewed, inbox }
+            }
+            Command::Send { from, to, text } => {
+                Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)
+            }
+            Command::Inbox { session } => Answer::Messages(book.take_inbox(&session, now)),
             Command::Status => {
-                let mut claims: Vec<Claim> = book.claims().filter(|c| c.expires_at > now).cloned().collect();
-                claims.sort_by_key(|c| c.id);
-                let mut sessions: Vec<(String, bool)> = book
-                    .sessions()
-                    .map(|(id, state)| (id.to_owned(), state == lanes_core::SessionState::Live))
-                    .collect();
-                sessions.sort();
+                let claims = live_claims(book, now);
+                let mut sessions: Vec<(String, Session, usize)> =
+                    book.sessions().map(|(id, s)| (id.to_owned(), s.clone(), book.unread(id))).collect();
+                sessions.sort_by(|a, b| a.0.cmp(&b.0));
                 Answer::Status(StatusSnapshot { claims, sessions, epoch: book.epoch(), now })
             }
             Command::Events { since, limit } => Answer::Events(
@@ -217,6 +284,13 @@ impl StateOwner {
             Err(e) => tracing::error!("failed to reload state after a failed commit: {e}"),
         }
     }
+}
+
+/// Live claims, oldest first.
+fn live_claims(book: &ClaimBook, now: Timestamp) -> Vec<Claim> {
+    let mut claims: Vec<Claim> = book.claims().filter(|c| c.expires_at > now).cloned().collect();
+    claims.sort_by_key(|c| c.id);
+    claims
 }
 
 /// The handlers' side: sends commands to the state owner.

@@ -142,7 +142,7 @@ fn a_peer_with_another_uid_is_refused() {
         open(&dir, 0o755);
         dir.pop();
     }
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\",\"params\":{}}\\n')\ntry:\n    print('answered' if s.recv(65536) else 'refused')\nexcept ConnectionResetError:\n    print('refused')";
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ntry:\n    s.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\",\"params\":{}}\\n')\n    print('answered' if s.recv(65536) else 'refused')\nexcept (ConnectionResetError, BrokenPipeError):\n    print('refused')";
     let output = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
         .arg(&socket)

@@ -106,6 +106,9 @@ pub struct NoteView {
 pub struct ClaimReply {
     /// The claim.
     pub claim: ClaimView,
+    /// For `claim.ensure`: the caller already held the path and its claim was renewed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renewed: bool,
     /// Notes from lapsed claims on overlapping scopes, shown once to the next claimant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<NoteView>,
@@ -186,13 +189,113 @@ pub struct CheckReply {
 }
 
 /// `session.start` / `session.end` parameters.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SessionParams {
     /// The session id.
     pub session: String,
     /// Absolute path of its worktree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<String>,
+    /// The branch checked out there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The model the session runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How it started: `startup`, `resume`, `clear`, `compact`, `cli`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Another session, as `session.start` describes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its id.
+    pub id: String,
+    /// Its worktree.
+    pub worktree: Option<String>,
+    /// Its branch.
+    pub branch: Option<String>,
+    /// Its model.
+    pub model: Option<String>,
+    /// Its live claims.
+    pub claims: Vec<ClaimView>,
+}
+
+/// `session.start` reply: what the starting session should know.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionStartReply {
+    /// The session.
+    pub session: String,
+    /// Other live sessions of this repository, with their claims.
+    pub others: Vec<PeerView>,
+    /// Claims the session already holds (after a resume).
+    pub own_claims: Vec<ClaimView>,
+    /// Unread messages, now delivered.
+    pub inbox: Vec<MessageView>,
+}
+
+/// `session.activity` parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityParams {
+    /// The acting principal: `<session>` or `<session>/<agent>`.
+    pub session: String,
+    /// Absolute path of the worktree the activity happened in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    /// Files touched (absolute, or relative to the worktree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// The session finished a turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub turn: bool,
+    /// Hand out unread messages (each once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deliver: bool,
+}
+
+/// `session.activity` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActivityReply {
+    /// How many claims were renewed.
+    pub renewed: usize,
+    /// Unread messages, now delivered (empty unless `deliver`).
+    pub inbox: Vec<MessageView>,
+}
+
+/// `message.send` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendParams {
+    /// The sending session.
+    pub session: String,
+    /// A session id, or `@all` for every other live session.
+    pub to: String,
+    /// The text (at most 8 KiB).
+    pub text: String,
+}
+
+/// A message between sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Its id.
+    pub id: u64,
+    /// The sender (`lanes` for lanes itself).
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// When it was sent, RFC 3339 UTC.
+    pub sent_at: String,
+}
+
+/// `message.send` and `message.inbox` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessagesReply {
+    /// The messages (sent: one per recipient; inbox: the unread ones, now delivered).
+    pub messages: Vec<MessageView>,
 }
 
 /// `session.end` reply.
@@ -211,6 +314,15 @@ pub struct SessionView {
     pub state: String,
     /// How many claims it holds.
     pub claims: usize,
+    /// Its worktree.
+    #[serde(default)]
+    pub worktree: Option<String>,
+    /// Its branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// How many messages wait for it.
+    #[serde(default)]
+    pub unread: usize,
 }
 
 /// The sidecar as `status` shows it.

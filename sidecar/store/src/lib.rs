@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lanes_core::{
-    Claim, ClaimId, Epoch, Event, LapsedNote, Mode, Principal, ReleaseReason, Scope, SessionState, Snapshot, Timestamp,
-    Worktree,
+    Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason, Scope, Session, SessionInfo,
+    Snapshot, Timestamp, Worktree,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -118,13 +118,50 @@ impl Store {
             });
         }
         let mut sessions = Vec::new();
-        let mut stmt = self.conn.prepare("SELECT id, state FROM sessions")?;
+        let mut stmt = self.conn.prepare("SELECT id, state, started_at, info FROM sessions")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let state = if row.get::<_, String>(1)? == "ended" { SessionState::Ended } else { SessionState::Live };
-            sessions.push((row.get(0)?, state));
+            let info: Value = serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or(Value::Null);
+            let text = |key: &str| info.get(key).and_then(Value::as_str).map(str::to_owned);
+            sessions.push((
+                row.get(0)?,
+                Session {
+                    live: row.get::<_, String>(1)? != "ended",
+                    started_at: Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
+                    last_seen: Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
+                    info: SessionInfo {
+                        worktree: text("worktree"),
+                        branch: text("branch"),
+                        model: text("model"),
+                        source: text("source"),
+                    },
+                },
+            ));
         }
-        Ok(Snapshot { claims, lapsed, sessions, epoch: Epoch(counter("epoch")?), next_id: counter("next_id")?.max(1) })
+        let mut inbox = Vec::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT id, sender, recipient, text, sent_at FROM messages WHERE delivered_at IS NULL ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            inbox.push(Message {
+                id: row.get::<_, i64>(0)? as u64,
+                from: row.get(1)?,
+                to: row.get(2)?,
+                text: row.get(3)?,
+                sent_at: Timestamp(row.get::<_, i64>(4)? as u64),
+            });
+        }
+        let last_message: Option<i64> = self.conn.query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
+        Ok(Snapshot {
+            claims,
+            lapsed,
+            sessions,
+            inbox,
+            next_message_id: last_message.map_or(1, |id| id as u64 + 1),
+            epoch: Epoch(counter("epoch")?),
+            next_id: counter("next_id")?.max(1),
+        })
     }
 
     /// Applies the book's events and appends them to the log, all in one transaction; `epoch` and `next_id`
@@ -193,10 +230,33 @@ impl Store {
 
 fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError> {
     match event {
-        Event::SessionStarted { session, at } => {
-            tx.prepare_cached("INSERT OR IGNORE INTO sessions (id, state, started_at) VALUES (?1, 'live', ?2)")?
-                .execute(params![session, at.0 as i64])?;
+        Event::SessionStarted { session, info, at } => {
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, state, started_at, info) VALUES (?1, 'live', ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET state = 'live', info = excluded.info,
+                     started_at = CASE WHEN sessions.state = 'ended' THEN excluded.started_at ELSE sessions.started_at END",
+            )?
+            .execute(params![session, at.0 as i64, info_json(info).to_string()])?;
         }
+        Event::MessageSent { message } => {
+            tx.prepare_cached(
+                "INSERT INTO messages (id, sender, recipient, text, sent_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                message.id as i64,
+                message.from,
+                message.to,
+                message.text,
+                message.sent_at.0 as i64
+            ])?;
+        }
+        Event::MessagesDelivered { ids, at, .. } => {
+            for id in ids {
+                tx.prepare_cached("UPDATE messages SET delivered_at = ?2 WHERE id = ?1")?
+                    .execute(params![*id as i64, at.0 as i64])?;
+            }
+        }
+        Event::FilesTouched { .. } | Event::TurnEnded { .. } => {}
         Event::SessionEnded { session, at } => {
             tx.prepare_cached(
                 "INSERT INTO sessions (id, state, started_at, ended_at) VALUES (?1, 'ended', ?2, ?2)
@@ -269,7 +329,23 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
 /// The event log row of an event: kind, time, session, claim and details.
 fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u64>, Value) {
     match event {
-        Event::SessionStarted { session, at } => ("session_start", *at, Some(session.clone()), None, json!({})),
+        Event::SessionStarted { session, info, at } => {
+            ("session_start", *at, Some(session.clone()), None, info_json(info))
+        }
+        Event::MessageSent { message } => (
+            "message",
+            message.sent_at,
+            Some(message.from.clone()),
+            None,
+            json!({"id": message.id, "to": message.to, "bytes": message.text.len()}),
+        ),
+        Event::MessagesDelivered { session, ids, at } => {
+            ("delivered", *at, Some(session.clone()), None, json!({"ids": ids}))
+        }
+        Event::FilesTouched { principal, files, at } => {
+            ("touch", *at, Some(principal.to_string()), None, json!({"files": files}))
+        }
+        Event::TurnEnded { session, at } => ("turn", *at, Some(session.clone()), None, json!({})),
         Event::SessionEnded { session, at } => ("session_end", *at, Some(session.clone()), None, json!({})),
         Event::Granted { claim, .. } => (
             "grant",
@@ -334,6 +410,10 @@ fn claim_from_row(row: &Row<'_>) -> Result<Claim, StoreError> {
         note: row.get(11)?,
         task: row.get(12)?,
     })
+}
+
+fn info_json(info: &SessionInfo) -> Value {
+    json!({"worktree": info.worktree, "branch": info.branch, "model": info.model, "source": info.source})
 }
 
 fn mode_name(mode: Mode) -> &'static str {

@@ -40,6 +40,17 @@ const MIGRATIONS: &[&str] = &[
          claim INTEGER,
          data TEXT NOT NULL
      );",
+    // 2: what a session reported at start; messages between sessions.
+    "ALTER TABLE sessions ADD COLUMN info TEXT NOT NULL DEFAULT '{}';
+     CREATE TABLE messages (
+         id INTEGER PRIMARY KEY,
+         sender TEXT NOT NULL,
+         recipient TEXT NOT NULL,
+         text TEXT NOT NULL,
+         sent_at INTEGER NOT NULL,
+         delivered_at INTEGER
+     );
+     CREATE INDEX messages_undelivered ON messages (recipient) WHERE delivered_at IS NULL;",
 ];
 
 /// The schema version this build writes.

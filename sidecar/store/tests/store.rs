@@ -47,6 +47,10 @@ fn committed_state_survives_reopen() {
     assert_eq!(grant.notes[0].note, "half done");
     assert_eq!(grant.notes[0].claim, b.id);
     let kinds: Vec<String> = store.events_since(0, 100).expect("events").into_iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, ["session_start", "grant", "session_start", "grant", "renew", "expire"]);
-    assert_eq!(store.schema_version().expect("version"), 1);
+    // The lapse also queues a message telling bob, which survives the restart.
+    assert_eq!(kinds, ["session_start", "grant", "session_start", "grant", "renew", "expire", "message"]);
+    let told = restored.take_inbox("bob", now);
+    assert_eq!(told.len(), 1);
+    assert!(told[0].text.contains("expired"), "{}", told[0].text);
+    assert_eq!(store.schema_version().expect("version"), 2);
 }

@@ -1,0 +1,325 @@
+//! Claude Code hook events (DESIGN.md §7, CLAUDE-CODE.md). Each event is at most one or two JSON-RPC calls
+//! to the repository's sidecar, within a hard time budget; the sidecar is started in the background when it
+//! is not running. Anything unexpected means: allow, say nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lanes_proto::client::{CallError, Client};
+use lanes_proto::lifecycle::Launcher;
+use lanes_proto::paths::SidecarPaths;
+use lanes_proto::repo::RepoLocation;
+use lanes_proto::{
+    AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, MessageView, ReleaseParams,
+    SessionParams, SessionStartReply, method,
+};
+use serde_json::{Value, json};
+
+/// The hot-path bound: connect (or start) and answer within this, or allow.
+const BUDGET: Duration = Duration::from_millis(250);
+/// SessionEnd may take longer: Claude Code gives it 1.5 s, and releasing claims matters.
+const SESSION_END_BUDGET: Duration = Duration::from_millis(1200);
+
+/// The tools whose `file_path` (or `notebook_path`) is an edit.
+const EDIT_TOOLS: &[&str] = &["Edit", "Write", "MultiEdit", "NotebookEdit"];
+
+/// Handles one event; returns what to print on stdout, if anything.
+pub fn handle(event: &str, input: &Value) -> Option<String> {
+    let started = Instant::now();
+    let hook = Hook::from_input(input)?;
+    let output = match event {
+        "SessionStart" => hook.session_start(input, started),
+        "PreToolUse" => hook.pre_tool_use(input, started),
+        "PostToolUse" | "PostToolBatch" => hook.post_tool(event, input, started),
+        "UserPromptSubmit" => hook.deliver("UserPromptSubmit", started),
+        "Stop" => hook.stop(started),
+        "SubagentStop" => hook.subagent_stop(started),
+        "SessionEnd" => hook.session_end(started),
+        _ => None,
+    };
+    output.map(|value| value.to_string())
+}
+
+/// What every event carries: who acts, and where.
+struct Hook {
+    session: String,
+    /// `<session>` or `<session>/<agent>` for a subagent.
+    principal: String,
+    cwd: PathBuf,
+}
+
+impl Hook {
+    fn from_input(input: &Value) -> Option<Hook> {
+        let session = input.get("session_id")?.as_str()?.to_owned();
+        let cwd = PathBuf::from(input.get("cwd")?.as_str()?);
+        let principal = match input.get("agent_id").and_then(Value::as_str) {
+            Some(agent) if !agent.is_empty() => format!("{session}/{agent}"),
+            _ => session.clone(),
+        };
+        Some(Hook { session, principal, cwd })
+    }
+
+    fn session_start(&self, input: &Value, started: Instant) -> Option<Value> {
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        if let Some(env_file) = std::env::var_os("CLAUDE_ENV_FILE") {
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(env_file)
+                .and_then(|mut f| writeln!(f, "export LANES_SESSION={}", shell_quote(&self.session)));
+        }
+        let params = SessionParams {
+            session: self.session.clone(),
+            worktree: Some(location.worktree.to_string_lossy().into_owned()),
+            branch: current_branch(&location.git_dir),
+            model: input.get("model").and_then(Value::as_str).map(str::to_owned),
+            source: input.get("source").and_then(Value::as_str).map(str::to_owned),
+        };
+        let mut client = connect(&location, started, BUDGET)?;
+        let reply: SessionStartReply = client.call(method::SESSION_START, &params).ok()?;
+        let context = start_context(&reply, &location, params.branch.as_deref());
+        Some(json!({"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": context}}))
+    }
+
+    fn pre_tool_use(&self, input: &Value, started: Instant) -> Option<Value> {
+        let path = self.edited_path(input.get("tool_name")?.as_str()?, input.get("tool_input")?)?;
+        let location = RepoLocation::discover(existing_ancestor(&path)?).ok()?;
+        let params = AcquireParams {
+            session: self.principal.clone(),
+            worktree: location.worktree.to_string_lossy().into_owned(),
+            scopes: vec![path.to_string_lossy().into_owned()],
+            mode: None,
+            ttl_secs: None,
+            note: None,
+            task: None,
+        };
+        let mut client = connect(&location, started, BUDGET)?;
+        match client.call::<_, ClaimReply>(method::CLAIM_ENSURE, &params) {
+            Ok(reply) if !reply.notes.is_empty() => {
+                let notes: Vec<String> = reply
+                    .notes
+                    .iter()
+                    .map(|n| {
+                        format!("- {} (claim {} on {}, lapsed): {}", n.session, n.claim_id, n.scopes.join(", "), n.note)
+                    })
+                    .collect();
+                let context = format!(
+                    "lanes: you now hold {}. Whoever worked here before you left notes:\n{}",
+                    reply.claim.scopes.join(", "),
+                    notes.join("\n")
+                );
+                Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+            }
+            Ok(_) => None,
+            Err(CallError::Refused { code: ErrorCode::Conflict, data, .. }) => {
+                let conflicts: Vec<ConflictView> =
+                    serde_json::from_value(data.get("conflicts").cloned().unwrap_or_default()).unwrap_or_default();
+                let reason = deny_reason(&path, &location.worktree, &conflicts);
+                Some(json!({"hookSpecificOutput": {
+                    "hookEventName": "PreToolUse",
+                    "permissionDecision": "deny",
+                    "permissionDecisionReason": reason,
+                }}))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn post_tool(&self, event: &str, input: &Value, started: Instant) -> Option<Value> {
+        let mut files = Vec::new();
+        if let (Some(tool), Some(tool_input)) =
+            (input.get("tool_name").and_then(Value::as_str), input.get("tool_input"))
+        {
+            files.extend(self.edited_path(tool, tool_input));
+        }
+        for call in input.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            if let (Some(tool), Some(tool_input)) =
+                (call.get("tool_name").and_then(Value::as_str), call.get("tool_input"))
+            {
+                files.extend(self.edited_path(tool, tool_input));
+            }
+        }
+        self.activity(event, files.iter().map(|f| f.to_string_lossy().into_owned()).collect(), false, true, started)
+    }
+
+    fn deliver(&self, event: &str, started: Instant) -> Option<Value> {
+        self.activity(event, Vec::new(), false, true, started)
+    }
+
+    fn stop(&self, started: Instant) -> Option<Value> {
+        self.activity("Stop", Vec::new(), true, false, started)
+    }
+
+    /// Renews the principal's claims, records files and turns, and hands out unread messages as context.
+    fn activity(&self, event: &str, files: Vec<String>, turn: bool, deliver: bool, started: Instant) -> Option<Value> {
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let params = ActivityParams {
+            session: self.principal.clone(),
+            worktree: Some(location.worktree.to_string_lossy().into_owned()),
+            files,
+            turn,
+            deliver,
+        };
+        let mut client = connect(&location, started, BUDGET)?;
+        let reply: ActivityReply = client.call(method::SESSION_ACTIVITY, &params).ok()?;
+        if reply.inbox.is_empty() {
+            return None;
+        }
+        Some(json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": inbox_context(&reply.inbox)}}))
+    }
+
+    fn subagent_stop(&self, started: Instant) -> Option<Value> {
+        if self.principal == self.session {
+            return None;
+        }
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let params = ReleaseParams { session: self.principal.clone(), all: Some(true), ..ReleaseParams::default() };
+        let mut client = connect(&location, started, BUDGET)?;
+        let _ = client.call_value(method::CLAIM_RELEASE, &params);
+        None
+    }
+
+    fn session_end(&self, started: Instant) -> Option<Value> {
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let params = SessionParams { session: self.session.clone(), ..SessionParams::default() };
+        let mut client = connect(&location, started, SESSION_END_BUDGET)?;
+        let _ = client.call_value(method::SESSION_END, &params);
+        None
+    }
+
+    /// The absolute path an edit tool is about to change, if `tool` is one.
+    fn edited_path(&self, tool: &str, tool_input: &Value) -> Option<PathBuf> {
+        if !EDIT_TOOLS.contains(&tool) {
+            return None;
+        }
+        let raw = tool_input.get("file_path").or_else(|| tool_input.get("notebook_path"))?.as_str()?;
+        let path = Path::new(raw);
+        Some(if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) })
+    }
+}
+
+/// Connects to the sidecar of `location`'s repository, starting it if needed, within what is left of
+/// `budget` since `started`. `None` means: fail open.
+fn connect(location: &RepoLocation, started: Instant, budget: Duration) -> Option<Client> {
+    let remaining = budget.checked_sub(started.elapsed())?;
+    let paths = SidecarPaths::for_common_dir(&location.common_dir);
+    let program = lanes_program();
+    let launcher = Launcher {
+        paths: &paths,
+        repo_dir: &location.worktree,
+        program: &program,
+        client: "lanes-hook",
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let client = launcher.connect_or_start(remaining).ok()?;
+    client.set_timeout(budget.checked_sub(started.elapsed())?.max(Duration::from_millis(1))).ok()?;
+    Some(client)
+}
+
+/// The `lanes` binary: beside this one (where the installer puts both), else whatever PATH finds.
+fn lanes_program() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("lanes")))
+        .filter(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("lanes"))
+}
+
+/// The nearest directory at or above `path` that exists (a file being created has no directory entry yet).
+fn existing_ancestor(path: &Path) -> Option<&Path> {
+    path.parent()?.ancestors().find(|dir| dir.is_dir())
+}
+
+/// The branch checked out in a worktree, read from its `HEAD` file.
+fn current_branch(git_dir: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned)
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn human_secs(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        _ => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+fn deny_reason(path: &Path, worktree: &Path, conflicts: &[ConflictView]) -> String {
+    let shown = path.strip_prefix(worktree).unwrap_or(path).display().to_string();
+    let holders: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "session {} (claim {} on {}, worktree {}, expires in {})",
+                c.session,
+                c.claim_id,
+                c.scope,
+                c.worktree,
+                human_secs(c.expires_in_secs)
+            )
+        })
+        .collect();
+    let holder = conflicts.first().map_or("<session>", |c| c.session.as_str());
+    format!(
+        "lanes: {shown} is held by {}. Do not edit it now. Ask the holder: `lanes send {holder} \"<what you need>\"`, \
+         work on another file meanwhile, and check later with `lanes check {shown}` (exit 0 when it is free).",
+        holders.join("; ")
+    )
+}
+
+fn inbox_context(messages: &[MessageView]) -> String {
+    let lines: Vec<String> =
+        messages.iter().map(|m| format!("- from {} ({}): {}", m.from, m.sent_at, m.text)).collect();
+    format!("lanes: new messages for you:\n{}\nReply with `lanes send <session> <text>`.", lines.join("\n"))
+}
+
+fn start_context(reply: &SessionStartReply, location: &RepoLocation, branch: Option<&str>) -> String {
+    let mut text = format!(
+        "lanes: you are session {} in worktree {}{}. Files you edit are claimed for you; an edit to a file another \
+         session holds is refused with the holder named. Coordinate with `lanes send <session> <text>`; `lanes status` \
+         shows everyone.",
+        reply.session,
+        location.worktree.display(),
+        branch.map(|b| format!(" (branch {b})")).unwrap_or_default()
+    );
+    if reply.others.is_empty() {
+        text.push_str("\nNo other session is working in this repository right now.");
+    } else {
+        text.push_str("\nOther sessions working in this repository:");
+        const SHOWN: usize = 20;
+        for peer in reply.others.iter().take(SHOWN) {
+            let held: Vec<String> = peer
+                .claims
+                .iter()
+                .map(|c| {
+                    format!("{} (claim {}, expires in {})", c.scopes.join(", "), c.id, human_secs(c.expires_in_secs))
+                })
+                .collect();
+            text.push_str(&format!(
+                "\n- {} in {}{}: {}",
+                peer.id,
+                peer.worktree.as_deref().unwrap_or("an unknown worktree"),
+                peer.branch.as_deref().map(|b| format!(" (branch {b})")).unwrap_or_default(),
+                if held.is_empty() { "no claims".to_owned() } else { format!("holds {}", held.join("; ")) }
+            ));
+        }
+        if reply.others.len() > SHOWN {
+            text.push_str(&format!("\n- and {} more (`lanes status` lists them all)", reply.others.len() - SHOWN));
+        }
+    }
+    if !reply.own_claims.is_empty() {
+        let own: Vec<String> =
+            reply.own_claims.iter().map(|c| format!("{} (claim {})", c.scopes.join(", "), c.id)).collect();
+        text.push_str(&format!("\nYou already hold: {}.", own.join("; ")));
+    }
+    if !reply.inbox.is_empty() {
+        text.push('\n');
+        text.push_str(&inbox_context(&reply.inbox));
+    }
+    text
+}

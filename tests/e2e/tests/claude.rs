@@ -1,0 +1,165 @@
+//! The lanes plugin with the real `claude` CLI (pinned version), offline against the project's fake
+//! Messages API: claims across sessions and worktrees, denial reasons the model sees, messages delivered
+//! once, release at SessionEnd, sidecar auto-start, and parallel subagents in isolated worktrees.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{World, occurrences, tool_results};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn plugin_validates_for_the_directory_and_lists_every_hook_and_skill() {
+    let Some(claude) = common::claude_or_skip() else { return };
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let home = tempfile::tempdir().expect("home");
+    let output = std::process::Command::new(claude)
+        .args(["plugin", "validate", "--strict", "--profile", "directory"])
+        .arg(&checkout)
+        .env("HOME", home.path())
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .output()
+        .expect("run claude plugin validate");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "validation failed:\n{report}");
+    let hooks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkout.join("hooks/hooks.json")).expect("hooks.json"))
+            .expect("json");
+    for event in hooks["hooks"].as_object().expect("hooks").keys() {
+        assert!(report.contains(&format!("hooks: {event} ")), "inventory lacks hook {event}:\n{report}");
+    }
+    for skill in std::fs::read_dir(checkout.join("skills")).expect("skills") {
+        let name = skill.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(report.contains(&format!("skills: lanes:{name}")), "inventory lacks skill {name}:\n{report}");
+    }
+}
+
+#[test]
+fn sessions_in_two_worktrees_coordinate_through_claims_and_messages() {
+    let Some(mut world) = World::new() else { return };
+    let main = world.repo.clone();
+    let wt_b = world.worktree("wt-b");
+    let (a_rs, b_rs) = (main.join("src/a.rs"), wt_b.join("src/a.rs"));
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    world.serve(&json!({"conversations": [
+        {"match": "task A", "steps": [
+            {"tools": [{"name": "Read", "input": {"file_path": s(&a_rs)}}]},
+            {"tools": [{"name": "Edit", "input": {"file_path": s(&a_rs), "old_string": "fn a() {}", "new_string": "fn a() { /* A */ }"}}]},
+            {"wait_for_file": s(&world.gate("a-done")), "text": "DONE"}
+        ]},
+        {"match": "task B1", "steps": [
+            {"tools": [{"name": "Read", "input": {"file_path": s(&b_rs)}}]},
+            {"tools": [{"name": "Edit", "input": {"file_path": s(&b_rs), "old_string": "fn a() {}", "new_string": "fn a() { /* B */ }"}}]},
+            {"tools": [{"name": "Write", "input": {"file_path": s(&wt_b.join("src/free.rs")), "content": "fn free() {}\n"}}]},
+            {"wait_for_file": s(&world.gate("b-go")), "tools": [{"name": "Write", "input": {"file_path": s(&wt_b.join("src/free2.rs")), "content": "fn free2() {}\n"}}]},
+            {"text": "DONE"}
+        ]},
+        {"match": "task B2", "steps": [
+            {"tools": [{"name": "Read", "input": {"file_path": s(&b_rs)}}]},
+            {"tools": [{"name": "Edit", "input": {"file_path": s(&b_rs), "old_string": "fn a() {}", "new_string": "fn a() { /* B */ }"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
+    let status = world.lanes(&main, &["--json", "sidecar", "status"]);
+    assert_eq!(status.status.code(), Some(1), "no sidecar runs before the first hook");
+
+    // A edits src/a.rs and keeps working (its model call waits on a gate), so it holds the claim.
+    let a = world.start_claude(&main, "a", "task A: edit a.rs");
+    let a_waiting = world.request_at("task A", 2);
+    let a_session = a_waiting["session"].as_str().expect("A's session id").to_owned();
+    assert_eq!(std::fs::read_to_string(&a_rs).expect("read"), "fn a() { /* A */ }\n");
+    let first = world.request_at("task A", 0);
+    assert!(
+        occurrences(&first, "lanes: you are session") > 0,
+        "SessionStart context missing: the hook that started the sidecar did not answer in time"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&world.lanes(&main, &["--json", "status"]).stdout).expect("status");
+    let held: Vec<_> =
+        status["claims"].as_array().expect("claims").iter().filter(|c| c["session"] == a_session.as_str()).collect();
+    assert_eq!(held.len(), 1, "{status}");
+    assert_eq!(held[0]["scopes"], json!(["src/a.rs"]));
+
+    // B, in another worktree of the same repository, sees A's claim at start and is denied the same file.
+    let b = world.start_claude(&wt_b, "b", "task B1: edit a.rs too");
+    let b_start = world.request_at("task B1", 0);
+    assert!(
+        occurrences(&b_start, &format!("{a_session} in {}", main.display())) > 0,
+        "B's SessionStart context does not show A"
+    );
+    assert!(occurrences(&b_start, "holds src/a.rs") > 0, "B's SessionStart context does not show A's claim");
+    let after_denial = world.request_at("task B1", 2);
+    let denial =
+        tool_results(&after_denial).into_iter().find(|r| r.contains("is held by")).expect("the model saw no denial");
+    assert!(denial.contains(&format!("held by session {a_session}")), "{denial}");
+    assert!(denial.contains("lanes send"), "{denial}");
+    assert_eq!(std::fs::read_to_string(&b_rs).expect("read"), "fn a() {}\n", "the denied edit changed the file");
+    world.request_at("task B1", 3);
+    assert!(wt_b.join("src/free.rs").exists(), "B could not write a free file");
+
+    // A message sent now reaches B's next request, once.
+    let b_session = world.request_at("task B1", 3)["session"].as_str().expect("B's session id").to_owned();
+    let sent = world.lanes(&main, &["--session", &a_session, "send", &b_session, "ping-7f3a: a.rs is mine until noon"]);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    world.open_gate("b-go");
+    world.wait_claude(b, LIMIT);
+    let last = world.request_at("task B1", 4);
+    assert_eq!(occurrences(&last, "ping-7f3a"), 1, "the message should appear exactly once in B's next request");
+
+    // A ends; its SessionEnd releases its claims, and B's edit goes through.
+    world.open_gate("a-done");
+    world.wait_claude(a, LIMIT);
+    let status: serde_json::Value =
+        serde_json::from_slice(&world.lanes(&main, &["--json", "status"]).stdout).expect("status");
+    assert!(
+        status["claims"].as_array().expect("claims").iter().all(|c| c["session"] != a_session.as_str()),
+        "{status}"
+    );
+    let b2 = world.start_claude(&wt_b, "b2", "task B2: edit a.rs again");
+    world.wait_claude(b2, LIMIT);
+    assert_eq!(std::fs::read_to_string(&b_rs).expect("read"), "fn a() { /* B */ }\n");
+}
+
+#[test]
+fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
+    let Some(mut world) = World::new() else { return };
+    let agent = |which: &str| {
+        json!({"name": "Agent", "input": {
+            "description": format!("sub {which}"),
+            "prompt": format!("sub {which}: write shared"),
+            "subagent_type": "general-purpose",
+            "isolation": "worktree",
+        }})
+    };
+    world.serve(&json!({"conversations": [
+        {"match": "task S", "steps": [{"tools": [agent("one"), agent("two")]}, {"text": "DONE"}]},
+        {"match": "sub one: write shared", "steps": [
+            {"tools": [{"name": "Write", "input": {"file_path": "{cwd}/src/shared.rs", "content": "one\n"}}]},
+            {"after": ["sub two: write shared", 1], "text": "DONE"}
+        ]},
+        {"match": "sub two: write shared", "steps": [
+            {"after": ["sub one: write shared", 1], "tools": [{"name": "Write", "input": {"file_path": "{cwd}/src/shared.rs", "content": "two\n"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
+    let repo = world.repo.clone();
+    let parent = world.start_claude(&repo, "s", "task S: two helpers");
+    world.wait_claude(parent, LIMIT);
+
+    let one = world.request_at("sub one: write shared", 1);
+    let two = world.request_at("sub two: write shared", 1);
+    let (one_dir, two_dir) = (one["cwd"].as_str().expect("cwd"), two["cwd"].as_str().expect("cwd"));
+    assert_ne!(one_dir, two_dir, "each subagent works in its own worktree");
+    assert_ne!(one_dir, repo.to_string_lossy(), "subagents run in isolated worktrees");
+    let session = one["session"].as_str().expect("session");
+    let denial =
+        tool_results(&two).into_iter().find(|r| r.contains("is held by")).expect("the second subagent was not denied");
+    assert!(denial.contains(&format!("held by session {session}/")), "the denial names the first subagent: {denial}");
+    assert_eq!(std::fs::read_to_string(format!("{one_dir}/src/shared.rs")).expect("first write"), "one\n");
+    assert!(!std::path::Path::new(&format!("{two_dir}/src/shared.rs")).exists(), "the denied write happened");
+}
