@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# Installs lanes (the CLI and sidecar) and lanes-hook (the hook client) from this checkout.
+# Installs lanes from this checkout: the `lanes` CLI and sidecar and the `lanes-hook` hook client into
+# ~/.cargo/bin, and, when Claude Code's `claude` is on PATH, the lanes plugin (user scope) from this checkout
+# as a local marketplace. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")"
+checkout="$(pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lanes/target}"
+
+echo "lanes: building and installing lanes and lanes-hook (release)..."
 cargo install --locked --quiet --path sidecar/lanes
 cargo install --locked --quiet --path plugin
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+echo "lanes: installed $bin/lanes and $bin/lanes-hook"
 case ":$PATH:" in
   *":$bin:"*) ;;
-  *) echo "lanes: add $bin to your PATH to use lanes and lanes-hook" >&2 ;;
+  *) echo "lanes: add $bin to PATH (Claude Code runs lanes-hook from PATH): export PATH=\"$bin:\$PATH\"" >&2 ;;
 esac
+
+if command -v claude >/dev/null 2>&1; then
+  echo "lanes: installing the Claude Code plugin (user scope)..."
+  claude plugin marketplace add "$checkout" >/dev/null 2>&1 || claude plugin marketplace update lanes >/dev/null 2>&1 || true
+  if claude plugin install lanes@lanes >/dev/null 2>&1 || claude plugin update lanes@lanes >/dev/null 2>&1; then
+    echo "lanes: plugin lanes@lanes installed and enabled; new Claude Code sessions coordinate through lanes"
+  else
+    echo "lanes: could not install the plugin; run: claude plugin marketplace add $checkout && claude plugin install lanes@lanes" >&2
+  fi
+else
+  echo "lanes: claude is not on PATH; to add the plugin later, run:"
+  echo "  claude plugin marketplace add $checkout && claude plugin install lanes@lanes"
+fi

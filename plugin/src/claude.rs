@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lanes_proto::client::{CallError, Client};
+use lanes_proto::client::CallError;
 use lanes_proto::lifecycle::Launcher;
 use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
@@ -76,8 +76,7 @@ impl Hook {
             model: input.get("model").and_then(Value::as_str).map(str::to_owned),
             source: input.get("source").and_then(Value::as_str).map(str::to_owned),
         };
-        let mut client = connect(&location, started, BUDGET)?;
-        let reply: SessionStartReply = client.call(method::SESSION_START, &params).ok()?;
+        let reply: SessionStartReply = call(&location, started, BUDGET, method::SESSION_START, &params)?.ok()?;
         let context = start_context(&reply, &location, params.branch.as_deref());
         Some(json!({"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": context}}))
     }
@@ -94,8 +93,7 @@ impl Hook {
             note: None,
             task: None,
         };
-        let mut client = connect(&location, started, BUDGET)?;
-        match client.call::<_, ClaimReply>(method::CLAIM_ENSURE, &params) {
+        match call::<_, ClaimReply>(&location, started, BUDGET, method::CLAIM_ENSURE, &params)? {
             Ok(reply) if !reply.notes.is_empty() => {
                 let notes: Vec<String> = reply
                     .notes
@@ -161,8 +159,7 @@ impl Hook {
             turn,
             deliver,
         };
-        let mut client = connect(&location, started, BUDGET)?;
-        let reply: ActivityReply = client.call(method::SESSION_ACTIVITY, &params).ok()?;
+        let reply: ActivityReply = call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params)?.ok()?;
         if reply.inbox.is_empty() {
             return None;
         }
@@ -175,16 +172,14 @@ impl Hook {
         }
         let location = RepoLocation::discover(&self.cwd).ok()?;
         let params = ReleaseParams { session: self.principal.clone(), all: Some(true), ..ReleaseParams::default() };
-        let mut client = connect(&location, started, BUDGET)?;
-        let _ = client.call_value(method::CLAIM_RELEASE, &params);
+        let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_RELEASE, &params);
         None
     }
 
     fn session_end(&self, started: Instant) -> Option<Value> {
         let location = RepoLocation::discover(&self.cwd).ok()?;
         let params = SessionParams { session: self.session.clone(), ..SessionParams::default() };
-        let mut client = connect(&location, started, SESSION_END_BUDGET)?;
-        let _ = client.call_value(method::SESSION_END, &params);
+        let _ = call::<_, Value>(&location, started, SESSION_END_BUDGET, method::SESSION_END, &params);
         None
     }
 
@@ -199,10 +194,16 @@ impl Hook {
     }
 }
 
-/// Connects to the sidecar of `location`'s repository, starting it if needed, within what is left of
-/// `budget` since `started`. `None` means: fail open.
-fn connect(location: &RepoLocation, started: Instant, budget: Duration) -> Option<Client> {
-    let remaining = budget.checked_sub(started.elapsed())?;
+/// Makes one call to the sidecar of `location`'s repository, starting it if needed, all within what is left
+/// of `budget` since `started`. A sidecar of another protocol is replaced and the call made again. `None`
+/// means the sidecar could not be reached in time: fail open.
+fn call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+    location: &RepoLocation,
+    started: Instant,
+    budget: Duration,
+    method: &str,
+    params: &P,
+) -> Option<Result<R, CallError>> {
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
     let program = lanes_program();
     let launcher = Launcher {
@@ -212,9 +213,18 @@ fn connect(location: &RepoLocation, started: Instant, budget: Duration) -> Optio
         client: "lanes-hook",
         version: env!("CARGO_PKG_VERSION"),
     };
-    let client = launcher.connect_or_start(remaining).ok()?;
-    client.set_timeout(budget.checked_sub(started.elapsed())?.max(Duration::from_millis(1))).ok()?;
-    Some(client)
+    let remaining = || budget.checked_sub(started.elapsed()).filter(|d| !d.is_zero());
+    let mut client = launcher.connect_fast(remaining()?).ok()?;
+    client.set_timeout(remaining()?).ok()?;
+    match client.call(method, params) {
+        Err(CallError::ProtocolMismatch { .. }) => {
+            let mut client = launcher.connect_or_start(remaining()?).ok()?;
+            client.set_timeout(remaining()?).ok()?;
+            Some(client.call(method, params))
+        }
+        Err(CallError::Io(_)) => None,
+        result => Some(result),
+    }
 }
 
 /// The `lanes` binary: beside this one (where the installer puts both), else whatever PATH finds.

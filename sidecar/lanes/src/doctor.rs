@@ -46,6 +46,7 @@ pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
         store(&env.location.common_dir.join("lanes").join("state.db")),
         config(&env.location.common_dir),
         hook_binary(),
+        plugin(),
     ];
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     let value = json!({
@@ -193,6 +194,36 @@ fn config(common_dir: &Path) -> Check {
             Check::new("config", Status::Warn, config.warnings.join("; "), Some("remove or fix the keys named".into()))
         }
         Err(e) => Check::new("config", Status::Fail, format!("{e:#}"), Some("fix the file named".into())),
+    }
+}
+
+/// Whether Claude Code has the lanes plugin installed and enabled, from its user settings.
+fn plugin() -> Check {
+    let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) else {
+        return Check::new("plugin", Status::Warn, "cannot find the home directory", None);
+    };
+    let settings = home.join(".claude/settings.json");
+    let enabled = std::fs::read_to_string(&settings)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|v| v["enabledPlugins"].as_object().cloned())
+        .and_then(|plugins| {
+            plugins.iter().find(|(id, _)| id.starts_with("lanes@")).map(|(id, on)| (id.clone(), on == true))
+        });
+    match enabled {
+        Some((id, true)) => Check::new("plugin", Status::Ok, format!("{id} is installed and enabled in Claude Code"), None),
+        Some((id, false)) => Check::new(
+            "plugin",
+            Status::Warn,
+            format!("{id} is installed but disabled"),
+            Some(format!("claude plugin enable {id}")),
+        ),
+        None => Check::new(
+            "plugin",
+            Status::Warn,
+            format!("the lanes plugin is not enabled in {}", settings.display()),
+            Some("run install.sh from the lanes checkout (or: claude plugin marketplace add <checkout> && claude plugin install lanes@lanes)".into()),
+        ),
     }
 }
 

@@ -165,9 +165,7 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
     };
     match ensured {
         Ensured::Granted(grant) => grant_reply(&grant),
-        Ensured::Renewed(claim) => {
-            reply(&ClaimReply { claim: claim_view(&claim, now()), renewed: true, notes: Vec::new() })
-        }
+        Ensured::Held(claim) => reply(&ClaimReply { claim: claim_view(&claim, now()), held: true, notes: Vec::new() }),
     }
 }
 
@@ -184,7 +182,7 @@ fn grant_reply(grant: &Grant) -> RpcResult {
             expired_at: rfc3339(n.expired_at),
         })
         .collect();
-    reply(&ClaimReply { claim: claim_view(&grant.claim, now), renewed: false, notes })
+    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, notes })
 }
 
 async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -205,7 +203,7 @@ async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("renew answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), renewed: false, notes: Vec::new() })
+    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, notes: Vec::new() })
 }
 
 async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -217,7 +215,7 @@ async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("handoff answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), renewed: false, notes: Vec::new() })
+    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, notes: Vec::new() })
 }
 
 async fn check(params: Params<'static>, cx: &Context) -> RpcResult {

@@ -235,7 +235,7 @@ impl StateOwner {
             }
             Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
             Command::Activity { who, files, turn, deliver } => {
-                let renewed = book.renew_all(&who, now).len();
+                let renewed = book.refresh_all(&who, now).len();
                 book.touch(&who, files, now);
                 if turn {
                     book.end_turn(&who.session, now);

@@ -47,10 +47,10 @@ pub mod method {
     pub const CLAIM_RENEW: &str = "claim.renew";
     /// Who holds these paths.
     pub const CLAIM_CHECK: &str = "claim.check";
-    /// What an edit hook asks: refuse if another holds the path, renew one's own claim, or grant a new one.
+    /// What an edit hook asks: refuse if another holds the path, keep (refresh) one's own claim, or grant one.
     pub const CLAIM_ENSURE: &str = "claim.ensure";
-    /// A session's activity: renews its claims, records files touched or a finished turn, and hands out its
-    /// unread messages (each once).
+    /// A session's activity: refreshes its leases, records files touched or a finished turn, and hands out
+    /// its unread messages (each once).
     pub const SESSION_ACTIVITY: &str = "session.activity";
     /// Send a message to a session or `@all`.
     pub const MESSAGE_SEND: &str = "message.send";

@@ -69,6 +69,16 @@ impl Launcher<'_> {
         }
     }
 
+    /// Connects without a handshake when a sidecar listens, else starts one (with a handshake). The hot path
+    /// of the hook: it saves a round trip, and the protocol version every reply carries still catches a
+    /// sidecar of another protocol (the caller then uses [`Launcher::connect_or_start`], which replaces it).
+    pub fn connect_fast(&self, budget: Duration) -> io::Result<Client> {
+        match Client::connect(&self.paths.socket, budget) {
+            Ok(client) => Ok(client),
+            Err(_) => self.connect_or_start(budget),
+        }
+    }
+
     /// Returns a connection to a sidecar of the right version, starting (or restarting) one if needed, all
     /// within `budget`.
     pub fn connect_or_start(&self, budget: Duration) -> io::Result<Client> {

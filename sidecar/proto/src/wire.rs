@@ -106,9 +106,10 @@ pub struct NoteView {
 pub struct ClaimReply {
     /// The claim.
     pub claim: ClaimView,
-    /// For `claim.ensure`: the caller already held the path and its claim was renewed.
+    /// For `claim.ensure`: the caller already held the path; this is that claim (renewed if it was running
+    /// down).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub renewed: bool,
+    pub held: bool,
     /// Notes from lapsed claims on overlapping scopes, shown once to the next claimant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<NoteView>,

@@ -148,6 +148,11 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
         ]}
     ]}));
     let repo = world.repo.clone();
+    let doctor: serde_json::Value =
+        serde_json::from_slice(&world.lanes(&repo, &["--json", "doctor"]).stdout).expect("doctor");
+    let plugin =
+        doctor["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "plugin").expect("plugin check");
+    assert_eq!(plugin["status"], "ok", "lanes doctor does not see the installed plugin: {plugin}");
     let parent = world.start_claude(&repo, "s", "task S: two helpers");
     world.wait_claude(parent, LIMIT);
 

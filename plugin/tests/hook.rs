@@ -1,0 +1,137 @@
+//! The hook binary fails open: garbage on stdin, unknown events, a directory outside any repository, or a
+//! sidecar that hangs all end in exit 0 with nothing on stdout. Against a live sidecar it denies an edit of a
+//! file another session holds, naming the holder.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanes-hook")).parent().expect("bin dir").to_path_buf()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("lh").tempdir_in("/tmp").expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("run")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("repo/src")).expect("mkdir");
+        let env = Env { dir };
+        let status = env.command("git").args(["init", "-q"]).current_dir(env.repo()).status().expect("git init");
+        assert!(status.success());
+        env
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().canonicalize().expect("canonical").join("repo")
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        command
+    }
+
+    fn hook(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(env!("CARGO_BIN_EXE_lanes-hook"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hook");
+        let _ = child.stdin.take().expect("stdin").write_all(stdin);
+        child.wait_with_output().expect("hook output")
+    }
+
+    fn lanes(&self, args: &[&str]) -> Output {
+        let lanes = bin_dir().join("lanes");
+        assert!(lanes.is_file(), "lanes is not built beside lanes-hook: run the workspace tests");
+        self.command(lanes).args(args).current_dir(self.repo()).output().expect("lanes")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.lanes(&["sidecar", "stop"]);
+    }
+}
+
+fn assert_silent_success(output: &Output, what: &str) {
+    assert_eq!(output.status.code(), Some(0), "{what}: exit code");
+    assert!(output.stdout.is_empty(), "{what}: printed {:?}", String::from_utf8_lossy(&output.stdout));
+}
+
+fn edit_event(repo: &Path, session: &str, file: &str) -> Vec<u8> {
+    serde_json::json!({
+        "session_id": session, "cwd": repo, "hook_event_name": "PreToolUse", "tool_name": "Write",
+        "tool_input": {"file_path": repo.join(file), "content": "x"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn bad_input_and_unknown_events_exit_zero_silently() {
+    let env = Env::new();
+    let repo = env.repo();
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], b"not json at all"), "garbage");
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &[0xff, 0xfe, 0x00]), "binary");
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], b"{}"), "empty object");
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], b"[1,2,3]"), "array");
+    assert_silent_success(&env.hook(&["claude", "NoSuchEvent"], &edit_event(&repo, "s", "src/a.rs")), "unknown event");
+    assert_silent_success(&env.hook(&["nonsense"], b""), "unknown mode");
+    assert_silent_success(&env.hook(&[], b""), "no arguments");
+    let outside =
+        serde_json::json!({"session_id": "s", "cwd": "/", "tool_name": "Write", "tool_input": {"file_path": "/tmp/x"}});
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], outside.to_string().as_bytes()), "outside a repository");
+    let huge = vec![b'x'; 20 * 1024 * 1024];
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &huge), "huge input");
+}
+
+#[test]
+fn denies_a_held_file_naming_the_holder_and_allows_a_free_one() {
+    let env = Env::new();
+    let repo = env.repo();
+    // The first hook finds no sidecar and starts one.
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "alice", "src/a.rs")), "free file");
+    let denied = env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "bob", "src/a.rs"));
+    assert_eq!(denied.status.code(), Some(0));
+    let reply: serde_json::Value = serde_json::from_slice(&denied.stdout).expect("deny JSON");
+    let output = &reply["hookSpecificOutput"];
+    assert_eq!(output["permissionDecision"], "deny");
+    let reason = output["permissionDecisionReason"].as_str().expect("reason");
+    assert!(
+        reason.contains("held by session alice") && reason.contains("src/a.rs") && reason.contains("expires in"),
+        "{reason}"
+    );
+    assert!(reason.contains("lanes send alice"), "{reason}");
+    // Alice's own second edit is allowed silently; a subagent of alice may edit what she holds.
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "alice", "src/a.rs")), "own file");
+    let mut sub = serde_json::from_slice::<serde_json::Value>(&edit_event(&repo, "alice", "src/a.rs")).expect("json");
+    sub["agent_id"] = "helper".into();
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], sub.to_string().as_bytes()), "parent's file");
+}
+
+#[test]
+fn a_hung_sidecar_means_allow() {
+    let env = Env::new();
+    let repo = env.repo();
+    let started: serde_json::Value =
+        serde_json::from_slice(&env.lanes(&["--json", "sidecar", "start"]).stdout).expect("started");
+    env.lanes(&["--session", "alice", "claim", "src/a.rs"]);
+    let pid = started["pid"].to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+    let output = env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "bob", "src/a.rs"));
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
+    assert_silent_success(&output, "hung sidecar");
+}
