@@ -244,6 +244,11 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A checkpoint of a worktree was committed under a session's checkpoint ref.
+    CheckpointRecorded {
+        /// The checkpoint.
+        checkpoint: Checkpoint,
+    },
     /// A session finished a turn.
     TurnEnded {
         /// The session.
@@ -347,6 +352,28 @@ pub struct Grant {
     pub notes: Vec<LapsedNote>,
 }
 
+/// A checkpoint: a commit of a whole worktree (tracked and untracked files) made without touching the user's
+/// index, HEAD or branches, chained per session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Its short id (the commit's first 12 hex digits).
+    pub id: String,
+    /// The full commit id.
+    pub commit: String,
+    /// The session it belongs to.
+    pub session: String,
+    /// The worktree it was taken of.
+    pub worktree: String,
+    /// The worktree's HEAD when it was taken.
+    pub head: Option<String>,
+    /// Files changed since the previous checkpoint (or HEAD).
+    pub files: Vec<String>,
+    /// Why it was taken.
+    pub message: String,
+    /// When.
+    pub at: Timestamp,
+}
+
 /// What [`ClaimBook::ensure`] did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ensured {
@@ -373,6 +400,7 @@ pub struct ClaimBook {
     lapsed: Vec<LapsedNote>,
     sessions: HashMap<String, Session>,
     pub(crate) inboxes: HashMap<String, Vec<Message>>,
+    last_checkpoints: HashMap<String, String>,
     pub(crate) next_message_id: u64,
     epoch: Epoch,
     next_id: u64,
@@ -425,6 +453,8 @@ pub struct Snapshot {
     pub sessions: Vec<(String, Session)>,
     /// Messages not yet delivered.
     pub inbox: Vec<Message>,
+    /// The latest checkpoint id of each session.
+    pub last_checkpoints: Vec<(String, String)>,
     /// The id the next message gets.
     pub next_message_id: u64,
     /// The last epoch handed out.
@@ -447,6 +477,7 @@ impl ClaimBook {
         book.lapsed = snapshot.lapsed;
         book.sessions = snapshot.sessions.into_iter().collect();
         book.next_message_id = snapshot.next_message_id.max(1);
+        book.last_checkpoints = snapshot.last_checkpoints.into_iter().collect();
         for message in snapshot.inbox {
             book.next_message_id = book.next_message_id.max(message.id + 1);
             book.inboxes.entry(message.to.clone()).or_default().push(message);
@@ -544,6 +575,17 @@ impl ClaimBook {
         if !files.is_empty() {
             self.journal.push(Event::FilesTouched { principal: who.clone(), files, at: now });
         }
+    }
+
+    /// Records a checkpoint a session just committed.
+    pub fn record_checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.last_checkpoints.insert(checkpoint.session.clone(), checkpoint.id.clone());
+        self.journal.push(Event::CheckpointRecorded { checkpoint });
+    }
+
+    /// The latest checkpoint id of a session.
+    pub fn last_checkpoint(&self, session: &str) -> Option<&str> {
+        self.last_checkpoints.get(session).map(String::as_str)
     }
 
     /// Records that a session finished a turn.

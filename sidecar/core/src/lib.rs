@@ -16,9 +16,9 @@ mod scope;
 mod time;
 
 pub use book::{
-    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event, Grant, LapsedNote,
-    MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason, Session, SessionInfo,
-    SessionState, Snapshot, Worktree,
+    AcquireRequest, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event, Grant,
+    LapsedNote, MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason, Session,
+    SessionInfo, SessionState, Snapshot, Worktree,
 };
 pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
 pub use scope::{Scope, ScopeError};

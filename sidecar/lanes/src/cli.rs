@@ -10,8 +10,8 @@ use lanes_proto::lifecycle::{Launcher, Probe, sidecar_alive, wait_until_stopped}
 use lanes_proto::paths::{SidecarPaths, current_uid, repo_key};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, CheckParams, ErrorCode, EventsParams, HandoffParams, Mode, ReleaseParams, RenewParams, SendParams,
-    SessionParams, method,
+    AcquireParams, CheckParams, CheckpointParams, CheckpointsParams, ErrorCode, EventsParams, HandoffParams, Mode,
+    ReleaseParams, RenewParams, RewindParams, SendParams, SessionParams, method,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -388,6 +388,84 @@ pub fn inbox(env: &Env, out: &Output) -> Result<(), Failure> {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    });
+    Ok(())
+}
+
+pub fn checkpoint(env: &Env, out: &Output, message: Option<String>) -> Result<(), Failure> {
+    let params = CheckpointParams { session: env.session.clone(), worktree: env.worktree(), message };
+    let value = env.call(method::CHECKPOINT_CREATE, &params)?;
+    out.print(&value, |v| match v["checkpoint"].as_object() {
+        Some(c) => format!(
+            "checkpoint {} of {} ({} files changed)",
+            c["id"].as_str().unwrap_or("?"),
+            c["worktree"].as_str().unwrap_or("?"),
+            c["files"].as_array().map_or(0, Vec::len)
+        ),
+        None => "nothing changed since the last checkpoint".to_owned(),
+    });
+    Ok(())
+}
+
+pub fn checkpoints(env: &Env, out: &Output, all: bool, limit: u32) -> Result<(), Failure> {
+    let params = CheckpointsParams { session: (!all).then(|| env.session.clone()), limit: Some(limit) };
+    let value = env.call(method::CHECKPOINT_LIST, &params)?;
+    out.print(&value, |v| {
+        let rows: Vec<Vec<String>> = v["checkpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                vec![
+                    c["id"].as_str().unwrap_or("?").to_owned(),
+                    c["at"].as_str().unwrap_or("?").to_owned(),
+                    c["session"].as_str().unwrap_or("?").to_owned(),
+                    c["files"].as_array().map_or(0, Vec::len).to_string(),
+                    c["message"].as_str().unwrap_or("").to_owned(),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            "no checkpoints yet".to_owned()
+        } else {
+            table(&["CHECKPOINT", "AT", "SESSION", "FILES", "WHY"], &rows)
+        }
+    });
+    Ok(())
+}
+
+pub fn rewind(
+    env: &Env,
+    out: &Output,
+    checkpoint: String,
+    dry_run: bool,
+    paths: Vec<String>,
+    force: bool,
+) -> Result<(), Failure> {
+    let params =
+        RewindParams { session: env.session.clone(), worktree: env.worktree(), checkpoint, paths, dry_run, force };
+    let value = env.call(method::CHECKPOINT_REWIND, &params)?;
+    out.print(&value, |v| {
+        let changes: Vec<String> = v["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("  {:<7} {}", c["action"].as_str().unwrap_or("?"), c["path"].as_str().unwrap_or("?")))
+            .collect();
+        let target = v["checkpoint"].as_str().unwrap_or("?");
+        if changes.is_empty() {
+            return format!("the worktree already matches checkpoint {target}");
+        }
+        let head = if v["dry_run"] == true {
+            format!("rewinding to {target} would change:")
+        } else {
+            format!("rewound to {target}:")
+        };
+        let undo = match v["backup"].as_str() {
+            Some(backup) => format!("\nundo with: lanes rewind {backup}"),
+            None => String::new(),
+        };
+        format!("{head}\n{}{undo}", changes.join("\n"))
     });
     Ok(())
 }

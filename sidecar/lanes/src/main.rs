@@ -4,11 +4,13 @@
 
 #![forbid(unsafe_code)]
 
+mod checkpoints;
 mod cli;
 mod config;
 mod daemon;
 mod demo;
 mod doctor;
+mod git;
 mod output;
 mod rpc;
 mod scopes;
@@ -135,6 +137,40 @@ enum Cmd {
     },
     /// Show this session's unread messages (each is shown once).
     Inbox,
+    /// Commit a checkpoint of this worktree (tracked and untracked files) without touching your index,
+    /// HEAD or branches. Claude Code sessions get one at the end of every turn that changed something.
+    Checkpoint {
+        /// Why.
+        #[arg(short, long, value_name = "MSG")]
+        message: Option<String>,
+    },
+    /// List checkpoints, newest first (this session's; `--all` for every session's).
+    Checkpoints {
+        /// Every session's checkpoints.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Restore files to a checkpoint. Shows what changes, refuses files other live sessions hold (unless
+    /// --force), and first checkpoints the state it replaces, so a rewind can be undone.
+    #[command(
+        after_help = "Examples:\n  lanes rewind 3f2a9c1e0b7d --dry-run\n  lanes rewind 3f2a9c1e0b7d --paths src/api.rs docs/"
+    )]
+    Rewind {
+        /// A checkpoint id from `lanes checkpoints`.
+        checkpoint: String,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these paths (relative to the repository root; a directory covers what is below it).
+        #[arg(long, num_args = 1.., value_name = "PATH")]
+        paths: Vec<String>,
+        /// Also overwrite files inside other live sessions' claims.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the event log (grants, renewals, releases, expiries, handoffs) as NDJSON.
     Events {
         /// Start after this sequence number.
@@ -208,6 +244,11 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Events { since, limit } => cli::events(&env, &out, since, limit),
                 Cmd::Send { to, text } => cli::send(&env, &out, to, text),
                 Cmd::Inbox => cli::inbox(&env, &out),
+                Cmd::Checkpoint { message } => cli::checkpoint(&env, &out, message),
+                Cmd::Checkpoints { all, limit } => cli::checkpoints(&env, &out, all, limit),
+                Cmd::Rewind { checkpoint, dry_run, paths, force } => {
+                    cli::rewind(&env, &out, checkpoint, dry_run, paths, force)
+                }
                 Cmd::Doctor => doctor::run(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),

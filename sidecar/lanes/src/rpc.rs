@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::scopes;
 use crate::state::{Answer, Command, Failure, StateHandle, invalid, now};
+use crate::{checkpoints, scopes};
 
 /// Everything the handlers share.
 pub struct Context {
@@ -38,6 +38,8 @@ pub struct Context {
     /// When the last request arrived, in milliseconds since the Unix epoch (for the idle exit).
     pub last_request: AtomicU64,
     worktrees: Mutex<HashMap<String, (PathBuf, Worktree)>>,
+    /// Serializes git work on checkpoint refs and private indexes.
+    pub git: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -49,12 +51,13 @@ impl Context {
             shutdown: Notify::new(),
             last_request: AtomicU64::new(now().0),
             worktrees: Mutex::new(HashMap::new()),
+            git: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The canonical root and identity of the worktree containing `path`, which must belong to this
     /// repository.
-    fn worktree(&self, path: &str) -> Result<(PathBuf, Worktree), Failure> {
+    pub(crate) fn worktree(&self, path: &str) -> Result<(PathBuf, Worktree), Failure> {
         let cache = || self.worktrees.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((root, worktree)) = cache().get(path).cloned()
             && root.exists()
@@ -85,12 +88,12 @@ impl Context {
         Ok((location.worktree, worktree))
     }
 
-    async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
+    pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
         self.state.ask(command).await.map_err(failure_to_rpc)
     }
 }
 
-type RpcResult = Result<Value, ErrorObjectOwned>;
+pub(crate) type RpcResult = Result<Value, ErrorObjectOwned>;
 
 /// Builds the module with every method of the contract.
 pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
@@ -114,6 +117,21 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
             .map(|_| ()),
         module.register_async_method(method::MESSAGE_SEND, |p, cx, _| async move { send(p, &cx).await }).map(|_| ()),
         module.register_async_method(method::MESSAGE_INBOX, |p, cx, _| async move { inbox(p, &cx).await }).map(|_| ()),
+        module
+            .register_async_method(
+                method::CHECKPOINT_CREATE,
+                |p, cx, _| async move { checkpoints::create(p, &cx).await },
+            )
+            .map(|_| ()),
+        module
+            .register_async_method(method::CHECKPOINT_LIST, |p, cx, _| async move { checkpoints::list(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(
+                method::CHECKPOINT_REWIND,
+                |p, cx, _| async move { checkpoints::rewind(p, &cx).await },
+            )
+            .map(|_| ()),
         module
             .register_async_method(method::SESSION_START, |p, cx, _| async move { session_start(p, &cx).await })
             .map(|_| ()),
@@ -260,7 +278,7 @@ async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
     })
 }
 
-async fn activity(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
     let p: ActivityParams = parse(&params)?;
     let who = principal(&p.session)?;
     let root = match &p.worktree {
@@ -278,8 +296,20 @@ async fn activity(params: Params<'static>, cx: &Context) -> RpcResult {
             None => f.clone(),
         })
         .collect();
+    let session = who.session.clone();
     let command = Command::Activity { who, files, turn: p.turn, deliver: p.deliver };
     let Answer::Activity { renewed, inbox } = cx.ask(command).await? else { unreachable!("activity answers Activity") };
+    if p.turn
+        && let Some(root) = root
+    {
+        // The turn's checkpoint is taken in the background: the Stop hook does not wait for git.
+        let cx = Arc::clone(cx);
+        tokio::spawn(async move {
+            if let Err(e) = checkpoints::take(&cx, &session, &root, "end of turn").await {
+                tracing::warn!("checkpoint of {} for {session} failed: {}", root.display(), e.message());
+            }
+        });
+    }
     reply(&ActivityReply { renewed, inbox: inbox.iter().map(message_view).collect() })
 }
 
@@ -370,13 +400,13 @@ fn shutdown(cx: &Context) -> RpcResult {
     reply(&serde_json::json!({"stopping": true}))
 }
 
-fn parse<T: DeserializeOwned>(params: &Params<'static>) -> Result<T, ErrorObjectOwned> {
+pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'static>) -> Result<T, ErrorObjectOwned> {
     params
         .parse()
         .map_err(|e| error(ErrorCode::InvalidArgument, format!("invalid params: {}", e.message()), Vec::new()))
 }
 
-fn principal(text: &str) -> Result<Principal, ErrorObjectOwned> {
+pub(crate) fn principal(text: &str) -> Result<Principal, ErrorObjectOwned> {
     Principal::parse(text).map_err(|r| failure_to_rpc(Failure::Refused(r)))
 }
 
@@ -395,7 +425,7 @@ fn resolve_all(inputs: &[String], root: &Path) -> Result<Vec<Scope>, ErrorObject
 }
 
 /// Serializes a reply object and adds `protocol`, which every reply carries.
-fn reply<T: Serialize>(body: &T) -> RpcResult {
+pub(crate) fn reply<T: Serialize>(body: &T) -> RpcResult {
     let mut value = serde_json::to_value(body).map_err(|e| error(ErrorCode::Internal, e.to_string(), Vec::new()))?;
     if let Value::Object(map) = &mut value {
         map.insert("protocol".into(), PROTOCOL_VERSION.into());
@@ -409,7 +439,7 @@ pub fn error(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> 
     ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
 }
 
-fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
+pub(crate) fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
     match failure {
         Failure::Unavailable(message) => error(ErrorCode::Unavailable, message, Vec::new()),
         Failure::Refused(refusal) => {
@@ -445,7 +475,7 @@ fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
     }
 }
 
-fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView {
+pub(crate) fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView {
     ConflictView {
         claim_id: conflict.claim_id.0,
         session: conflict.holder.to_string(),
@@ -456,6 +486,6 @@ fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView {
     }
 }
 
-fn rfc3339(t: Timestamp) -> String {
+pub(crate) fn rfc3339(t: Timestamp) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(t.0)).to_string()
 }

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lanes_core::{
-    AcquireRequest, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message, Policy, Principal, Recipient,
-    Refusal, RefusalCode, Scope, Session, SessionInfo, Timestamp, Worktree,
+    AcquireRequest, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message, Policy, Principal,
+    Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Timestamp, Worktree,
 };
 use lanes_store::{Durability, LoggedEvent, Store, StoreError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -41,6 +41,9 @@ pub enum Command {
     Activity { who: Principal, files: Vec<String>, turn: bool, deliver: bool },
     Send { from: String, to: Recipient, text: String },
     Inbox { session: String },
+    RecordCheckpoint(Checkpoint),
+    Checkpoints { session: Option<String>, limit: u32 },
+    FindCheckpoint { prefix: String },
     Status,
     Events { since: u64, limit: u32 },
 }
@@ -57,9 +60,13 @@ impl Command {
             | Command::Activity { who, .. } => Some(&who.session),
             Command::Send { from, .. } => Some(from),
             Command::Inbox { session } => Some(session),
-            Command::SessionStart { .. } | Command::SessionEnd { .. } | Command::Status | Command::Events { .. } => {
-                None
-            }
+            Command::RecordCheckpoint(checkpoint) => Some(&checkpoint.session),
+            Command::SessionStart { .. }
+            | Command::SessionEnd { .. }
+            | Command::Status
+            | Command::Events { .. }
+            | Command::Checkpoints { .. }
+            | Command::FindCheckpoint { .. } => None,
         }
     }
 }
@@ -75,6 +82,8 @@ pub enum Answer {
     Started(StartSnapshot),
     Activity { renewed: usize, inbox: Vec<Message> },
     Messages(Vec<Message>),
+    Recorded,
+    Checkpoints(Vec<Checkpoint>),
     Status(StatusSnapshot),
     Events(Vec<LoggedEvent>),
 }
@@ -247,6 +256,16 @@ impl StateOwner {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)
             }
             Command::Inbox { session } => Answer::Messages(book.take_inbox(&session, now)),
+            Command::RecordCheckpoint(checkpoint) => {
+                book.record_checkpoint(checkpoint);
+                Answer::Recorded
+            }
+            Command::Checkpoints { session, limit } => Answer::Checkpoints(
+                self.store.checkpoints(session.as_deref(), limit).map_err(|e| Failure::Unavailable(e.to_string()))?,
+            ),
+            Command::FindCheckpoint { prefix } => Answer::Checkpoints(
+                self.store.checkpoint(&prefix).map_err(|e| Failure::Unavailable(e.to_string()))?.into_iter().collect(),
+            ),
             Command::Status => {
                 let claims = live_claims(book, now);
                 let mut sessions: Vec<(String, Session, usize)> =

@@ -3,6 +3,8 @@
 
 mod common;
 
+/// Checkpoints and rewinds with a private index.
+mod test_checkpoints;
 /// The CLI contract: exit codes, JSON shapes, errors that change nothing.
 mod test_cli;
 /// kill -9 under load loses no granted claim.

@@ -62,6 +62,12 @@ pub mod method {
     pub const SESSION_START: &str = "session.start";
     /// End a session, releasing its claims.
     pub const SESSION_END: &str = "session.end";
+    /// Commit a checkpoint of the caller's worktree (unless nothing changed since the last one).
+    pub const CHECKPOINT_CREATE: &str = "checkpoint.create";
+    /// List checkpoints, newest first.
+    pub const CHECKPOINT_LIST: &str = "checkpoint.list";
+    /// Restore files from a checkpoint (or show what would change).
+    pub const CHECKPOINT_REWIND: &str = "checkpoint.rewind";
     /// Sessions, claims, tasks, hub.
     pub const STATUS: &str = "status";
     /// The event log after a cursor.

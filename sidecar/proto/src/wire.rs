@@ -481,3 +481,106 @@ pub struct ErrorData {
     /// The sidecar's protocol version.
     pub protocol: u32,
 }
+
+/// A checkpoint as the wire shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointView {
+    /// Its id (12 hex digits of its commit).
+    pub id: String,
+    /// Its full commit id (under `refs/lanes/checkpoints/<session>`).
+    pub commit: String,
+    /// Its session.
+    pub session: String,
+    /// The worktree it was taken of.
+    pub worktree: String,
+    /// The worktree's HEAD then.
+    pub head: Option<String>,
+    /// Files changed since the previous checkpoint.
+    pub files: Vec<String>,
+    /// Why it was taken.
+    pub message: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+}
+
+/// `checkpoint.create` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointParams {
+    /// The session.
+    pub session: String,
+    /// Absolute path of the worktree to checkpoint.
+    pub worktree: String,
+    /// Why (default: "checkpoint").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `checkpoint.create` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointReply {
+    /// The new checkpoint; `null` when nothing changed since the last one.
+    pub checkpoint: Option<CheckpointView>,
+}
+
+/// `checkpoint.list` parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointsParams {
+    /// Only this session's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// At most this many (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `checkpoint.list` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointsReply {
+    /// Newest first.
+    pub checkpoints: Vec<CheckpointView>,
+}
+
+/// `checkpoint.rewind` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewindParams {
+    /// The acting session.
+    pub session: String,
+    /// Absolute path of the worktree to restore.
+    pub worktree: String,
+    /// The checkpoint id (or a prefix of it).
+    pub checkpoint: String,
+    /// Restore only these paths (repo-relative; a directory covers what is below it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Only say what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Overwrite files inside other live sessions' claims too.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// One file a rewind changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeView {
+    /// `restore` (the file comes back), `modify` (it is put back as it was) or `delete` (it did not exist).
+    pub action: String,
+    /// Repo-relative path.
+    pub path: String,
+}
+
+/// `checkpoint.rewind` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RewindReply {
+    /// The checkpoint restored.
+    pub checkpoint: String,
+    /// What changes (or would change).
+    pub changes: Vec<ChangeView>,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The checkpoint of the state the rewind replaced: rewind to it to undo.
+    pub backup: Option<String>,
+}

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lanes_core::{
-    Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason, Scope, Session, SessionInfo,
-    Snapshot, Timestamp, Worktree,
+    Checkpoint, Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason, Scope, Session,
+    SessionInfo, Snapshot, Timestamp, Worktree,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -152,12 +152,21 @@ impl Store {
                 sent_at: Timestamp(row.get::<_, i64>(4)? as u64),
             });
         }
+        let mut last_checkpoints = Vec::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT session, id FROM checkpoints c WHERE created_at = (SELECT max(created_at) FROM checkpoints WHERE session = c.session)",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            last_checkpoints.push((row.get(0)?, row.get(1)?));
+        }
         let last_message: Option<i64> = self.conn.query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
         Ok(Snapshot {
             claims,
             lapsed,
             sessions,
             inbox,
+            last_checkpoints,
             next_message_id: last_message.map_or(1, |id| id as u64 + 1),
             epoch: Epoch(counter("epoch")?),
             next_id: counter("next_id")?.max(1),
@@ -217,6 +226,38 @@ impl Store {
         Ok(events)
     }
 
+    /// Checkpoints, newest first: of one session, or of all.
+    pub fn checkpoints(&self, session: Option<&str>, limit: u32) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, commit_id, session, worktree, head, files, message, created_at FROM checkpoints
+             WHERE ?1 IS NULL OR session = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![session, limit])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let files: String = row.get(5)?;
+            found.push(Checkpoint {
+                id: row.get(0)?,
+                commit: row.get(1)?,
+                session: row.get(2)?,
+                worktree: row.get(3)?,
+                head: row.get(4)?,
+                files: serde_json::from_str(&files).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                message: row.get(6)?,
+                at: Timestamp(row.get::<_, i64>(7)? as u64),
+            });
+        }
+        Ok(found)
+    }
+
+    /// One checkpoint by id prefix.
+    pub fn checkpoint(&self, prefix: &str) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self
+            .checkpoints(None, u32::MAX)?
+            .into_iter()
+            .find(|c| c.id.starts_with(prefix) || c.commit.starts_with(prefix)))
+    }
+
     /// Checks the database file's integrity (for `lanes doctor`).
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         Ok(self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?)
@@ -255,6 +296,22 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
                 tx.prepare_cached("UPDATE messages SET delivered_at = ?2 WHERE id = ?1")?
                     .execute(params![*id as i64, at.0 as i64])?;
             }
+        }
+        Event::CheckpointRecorded { checkpoint: c } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO checkpoints (id, commit_id, session, worktree, head, files, message, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                c.id,
+                c.commit,
+                c.session,
+                c.worktree,
+                c.head,
+                Value::from(c.files.clone()).to_string(),
+                c.message,
+                c.at.0 as i64
+            ])?;
         }
         Event::FilesTouched { .. } | Event::TurnEnded { .. } => {}
         Event::SessionEnded { session, at } => {
@@ -346,6 +403,13 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             ("touch", *at, Some(principal.to_string()), None, json!({"files": files}))
         }
         Event::TurnEnded { session, at } => ("turn", *at, Some(session.clone()), None, json!({})),
+        Event::CheckpointRecorded { checkpoint: c } => (
+            "checkpoint",
+            c.at,
+            Some(c.session.clone()),
+            None,
+            json!({"id": c.id, "worktree": c.worktree, "files": c.files.len()}),
+        ),
         Event::SessionEnded { session, at } => ("session_end", *at, Some(session.clone()), None, json!({})),
         Event::Granted { claim, .. } => (
             "grant",

@@ -51,6 +51,18 @@ const MIGRATIONS: &[&str] = &[
          delivered_at INTEGER
      );
      CREATE INDEX messages_undelivered ON messages (recipient) WHERE delivered_at IS NULL;",
+    // 3: checkpoints.
+    "CREATE TABLE checkpoints (
+         id TEXT PRIMARY KEY,
+         commit_id TEXT NOT NULL,
+         session TEXT NOT NULL,
+         worktree TEXT NOT NULL,
+         head TEXT,
+         files TEXT NOT NULL,
+         message TEXT NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE INDEX checkpoints_by_session ON checkpoints (session, created_at);",
 ];
 
 /// The schema version this build writes.

@@ -120,6 +120,15 @@ fn sessions_in_two_worktrees_coordinate_through_claims_and_messages() {
         status["claims"].as_array().expect("claims").iter().all(|c| c["session"] != a_session.as_str()),
         "{status}"
     );
+    // A's turn changed a file, so its Stop hook left a checkpoint of the worktree.
+    let checkpointed = common::eventually(Duration::from_secs(20), || {
+        let listed: serde_json::Value =
+            serde_json::from_slice(&world.lanes(&main, &["--json", "checkpoints", "--all"]).stdout).unwrap_or_default();
+        listed["checkpoints"].as_array().into_iter().flatten().any(|c| {
+            c["session"] == a_session.as_str() && c["files"].as_array().is_some_and(|f| f.contains(&json!("src/a.rs")))
+        })
+    });
+    assert!(checkpointed, "no end-of-turn checkpoint for A");
     let b2 = world.start_claude(&wt_b, "b2", "task B2: edit a.rs again");
     world.wait_claude(b2, LIMIT);
     assert_eq!(std::fs::read_to_string(&b_rs).expect("read"), "fn a() { /* B */ }\n");

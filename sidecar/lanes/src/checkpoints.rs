@@ -1,0 +1,180 @@
+//! Checkpoint and rewind requests: the git work runs on a blocking thread (serialized by the context's git
+//! lock), the metadata goes through the state owner like every other change.
+
+use std::path::Path;
+
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use lanes_core::{Checkpoint, Principal, Scope};
+use lanes_proto::{
+    ChangeView, CheckpointParams, CheckpointReply, CheckpointView, CheckpointsParams, CheckpointsReply, ErrorCode,
+    RewindParams, RewindReply,
+};
+
+use crate::git;
+use crate::rpc::{Context, RpcResult, conflict_view, error, failure_to_rpc, parse, principal, reply, rfc3339};
+use crate::state::{Answer, Command, now};
+
+pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: CheckpointParams = parse(&params)?;
+    let session = principal(&p.session)?.session;
+    let (root, _) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let made = take(cx, &session, &root, p.message.as_deref().unwrap_or("checkpoint")).await?;
+    reply(&CheckpointReply { checkpoint: made.as_ref().map(view) })
+}
+
+pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: CheckpointsParams = if params.as_str().is_some() { parse(&params)? } else { CheckpointsParams::default() };
+    let limit = p.limit.unwrap_or(50).clamp(1, 10_000);
+    let Answer::Checkpoints(found) = cx.ask(Command::Checkpoints { session: p.session, limit }).await? else {
+        unreachable!("checkpoints answers Checkpoints")
+    };
+    reply(&CheckpointsReply { checkpoints: found.iter().map(view).collect() })
+}
+
+pub async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: RewindParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let Answer::Checkpoints(found) = cx.ask(Command::FindCheckpoint { prefix: p.checkpoint.clone() }).await? else {
+        unreachable!("find answers Checkpoints")
+    };
+    let target = match found.first() {
+        Some(checkpoint) => checkpoint.commit.clone(),
+        None => blocking(cx, {
+            let (root, id) = (root.clone(), p.checkpoint.clone());
+            move || git::resolve_commit(&root, &id)
+        })
+        .await
+        .map_err(|e| error(ErrorCode::NotFound, e.message().to_owned(), Vec::new()))?,
+    };
+    let index = git::private_index(&cx.common_dir, &who.session);
+    let now_tree = blocking(cx, {
+        let (root, index) = (root.clone(), index.clone());
+        move || git::snapshot_tree(&root, &index)
+    })
+    .await?;
+    let plan = blocking(cx, {
+        let (root, target) = (root.clone(), target.clone());
+        move || git::rewind_plan(&root, &now_tree, &target)
+    })
+    .await?;
+    let changes: Vec<git::Change> = plan.into_iter().filter(|c| selected(&c.path, &p.paths)).collect();
+
+    if !p.force && !changes.is_empty() {
+        let scopes: Vec<Scope> = changes.iter().filter_map(|c| Scope::parse(&c.path).ok()).collect();
+        let Answer::Holders(holders) = cx.ask(Command::Check { who: who.clone(), worktree, scopes }).await? else {
+            unreachable!("check answers Holders")
+        };
+        if !holders.is_empty() {
+            let now = now();
+            let names: Vec<String> = holders.iter().map(|h| format!("{} ({})", h.scope, h.holder)).collect();
+            return Err(error(
+                ErrorCode::Conflict,
+                format!(
+                    "the rewind would overwrite files other live sessions hold: {}; ask them, narrow it with --paths, or pass --force",
+                    names.join(", ")
+                ),
+                holders.iter().map(|h| conflict_view(h, now)).collect(),
+            ));
+        }
+    }
+    let views = changes
+        .iter()
+        .map(|c| ChangeView {
+            action: match c.kind {
+                'A' => "restore",
+                'D' => "delete",
+                _ => "modify",
+            }
+            .to_owned(),
+            path: c.path.clone(),
+        })
+        .collect();
+    if p.dry_run || changes.is_empty() {
+        return reply(&RewindReply { checkpoint: short(&target), changes: views, dry_run: p.dry_run, backup: None });
+    }
+    let backup = take(cx, &who.session, &root, &format!("before rewind to {}", short(&target))).await?;
+    let backup_id = match backup {
+        Some(made) => Some(made.id),
+        None => found_last(cx, &who).await,
+    };
+    let scratch = index.with_extension("rewind");
+    let restored = short(&target);
+    blocking(cx, move || git::restore(&root, &scratch, &target, &changes)).await?;
+    reply(&RewindReply { checkpoint: restored, changes: views, dry_run: false, backup: backup_id })
+}
+
+/// Takes a checkpoint of `root` for `session` and records it; `None` when nothing changed.
+pub async fn take(
+    cx: &Context,
+    session: &str,
+    root: &Path,
+    message: &str,
+) -> Result<Option<Checkpoint>, ErrorObjectOwned> {
+    let index = git::private_index(&cx.common_dir, session);
+    let body = format!("lanes checkpoint: {message}\n\nLanes-Session: {session}\n");
+    let made = blocking(cx, {
+        let (root, session) = (root.to_path_buf(), session.to_owned());
+        move || git::checkpoint(&root, &index, &session, &body)
+    })
+    .await?;
+    let Some(made) = made else { return Ok(None) };
+    let checkpoint = Checkpoint {
+        id: short(&made.commit),
+        commit: made.commit,
+        session: session.to_owned(),
+        worktree: root.to_string_lossy().into_owned(),
+        head: made.head,
+        files: made.files,
+        message: message.to_owned(),
+        at: now(),
+    };
+    cx.ask(Command::RecordCheckpoint(checkpoint.clone())).await?;
+    Ok(Some(checkpoint))
+}
+
+/// The latest checkpoint of a principal's session (the state a rewind replaced, when it was unchanged).
+async fn found_last(cx: &Context, who: &Principal) -> Option<String> {
+    match cx.ask(Command::Checkpoints { session: Some(who.session.clone()), limit: 1 }).await {
+        Ok(Answer::Checkpoints(found)) => found.first().map(|c| c.id.clone()),
+        _ => None,
+    }
+}
+
+/// Runs git work on a blocking thread, one job at a time.
+async fn blocking<T: Send + 'static>(
+    cx: &Context,
+    job: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ErrorObjectOwned> {
+    let _serialized = cx.git.lock().await;
+    match tokio::task::spawn_blocking(job).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(error(ErrorCode::Internal, format!("{e:#}"), Vec::new())),
+        Err(e) => Err(error(ErrorCode::Internal, format!("git work failed: {e}"), Vec::new())),
+    }
+}
+
+fn selected(path: &str, wanted: &[String]) -> bool {
+    wanted.is_empty()
+        || wanted.iter().any(|w| {
+            let w = w.trim_end_matches('/');
+            path == w || path.starts_with(&format!("{w}/"))
+        })
+}
+
+fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
+}
+
+fn view(c: &Checkpoint) -> CheckpointView {
+    CheckpointView {
+        id: c.id.clone(),
+        commit: c.commit.clone(),
+        session: c.session.clone(),
+        worktree: c.worktree.clone(),
+        head: c.head.clone(),
+        files: c.files.clone(),
+        message: c.message.clone(),
+        at: rfc3339(c.at),
+    }
+}

@@ -1,0 +1,149 @@
+//! Checkpoints and rewinds with the git CLI, never touching the user's index, HEAD, branches or stash: every
+//! operation uses a private index file (`GIT_INDEX_FILE`) under `<git-common-dir>/lanes/index/`. These are
+//! blocking calls; the sidecar runs them off its async thread.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// A checkpoint commit just made.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub commit: String,
+    pub head: Option<String>,
+    pub files: Vec<String>,
+}
+
+/// Runs git in `worktree` with a private index; returns trimmed stdout.
+fn git(worktree: &Path, index: Option<&Path>, args: &[&str]) -> Result<String> {
+    let mut command = Command::new("git");
+    command.current_dir(worktree).args(args);
+    if let Some(index) = index {
+        command.env("GIT_INDEX_FILE", index);
+    }
+    // Checkpoints are lanes' commits: give them an identity even where the user configured none.
+    for (name, value) in [
+        ("GIT_AUTHOR_NAME", "lanes"),
+        ("GIT_AUTHOR_EMAIL", "lanes@localhost"),
+        ("GIT_COMMITTER_NAME", "lanes"),
+        ("GIT_COMMITTER_EMAIL", "lanes@localhost"),
+    ] {
+        command.env(name, value);
+    }
+    let output = command.output().context("failed to run git")?;
+    if !output.status.success() {
+        bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The private index of one session (kept between checkpoints, so only changed files are hashed again).
+pub fn private_index(common_dir: &Path, session: &str) -> PathBuf {
+    let safe: String = session.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    common_dir.join("lanes").join("index").join(safe)
+}
+
+/// The ref a session's checkpoints are chained under.
+pub fn checkpoint_ref(session: &str) -> String {
+    let safe: String =
+        session.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    format!("refs/lanes/checkpoints/{safe}")
+}
+
+/// The tree of the whole worktree as it is now: tracked and untracked files, ignored ones excluded.
+pub fn snapshot_tree(worktree: &Path, index: &Path) -> Result<String> {
+    if let Some(dir) = index.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    git(worktree, Some(index), &["add", "-A", "--", "."])?;
+    git(worktree, Some(index), &["write-tree"])
+}
+
+/// Commits the worktree's state under the session's checkpoint ref, unless nothing changed since the last
+/// checkpoint (then `None`).
+pub fn checkpoint(worktree: &Path, index: &Path, session: &str, message: &str) -> Result<Option<Made>> {
+    let tree = snapshot_tree(worktree, index)?;
+    let reference = checkpoint_ref(session);
+    let previous = git(worktree, None, &["rev-parse", "--verify", "--quiet", &format!("{reference}^{{commit}}")]).ok();
+    let head = git(worktree, None, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).ok();
+    let base = previous.clone().or_else(|| head.clone());
+    let base_tree = match &base {
+        Some(commit) => Some(git(worktree, None, &["rev-parse", &format!("{commit}^{{tree}}")])?),
+        None => None,
+    };
+    if previous.is_some() && base_tree.as_deref() == Some(tree.as_str()) {
+        return Ok(None);
+    }
+    let files: Vec<String> = match &base_tree {
+        Some(base_tree) => git(worktree, None, &["diff-tree", "-r", "--name-only", base_tree, &tree])?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        None => git(worktree, None, &["ls-tree", "-r", "--name-only", &tree])?.lines().map(str::to_owned).collect(),
+    };
+    let mut args = vec!["commit-tree".to_owned(), tree.clone(), "-m".to_owned(), message.to_owned()];
+    if let Some(parent) = &previous {
+        args.extend(["-p".to_owned(), parent.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let commit = git(worktree, None, &args)?;
+    let old = previous.unwrap_or_else(|| "0".repeat(40));
+    git(worktree, None, &["update-ref", &reference, &commit, &old])?;
+    Ok(Some(Made { commit, head, files }))
+}
+
+/// One path a rewind changes: `A` (restored, absent now), `M` (restored, differs now) or `D` (removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: char,
+    pub path: String,
+}
+
+/// What restoring `commit` would change in a worktree whose current tree is `now_tree`.
+pub fn rewind_plan(worktree: &Path, now_tree: &str, commit: &str) -> Result<Vec<Change>> {
+    let out = git(
+        worktree,
+        None,
+        &["diff-tree", "-r", "--no-renames", "--name-status", now_tree, &format!("{commit}^{{tree}}")],
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            let (kind, path) = line.split_once('\t')?;
+            Some(Change { kind: kind.chars().next()?, path: path.to_owned() })
+        })
+        .collect())
+}
+
+/// Writes the files of `commit` for the given changes into the worktree and removes the files it lacks,
+/// through a throwaway index: the user's index is not touched.
+pub fn restore(worktree: &Path, scratch_index: &Path, commit: &str, changes: &[Change]) -> Result<()> {
+    let restored: Vec<&str> = changes.iter().filter(|c| c.kind != 'D').map(|c| c.path.as_str()).collect();
+    if !restored.is_empty() {
+        git(worktree, Some(scratch_index), &["read-tree", commit])?;
+        let mut args = vec!["checkout-index", "-f", "--"];
+        args.extend(restored);
+        git(worktree, Some(scratch_index), &args)?;
+    }
+    for change in changes.iter().filter(|c| c.kind == 'D') {
+        let path = worktree.join(&change.path);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("failed to remove {}", path.display()));
+            }
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_file(scratch_index);
+    Ok(())
+}
+
+/// Resolves a checkpoint id (a commit prefix) to a full commit id.
+pub fn resolve_commit(worktree: &Path, id: &str) -> Result<String> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{id:?} is not a checkpoint id: `lanes checkpoints` lists them");
+    }
+    git(worktree, None, &["rev-parse", "--verify", "--quiet", &format!("{id}^{{commit}}")])
+        .map_err(|_| anyhow::anyhow!("no checkpoint {id}: `lanes checkpoints` lists them"))
+}
