@@ -2,11 +2,13 @@
 //! whatever goes wrong (garbage input, an unknown event, a sidecar that is down or slow) it exits 0 and
 //! prints nothing, so an editor or a commit never waits on lanes beyond a hard bound.
 //!
-//! Usage: `lanes-hook claude <Event>` with Claude Code's hook JSON on stdin.
+//! Usage: `lanes-hook claude <Event>` with Claude Code's hook JSON on stdin; `lanes-hook git <hook> [args]`
+//! from the git hooks `lanes init` installs.
 
 #![forbid(unsafe_code)]
 
 mod claude;
+mod git;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -30,11 +32,15 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        ["git", hook, rest @ ..] => {
+            git::handle(hook, rest);
+            ExitCode::SUCCESS
+        }
         ["--version"] => {
             println!("lanes-hook {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        // Unknown arguments, git hooks not wired yet: never fail the caller.
+        // Unknown arguments: never fail the caller.
         _ => ExitCode::SUCCESS,
     }
 }

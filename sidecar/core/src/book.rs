@@ -249,6 +249,19 @@ pub enum Event {
         /// The checkpoint.
         checkpoint: Checkpoint,
     },
+    /// A commit was made (or rewritten) naming sessions (log only).
+    CommitRecorded {
+        /// The commit.
+        commit: String,
+        /// The sessions it names.
+        sessions: Vec<String>,
+        /// The checkpoint it names.
+        checkpoint: Option<String>,
+        /// The commit it replaced (amend, rebase).
+        rewritten_from: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
     /// A session finished a turn.
     TurnEnded {
         /// The session.
@@ -586,6 +599,18 @@ impl ClaimBook {
     /// The latest checkpoint id of a session.
     pub fn last_checkpoint(&self, session: &str) -> Option<&str> {
         self.last_checkpoints.get(session).map(String::as_str)
+    }
+
+    /// Records a commit and the sessions it names.
+    pub fn record_commit(
+        &mut self,
+        commit: String,
+        sessions: Vec<String>,
+        checkpoint: Option<String>,
+        rewritten_from: Option<String>,
+        now: Timestamp,
+    ) {
+        self.journal.push(Event::CommitRecorded { commit, sessions, checkpoint, rewritten_from, at: now });
     }
 
     /// Records that a session finished a turn.

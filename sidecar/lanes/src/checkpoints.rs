@@ -166,7 +166,7 @@ fn short(commit: &str) -> String {
     commit.chars().take(12).collect()
 }
 
-fn view(c: &Checkpoint) -> CheckpointView {
+pub(crate) fn view(c: &Checkpoint) -> CheckpointView {
     CheckpointView {
         id: c.id.clone(),
         commit: c.commit.clone(),

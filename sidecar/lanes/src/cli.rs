@@ -10,14 +10,15 @@ use lanes_proto::lifecycle::{Launcher, Probe, sidecar_alive, wait_until_stopped}
 use lanes_proto::paths::{SidecarPaths, current_uid, repo_key};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, CheckParams, CheckpointParams, CheckpointsParams, ErrorCode, EventsParams, HandoffParams, Mode,
-    ReleaseParams, RenewParams, RewindParams, SendParams, SessionParams, method,
+    AcquireParams, CheckParams, CheckpointParams, CheckpointsParams, ErrorCode, EventsParams, ExplainParams,
+    HandoffParams, Mode, ReleaseParams, RenewParams, RewindParams, SendParams, SessionParams, method,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::{TEMPLATE, local_config_path};
 use crate::output::{Output, joined, secs, table};
+use crate::{git, githooks};
 
 /// How long a CLI command waits for the sidecar to start.
 const START_BUDGET: Duration = Duration::from_secs(5);
@@ -154,25 +155,37 @@ pub fn init(env: &Env, out: &Output) -> Result<(), Failure> {
             .map_err(|e| Failure::internal(format!("failed to write {}: {e}", config.display())))?;
         true
     };
+    let hooks = githooks::install(&env.location.worktree)?;
     let hello = env.call(method::HELLO, &hello_params())?;
     let value = json!({
         "repo": env.location.common_dir,
         "config": config,
         "config_created": created,
+        "git_hooks": hooks.iter().map(|h| json!({"hook": h.hook, "path": h.path, "action": h.action})).collect::<Vec<_>>(),
         "sidecar": {"pid": hello["pid"], "version": hello["version"], "socket": env.paths.socket},
         "session": env.session,
     });
     out.print(&value, |v| {
         format!(
-            "lanes is set up in {}\n  config   {}{}\n  sidecar  pid {} on {}\n  session  {} (set LANES_SESSION or --session to act as another)",
+            "lanes is set up in {}\n  config   {}{}\n  hooks    {}\n  sidecar  pid {} on {}\n  session  {} (set LANES_SESSION or --session to act as another)",
             env.location.worktree.display(),
             config.display(),
             if created { " (created)" } else { "" },
+            hooks.iter().map(|h| format!("{} ({})", h.hook, h.action)).collect::<Vec<_>>().join(", "),
             v["sidecar"]["pid"],
             env.paths.socket.display(),
             env.session
         )
     });
+    Ok(())
+}
+
+pub fn uninit(env: &Env, out: &Output) -> Result<(), Failure> {
+    let hooks = githooks::uninstall(&env.location.worktree)?;
+    let value = json!({
+        "git_hooks": hooks.iter().map(|h| json!({"hook": h.hook, "path": h.path, "action": h.action})).collect::<Vec<_>>(),
+    });
+    out.print(&value, |_| hooks.iter().map(|h| format!("{}: {}", h.hook, h.action)).collect::<Vec<_>>().join("\n"));
     Ok(())
 }
 
@@ -468,6 +481,94 @@ pub fn rewind(
         format!("{head}\n{}{undo}", changes.join("\n"))
     });
     Ok(())
+}
+
+pub fn explain(env: &Env, out: &Output, target: &str) -> Result<(), Failure> {
+    let dir = &env.cwd;
+    let commit = match git::run(dir, &["rev-parse", "--verify", "--quiet", &format!("{target}^{{commit}}")]) {
+        Ok(commit) => commit,
+        Err(_) => commit_of_path(dir, target)?,
+    };
+    let format = "--format=%H%x00%s%x00%an%x00%aI%x00%(trailers:key=Lanes-Session,valueonly,separator=%x2C)%x00%(trailers:key=Lanes-Checkpoint,valueonly)";
+    let shown =
+        git::run(dir, &["show", "-s", format, &commit, "--"]).map_err(|e| Failure::invalid(format!("{e:#}")))?;
+    let fields: Vec<&str> = shown.split('\0').collect();
+    let sessions: Vec<String> =
+        fields.get(4).unwrap_or(&"").split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let mut value = env.call(method::COMMIT_EXPLAIN, &ExplainParams { commit: commit.clone(), sessions })?;
+    value["subject"] = json!(fields.get(1).unwrap_or(&""));
+    value["author"] = json!(fields.get(2).unwrap_or(&""));
+    value["date"] = json!(fields.get(3).unwrap_or(&""));
+    value["checkpoint"] = json!(fields.get(5).map(|c| c.trim()).filter(|c| !c.is_empty()));
+    out.print(&value, render_explain);
+    Ok(())
+}
+
+/// The commit that last changed `PATH` (or line `LINE` of it, through blame).
+fn commit_of_path(dir: &Path, target: &str) -> Result<String, Failure> {
+    let (path, line) = match target.rsplit_once(':') {
+        Some((path, line)) if line.parse::<u32>().is_ok() => (path, Some(line)),
+        _ => (target, None),
+    };
+    let found = match line {
+        Some(line) => git::run(dir, &["blame", "--porcelain", "-L", &format!("{line},{line}"), "--", path])
+            .map(|out| out.split_whitespace().next().unwrap_or_default().to_owned()),
+        None => git::run(dir, &["log", "-1", "--format=%H", "--", path]),
+    };
+    match found {
+        Ok(commit) if !commit.is_empty() && !commit.starts_with("0000000") => Ok(commit),
+        Ok(_) => Err(Failure::invalid(format!("{target} has no commit yet: it is not committed"))),
+        Err(e) => Err(Failure::invalid(format!("{target} is neither a commit nor a committed path: {e:#}"))),
+    }
+}
+
+fn render_explain(v: &Value) -> String {
+    let mut text = format!(
+        "commit {}\n  {}\n  by {} on {}",
+        v["commit"].as_str().unwrap_or("?"),
+        v["subject"].as_str().unwrap_or(""),
+        v["author"].as_str().unwrap_or("?"),
+        v["date"].as_str().unwrap_or("?")
+    );
+    let sessions = v["sessions"].as_array().cloned().unwrap_or_default();
+    if sessions.is_empty() {
+        text.push_str(
+            "\n\nno lanes session is recorded for this commit (made outside a lanes session, or before `lanes init`)",
+        );
+        return text;
+    }
+    for s in &sessions {
+        text.push_str(&format!(
+            "\n\nsession {}\n  worktree {}  branch {}  model {}",
+            s["session"].as_str().unwrap_or("?"),
+            s["worktree"].as_str().unwrap_or("?"),
+            s["branch"].as_str().unwrap_or("?"),
+            s["model"].as_str().unwrap_or("?")
+        ));
+        for c in s["checkpoints"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\n  checkpoint {} {}  {} ({} files)",
+                c["id"].as_str().unwrap_or("?"),
+                c["at"].as_str().unwrap_or("?"),
+                c["message"].as_str().unwrap_or(""),
+                c["files"].as_array().map_or(0, Vec::len)
+            ));
+        }
+        for e in s["claims"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "\n  {} {:<8} claim {} {}",
+                e["at"].as_str().unwrap_or("?"),
+                e["kind"].as_str().unwrap_or("?"),
+                e["claim"],
+                joined(&e["data"]["scopes"], " ")
+            ));
+        }
+        let files = joined(&s["files"], ", ");
+        if !files.is_empty() {
+            text.push_str(&format!("\n  files touched: {files}"));
+        }
+    }
+    text
 }
 
 pub fn sidecar_start(env: &Env, out: &Output) -> Result<(), Failure> {

@@ -38,6 +38,15 @@ fn git(worktree: &Path, index: Option<&Path>, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// Runs git in `worktree` (the user's own index and identity); returns trimmed stdout.
+pub fn run(worktree: &Path, args: &[&str]) -> Result<String> {
+    let output = Command::new("git").current_dir(worktree).args(args).output().context("failed to run git")?;
+    if !output.status.success() {
+        bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 /// The private index of one session (kept between checkpoints, so only changed files are hashed again).
 pub fn private_index(common_dir: &Path, session: &str) -> PathBuf {
     let safe: String = session.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();

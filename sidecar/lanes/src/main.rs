@@ -6,11 +6,13 @@
 
 mod checkpoints;
 mod cli;
+mod commits;
 mod config;
 mod daemon;
 mod demo;
 mod doctor;
 mod git;
+mod githooks;
 mod output;
 mod rpc;
 mod scopes;
@@ -55,8 +57,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Set up this repository: local config and a running sidecar. Safe to re-run.
-    Init,
+    /// Set up this repository: local config, git hooks that stamp commits with `Lanes-*` trailers, and a
+    /// running sidecar. Safe to re-run.
+    Init {
+        /// Remove lanes' git hooks and restore the ones that were there before.
+        #[arg(long)]
+        undo: bool,
+    },
     /// Run scripted agents in a throwaway repository and print what happens.
     Demo,
     /// Claim files, directories or globs for this session.
@@ -171,6 +178,16 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Which session made a commit, from which checkpoints and under which claims; or, for a file (or one
+    /// line of it), the same for the commit that last changed it.
+    #[command(
+        after_help = "Examples:\n  lanes explain HEAD\n  lanes explain src/api.rs\n  lanes explain src/api.rs:42"
+    )]
+    Explain {
+        /// A commit, or PATH, or PATH:LINE.
+        #[arg(value_name = "COMMIT|PATH[:LINE]")]
+        target: String,
+    },
     /// Print the event log (grants, renewals, releases, expiries, handoffs) as NDJSON.
     Events {
         /// Start after this sequence number.
@@ -232,7 +249,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
         command => {
             let env = cli::Env::discover(&dir, cli.session)?;
             match command {
-                Cmd::Init => cli::init(&env, &out),
+                Cmd::Init { undo: false } => cli::init(&env, &out),
+                Cmd::Init { undo: true } => cli::uninit(&env, &out),
                 Cmd::Claim { scopes, shared, ttl, note, task } => {
                     cli::claim(&env, &out, &scopes, shared, ttl, note, task)
                 }
@@ -244,6 +262,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Events { since, limit } => cli::events(&env, &out, since, limit),
                 Cmd::Send { to, text } => cli::send(&env, &out, to, text),
                 Cmd::Inbox => cli::inbox(&env, &out),
+                Cmd::Explain { target } => cli::explain(&env, &out, &target),
                 Cmd::Checkpoint { message } => cli::checkpoint(&env, &out, message),
                 Cmd::Checkpoints { all, limit } => cli::checkpoints(&env, &out, all, limit),
                 Cmd::Rewind { checkpoint, dry_run, paths, force } => {

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::state::{Answer, Command, Failure, StateHandle, invalid, now};
-use crate::{checkpoints, scopes};
+use crate::{checkpoints, commits, scopes};
 
 /// Everything the handlers share.
 pub struct Context {
@@ -117,6 +117,15 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
             .map(|_| ()),
         module.register_async_method(method::MESSAGE_SEND, |p, cx, _| async move { send(p, &cx).await }).map(|_| ()),
         module.register_async_method(method::MESSAGE_INBOX, |p, cx, _| async move { inbox(p, &cx).await }).map(|_| ()),
+        module
+            .register_async_method(method::COMMIT_STAMP, |p, cx, _| async move { commits::stamp(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::COMMIT_RECORD, |p, cx, _| async move { commits::record(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::COMMIT_EXPLAIN, |p, cx, _| async move { commits::explain(p, &cx).await })
+            .map(|_| ()),
         module
             .register_async_method(
                 method::CHECKPOINT_CREATE,

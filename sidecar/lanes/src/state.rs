@@ -44,6 +44,9 @@ pub enum Command {
     RecordCheckpoint(Checkpoint),
     Checkpoints { session: Option<String>, limit: u32 },
     FindCheckpoint { prefix: String },
+    Stamp { session: Option<String>, files: Vec<String>, since: Timestamp },
+    RecordCommit { commit: String, sessions: Vec<String>, checkpoint: Option<String>, rewritten_from: Option<String> },
+    Explain { commit: String, sessions: Vec<String> },
     Status,
     Events { since: u64, limit: u32 },
 }
@@ -66,7 +69,10 @@ impl Command {
             | Command::Status
             | Command::Events { .. }
             | Command::Checkpoints { .. }
-            | Command::FindCheckpoint { .. } => None,
+            | Command::FindCheckpoint { .. }
+            | Command::Stamp { .. }
+            | Command::RecordCommit { .. }
+            | Command::Explain { .. } => None,
         }
     }
 }
@@ -84,6 +90,8 @@ pub enum Answer {
     Messages(Vec<Message>),
     Recorded,
     Checkpoints(Vec<Checkpoint>),
+    Stamp(Vec<(String, Option<String>)>),
+    Explained(Vec<SessionStory>),
     Status(StatusSnapshot),
     Events(Vec<LoggedEvent>),
 }
@@ -263,6 +271,44 @@ impl StateOwner {
             Command::Checkpoints { session, limit } => Answer::Checkpoints(
                 self.store.checkpoints(session.as_deref(), limit).map_err(|e| Failure::Unavailable(e.to_string()))?,
             ),
+            Command::Stamp { session, files, since } => {
+                let sessions = match session {
+                    Some(session) => vec![session],
+                    None => self.store.sessions_touching(&files, since).map_err(unavailable)?,
+                };
+                let book = &self.book;
+                Answer::Stamp(
+                    sessions.into_iter().map(|s| (s.clone(), book.last_checkpoint(&s).map(str::to_owned))).collect(),
+                )
+            }
+            Command::RecordCommit { commit, sessions, checkpoint, rewritten_from } => {
+                let (sessions, checkpoint) = match (&rewritten_from, sessions.is_empty()) {
+                    (Some(old), true) => {
+                        self.store.commit_record(old).map_err(unavailable)?.unwrap_or((sessions, checkpoint))
+                    }
+                    _ => (sessions, checkpoint),
+                };
+                if !sessions.is_empty() {
+                    self.book.record_commit(commit, sessions, checkpoint, rewritten_from, now);
+                }
+                Answer::Recorded
+            }
+            Command::Explain { commit, sessions } => {
+                let sessions = if sessions.is_empty() {
+                    self.store.commit_record(&commit).map_err(unavailable)?.map(|(s, _)| s).unwrap_or_default()
+                } else {
+                    sessions
+                };
+                let mut stories = Vec::new();
+                for session in sessions {
+                    let info = self.book.sessions().find(|(id, _)| *id == session).map(|(_, s)| s.info.clone());
+                    let mut checkpoints = self.store.checkpoints(Some(&session), 1000).map_err(unavailable)?;
+                    checkpoints.reverse();
+                    let events = self.store.session_events(&session, 10_000).map_err(unavailable)?;
+                    stories.push(SessionStory { session, info: info.unwrap_or_default(), checkpoints, events });
+                }
+                Answer::Explained(stories)
+            }
             Command::FindCheckpoint { prefix } => Answer::Checkpoints(
                 self.store.checkpoint(&prefix).map_err(|e| Failure::Unavailable(e.to_string()))?.into_iter().collect(),
             ),
@@ -310,6 +356,19 @@ fn live_claims(book: &ClaimBook, now: Timestamp) -> Vec<Claim> {
     let mut claims: Vec<Claim> = book.claims().filter(|c| c.expires_at > now).cloned().collect();
     claims.sort_by_key(|c| c.id);
     claims
+}
+
+/// What lanes recorded of one session, for `lanes explain`.
+#[derive(Debug)]
+pub struct SessionStory {
+    pub session: String,
+    pub info: SessionInfo,
+    pub checkpoints: Vec<Checkpoint>,
+    pub events: Vec<LoggedEvent>,
+}
+
+fn unavailable(e: StoreError) -> Failure {
+    Failure::Unavailable(format!("the state database failed: {e}"))
 }
 
 /// The handlers' side: sends commands to the state owner.

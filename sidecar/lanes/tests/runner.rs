@@ -11,6 +11,8 @@ mod test_cli;
 mod test_crash;
 /// `lanes demo` runs end to end.
 mod test_demo;
+/// Git hooks: trailers, chaining, linked worktrees, explain.
+mod test_git;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
 mod test_lifecycle;
 /// The wire: malformed JSON-RPC, unknown methods, oversized lines, disconnects, racing clients.

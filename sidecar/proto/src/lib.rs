@@ -68,6 +68,12 @@ pub mod method {
     pub const CHECKPOINT_LIST: &str = "checkpoint.list";
     /// Restore files from a checkpoint (or show what would change).
     pub const CHECKPOINT_REWIND: &str = "checkpoint.rewind";
+    /// Which sessions a commit of these staged paths should name (git's prepare-commit-msg).
+    pub const COMMIT_STAMP: &str = "commit.stamp";
+    /// Record a commit's sessions (git's post-commit and post-rewrite).
+    pub const COMMIT_RECORD: &str = "commit.record";
+    /// What lanes knows of a commit: its sessions, their checkpoints, claims and files.
+    pub const COMMIT_EXPLAIN: &str = "commit.explain";
     /// Sessions, claims, tasks, hub.
     pub const STATUS: &str = "status";
     /// The event log after a cursor.

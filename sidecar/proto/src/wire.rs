@@ -584,3 +584,89 @@ pub struct RewindReply {
     /// The checkpoint of the state the rewind replaced: rewind to it to undo.
     pub backup: Option<String>,
 }
+
+/// `commit.stamp` parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampParams {
+    /// `$LANES_SESSION` of the committer, if set: then only that session is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Staged paths, repo-relative.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Only edits after this instant count (the worktree's last commit), in ms since the Unix epoch.
+    #[serde(default)]
+    pub since_ms: u64,
+}
+
+/// A session a commit names, with its latest checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StampView {
+    /// The session.
+    pub session: String,
+    /// Its latest checkpoint, if any.
+    pub checkpoint: Option<String>,
+}
+
+/// `commit.stamp` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StampReply {
+    /// The sessions to name, in order; empty: no trailer.
+    pub sessions: Vec<StampView>,
+}
+
+/// `commit.record` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordParams {
+    /// The new commit.
+    pub commit: String,
+    /// The sessions it names.
+    pub sessions: Vec<String>,
+    /// The checkpoint it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// The commit it replaces (amend, rebase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_from: Option<String>,
+}
+
+/// `commit.explain` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainParams {
+    /// The commit.
+    pub commit: String,
+    /// Sessions its trailers name (the caller reads them from git).
+    #[serde(default)]
+    pub sessions: Vec<String>,
+}
+
+/// `commit.explain` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExplainReply {
+    /// The commit.
+    pub commit: String,
+    /// Each session the commit names, with what lanes recorded of it.
+    pub sessions: Vec<SessionStory>,
+}
+
+/// What lanes recorded of one session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionStory {
+    /// The session.
+    pub session: String,
+    /// Where and with what it worked.
+    pub worktree: Option<String>,
+    /// Its branch.
+    pub branch: Option<String>,
+    /// Its model.
+    pub model: Option<String>,
+    /// Its checkpoints, oldest first.
+    pub checkpoints: Vec<CheckpointView>,
+    /// Its claim grants, handoffs and releases, oldest first.
+    pub claims: Vec<EventView>,
+    /// Files it touched.
+    pub files: Vec<String>,
+}

@@ -68,6 +68,9 @@ pub enum Durability {
     Process,
 }
 
+/// The sessions a commit names, and the checkpoint it names.
+pub type CommitRecord = (Vec<String>, Option<String>);
+
 /// The state database of one repository.
 #[derive(Debug)]
 pub struct Store {
@@ -258,6 +261,63 @@ impl Store {
             .find(|c| c.id.starts_with(prefix) || c.commit.starts_with(prefix)))
     }
 
+    /// Sessions (not subagents) that touched any of `files` after `since`, in order of first touch.
+    pub fn sessions_touching(&self, files: &[String], since: Timestamp) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT session, data FROM events WHERE kind = 'touch' AND at > ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([since.0 as i64])?;
+        let mut sessions: Vec<String> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let principal: Option<String> = row.get(0)?;
+            let data: String = row.get(1)?;
+            let touched: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            let hit = touched["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|f| f.as_str().is_some_and(|f| files.iter().any(|x| x == f)));
+            if let (true, Some(principal)) = (hit, principal) {
+                let session = principal.split('/').next().unwrap_or_default().to_owned();
+                if !sessions.contains(&session) {
+                    sessions.push(session);
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// The sessions and checkpoint recorded for a commit by the git hooks, if any.
+    pub fn commit_record(&self, commit: &str) -> Result<Option<CommitRecord>, StoreError> {
+        let data: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT data FROM events WHERE kind = 'commit' AND json_extract(data, '$.commit') = ?1 ORDER BY seq DESC LIMIT 1",
+                [commit],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(data.and_then(|d| serde_json::from_str::<Value>(&d).ok()).map(|v| {
+            let sessions =
+                v["sessions"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect();
+            (sessions, v["checkpoint"].as_str().map(str::to_owned))
+        }))
+    }
+
+    /// The log of one session (and its subagents): grants, releases, handoffs, touches, turns.
+    pub fn session_events(&self, session: &str, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq FROM events WHERE session = ?1 OR session LIKE ?2 OR json_extract(data, '$.to') = ?1 ORDER BY seq LIMIT ?3",
+        )?;
+        let seqs: Vec<i64> =
+            stmt.query_map(params![session, format!("{session}/%"), limit], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut events = Vec::new();
+        for seq in seqs {
+            events.extend(self.events_since(seq as u64 - 1, 1)?);
+        }
+        Ok(events)
+    }
+
     /// Checks the database file's integrity (for `lanes doctor`).
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         Ok(self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?)
@@ -313,7 +373,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
                 c.at.0 as i64
             ])?;
         }
-        Event::FilesTouched { .. } | Event::TurnEnded { .. } => {}
+        Event::FilesTouched { .. } | Event::TurnEnded { .. } | Event::CommitRecorded { .. } => {}
         Event::SessionEnded { session, at } => {
             tx.prepare_cached(
                 "INSERT INTO sessions (id, state, started_at, ended_at) VALUES (?1, 'ended', ?2, ?2)
@@ -403,6 +463,13 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             ("touch", *at, Some(principal.to_string()), None, json!({"files": files}))
         }
         Event::TurnEnded { session, at } => ("turn", *at, Some(session.clone()), None, json!({})),
+        Event::CommitRecorded { commit, sessions, checkpoint, rewritten_from, at } => (
+            "commit",
+            *at,
+            sessions.first().cloned(),
+            None,
+            json!({"commit": commit, "sessions": sessions, "checkpoint": checkpoint, "rewritten_from": rewritten_from}),
+        ),
         Event::CheckpointRecorded { checkpoint: c } => (
             "checkpoint",
             c.at,

@@ -1,0 +1,82 @@
+//! What the git hooks ask (which sessions a commit names; record a commit or its rewrite) and what
+//! `lanes explain` shows of a commit.
+
+use jsonrpsee::types::Params;
+use lanes_core::Timestamp;
+use lanes_proto::{
+    EventView, ExplainParams, ExplainReply, RecordParams, SessionStory, StampParams, StampReply, StampView,
+};
+
+use crate::checkpoints::view;
+use crate::rpc::{Context, RpcResult, parse, principal, reply, rfc3339};
+use crate::state::{Answer, Command};
+
+pub async fn stamp(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: StampParams = parse(&params)?;
+    let session = match p.session.filter(|s| !s.is_empty()) {
+        Some(s) => Some(principal(&s)?.session),
+        None => None,
+    };
+    let command = Command::Stamp { session, files: p.files, since: Timestamp(p.since_ms) };
+    let Answer::Stamp(found) = cx.ask(command).await? else { unreachable!("stamp answers Stamp") };
+    let sessions = found.into_iter().map(|(session, checkpoint)| StampView { session, checkpoint }).collect();
+    reply(&StampReply { sessions })
+}
+
+pub async fn record(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: RecordParams = parse(&params)?;
+    let command = Command::RecordCommit {
+        commit: p.commit,
+        sessions: p.sessions,
+        checkpoint: p.checkpoint,
+        rewritten_from: p.rewritten_from,
+    };
+    cx.ask(command).await?;
+    reply(&serde_json::json!({}))
+}
+
+pub async fn explain(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: ExplainParams = parse(&params)?;
+    let Answer::Explained(stories) =
+        cx.ask(Command::Explain { commit: p.commit.clone(), sessions: p.sessions }).await?
+    else {
+        unreachable!("explain answers Explained")
+    };
+    let sessions = stories
+        .into_iter()
+        .map(|story| {
+            let claims = story
+                .events
+                .iter()
+                .filter(|e| matches!(e.kind.as_str(), "grant" | "release" | "expire" | "handoff"))
+                .map(|e| EventView {
+                    seq: e.seq,
+                    at: rfc3339(e.at),
+                    kind: e.kind.clone(),
+                    session: e.session.clone(),
+                    claim: e.claim,
+                    data: e.data.clone(),
+                })
+                .collect();
+            let mut files: Vec<String> = story
+                .events
+                .iter()
+                .filter(|e| e.kind == "touch")
+                .flat_map(|e| e.data["files"].as_array().cloned().unwrap_or_default())
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect();
+            files.sort();
+            files.dedup();
+            SessionStory {
+                session: story.session,
+                worktree: story.info.worktree,
+                branch: story.info.branch,
+                model: story.info.model,
+                checkpoints: story.checkpoints.iter().map(view).collect(),
+                claims,
+                files,
+            }
+        })
+        .collect();
+    reply(&ExplainReply { commit: p.commit, sessions })
+}

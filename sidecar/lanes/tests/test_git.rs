@@ -1,0 +1,134 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::TestEnv;
+
+fn hooks_on_path() -> String {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).parent().expect("bin dir").to_path_buf();
+    assert!(bin.join("lanes-hook").is_file(), "lanes-hook is not built beside lanes: run the workspace tests");
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// Runs git with lanes-hook on PATH and, optionally, LANES_SESSION set.
+fn git(env: &TestEnv, dir: &Path, session: Option<&str>, args: &[&str]) -> String {
+    let mut command = Command::new("git");
+    env.hermetic(&mut command).env("PATH", hooks_on_path()).current_dir(dir).args(args).stdin(Stdio::null());
+    if let Some(session) = session {
+        command.env("LANES_SESSION", session);
+    }
+    let output = command.output().expect("git");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn message(env: &TestEnv, dir: &Path, rev: &str) -> String {
+    env.git(dir, &["log", "-1", "--format=%B", rev])
+}
+
+fn trailers(env: &TestEnv, dir: &Path, key: &str) -> Vec<String> {
+    message(env, dir, "HEAD").lines().filter(|l| l.starts_with(key)).map(str::to_owned).collect()
+}
+
+#[test]
+fn commits_are_stamped_once_and_only_when_a_session_made_them() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["init"]).success();
+    let checkpoint = env.lanes(&repo, &["--session", "s1", "--json", "checkpoint"]).success().json();
+    let checkpoint = checkpoint["checkpoint"]["id"].as_str().map(str::to_owned);
+
+    std::fs::write(repo.join("src/a.rs"), "fn a() { 1 }\n").expect("write");
+    git(&env, &repo, Some("s1"), &["commit", "-qam", "change a", "-m", "Signed-off-by: T <t@example.com>"]);
+    let body = message(&env, &repo, "HEAD");
+    assert!(body.contains("Signed-off-by: T <t@example.com>\nLanes-Session: s1\n"), "{body}");
+    assert_eq!(
+        trailers(&env, &repo, "Lanes-Checkpoint:"),
+        [format!("Lanes-Checkpoint: {}", checkpoint.expect("checkpoint"))]
+    );
+
+    // Amend keeps one copy; other trailers stay.
+    git(&env, &repo, Some("s1"), &["commit", "-q", "--amend", "--no-edit"]);
+    assert_eq!(trailers(&env, &repo, "Lanes-Session:").len(), 1, "{}", message(&env, &repo, "HEAD"));
+    assert!(message(&env, &repo, "HEAD").contains("Signed-off-by"));
+
+    // No session: no trailer.
+    std::fs::write(repo.join("src/b.rs"), "fn b() { 2 }\n").expect("write");
+    git(&env, &repo, None, &["commit", "-qam", "by a human"]);
+    assert!(trailers(&env, &repo, "Lanes-").is_empty(), "{}", message(&env, &repo, "HEAD"));
+
+    // A session that edited the staged file through the hook is named even without LANES_SESSION.
+    let hook = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
+    let event = serde_json::json!({"session_id": "s2", "cwd": repo, "tool_name": "Write",
+        "tool_input": {"file_path": repo.join("docs/guide.md"), "content": "x"}});
+    let mut child = env
+        .hermetic(&mut Command::new(&hook))
+        .args(["claude", "PostToolUse"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("hook");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), event.to_string().as_bytes())
+        .expect("write event");
+    assert!(child.wait().expect("hook").success());
+    std::fs::write(repo.join("docs/guide.md"), "# guide, edited\n").expect("write");
+    git(&env, &repo, None, &["commit", "-qam", "docs"]);
+    assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: s2"]);
+
+    // Merges are not stamped; cherry-picks keep what they had and get nothing new.
+    git(&env, &repo, None, &["checkout", "-qb", "side", "HEAD~1"]);
+    std::fs::write(repo.join("side.txt"), "side\n").expect("write");
+    git(&env, &repo, None, &["add", "side.txt"]);
+    git(&env, &repo, Some("s3"), &["commit", "-qm", "side work"]);
+    git(&env, &repo, None, &["checkout", "-q", "main"]);
+    git(&env, &repo, Some("s1"), &["merge", "-q", "--no-ff", "--no-edit", "side"]);
+    assert!(!message(&env, &repo, "HEAD").contains("Lanes-Session: s1"), "a merge was stamped");
+    git(&env, &repo, None, &["checkout", "-q", "side"]);
+    std::fs::write(repo.join("side2.txt"), "more side\n").expect("write");
+    git(&env, &repo, None, &["add", "side2.txt"]);
+    git(&env, &repo, Some("s3"), &["commit", "-qm", "more side work"]);
+    git(&env, &repo, None, &["checkout", "-q", "main"]);
+    git(&env, &repo, Some("s1"), &["cherry-pick", "side"]);
+    assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: s3"], "a cherry-pick was restamped");
+
+    // explain: by commit and by path:line.
+    let explained = env.lanes(&repo, &["--json", "explain", "docs/guide.md"]).success().json();
+    assert_eq!(explained["sessions"][0]["session"], "s2");
+    let by_line = env.lanes(&repo, &["--json", "explain", "src/a.rs:1"]).success().json();
+    assert_eq!(by_line["sessions"][0]["session"], "s1");
+    assert!(!by_line["sessions"][0]["checkpoints"].as_array().expect("checkpoints").is_empty());
+    assert_eq!(env.lanes(&repo, &["--json", "explain", "no/such/file"]).code, 2);
+}
+
+#[test]
+fn hooks_chain_existing_ones_work_in_linked_worktrees_and_undo_restores() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let hooks = repo.join(".git/hooks");
+    std::fs::create_dir_all(&hooks).expect("mkdir");
+    let log = env.root().join("old-hook.log");
+    std::fs::write(hooks.join("post-commit"), format!("#!/bin/sh\necho ran >> {}\n", log.display())).expect("write");
+    Command::new("chmod").arg("755").arg(hooks.join("post-commit")).status().expect("chmod");
+    let first = env.lanes(&repo, &["--json", "init"]).success().json();
+    let again = env.lanes(&repo, &["--json", "init"]).success().json();
+    assert!(
+        again["git_hooks"].as_array().expect("hooks").iter().all(|h| h["action"] == "already installed"),
+        "{again}"
+    );
+    assert!(first["git_hooks"].to_string().contains("runs your existing hook first"));
+
+    let feature = env.worktree(&repo, "feature");
+    std::fs::write(feature.join("src/a.rs"), "fn a() { 3 }\n").expect("write");
+    git(&env, &feature, Some("wt-session"), &["commit", "-qam", "in a linked worktree"]);
+    assert_eq!(trailers(&env, &feature, "Lanes-Session:"), ["Lanes-Session: wt-session"]);
+    assert_eq!(std::fs::read_to_string(&log).expect("old hook ran").lines().count(), 1);
+
+    // With the sidecar down the commit still succeeds; there is nobody to ask, so no trailer.
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    std::fs::write(feature.join("src/b.rs"), "fn b() { 4 }\n").expect("write");
+    git(&env, &feature, Some("wt-session"), &["commit", "-qam", "sidecar down"]);
+    assert!(trailers(&env, &feature, "Lanes-").is_empty());
+
+    env.lanes(&repo, &["init", "--undo"]).success();
+    let restored = std::fs::read_to_string(hooks.join("post-commit")).expect("restored");
+    assert!(restored.contains("old-hook.log") && !restored.contains("lanes"), "{restored}");
+    assert!(!hooks.join("prepare-commit-msg").exists());
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# lanes: installed by `lanes init`; `lanes init --undo` restores what was here before.
+# Runs the hook that was here first (kept as HOOK.lanes-chained), then lets lanes stamp or record the commit.
+# A missing lanes-hook is a no-op, and lanes never fails or holds up a commit.
+chained="$(dirname "$0")/HOOK.lanes-chained"
+input=""
+if [ "HOOK" = "post-rewrite" ]; then
+  input=$(mktemp) && cat > "$input"
+fi
+run() {
+  if [ -n "$input" ]; then "$@" < "$input"; else "$@"; fi
+}
+if [ -x "$chained" ]; then
+  run "$chained" "$@" || { status=$?; [ -n "$input" ] && rm -f "$input"; exit $status; }
+fi
+if command -v lanes-hook >/dev/null 2>&1; then
+  run lanes-hook git HOOK "$@" || true
+fi
+[ -n "$input" ] && rm -f "$input"
+exit 0
