@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::index::OverlapIndex;
 use crate::messages::Message;
 use crate::scope::Scope;
+use crate::tasks::{Board, Task};
 use crate::time::{Timestamp, check_ttl};
 
 /// The identity of a claim, unique within a repository and never reused.
@@ -262,6 +263,13 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A task was added or changed (taken, done, reopened).
+    TaskChanged {
+        /// The task as it is now.
+        task: Task,
+        /// When.
+        at: Timestamp,
+    },
     /// A session finished a turn.
     TurnEnded {
         /// The session.
@@ -301,6 +309,8 @@ pub enum RefusalCode {
     InvalidScope,
     /// Some other argument is not valid.
     InvalidArgument,
+    /// A dependency would close a cycle.
+    Cycle,
 }
 
 /// A live claim that stands in the way of a request.
@@ -414,6 +424,7 @@ pub struct ClaimBook {
     sessions: HashMap<String, Session>,
     pub(crate) inboxes: HashMap<String, Vec<Message>>,
     last_checkpoints: HashMap<String, String>,
+    pub(crate) board: Board,
     pub(crate) next_message_id: u64,
     epoch: Epoch,
     next_id: u64,
@@ -468,6 +479,8 @@ pub struct Snapshot {
     pub inbox: Vec<Message>,
     /// The latest checkpoint id of each session.
     pub last_checkpoints: Vec<(String, String)>,
+    /// The task board.
+    pub tasks: Vec<Task>,
     /// The id the next message gets.
     pub next_message_id: u64,
     /// The last epoch handed out.
@@ -491,6 +504,7 @@ impl ClaimBook {
         book.sessions = snapshot.sessions.into_iter().collect();
         book.next_message_id = snapshot.next_message_id.max(1);
         book.last_checkpoints = snapshot.last_checkpoints.into_iter().collect();
+        book.restore_tasks(snapshot.tasks);
         for message in snapshot.inbox {
             book.next_message_id = book.next_message_id.max(message.id + 1);
             book.inboxes.entry(message.to.clone()).or_default().push(message);
@@ -865,6 +879,9 @@ impl ClaimBook {
                     expired_at: claim.expires_at,
                 });
             }
+            if claim.task.is_some() {
+                self.reopen_task_of(claim.id, claim.note.clone(), now);
+            }
             let holder = claim.holder.session.clone();
             let text = format!(
                 "your claim {} on {} expired; claim again (`lanes claim <path>`) if you still work there",
@@ -975,6 +992,9 @@ impl ClaimBook {
 
     fn remove(&mut self, id: ClaimId, reason: ReleaseReason, now: Timestamp) {
         if let Some(claim) = self.take(id) {
+            if claim.task.is_some() {
+                self.reopen_task_of(claim.id, claim.note.clone(), now);
+            }
             self.journal.push(Event::Released { claim, reason, at: now });
         }
     }

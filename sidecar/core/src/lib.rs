@@ -13,6 +13,7 @@ mod glob;
 mod index;
 mod messages;
 mod scope;
+mod tasks;
 mod time;
 
 pub use book::{
@@ -22,4 +23,5 @@ pub use book::{
 };
 pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
 pub use scope::{Scope, ScopeError};
+pub use tasks::{MAX_TITLE_BYTES, Task, TaskStatus};
 pub use time::{MAX_TTL, MIN_TTL, Timestamp, human_duration, parse_ttl};

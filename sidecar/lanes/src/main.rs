@@ -17,6 +17,7 @@ mod output;
 mod rpc;
 mod scopes;
 mod state;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -130,6 +131,9 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         epoch: Option<u64>,
     },
+    /// The task board: add tasks with dependencies, take the next ready one (claiming its scopes), finish it.
+    #[command(subcommand)]
+    Task(TaskCmd),
     /// Send a message to a session (or `@all`); it reaches the recipient's next hook, once.
     #[command(
         after_help = "Examples:\n  lanes send 6f1c2d0e 'I need src/api.rs for 10 minutes, can you release it?'\n  lanes send @all 'main is green again, rebase now'"
@@ -205,6 +209,42 @@ enum Cmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum TaskCmd {
+    /// Add a task.
+    #[command(
+        after_help = "Examples:\n  lanes task add 'design the schema' --scope db/\n  lanes task add 'write the API' --after 1 --scope src/api/"
+    )]
+    Add {
+        /// What to do.
+        title: String,
+        /// A task that must be done first (repeatable).
+        #[arg(long, value_name = "ID")]
+        after: Vec<u64>,
+        /// A path or glob taking the task claims (repeatable).
+        #[arg(long, value_name = "S")]
+        scope: Vec<String>,
+    },
+    /// List the board.
+    List {
+        /// Only ready tasks (open, their dependencies done).
+        #[arg(long)]
+        ready: bool,
+    },
+    /// Take the first ready task and claim its scopes, in one step.
+    Next,
+    /// Mark a task you took done (releases its claim).
+    Done {
+        /// Task id.
+        id: u64,
+    },
+    /// Show one task.
+    Show {
+        /// Task id.
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum SidecarCmd {
     /// Run the sidecar in this process (what auto-start runs, detached).
     Run {
@@ -263,6 +303,11 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Send { to, text } => cli::send(&env, &out, to, text),
                 Cmd::Inbox => cli::inbox(&env, &out),
                 Cmd::Explain { target } => cli::explain(&env, &out, &target),
+                Cmd::Task(TaskCmd::Add { title, after, scope }) => cli::task_add(&env, &out, title, after, &scope),
+                Cmd::Task(TaskCmd::List { ready }) => cli::task_list(&env, &out, ready),
+                Cmd::Task(TaskCmd::Next) => cli::task_next(&env, &out),
+                Cmd::Task(TaskCmd::Done { id }) => cli::task_done(&env, &out, id),
+                Cmd::Task(TaskCmd::Show { id }) => cli::task_show(&env, &out, id),
                 Cmd::Checkpoint { message } => cli::checkpoint(&env, &out, message),
                 Cmd::Checkpoints { all, limit } => cli::checkpoints(&env, &out, all, limit),
                 Cmd::Rewind { checkpoint, dry_run, paths, force } => {

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::state::{Answer, Command, Failure, StateHandle, invalid, now};
-use crate::{checkpoints, commits, scopes};
+use crate::{checkpoints, commits, scopes, tasks};
 
 /// Everything the handlers share.
 pub struct Context {
@@ -150,6 +150,16 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
         module.register_async_method(method::STATUS, |_, cx, _| async move { status(&cx).await }).map(|_| ()),
         module.register_async_method(method::EVENTS, |p, cx, _| async move { events(p, &cx).await }).map(|_| ()),
         module.register_async_method(method::SHUTDOWN, |_, cx, _| async move { shutdown(&cx) }).map(|_| ()),
+        module.register_async_method(method::TASK_ADD, |p, cx, _| async move { tasks::add(p, &cx).await }).map(|_| ()),
+        module
+            .register_async_method(method::TASK_LIST, |p, cx, _| async move { tasks::list(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::TASK_NEXT, |p, cx, _| async move { tasks::next(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::TASK_DONE, |p, cx, _| async move { tasks::done(p, &cx).await })
+            .map(|_| ()),
     ];
     for result in registered {
         result.expect("method names are unique");
@@ -377,7 +387,7 @@ async fn status(cx: &Context) -> RpcResult {
         sidecar: cx.sidecar.clone(),
         sessions,
         claims: snapshot.claims.iter().map(|c| claim_view(c, snapshot.now)).collect(),
-        tasks: Vec::new(),
+        tasks: snapshot.tasks.iter().map(|(t, ready)| tasks::view(t, *ready)).collect(),
         hub: None,
         epoch: snapshot.epoch.0,
     })
@@ -419,7 +429,7 @@ pub(crate) fn principal(text: &str) -> Result<Principal, ErrorObjectOwned> {
     Principal::parse(text).map_err(|r| failure_to_rpc(Failure::Refused(r)))
 }
 
-fn resolve_all(inputs: &[String], root: &Path) -> Result<Vec<Scope>, ErrorObjectOwned> {
+pub(crate) fn resolve_all(inputs: &[String], root: &Path) -> Result<Vec<Scope>, ErrorObjectOwned> {
     if inputs.len() > lanes_core::MAX_SCOPES {
         return Err(error(
             ErrorCode::InvalidArgument,
@@ -459,6 +469,7 @@ pub(crate) fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
                 RefusalCode::NotFound => ErrorCode::NotFound,
                 RefusalCode::InvalidScope => ErrorCode::InvalidScope,
                 RefusalCode::InvalidArgument => ErrorCode::InvalidArgument,
+                RefusalCode::Cycle => ErrorCode::Cycle,
             };
             let now = now();
             error(code, refusal.message, refusal.conflicts.iter().map(|c| conflict_view(c, now)).collect())
@@ -466,7 +477,7 @@ pub(crate) fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
     }
 }
 
-fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
+pub(crate) fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
     ClaimView {
         id: claim.id.0,
         session: claim.holder.to_string(),

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lanes_core::{
     AcquireRequest, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message, Policy, Principal,
-    Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Timestamp, Worktree,
+    Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
 };
 use lanes_store::{Durability, LoggedEvent, Store, StoreError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -47,6 +47,10 @@ pub enum Command {
     Stamp { session: Option<String>, files: Vec<String>, since: Timestamp },
     RecordCommit { commit: String, sessions: Vec<String>, checkpoint: Option<String>, rewritten_from: Option<String> },
     Explain { commit: String, sessions: Vec<String> },
+    TaskAdd { title: String, after: Vec<u64>, scopes: Vec<Scope> },
+    Tasks,
+    TaskNext { who: Principal, worktree: Worktree },
+    TaskDone { who: Principal, task: u64 },
     Status,
     Events { since: u64, limit: u32 },
 }
@@ -60,7 +64,9 @@ impl Command {
             | Command::Renew { who, .. }
             | Command::Handoff { who, .. }
             | Command::Check { who, .. }
-            | Command::Activity { who, .. } => Some(&who.session),
+            | Command::Activity { who, .. }
+            | Command::TaskNext { who, .. }
+            | Command::TaskDone { who, .. } => Some(&who.session),
             Command::Send { from, .. } => Some(from),
             Command::Inbox { session } => Some(session),
             Command::RecordCheckpoint(checkpoint) => Some(&checkpoint.session),
@@ -72,7 +78,9 @@ impl Command {
             | Command::FindCheckpoint { .. }
             | Command::Stamp { .. }
             | Command::RecordCommit { .. }
-            | Command::Explain { .. } => None,
+            | Command::Explain { .. }
+            | Command::TaskAdd { .. }
+            | Command::Tasks => None,
         }
     }
 }
@@ -91,6 +99,9 @@ pub enum Answer {
     Recorded,
     Checkpoints(Vec<Checkpoint>),
     Stamp(Vec<(String, Option<String>)>),
+    Task(Task),
+    Taken(Task, Option<Grant>),
+    Tasks(Vec<(Task, bool)>),
     Explained(Vec<SessionStory>),
     Status(StatusSnapshot),
     Events(Vec<LoggedEvent>),
@@ -101,6 +112,7 @@ pub enum Answer {
 pub struct StatusSnapshot {
     pub claims: Vec<Claim>,
     pub sessions: Vec<(String, Session, usize)>,
+    pub tasks: Vec<(Task, bool)>,
     pub epoch: Epoch,
     pub now: Timestamp,
 }
@@ -271,6 +283,17 @@ impl StateOwner {
             Command::Checkpoints { session, limit } => Answer::Checkpoints(
                 self.store.checkpoints(session.as_deref(), limit).map_err(|e| Failure::Unavailable(e.to_string()))?,
             ),
+            Command::TaskAdd { title, after, scopes } => {
+                Answer::Task(book.add_task(&title, after, scopes, now).map_err(Failure::Refused)?)
+            }
+            Command::Tasks => Answer::Tasks(tasks_with_readiness(book)),
+            Command::TaskNext { who, worktree } => {
+                let (task, grant) = book.next_task(&who, &worktree, now).map_err(Failure::Refused)?;
+                Answer::Taken(task, grant)
+            }
+            Command::TaskDone { who, task } => {
+                Answer::Task(book.finish_task(&who, task, now).map_err(Failure::Refused)?)
+            }
             Command::Stamp { session, files, since } => {
                 let sessions = match session {
                     Some(session) => vec![session],
@@ -317,7 +340,8 @@ impl StateOwner {
                 let mut sessions: Vec<(String, Session, usize)> =
                     book.sessions().map(|(id, s)| (id.to_owned(), s.clone(), book.unread(id))).collect();
                 sessions.sort_by(|a, b| a.0.cmp(&b.0));
-                Answer::Status(StatusSnapshot { claims, sessions, epoch: book.epoch(), now })
+                let tasks = tasks_with_readiness(book);
+                Answer::Status(StatusSnapshot { claims, sessions, tasks, epoch: book.epoch(), now })
             }
             Command::Events { since, limit } => Answer::Events(
                 self.store
@@ -349,6 +373,11 @@ impl StateOwner {
             Err(e) => tracing::error!("failed to reload state after a failed commit: {e}"),
         }
     }
+}
+
+/// Every task, with whether it is ready.
+fn tasks_with_readiness(book: &ClaimBook) -> Vec<(Task, bool)> {
+    book.tasks().map(|t| (t.clone(), book.is_ready(t))).collect()
 }
 
 /// Live claims, oldest first.

@@ -15,6 +15,8 @@ mod test_demo;
 mod test_git;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
 mod test_lifecycle;
+/// The task board: dependencies, next, done, lapses, racing agents.
+mod test_tasks;
 /// The wire: malformed JSON-RPC, unknown methods, oversized lines, disconnects, racing clients.
 mod test_wire;
 /// Claims keyed to worktrees; a removed worktree's claims are dropped.

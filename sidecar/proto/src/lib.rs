@@ -74,6 +74,14 @@ pub mod method {
     pub const COMMIT_RECORD: &str = "commit.record";
     /// What lanes knows of a commit: its sessions, their checkpoints, claims and files.
     pub const COMMIT_EXPLAIN: &str = "commit.explain";
+    /// Add a task to the board.
+    pub const TASK_ADD: &str = "task.add";
+    /// The board (or its ready set).
+    pub const TASK_LIST: &str = "task.list";
+    /// Take the first ready task and claim its scopes, in one step.
+    pub const TASK_NEXT: &str = "task.next";
+    /// Mark a taken task done (releases its claim).
+    pub const TASK_DONE: &str = "task.done";
     /// Sessions, claims, tasks, hub.
     pub const STATUS: &str = "status";
     /// The event log after a cursor.

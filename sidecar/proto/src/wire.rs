@@ -351,7 +351,7 @@ pub struct StatusReply {
     /// Live claims, oldest first.
     pub claims: Vec<ClaimView>,
     /// The task board.
-    pub tasks: Vec<serde_json::Value>,
+    pub tasks: Vec<TaskView>,
     /// The hub, when one is configured.
     pub hub: Option<serde_json::Value>,
     /// The last epoch handed out.
@@ -669,4 +669,95 @@ pub struct SessionStory {
     pub claims: Vec<EventView>,
     /// Files it touched.
     pub files: Vec<String>,
+}
+
+/// A task as the wire shows it: `{"task":{"id","title","status","after":[…],"scopes":[…],"holder"}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Its id.
+    pub id: u64,
+    /// What to do.
+    pub title: String,
+    /// `open`, `ready` (open, its dependencies done), `taken` or `done`.
+    pub status: String,
+    /// Tasks that must be done first.
+    pub after: Vec<u64>,
+    /// What taking it claims.
+    pub scopes: Vec<String>,
+    /// Who took it.
+    pub holder: Option<String>,
+    /// The claim taken with it.
+    pub claim: Option<u64>,
+    /// The progress note its last holder left.
+    pub note: Option<String>,
+}
+
+/// `task.add` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskAddParams {
+    /// The adding session.
+    pub session: String,
+    /// Absolute path of the worktree the scopes are relative to.
+    pub worktree: String,
+    /// What to do.
+    pub title: String,
+    /// Tasks that must be done first.
+    #[serde(default)]
+    pub after: Vec<u64>,
+    /// What taking it claims.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `task.list` parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskListParams {
+    /// Only ready tasks.
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// `task.next` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskNextParams {
+    /// The taking principal.
+    pub session: String,
+    /// Absolute path of its worktree.
+    pub worktree: String,
+}
+
+/// `task.done` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDoneParams {
+    /// The holder.
+    pub session: String,
+    /// The task.
+    pub task: u64,
+}
+
+/// `task.add` and `task.done` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskReply {
+    /// The task.
+    pub task: TaskView,
+}
+
+/// `task.next` reply: the task, and the claim on its scopes (`null` when it has none).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskNextReply {
+    /// The task taken.
+    pub task: TaskView,
+    /// The claim taken with it.
+    pub claim: Option<ClaimView>,
+}
+
+/// `task.list` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TasksReply {
+    /// The tasks, by id.
+    pub tasks: Vec<TaskView>,
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use lanes_core::{
     Checkpoint, Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason, Scope, Session,
-    SessionInfo, Snapshot, Timestamp, Worktree,
+    SessionInfo, Snapshot, Task, TaskStatus, Timestamp, Worktree,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -163,6 +163,29 @@ impl Store {
         while let Some(row) = rows.next()? {
             last_checkpoints.push((row.get(0)?, row.get(1)?));
         }
+        let mut tasks = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, title, status, after, scopes, session, agent, claim, note FROM tasks ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let session: Option<String> = row.get(5)?;
+            tasks.push(Task {
+                id: row.get::<_, i64>(0)? as u64,
+                title: row.get(1)?,
+                status: match row.get::<_, String>(2)?.as_str() {
+                    "taken" => TaskStatus::Taken,
+                    "done" => TaskStatus::Done,
+                    _ => TaskStatus::Open,
+                },
+                after: serde_json::from_str(&row.get::<_, String>(3)?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                scopes: parse_scopes(&row.get::<_, String>(4)?)?,
+                holder: session.map(|session| Principal { session, agent: row.get(6).ok().flatten() }),
+                claim: row.get::<_, Option<i64>>(7)?.map(|c| ClaimId(c as u64)),
+                note: row.get(8)?,
+            });
+        }
         let last_message: Option<i64> = self.conn.query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
         Ok(Snapshot {
             claims,
@@ -170,6 +193,7 @@ impl Store {
             sessions,
             inbox,
             last_checkpoints,
+            tasks,
             next_message_id: last_message.map_or(1, |id| id as u64 + 1),
             epoch: Epoch(counter("epoch")?),
             next_id: counter("next_id")?.max(1),
@@ -373,6 +397,23 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
                 c.at.0 as i64
             ])?;
         }
+        Event::TaskChanged { task, .. } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO tasks (id, title, status, after, scopes, session, agent, claim, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                task.id as i64,
+                task.title,
+                task_status_name(task.status),
+                Value::from(task.after.clone()).to_string(),
+                scopes_json(&task.scopes),
+                task.holder.as_ref().map(|h| h.session.clone()),
+                task.holder.as_ref().and_then(|h| h.agent.clone()),
+                task.claim.map(|c| c.0 as i64),
+                task.note,
+            ])?;
+        }
         Event::FilesTouched { .. } | Event::TurnEnded { .. } | Event::CommitRecorded { .. } => {}
         Event::SessionEnded { session, at } => {
             tx.prepare_cached(
@@ -463,6 +504,13 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             ("touch", *at, Some(principal.to_string()), None, json!({"files": files}))
         }
         Event::TurnEnded { session, at } => ("turn", *at, Some(session.clone()), None, json!({})),
+        Event::TaskChanged { task, at } => (
+            "task",
+            *at,
+            task.holder.as_ref().map(Principal::to_string),
+            task.claim.map(|c| c.0),
+            json!({"id": task.id, "title": task.title, "status": task_status_name(task.status)}),
+        ),
         Event::CommitRecorded { commit, sessions, checkpoint, rewritten_from, at } => (
             "commit",
             *at,
@@ -541,6 +589,14 @@ fn claim_from_row(row: &Row<'_>) -> Result<Claim, StoreError> {
         note: row.get(11)?,
         task: row.get(12)?,
     })
+}
+
+fn task_status_name(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Open => "open",
+        TaskStatus::Taken => "taken",
+        TaskStatus::Done => "done",
+    }
 }
 
 fn info_json(info: &SessionInfo) -> Value {

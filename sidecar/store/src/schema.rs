@@ -63,6 +63,18 @@ const MIGRATIONS: &[&str] = &[
          created_at INTEGER NOT NULL
      );
      CREATE INDEX checkpoints_by_session ON checkpoints (session, created_at);",
+    // 4: the task board.
+    "CREATE TABLE tasks (
+         id INTEGER PRIMARY KEY,
+         title TEXT NOT NULL,
+         status TEXT NOT NULL,
+         after TEXT NOT NULL,
+         scopes TEXT NOT NULL,
+         session TEXT,
+         agent TEXT,
+         claim INTEGER,
+         note TEXT
+     );",
 ];
 
 /// The schema version this build writes.

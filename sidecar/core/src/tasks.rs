@@ -1,0 +1,277 @@
+//! The task board: tasks with dependencies (a DAG), a ready set, and `next`, which takes the first ready
+//! task and claims its scopes in one step, so racing agents each get a different task. A task whose claim
+//! lapses or is released before it is done goes back to the board with its progress note.
+
+use std::collections::BTreeMap;
+
+use crate::book::{AcquireRequest, ClaimBook, ClaimId, Event, Grant, Mode, Principal, Refusal, RefusalCode, Worktree};
+use crate::scope::Scope;
+use crate::time::Timestamp;
+
+/// The longest task title accepted, in bytes.
+pub const MAX_TITLE_BYTES: usize = 500;
+
+/// Where a task stands. `Open` tasks whose dependencies are all done are *ready*.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Not taken.
+    Open,
+    /// Taken by a principal (holding a claim on its scopes, if it has any).
+    Taken,
+    /// Finished.
+    Done,
+}
+
+/// One task of the board.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    /// Its id.
+    pub id: u64,
+    /// What to do.
+    pub title: String,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// Tasks that must be done first.
+    pub after: Vec<u64>,
+    /// What taking it claims.
+    pub scopes: Vec<Scope>,
+    /// Who took it.
+    pub holder: Option<Principal>,
+    /// The claim taken with it.
+    pub claim: Option<ClaimId>,
+    /// The progress note its last holder left.
+    pub note: Option<String>,
+}
+
+/// The board's state inside the book.
+#[derive(Debug, Default)]
+pub(crate) struct Board {
+    pub(crate) tasks: BTreeMap<u64, Task>,
+    pub(crate) next_id: u64,
+}
+
+impl ClaimBook {
+    /// Adds a task. Its dependencies must exist; one that would close a cycle is refused as `cycle`.
+    pub fn add_task(
+        &mut self,
+        title: &str,
+        after: Vec<u64>,
+        scopes: Vec<Scope>,
+        now: Timestamp,
+    ) -> Result<Task, Refusal> {
+        let title = title.trim();
+        if title.is_empty() || title.len() > MAX_TITLE_BYTES {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!("a task needs a title of 1 to {MAX_TITLE_BYTES} bytes"),
+            ));
+        }
+        let id = self.board.next_id.max(1);
+        for dependency in &after {
+            if *dependency == id || self.would_cycle(id, *dependency) {
+                return Err(Refusal::new(
+                    RefusalCode::Cycle,
+                    format!("task {id} cannot wait for task {dependency}: that closes a cycle"),
+                ));
+            }
+            if !self.board.tasks.contains_key(dependency) {
+                return Err(Refusal::new(
+                    RefusalCode::NotFound,
+                    format!("no task {dependency}: `lanes task list` shows the board"),
+                ));
+            }
+        }
+        let mut after = after;
+        after.sort_unstable();
+        after.dedup();
+        let task = Task {
+            id,
+            title: title.to_owned(),
+            status: TaskStatus::Open,
+            after,
+            scopes,
+            holder: None,
+            claim: None,
+            note: None,
+        };
+        self.board.next_id = id + 1;
+        self.board.tasks.insert(id, task.clone());
+        self.journal.push(Event::TaskChanged { task: task.clone(), at: now });
+        Ok(task)
+    }
+
+    /// Whether `task` waiting for `dependency` would close a cycle (`dependency` already waits for `task`).
+    fn would_cycle(&self, task: u64, dependency: u64) -> bool {
+        let mut pending = vec![dependency];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(id) = pending.pop() {
+            if id == task {
+                return true;
+            }
+            if seen.insert(id)
+                && let Some(t) = self.board.tasks.get(&id)
+            {
+                pending.extend(&t.after);
+            }
+        }
+        false
+    }
+
+    /// Every task, by id.
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.board.tasks.values()
+    }
+
+    /// One task.
+    pub fn task(&self, id: u64) -> Option<&Task> {
+        self.board.tasks.get(&id)
+    }
+
+    /// Whether a task is open and all its dependencies are done.
+    pub fn is_ready(&self, task: &Task) -> bool {
+        task.status == TaskStatus::Open
+            && task.after.iter().all(|d| self.board.tasks.get(d).is_some_and(|t| t.status == TaskStatus::Done))
+    }
+
+    /// Takes the first ready task whose scopes `who` can claim, and claims them, in one step.
+    pub fn next_task(
+        &mut self,
+        who: &Principal,
+        worktree: &Worktree,
+        now: Timestamp,
+    ) -> Result<(Task, Option<Grant>), Refusal> {
+        self.expire_due(now);
+        let ready: Vec<u64> = self.board.tasks.values().filter(|t| self.is_ready(t)).map(|t| t.id).collect();
+        let mut blocked = Vec::new();
+        for id in ready {
+            let scopes = self.board.tasks[&id].scopes.clone();
+            let grant = if scopes.is_empty() {
+                None
+            } else {
+                let request = AcquireRequest {
+                    holder: who.clone(),
+                    worktree: worktree.clone(),
+                    scopes,
+                    mode: Mode::Exclusive,
+                    ttl: None,
+                    note: self.board.tasks[&id].note.clone(),
+                    task: Some(id.to_string()),
+                };
+                match self.acquire(request, now) {
+                    Ok(grant) => Some(grant),
+                    Err(refusal) if refusal.code == RefusalCode::Conflict => {
+                        blocked.push(id);
+                        continue;
+                    }
+                    Err(refusal) => return Err(refusal),
+                }
+            };
+            let task = self.board.tasks.get_mut(&id).expect("ready tasks exist");
+            task.status = TaskStatus::Taken;
+            task.holder = Some(who.clone());
+            task.claim = grant.as_ref().map(|g| g.claim.id);
+            let task = task.clone();
+            self.journal.push(Event::TaskChanged { task: task.clone(), at: now });
+            return Ok((task, grant));
+        }
+        let why = if blocked.is_empty() {
+            "no task is ready: every open task waits for another, or the board is empty".to_owned()
+        } else {
+            format!(
+                "the ready tasks ({}) touch files others hold; try again later",
+                blocked.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            )
+        };
+        Err(Refusal::new(RefusalCode::NotFound, why))
+    }
+
+    /// Marks a taken task done and releases its claim.
+    pub fn finish_task(&mut self, who: &Principal, id: u64, now: Timestamp) -> Result<Task, Refusal> {
+        let task =
+            self.board.tasks.get(&id).ok_or_else(|| Refusal::new(RefusalCode::NotFound, format!("no task {id}")))?;
+        match (&task.status, &task.holder) {
+            (TaskStatus::Taken, Some(holder))
+                if holder == who || (who.agent.is_none() && holder.session == who.session) => {}
+            (TaskStatus::Taken, Some(holder)) => {
+                return Err(Refusal::new(RefusalCode::NotHolder, format!("task {id} is taken by {holder}, not {who}")));
+            }
+            (TaskStatus::Done, _) => {
+                return Err(Refusal::new(RefusalCode::InvalidArgument, format!("task {id} is already done")));
+            }
+            _ => {
+                return Err(Refusal::new(
+                    RefusalCode::InvalidArgument,
+                    format!("task {id} is not taken: `lanes task next` takes it"),
+                ));
+            }
+        }
+        let claim = task.claim;
+        let task = self.board.tasks.get_mut(&id).expect("checked above");
+        task.status = TaskStatus::Done;
+        task.claim = None;
+        let task = task.clone();
+        self.journal.push(Event::TaskChanged { task: task.clone(), at: now });
+        if let Some(claim) = claim {
+            let holder = task.holder.clone().expect("a taken task has a holder");
+            let _ = self.release(&holder, &[claim], false, None, now);
+        }
+        Ok(task)
+    }
+
+    /// Puts a task back on the board when the claim taken with it ends before the task is done.
+    pub(crate) fn reopen_task_of(&mut self, claim: ClaimId, note: Option<String>, now: Timestamp) {
+        let Some(task) =
+            self.board.tasks.values_mut().find(|t| t.status == TaskStatus::Taken && t.claim == Some(claim))
+        else {
+            return;
+        };
+        task.status = TaskStatus::Open;
+        task.holder = None;
+        task.claim = None;
+        if note.is_some() {
+            task.note = note;
+        }
+        let task = task.clone();
+        self.journal.push(Event::TaskChanged { task, at: now });
+    }
+
+    pub(crate) fn restore_tasks(&mut self, tasks: Vec<Task>) {
+        for task in tasks {
+            self.board.next_id = self.board.next_id.max(task.id + 1);
+            self.board.tasks.insert(task.id, task);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::Policy;
+
+    fn who(s: &str) -> Principal {
+        Principal { session: s.into(), agent: None }
+    }
+
+    #[test]
+    fn ready_set_next_done_and_lapse() {
+        let mut book = ClaimBook::new(Policy::default());
+        let now = Timestamp(1);
+        let wt = Worktree { root: "/r".into(), git_dir: "/r/.git".into() };
+        let a = book.add_task("schema", vec![], vec![Scope::parse("db").expect("scope")], now).expect("add");
+        let b = book.add_task("api", vec![a.id], vec![Scope::parse("api").expect("scope")], now).expect("add");
+        assert_eq!(book.add_task("x", vec![99], vec![], now).expect_err("missing").code, RefusalCode::NotFound);
+        assert!(book.is_ready(&a) && !book.is_ready(&b));
+        let (taken, grant) = book.next_task(&who("s1"), &wt, now).expect("next");
+        assert_eq!(taken.id, a.id);
+        assert!(grant.is_some());
+        assert_eq!(book.next_task(&who("s2"), &wt, now).expect_err("none ready").code, RefusalCode::NotFound);
+        assert_eq!(book.finish_task(&who("s2"), a.id, now).expect_err("not holder").code, RefusalCode::NotHolder);
+        book.finish_task(&who("s1"), a.id, now).expect("done");
+        assert!(book.claims().next().is_none(), "finishing releases the task's claim");
+        let (taken, _) = book.next_task(&who("s2"), &wt, now).expect("next");
+        assert_eq!(taken.id, b.id);
+        // The holder's claim lapses: the task is back on the board.
+        book.expire_due(Timestamp(u64::MAX / 2));
+        assert!(book.is_ready(book.task(b.id).expect("task")));
+    }
+}

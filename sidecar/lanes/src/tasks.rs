@@ -1,0 +1,67 @@
+//! The task board over the wire: add, list, next (take and claim in one step), done.
+
+use jsonrpsee::types::Params;
+use lanes_core::{Task, TaskStatus};
+use lanes_proto::{
+    TaskAddParams, TaskDoneParams, TaskListParams, TaskNextParams, TaskNextReply, TaskReply, TaskView, TasksReply,
+};
+
+use crate::rpc::{Context, RpcResult, claim_view, failure_to_rpc, parse, principal, reply, resolve_all};
+use crate::state::{Answer, Command, now};
+
+pub async fn add(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: TaskAddParams = parse(&params)?;
+    principal(&p.session)?;
+    let (root, _) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let scopes = resolve_all(&p.scopes, &root)?;
+    let Answer::Task(task) = cx.ask(Command::TaskAdd { title: p.title, after: p.after, scopes }).await? else {
+        unreachable!("task add answers Task")
+    };
+    reply(&TaskReply { task: view(&task, false) })
+}
+
+pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: TaskListParams = if params.as_str().is_some() { parse(&params)? } else { TaskListParams::default() };
+    let Answer::Tasks(tasks) = cx.ask(Command::Tasks).await? else { unreachable!("tasks answers Tasks") };
+    let tasks = tasks.iter().filter(|(_, ready)| *ready || !p.ready).map(|(t, ready)| view(t, *ready)).collect();
+    reply(&TasksReply { tasks })
+}
+
+pub async fn next(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: TaskNextParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let (_, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let Answer::Taken(task, grant) = cx.ask(Command::TaskNext { who, worktree }).await? else {
+        unreachable!("task next answers Taken")
+    };
+    let now = now();
+    reply(&TaskNextReply { task: view(&task, false), claim: grant.map(|g| claim_view(&g.claim, now)) })
+}
+
+pub async fn done(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: TaskDoneParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let Answer::Task(task) = cx.ask(Command::TaskDone { who, task: p.task }).await? else {
+        unreachable!("task done answers Task")
+    };
+    reply(&TaskReply { task: view(&task, false) })
+}
+
+pub(crate) fn view(task: &Task, ready: bool) -> TaskView {
+    let status = match task.status {
+        TaskStatus::Open if ready => "ready",
+        TaskStatus::Open => "open",
+        TaskStatus::Taken => "taken",
+        TaskStatus::Done => "done",
+    };
+    TaskView {
+        id: task.id,
+        title: task.title.clone(),
+        status: status.to_owned(),
+        after: task.after.clone(),
+        scopes: task.scopes.iter().map(ToString::to_string).collect(),
+        holder: task.holder.as_ref().map(ToString::to_string),
+        claim: task.claim.map(|c| c.0),
+        note: task.note.clone(),
+    }
+}

@@ -1,0 +1,87 @@
+use std::sync::{Arc, Barrier};
+
+use serde_json::json;
+
+use crate::common::{TestEnv, Wire};
+
+#[test]
+fn board_orders_work_and_next_claims_atomically() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let schema = env.lanes(&repo, &["--json", "task", "add", "design the schema", "--scope", "docs"]).success().json();
+    assert_eq!(schema["task"]["status"], "open");
+    let id = schema["task"]["id"].to_string();
+    let api = env
+        .lanes(&repo, &["--json", "task", "add", "write the API", "--after", &id, "--scope", "src"])
+        .success()
+        .json();
+    let api_id = api["task"]["id"].as_u64().expect("id");
+    assert_eq!(api["task"]["after"], json!([1]));
+    let cycle = env.lanes(&repo, &["--json", "task", "add", "chase my tail", "--after", &(api_id + 1).to_string()]);
+    assert_eq!(cycle.code, 3);
+    assert_eq!(cycle.json()["error"]["code"], "cycle");
+    assert_eq!(env.lanes(&repo, &["--json", "task", "add", "x", "--after", "77"]).json()["error"]["code"], "not_found");
+
+    let ready = env.lanes(&repo, &["--json", "task", "list", "--ready"]).success().json();
+    assert_eq!(ready["tasks"].as_array().expect("tasks").len(), 1);
+    let taken = env.lanes(&repo, &["--session", "a", "--json", "task", "next"]).success().json();
+    assert_eq!(taken["task"]["id"], 1);
+    assert_eq!(taken["task"]["holder"], "a");
+    assert_eq!(taken["claim"]["scopes"], json!(["docs"]));
+    let none = env.lanes(&repo, &["--session", "b", "--json", "task", "next"]);
+    assert_eq!(none.code, 3);
+    assert_eq!(none.json()["error"]["code"], "not_found");
+    assert_eq!(
+        env.lanes(&repo, &["--session", "b", "--json", "task", "done", "1"]).json()["error"]["code"],
+        "not_holder"
+    );
+    env.lanes(&repo, &["--session", "a", "task", "done", "1"]).success();
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert!(status["claims"].as_array().expect("claims").is_empty(), "done releases the task's claim");
+    assert_eq!(status["tasks"][1]["status"], "ready");
+    let shown = env.lanes(&repo, &["--json", "task", "show", &api_id.to_string()]).success().json();
+    assert_eq!(shown["task"]["title"], "write the API");
+}
+
+#[test]
+fn a_lapsed_task_claim_puts_the_task_back_on_the_board() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["task", "add", "refactor", "--scope", "src"]).success();
+    let taken = env.lanes(&repo, &["--session", "a", "--json", "task", "next"]).success().json();
+    let claim = taken["claim"]["id"].to_string();
+    // The holder lets the claim lapse.
+    env.lanes(&repo, &["--session", "a", "renew", &claim, "--ttl", "1s"]).success();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again = env.lanes(&repo, &["--session", "b", "--json", "task", "next"]).success().json();
+    assert_eq!(again["task"]["id"], 1);
+    assert_eq!(again["task"]["holder"], "b");
+}
+
+#[test]
+fn sixty_four_racing_agents_each_get_a_different_task() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    for i in 0..32 {
+        env.lanes(&repo, &["task", "add", &format!("task {i}"), "--scope", &format!("area{i}")]).success();
+    }
+    let (socket, _) = env.start_sidecar(&repo);
+    let barrier = Arc::new(Barrier::new(64));
+    let worktree = repo.to_string_lossy().into_owned();
+    let handles: Vec<_> = (0..64)
+        .map(|agent| {
+            let (socket, barrier, worktree) = (socket.clone(), Arc::clone(&barrier), worktree.clone());
+            std::thread::spawn(move || {
+                let mut wire = Wire::connect(&socket);
+                barrier.wait();
+                let reply = wire.call("task.next", json!({"session": format!("agent{agent}"), "worktree": worktree}));
+                reply["result"]["task"]["id"].as_u64()
+            })
+        })
+        .collect();
+    let mut taken: Vec<u64> = handles.into_iter().filter_map(|h| h.join().expect("agent")).collect();
+    assert_eq!(taken.len(), 32, "every task is taken, and 32 agents find none left");
+    taken.sort_unstable();
+    taken.dedup();
+    assert_eq!(taken.len(), 32, "a task went to two agents");
+}
