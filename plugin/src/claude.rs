@@ -11,8 +11,8 @@ use lanes_proto::lifecycle::Launcher;
 use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, MessageView, ReleaseParams,
-    SessionParams, SessionStartReply, method,
+    AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, HandoffParams, MessageView,
+    ReleaseParams, SessionParams, SessionStartReply, StatusReply, method,
 };
 use serde_json::{Value, json};
 
@@ -166,11 +166,26 @@ impl Hook {
         Some(json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": inbox_context(&reply.inbox)}}))
     }
 
+    /// A finished subagent's claims are released, unless it committed work in its worktree: then its
+    /// session keeps them (handed off), since that work is not merged yet.
     fn subagent_stop(&self, started: Instant) -> Option<Value> {
         if self.principal == self.session {
             return None;
         }
         let location = RepoLocation::discover(&self.cwd).ok()?;
+        if committed_beyond_main(&location) {
+            let status: StatusReply = call(&location, started, BUDGET, method::STATUS, &json!({}))?.ok()?;
+            for claim in status.claims.iter().filter(|c| c.session == self.principal) {
+                let params = HandoffParams {
+                    session: self.principal.clone(),
+                    claim: claim.id,
+                    to: self.session.clone(),
+                    epoch: None,
+                };
+                let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_HANDOFF, &params);
+            }
+            return None;
+        }
         let params = ReleaseParams { session: self.principal.clone(), all: Some(true), ..ReleaseParams::default() };
         let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_RELEASE, &params);
         None
@@ -225,6 +240,25 @@ fn call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
         Err(CallError::Io(_)) => None,
         result => Some(result),
     }
+}
+
+/// Whether the worktree's HEAD has commits the main worktree's HEAD lacks (work a subagent committed in its
+/// own worktree).
+fn committed_beyond_main(location: &RepoLocation) -> bool {
+    if location.git_dir == location.common_dir {
+        return false;
+    }
+    let main = location.common_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let main_head = std::process::Command::new("git").current_dir(&main).args(["rev-parse", "HEAD"]).output();
+    let Some(main_head) = main_head.ok().filter(|o| o.status.success()) else { return false };
+    let range = format!("{}..HEAD", String::from_utf8_lossy(&main_head.stdout).trim());
+    std::process::Command::new("git")
+        .current_dir(&location.worktree)
+        .args(["rev-list", "--count", &range])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
 }
 
 /// The `lanes` binary: beside this one (where the installer puts both), else whatever PATH finds.

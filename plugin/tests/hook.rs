@@ -135,3 +135,57 @@ fn a_hung_sidecar_means_allow() {
     assert!(Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
     assert_silent_success(&output, "hung sidecar");
 }
+
+#[test]
+fn a_subagents_claims_end_with_it_unless_it_committed_work() {
+    let env = Env::new();
+    let repo = env.repo();
+    let git = |dir: &Path, args: &[&str]| {
+        let status = env
+            .command("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "initial"]);
+    let stop = |cwd: &Path, agent: &str| {
+        let event = serde_json::json!({"session_id": "alice", "agent_id": agent, "cwd": cwd, "hook_event_name": "SubagentStop"});
+        assert_silent_success(&env.hook(&["claude", "SubagentStop"], event.to_string().as_bytes()), "SubagentStop");
+    };
+    let edit = |cwd: &Path, agent: &str, file: &str| {
+        let mut event: serde_json::Value = serde_json::from_slice(&edit_event(cwd, "alice", file)).expect("json");
+        event["agent_id"] = agent.into();
+        assert_silent_success(&env.hook(&["claude", "PreToolUse"], event.to_string().as_bytes()), "edit");
+    };
+    let holders = || -> Vec<String> {
+        let status: serde_json::Value =
+            serde_json::from_slice(&env.lanes(&["--json", "status"]).stdout).expect("status");
+        status["claims"]
+            .as_array()
+            .expect("claims")
+            .iter()
+            .map(|c| c["session"].as_str().expect("session").to_owned())
+            .collect()
+    };
+    // A subagent that only edited: its claim ends with it.
+    let idle = repo.parent().expect("root").join("wt-idle");
+    git(&repo, &["worktree", "add", "-q", "-b", "idle", &idle.to_string_lossy()]);
+    edit(&idle, "idle", "src/idle.rs");
+    assert_eq!(holders(), ["alice/idle"]);
+    stop(&idle, "idle");
+    assert!(holders().is_empty());
+    // A subagent that committed in its worktree: its session keeps the claim.
+    let busy = repo.parent().expect("root").join("wt-busy");
+    git(&repo, &["worktree", "add", "-q", "-b", "busy", &busy.to_string_lossy()]);
+    edit(&busy, "busy", "src/busy.rs");
+    std::fs::write(busy.join("src/busy.rs"), "work\n").expect("write");
+    git(&busy, &["add", "-A"]);
+    git(&busy, &["commit", "-qm", "subagent work"]);
+    stop(&busy, "busy");
+    assert_eq!(holders(), ["alice"]);
+}
