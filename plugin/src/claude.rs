@@ -32,7 +32,7 @@ pub fn handle(event: &str, input: &Value) -> Option<String> {
         "SessionStart" => hook.session_start(input, started),
         "PreToolUse" => hook.pre_tool_use(input, started),
         "PostToolUse" | "PostToolBatch" => hook.post_tool(event, input, started),
-        "UserPromptSubmit" => hook.deliver("UserPromptSubmit", started),
+        "UserPromptSubmit" => hook.prompt(input, started),
         "Stop" => hook.stop(started),
         "SubagentStop" => hook.subagent_stop(started),
         "SessionEnd" => hook.session_end(started),
@@ -141,16 +141,31 @@ impl Hook {
         self.activity(event, files.iter().map(|f| f.to_string_lossy().into_owned()).collect(), false, true, started)
     }
 
-    fn deliver(&self, event: &str, started: Instant) -> Option<Value> {
-        self.activity(event, Vec::new(), false, true, started)
+    /// Records the prompt (the sidecar masks secrets before storing it) and hands out unread messages.
+    fn prompt(&self, input: &Value, started: Instant) -> Option<Value> {
+        let prompt = input.get("prompt").and_then(Value::as_str).map(str::to_owned);
+        self.activity_with("UserPromptSubmit", Vec::new(), false, true, prompt, started)
     }
 
     fn stop(&self, started: Instant) -> Option<Value> {
         self.activity("Stop", Vec::new(), true, false, started)
     }
 
-    /// Renews the principal's claims, records files and turns, and hands out unread messages as context.
     fn activity(&self, event: &str, files: Vec<String>, turn: bool, deliver: bool, started: Instant) -> Option<Value> {
+        self.activity_with(event, files, turn, deliver, None, started)
+    }
+
+    /// Renews the principal's claims, records files, prompts and turns, and hands out unread messages as
+    /// context.
+    fn activity_with(
+        &self,
+        event: &str,
+        files: Vec<String>,
+        turn: bool,
+        deliver: bool,
+        prompt: Option<String>,
+        started: Instant,
+    ) -> Option<Value> {
         let location = RepoLocation::discover(&self.cwd).ok()?;
         let params = ActivityParams {
             session: self.principal.clone(),
@@ -158,6 +173,7 @@ impl Hook {
             files,
             turn,
             deliver,
+            prompt,
         };
         let reply: ActivityReply = call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params)?.ok()?;
         if reply.inbox.is_empty() {

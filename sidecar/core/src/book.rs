@@ -183,6 +183,13 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// An ended session was forgotten after the retention period, with its checkpoints.
+    SessionPruned {
+        /// The session id.
+        session: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A session ended; its claims were released just before.
     SessionEnded {
         /// The session id.
@@ -267,6 +274,15 @@ pub enum Event {
     TaskChanged {
         /// The task as it is now.
         task: Task,
+        /// When.
+        at: Timestamp,
+    },
+    /// A session's user prompt, redacted (log only).
+    PromptRecorded {
+        /// The session.
+        session: String,
+        /// The prompt with secrets masked.
+        prompt: String,
         /// When.
         at: Timestamp,
     },
@@ -393,6 +409,8 @@ pub struct Checkpoint {
     pub files: Vec<String>,
     /// Why it was taken.
     pub message: String,
+    /// The session's latest prompt then, redacted.
+    pub prompt: Option<String>,
     /// When.
     pub at: Timestamp,
 }
@@ -405,6 +423,9 @@ pub enum Ensured {
     /// A new claim was granted.
     Granted(Grant),
 }
+
+/// The longest prompt kept, in bytes; longer ones are cut.
+pub const MAX_PROMPT_BYTES: usize = 16 * 1024;
 
 /// How many lapsed notes are kept at most; the oldest goes first.
 const MAX_LAPSED_NOTES: usize = 1024;
@@ -424,6 +445,7 @@ pub struct ClaimBook {
     sessions: HashMap<String, Session>,
     pub(crate) inboxes: HashMap<String, Vec<Message>>,
     last_checkpoints: HashMap<String, String>,
+    last_prompts: HashMap<String, String>,
     pub(crate) board: Board,
     pub(crate) next_message_id: u64,
     epoch: Epoch,
@@ -455,6 +477,8 @@ pub struct Session {
     pub started_at: Timestamp,
     /// When it was last heard from (kept in memory only; after a restart, its start).
     pub last_seen: Timestamp,
+    /// When it ended.
+    pub ended_at: Option<Timestamp>,
 }
 
 /// The state of a session, for callers that only need to know whether it is live.
@@ -576,11 +600,30 @@ impl ClaimBook {
                 known.last_seen = now;
             }
             _ => {
-                let record = Session { live: true, info: info.clone(), started_at: now, last_seen: now };
+                let record =
+                    Session { live: true, info: info.clone(), started_at: now, last_seen: now, ended_at: None };
                 self.sessions.insert(session.to_owned(), record);
             }
         }
         self.journal.push(Event::SessionStarted { session: session.to_owned(), info, at: now });
+    }
+
+    /// Forgets sessions that ended before `cutoff` (with their checkpoint records); returns their ids.
+    pub fn prune_ended_sessions(&mut self, cutoff: Timestamp, now: Timestamp) -> Vec<String> {
+        let mut old: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.live && s.ended_at.is_some_and(|t| t < cutoff))
+            .map(|(id, _)| id.clone())
+            .collect();
+        old.sort();
+        for session in &old {
+            self.sessions.remove(session);
+            self.last_checkpoints.remove(session);
+            self.last_prompts.remove(session);
+            self.journal.push(Event::SessionPruned { session: session.clone(), at: now });
+        }
+        old
     }
 
     /// Notes that a session was heard from (any request it makes).
@@ -602,6 +645,24 @@ impl ClaimBook {
         if !files.is_empty() {
             self.journal.push(Event::FilesTouched { principal: who.clone(), files, at: now });
         }
+    }
+
+    /// Records a user prompt of a session, secrets masked first; returns what was stored.
+    pub fn record_prompt(&mut self, session: &str, prompt: &str, now: Timestamp) -> String {
+        let mut redacted = crate::redact::redact(prompt);
+        if redacted.len() > MAX_PROMPT_BYTES {
+            let cut = (0..=MAX_PROMPT_BYTES).rev().find(|i| redacted.is_char_boundary(*i)).unwrap_or(0);
+            redacted.truncate(cut);
+            redacted.push_str(" [...]");
+        }
+        self.last_prompts.insert(session.to_owned(), redacted.clone());
+        self.journal.push(Event::PromptRecorded { session: session.to_owned(), prompt: redacted.clone(), at: now });
+        redacted
+    }
+
+    /// The latest (redacted) prompt of a session.
+    pub fn last_prompt(&self, session: &str) -> Option<&str> {
+        self.last_prompts.get(session).map(String::as_str)
     }
 
     /// Records a checkpoint a session just committed.
@@ -645,8 +706,10 @@ impl ClaimBook {
             info: SessionInfo::default(),
             started_at: now,
             last_seen: now,
+            ended_at: None,
         });
         if std::mem::replace(&mut record.live, false) {
+            record.ended_at = Some(now);
             self.journal.push(Event::SessionEnded { session: session.to_owned(), at: now });
         }
         ids
@@ -668,6 +731,7 @@ impl ClaimBook {
             ));
         }
         check_note(request.note.as_deref())?;
+        let request = AcquireRequest { note: request.note.as_deref().map(crate::redact::redact), ..request };
         let ttl = check_ttl(request.ttl.unwrap_or(self.policy.default_ttl))
             .map_err(|bounds| Refusal::new(RefusalCode::InvalidArgument, format!("invalid ttl: {bounds}")))?;
         if self.session_state(&request.holder.session) == Some(SessionState::Ended) {

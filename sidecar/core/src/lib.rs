@@ -12,6 +12,7 @@ mod book;
 mod glob;
 mod index;
 mod messages;
+mod redact;
 mod scope;
 mod tasks;
 mod time;
@@ -22,6 +23,7 @@ pub use book::{
     SessionInfo, SessionState, Snapshot, Worktree,
 };
 pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
+pub use redact::{MASK, redact};
 pub use scope::{Scope, ScopeError};
 pub use tasks::{MAX_TITLE_BYTES, Task, TaskStatus};
 pub use time::{MAX_TTL, MIN_TTL, Timestamp, human_duration, parse_ttl};

@@ -85,7 +85,8 @@ impl ClaimBook {
             }
         };
         self.register_session(from, now);
-        Ok(recipients.iter().map(|to| self.queue_message(from, to, text.to_owned(), now)).collect())
+        let text = crate::redact::redact(text);
+        Ok(recipients.iter().map(|to| self.queue_message(from, to, text.clone(), now)).collect())
     }
 
     /// Messages waiting for `session`, marked delivered: each is handed out once.

@@ -112,7 +112,14 @@ pub async fn take(
     message: &str,
 ) -> Result<Option<Checkpoint>, ErrorObjectOwned> {
     let index = git::private_index(&cx.common_dir, session);
-    let body = format!("lanes checkpoint: {message}\n\nLanes-Session: {session}\n");
+    let Answer::Prompt(prompt) = cx.ask(Command::LastPrompt { session: session.to_owned() }).await? else {
+        unreachable!("last prompt answers Prompt")
+    };
+    let mut body = format!("lanes checkpoint: {message}\n\n");
+    if let Some(prompt) = &prompt {
+        body.push_str(&format!("Prompt: {}\n\n", prompt.chars().take(2000).collect::<String>()));
+    }
+    body.push_str(&format!("Lanes-Session: {session}\n"));
     let made = blocking(cx, {
         let (root, session) = (root.to_path_buf(), session.to_owned());
         move || git::checkpoint(&root, &index, &session, &body)
@@ -127,6 +134,7 @@ pub async fn take(
         head: made.head,
         files: made.files,
         message: message.to_owned(),
+        prompt,
         at: now(),
     };
     cx.ask(Command::RecordCheckpoint(checkpoint.clone())).await?;
@@ -175,6 +183,7 @@ pub(crate) fn view(c: &Checkpoint) -> CheckpointView {
         head: c.head.clone(),
         files: c.files.clone(),
         message: c.message.clone(),
+        prompt: c.prompt.clone(),
         at: rfc3339(c.at),
     }
 }

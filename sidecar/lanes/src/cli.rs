@@ -308,6 +308,39 @@ pub fn status(env: &Env, out: &Output) -> Result<(), Failure> {
     Ok(())
 }
 
+pub fn sessions(env: &Env, out: &Output, all: bool) -> Result<(), Failure> {
+    let status = env.call(method::STATUS, &json!({}))?;
+    let sessions: Vec<Value> =
+        status["sessions"].as_array().into_iter().flatten().filter(|s| all || s["state"] == "live").cloned().collect();
+    out.print(&json!({ "sessions": sessions }), |v| {
+        let rows: Vec<Vec<String>> = v["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let text = |key: &str| s[key].as_str().unwrap_or("-").to_owned();
+                let prompt: String = s["last_prompt"].as_str().unwrap_or("-").chars().take(40).collect();
+                vec![
+                    text("id"),
+                    text("state"),
+                    text("started_at"),
+                    s["claims"].to_string(),
+                    text("branch"),
+                    text("model"),
+                    text("last_checkpoint"),
+                    prompt,
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            "no sessions".to_owned()
+        } else {
+            table(&["SESSION", "STATE", "STARTED", "CLAIMS", "BRANCH", "MODEL", "CHECKPOINT", "LAST PROMPT"], &rows)
+        }
+    });
+    Ok(())
+}
+
 fn render_status(v: &Value, me: &str) -> String {
     let sidecar = &v["sidecar"];
     let mut text = format!(

@@ -23,6 +23,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Whether grants are fsynced before they are answered.
     pub durability: Durability,
+    /// How long an ended session (and its checkpoints) is kept.
+    pub keep_ended_sessions: Duration,
     /// Files read, in order, for `lanes doctor`.
     pub sources: Vec<PathBuf>,
     /// Problems found on the way (unknown keys), for the log and `lanes doctor`.
@@ -56,6 +58,7 @@ impl Config {
             default_ttl: Duration::from_secs(1800),
             idle_timeout: Duration::from_secs(1800),
             durability: Durability::Full,
+            keep_ended_sessions: Duration::from_secs(7 * 86_400),
             sources: Vec::new(),
             warnings: Vec::new(),
         };
@@ -83,6 +86,14 @@ impl Config {
                         }
                     }
                 }
+                ("sessions", toml::Value::Table(sessions)) => {
+                    for (key, value) in sessions {
+                        match (key.as_str(), value) {
+                            ("keep_ended", toml::Value::String(s)) => self.keep_ended_sessions = ttl(s, origin, key)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key sessions.{key}")),
+                        }
+                    }
+                }
                 ("hub", _) => {}
                 _ => self.warnings.push(format!("{origin}: unknown key {key} (or a value of the wrong type)")),
             }
@@ -99,6 +110,9 @@ impl Config {
         }
         if let Some(s) = var("LANES_DURABILITY") {
             self.durability = parse_durability(&s, "LANES_DURABILITY")?;
+        }
+        if let Some(s) = var("LANES_KEEP_ENDED_SESSIONS") {
+            self.keep_ended_sessions = ttl(&s, "LANES_KEEP_ENDED_SESSIONS", "value")?;
         }
         if let Some(s) = var("LANES_IDLE_TIMEOUT") {
             self.idle_timeout = ttl(&s, "LANES_IDLE_TIMEOUT", "value")?;

@@ -60,8 +60,8 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
 
     let started = std::time::Instant::now();
     let (sender, inbox) = tokio::sync::mpsc::unbounded_channel();
-    let owner = StateOwner::open(state_dir.join("state.db"), config.policy(), config.durability, inbox)
-        .context("failed to open the state database")?;
+    let owner =
+        StateOwner::open(location.common_dir.clone(), &config, inbox).context("failed to open the state database")?;
     tracing::info!("restored {} claims in {:?}", owner.claim_count(), started.elapsed());
 
     let sidecar = SidecarView {

@@ -120,6 +120,13 @@ enum Cmd {
     },
     /// Sessions, claims, tasks and hub of this repository.
     Status,
+    /// Every session lanes knows: live and recently ended, with worktree, branch, model, claims, latest
+    /// checkpoint and prompt (secrets masked).
+    Sessions {
+        /// Also ended sessions (kept for `[sessions] keep_ended`, default 7 days).
+        #[arg(long)]
+        all: bool,
+    },
     /// Give a claim to another session; the old holder's epoch stops working.
     Handoff {
         /// Claim id.
@@ -298,6 +305,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Renew { claim, ttl, epoch } => cli::renew(&env, &out, claim, ttl, epoch),
                 Cmd::Check { paths } => cli::check(&env, &out, &paths),
                 Cmd::Status => cli::status(&env, &out),
+                Cmd::Sessions { all } => cli::sessions(&env, &out, all),
                 Cmd::Handoff { claim, to, epoch } => cli::handoff(&env, &out, claim, to, epoch),
                 Cmd::Events { since, limit } => cli::events(&env, &out, since, limit),
                 Cmd::Send { to, text } => cli::send(&env, &out, to, text),

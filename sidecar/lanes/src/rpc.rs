@@ -316,7 +316,7 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
         })
         .collect();
     let session = who.session.clone();
-    let command = Command::Activity { who, files, turn: p.turn, deliver: p.deliver };
+    let command = Command::Activity { who, files, turn: p.turn, deliver: p.deliver, prompt: p.prompt };
     let Answer::Activity { renewed, inbox } = cx.ask(command).await? else { unreachable!("activity answers Activity") };
     if p.turn
         && let Some(root) = root
@@ -373,13 +373,19 @@ async fn status(cx: &Context) -> RpcResult {
     let sessions = snapshot
         .sessions
         .iter()
-        .map(|(id, session, unread)| SessionView {
-            id: id.clone(),
-            state: if session.live { "live" } else { "ended" }.to_owned(),
-            claims: snapshot.claims.iter().filter(|c| &c.holder.session == id).count(),
-            worktree: session.info.worktree.clone(),
-            branch: session.info.branch.clone(),
-            unread: *unread,
+        .map(|line| SessionView {
+            id: line.id.clone(),
+            state: if line.session.live { "live" } else { "ended" }.to_owned(),
+            claims: snapshot.claims.iter().filter(|c| c.holder.session == line.id).count(),
+            worktree: line.session.info.worktree.clone(),
+            branch: line.session.info.branch.clone(),
+            unread: line.unread,
+            model: line.session.info.model.clone(),
+            source: line.session.info.source.clone(),
+            started_at: Some(rfc3339(line.session.started_at)),
+            ended_at: line.session.ended_at.map(rfc3339),
+            last_checkpoint: line.last_checkpoint.clone(),
+            last_prompt: line.last_prompt.clone(),
         })
         .collect();
     reply(&StatusReply {

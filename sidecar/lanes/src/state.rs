@@ -38,10 +38,11 @@ pub enum Command {
     Ensure(AcquireRequest),
     SessionStart { session: String, info: SessionInfo },
     SessionEnd { session: String },
-    Activity { who: Principal, files: Vec<String>, turn: bool, deliver: bool },
+    Activity { who: Principal, files: Vec<String>, turn: bool, deliver: bool, prompt: Option<String> },
     Send { from: String, to: Recipient, text: String },
     Inbox { session: String },
     RecordCheckpoint(Checkpoint),
+    LastPrompt { session: String },
     Checkpoints { session: Option<String>, limit: u32 },
     FindCheckpoint { prefix: String },
     Stamp { session: Option<String>, files: Vec<String>, since: Timestamp },
@@ -70,6 +71,7 @@ impl Command {
             Command::Send { from, .. } => Some(from),
             Command::Inbox { session } => Some(session),
             Command::RecordCheckpoint(checkpoint) => Some(&checkpoint.session),
+            Command::LastPrompt { session } => Some(session),
             Command::SessionStart { .. }
             | Command::SessionEnd { .. }
             | Command::Status
@@ -97,6 +99,7 @@ pub enum Answer {
     Activity { renewed: usize, inbox: Vec<Message> },
     Messages(Vec<Message>),
     Recorded,
+    Prompt(Option<String>),
     Checkpoints(Vec<Checkpoint>),
     Stamp(Vec<(String, Option<String>)>),
     Task(Task),
@@ -111,10 +114,20 @@ pub enum Answer {
 #[derive(Debug)]
 pub struct StatusSnapshot {
     pub claims: Vec<Claim>,
-    pub sessions: Vec<(String, Session, usize)>,
+    pub sessions: Vec<SessionLine>,
     pub tasks: Vec<(Task, bool)>,
     pub epoch: Epoch,
     pub now: Timestamp,
+}
+
+/// A session as `status` lists it.
+#[derive(Debug)]
+pub struct SessionLine {
+    pub id: String,
+    pub session: Session,
+    pub unread: usize,
+    pub last_checkpoint: Option<String>,
+    pub last_prompt: Option<String>,
 }
 
 /// What a starting session should know: the other live sessions with their claims, its own claims, and its
@@ -150,21 +163,33 @@ pub struct StateOwner {
     policy: Policy,
     db_path: PathBuf,
     durability: Durability,
+    keep_ended: Duration,
+    common_dir: PathBuf,
 }
 
 impl StateOwner {
     /// Opens the store and rebuilds the book; expiries that fell due while no sidecar ran are recorded now.
     pub fn open(
-        db_path: PathBuf,
-        policy: Policy,
-        durability: Durability,
+        common_dir: PathBuf,
+        config: &crate::config::Config,
         inbox: UnboundedReceiver<Job>,
     ) -> Result<StateOwner, StoreError> {
+        let db_path = common_dir.join("lanes").join("state.db");
+        let (policy, durability) = (config.policy(), config.durability);
         let mut store = Store::open(&db_path, durability)?;
         let mut book = ClaimBook::restore(policy.clone(), store.load()?);
         book.expire_due(now());
         store.commit(&book.take_events(), book.epoch(), book.next_id())?;
-        Ok(StateOwner { inbox, book, store, policy, db_path, durability })
+        Ok(StateOwner {
+            inbox,
+            book,
+            store,
+            policy,
+            db_path,
+            durability,
+            keep_ended: config.keep_ended_sessions,
+            common_dir,
+        })
     }
 
     /// How many claims the book holds (for start-up logging).
@@ -203,6 +228,7 @@ impl StateOwner {
             if last_worktree_sweep.elapsed() >= WORKTREE_SWEEP {
                 last_worktree_sweep = std::time::Instant::now();
                 self.drop_removed_worktrees(now);
+                self.prune_ended_sessions(now);
             }
             let answers: Vec<_> =
                 batch.into_iter().map(|(command, reply)| (reply, self.decide(command, now))).collect();
@@ -263,8 +289,11 @@ impl StateOwner {
                 Answer::Started(StartSnapshot { others, own_claims, inbox, now })
             }
             Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
-            Command::Activity { who, files, turn, deliver } => {
+            Command::Activity { who, files, turn, deliver, prompt } => {
                 let renewed = book.refresh_all(&who, now).len();
+                if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
+                    book.record_prompt(&who.session, &prompt, now);
+                }
                 book.touch(&who, files, now);
                 if turn {
                     book.end_turn(&who.session, now);
@@ -276,6 +305,7 @@ impl StateOwner {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)
             }
             Command::Inbox { session } => Answer::Messages(book.take_inbox(&session, now)),
+            Command::LastPrompt { session } => Answer::Prompt(book.last_prompt(&session).map(str::to_owned)),
             Command::RecordCheckpoint(checkpoint) => {
                 book.record_checkpoint(checkpoint);
                 Answer::Recorded
@@ -337,9 +367,17 @@ impl StateOwner {
             ),
             Command::Status => {
                 let claims = live_claims(book, now);
-                let mut sessions: Vec<(String, Session, usize)> =
-                    book.sessions().map(|(id, s)| (id.to_owned(), s.clone(), book.unread(id))).collect();
-                sessions.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut sessions: Vec<SessionLine> = book
+                    .sessions()
+                    .map(|(id, s)| SessionLine {
+                        id: id.to_owned(),
+                        session: s.clone(),
+                        unread: book.unread(id),
+                        last_checkpoint: book.last_checkpoint(id).map(str::to_owned),
+                        last_prompt: book.last_prompt(id).map(str::to_owned),
+                    })
+                    .collect();
+                sessions.sort_by(|a, b| a.id.cmp(&b.id));
                 let tasks = tasks_with_readiness(book);
                 Answer::Status(StatusSnapshot { claims, sessions, tasks, epoch: book.epoch(), now })
             }
@@ -350,6 +388,27 @@ impl StateOwner {
             ),
         };
         Ok(answer)
+    }
+
+    /// Forgets sessions that ended longer ago than the retention period, and deletes their checkpoint refs
+    /// and private indexes (off the async thread).
+    fn prune_ended_sessions(&mut self, now: Timestamp) {
+        let cutoff = Timestamp(now.0.saturating_sub(self.keep_ended.as_millis() as u64));
+        let pruned = self.book.prune_ended_sessions(cutoff, now);
+        if pruned.is_empty() {
+            return;
+        }
+        let common_dir = self.common_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for session in pruned {
+                let _ = std::process::Command::new("git")
+                    .arg("--git-dir")
+                    .arg(&common_dir)
+                    .args(["update-ref", "-d", &crate::git::checkpoint_ref(&session)])
+                    .output();
+                let _ = std::fs::remove_file(crate::git::private_index(&common_dir, &session));
+            }
+        });
     }
 
     fn drop_removed_worktrees(&mut self, now: Timestamp) {

@@ -15,6 +15,8 @@ mod test_demo;
 mod test_git;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
 mod test_lifecycle;
+/// Sessions: prompts with secrets masked, retention of ended sessions.
+mod test_sessions;
 /// The task board: dependencies, next, done, lapses, racing agents.
 mod test_tasks;
 /// The wire: malformed JSON-RPC, unknown methods, oversized lines, disconnects, racing clients.

@@ -254,6 +254,9 @@ pub struct ActivityParams {
     /// Hand out unread messages (each once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deliver: bool,
+    /// The user's prompt (UserPromptSubmit); the sidecar masks secrets before storing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// `session.activity` reply.
@@ -324,6 +327,24 @@ pub struct SessionView {
     /// How many messages wait for it.
     #[serde(default)]
     pub unread: usize,
+    /// Its model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// How it started.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// When it started, RFC 3339 UTC.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When it ended, RFC 3339 UTC.
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    /// Its latest checkpoint.
+    #[serde(default)]
+    pub last_checkpoint: Option<String>,
+    /// Its latest prompt, secrets masked.
+    #[serde(default)]
+    pub last_prompt: Option<String>,
 }
 
 /// The sidecar as `status` shows it.
@@ -499,6 +520,9 @@ pub struct CheckpointView {
     pub files: Vec<String>,
     /// Why it was taken.
     pub message: String,
+    /// The session's latest prompt then, secrets masked.
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// When, RFC 3339 UTC.
     pub at: String,
 }

@@ -121,7 +121,7 @@ impl Store {
             });
         }
         let mut sessions = Vec::new();
-        let mut stmt = self.conn.prepare("SELECT id, state, started_at, info FROM sessions")?;
+        let mut stmt = self.conn.prepare("SELECT id, state, started_at, info, ended_at FROM sessions")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let info: Value = serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or(Value::Null);
@@ -132,6 +132,7 @@ impl Store {
                     live: row.get::<_, String>(1)? != "ended",
                     started_at: Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
                     last_seen: Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
+                    ended_at: row.get::<_, Option<i64>>(4)?.map(|t| Timestamp(t as u64)),
                     info: SessionInfo {
                         worktree: text("worktree"),
                         branch: text("branch"),
@@ -256,7 +257,7 @@ impl Store {
     /// Checkpoints, newest first: of one session, or of all.
     pub fn checkpoints(&self, session: Option<&str>, limit: u32) -> Result<Vec<Checkpoint>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, commit_id, session, worktree, head, files, message, created_at FROM checkpoints
+            "SELECT id, commit_id, session, worktree, head, files, message, created_at, prompt FROM checkpoints
              WHERE ?1 IS NULL OR session = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
         )?;
         let mut rows = stmt.query(params![session, limit])?;
@@ -272,6 +273,7 @@ impl Store {
                 files: serde_json::from_str(&files).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 message: row.get(6)?,
                 at: Timestamp(row.get::<_, i64>(7)? as u64),
+                prompt: row.get(8)?,
             });
         }
         Ok(found)
@@ -383,8 +385,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
         }
         Event::CheckpointRecorded { checkpoint: c } => {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO checkpoints (id, commit_id, session, worktree, head, files, message, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO checkpoints (id, commit_id, session, worktree, head, files, message, created_at, prompt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 c.id,
@@ -394,8 +396,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
                 c.head,
                 Value::from(c.files.clone()).to_string(),
                 c.message,
-                c.at.0 as i64
+                c.at.0 as i64,
+                c.prompt
             ])?;
+        }
+        Event::SessionPruned { session, .. } => {
+            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([session])?;
+            tx.prepare_cached("DELETE FROM checkpoints WHERE session = ?1")?.execute([session])?;
         }
         Event::TaskChanged { task, .. } => {
             tx.prepare_cached(
@@ -414,7 +421,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
                 task.note,
             ])?;
         }
-        Event::FilesTouched { .. } | Event::TurnEnded { .. } | Event::CommitRecorded { .. } => {}
+        Event::FilesTouched { .. }
+        | Event::TurnEnded { .. }
+        | Event::CommitRecorded { .. }
+        | Event::PromptRecorded { .. } => {}
         Event::SessionEnded { session, at } => {
             tx.prepare_cached(
                 "INSERT INTO sessions (id, state, started_at, ended_at) VALUES (?1, 'ended', ?2, ?2)
@@ -504,6 +514,9 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             ("touch", *at, Some(principal.to_string()), None, json!({"files": files}))
         }
         Event::TurnEnded { session, at } => ("turn", *at, Some(session.clone()), None, json!({})),
+        Event::PromptRecorded { session, prompt, at } => {
+            ("prompt", *at, Some(session.clone()), None, json!({"prompt": prompt}))
+        }
         Event::TaskChanged { task, at } => (
             "task",
             *at,
@@ -526,6 +539,7 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             json!({"id": c.id, "worktree": c.worktree, "files": c.files.len()}),
         ),
         Event::SessionEnded { session, at } => ("session_end", *at, Some(session.clone()), None, json!({})),
+        Event::SessionPruned { session, at } => ("session_pruned", *at, Some(session.clone()), None, json!({})),
         Event::Granted { claim, .. } => (
             "grant",
             claim.granted_at,

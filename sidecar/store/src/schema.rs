@@ -75,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
          claim INTEGER,
          note TEXT
      );",
+    // 5: the redacted prompt a checkpoint was taken after.
+    "ALTER TABLE checkpoints ADD COLUMN prompt TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,77 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{TestEnv, eventually};
+
+fn hook(env: &TestEnv, event: &str, input: serde_json::Value) {
+    let hook = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
+    let mut child = env
+        .hermetic(&mut Command::new(hook))
+        .args(["claude", event])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("hook");
+    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write");
+    assert!(child.wait().expect("hook").success());
+}
+
+#[test]
+fn prompts_are_stored_with_secrets_masked_and_reach_checkpoints() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    hook(
+        &env,
+        "SessionStart",
+        serde_json::json!({"session_id": "s1", "cwd": repo, "source": "startup", "model": "claude-test"}),
+    );
+    let secret = "sk-ant-api03-Zx9QpL2mK8vR4tY7wN1sB6cF3hJ0gD5eAbCdEf";
+    let prompt = format!("deploy with ANTHROPIC_API_KEY={secret} and password = hunter2hunter2 please");
+    hook(&env, "UserPromptSubmit", serde_json::json!({"session_id": "s1", "cwd": repo, "prompt": prompt}));
+    std::fs::write(repo.join("src/a.rs"), "changed\n").expect("write");
+    let made = env.lanes(&repo, &["--session", "s1", "--json", "checkpoint"]).success().json();
+    let stored = made["checkpoint"]["prompt"].as_str().expect("prompt").to_owned();
+    assert!(stored.contains("[REDACTED]") && stored.contains("deploy with"), "{stored}");
+    let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
+    let s1 = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "s1").cloned().expect("s1");
+    assert_eq!(s1["model"], "claude-test");
+    assert_eq!(s1["branch"], "main");
+    assert_eq!(s1["last_checkpoint"], made["checkpoint"]["id"]);
+    let commit = made["checkpoint"]["commit"].as_str().expect("commit");
+    let message = env.git(&repo, &["log", "-1", "--format=%B", commit]);
+    assert!(message.contains("Prompt: deploy with"), "{message}");
+    // The secret is nowhere: not in replies, the event log, the checkpoint commit, or the database files.
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    let mut everything = format!("{sessions}{message}{}", env.lanes(&repo, &["events"]).stdout);
+    for entry in std::fs::read_dir(repo.join(".git/lanes")).expect("state dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            everything.push_str(&String::from_utf8_lossy(&std::fs::read(&path).expect("read")));
+        }
+    }
+    assert!(!everything.contains(secret) && !everything.contains("hunter2hunter2"), "a secret was stored");
+}
+
+#[test]
+fn ended_sessions_are_forgotten_after_the_retention_period() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut start = env.lanes_command(&repo, &["sidecar", "start"]);
+    start.env("LANES_KEEP_ENDED_SESSIONS", "1s");
+    assert!(start.status().expect("start").success());
+    hook(&env, "SessionStart", serde_json::json!({"session_id": "old", "cwd": repo, "source": "startup"}));
+    std::fs::write(repo.join("src/a.rs"), "changed\n").expect("write");
+    env.lanes(&repo, &["--session", "old", "checkpoint"]).success();
+    hook(&env, "SessionEnd", serde_json::json!({"session_id": "old", "cwd": repo, "reason": "other"}));
+    let listed = env.lanes(&repo, &["--json", "sessions", "--all"]).success().json();
+    assert_eq!(listed["sessions"][0]["state"], "ended");
+    let forgotten = eventually(Duration::from_secs(20), || {
+        env.lanes(&repo, &["--json", "sessions", "--all"]).json()["sessions"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert!(forgotten, "the ended session was kept past its retention");
+    assert!(eventually(Duration::from_secs(5), || env
+        .git(&repo, &["for-each-ref", "refs/lanes/checkpoints/"])
+        .is_empty()));
+}
