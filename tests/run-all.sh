@@ -36,5 +36,8 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "lanes demo, built on its own as install.sh builds it (catches features only the workspace enables)"
+cargo run --quiet -p lanes -- demo
+
 step "tests"
 cargo nextest run --workspace --profile ci

@@ -10,7 +10,10 @@ use lanes_proto::client::{CallError, Client};
 use lanes_proto::lifecycle::{Launcher, wait_until_stopped};
 use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
-use lanes_proto::{AcquireParams, CheckParams, HandoffParams, ReleaseParams, RenewParams, SessionParams, method};
+use lanes_proto::{
+    AcquireParams, CheckParams, CheckpointParams, HandoffParams, ReleaseParams, RenewParams, RewindParams, SendParams,
+    SessionParams, TaskAddParams, TaskDoneParams, TaskNextParams, method,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -80,6 +83,33 @@ fn describe(method: &str, reply: &Value) -> String {
             claim["epoch"]
         ),
         method::CLAIM_RENEW => format!("renewed (epoch {})", claim["epoch"]),
+        method::TASK_ADD => format!("task {} added", reply["task"]["id"]),
+        method::TASK_NEXT => format!(
+            "took task {} \"{}\" with claim {} on {}",
+            reply["task"]["id"],
+            reply["task"]["title"].as_str().unwrap_or(""),
+            reply["claim"]["id"],
+            joined(&reply["claim"]["scopes"], ", ")
+        ),
+        method::TASK_DONE => format!("task {} done, its claim released", reply["task"]["id"]),
+        method::MESSAGE_SEND => "queued for bob's next step".to_owned(),
+        method::MESSAGE_INBOX => match reply["messages"].as_array().and_then(|m| m.first()) {
+            Some(m) => format!("from {}: \"{}\"", m["from"].as_str().unwrap_or("?"), m["text"].as_str().unwrap_or("")),
+            None => "no messages".to_owned(),
+        },
+        method::CHECKPOINT_CREATE => {
+            format!("checkpoint {}", reply["checkpoint"]["id"].as_str().unwrap_or("(unchanged)"))
+        }
+        method::CHECKPOINT_REWIND => {
+            let changes: Vec<String> = reply["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{} {}", c["action"].as_str().unwrap_or("?"), c["path"].as_str().unwrap_or("?")))
+                .collect();
+            let verb = if reply["dry_run"] == true { "would" } else { "did" };
+            format!("{verb}: {}", changes.join(", "))
+        }
         method::CLAIM_CHECK => match reply["holders"].as_array().and_then(|h| h.first()) {
             Some(h) => format!("held by {} (claim {})", h["session"].as_str().unwrap_or("?"), h["claim_id"]),
             None => "free".to_owned(),
@@ -213,6 +243,9 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
     t.say("carol", "(goes quiet; the lease runs out)", "");
     t.act("dave", "claim docs/guide.md", method::CLAIM_ACQUIRE, &claim(&dave, &["docs/guide.md"], None, None))?;
 
+    board(t, main, feature)?;
+    commit_and_rewind(t, feature)?;
+
     let status = t.client.call_value(method::STATUS, &json!({}))?;
     if !t.json {
         println!("\nLive claims at the end:");
@@ -228,6 +261,79 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
         }
     }
     Ok(status)
+}
+
+/// The task board and messages: alice plans two tasks, carol and dave take them in order, bob hears.
+fn board(t: &mut Timeline, main: &Path, feature: &Path) -> Result<(), Failure> {
+    let wt = |p: &Path| p.to_string_lossy().into_owned();
+    let add = |title: &str, after: Vec<u64>, scope: &str| TaskAddParams {
+        session: "alice".into(),
+        worktree: wt(main),
+        title: title.into(),
+        after,
+        scopes: vec![scope.into()],
+    };
+    let first =
+        t.act("alice", "task add: add the db index", method::TASK_ADD, &add("add the db index", vec![], "src/db.rs"))?;
+    let first_id = first.as_ref().and_then(|r| r["task"]["id"].as_u64()).unwrap_or(1);
+    t.act(
+        "alice",
+        "task add: use it in the API (after 1)",
+        method::TASK_ADD,
+        &add("use the index in the API", vec![first_id], "src/db.rs"),
+    )?;
+    let next = |who: &str, dir: &Path| TaskNextParams { session: who.into(), worktree: wt(dir) };
+    t.act("carol", "task next", method::TASK_NEXT, &next("carol", main))?;
+    t.act("dave", "task next (task 2 waits for 1)", method::TASK_NEXT, &next("dave", main))?;
+    t.act("carol", "task done 1", method::TASK_DONE, &TaskDoneParams { session: "carol".into(), task: first_id })?;
+    t.act("dave", "task next", method::TASK_NEXT, &next("dave", main))?;
+    let send = SendParams {
+        session: "alice".into(),
+        to: "bob".into(),
+        text: "the db index is in; rebase when you can".into(),
+    };
+    t.act("alice", "send bob a message", method::MESSAGE_SEND, &send)?;
+    let inbox = SessionParams { session: "bob".into(), worktree: Some(wt(feature)), ..SessionParams::default() };
+    t.act("bob", "(next step) inbox", method::MESSAGE_INBOX, &inbox)?;
+    Ok(())
+}
+
+/// bob commits through the git hooks (trailers name his session and checkpoint), then rewinds a bad edit.
+fn commit_and_rewind(t: &mut Timeline, feature: &Path) -> Result<(), Failure> {
+    let wt = feature.to_string_lossy().into_owned();
+    crate::githooks::install(feature).map_err(Failure::from)?;
+    std::fs::write(feature.join("src/api.rs"), "pub fn handle() {\n    // uses the new index\n}\n")
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    let made = t.act(
+        "bob",
+        "checkpoint",
+        method::CHECKPOINT_CREATE,
+        &CheckpointParams { session: "bob".into(), worktree: wt.clone(), message: Some("api uses the index".into()) },
+    )?;
+    let checkpoint = made.as_ref().and_then(|r| r["checkpoint"]["id"].as_str()).unwrap_or_default().to_owned();
+    git_as(feature, Some("bob"), &["commit", "-qam", "api: use the db index"])?;
+    let message = git_output(feature, &["log", "-1", "--format=%(trailers:only,unfold)"])?;
+    t.say(
+        "bob",
+        "git commit (hooks installed by lanes init)",
+        &format!("trailers: {}", message.trim().replace('\n', ", ")),
+    );
+    std::fs::write(feature.join("src/api.rs"), "this edit broke everything\n")
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    t.say("bob", "(a bad edit to src/api.rs)", "");
+    let rewind = |dry_run| RewindParams {
+        session: "bob".into(),
+        worktree: wt.clone(),
+        checkpoint: checkpoint.clone(),
+        paths: vec![],
+        dry_run,
+        force: false,
+    };
+    t.act("bob", "rewind --dry-run", method::CHECKPOINT_REWIND, &rewind(true))?;
+    t.act("bob", "rewind", method::CHECKPOINT_REWIND, &rewind(false))?;
+    let restored = std::fs::read_to_string(feature.join("src/api.rs")).unwrap_or_default();
+    t.say("bob", "(src/api.rs after the rewind)", restored.lines().nth(1).unwrap_or("").trim());
+    Ok(())
 }
 
 fn id_of(reply: Option<&Value>) -> Result<u64, Failure> {
@@ -255,7 +361,23 @@ fn make_repo(main: &Path, feature: &Path) -> Result<(), Failure> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<(), Failure> {
-    let output = Command::new("git")
+    git_as(dir, None, args)
+}
+
+fn git_output(dir: &Path, args: &[&str]) -> Result<String, Failure> {
+    crate::git::run(dir, args).map_err(Failure::from)
+}
+
+/// Runs git as the demo's committer, as `session` when given, with this lanes' hook client on PATH.
+fn git_as(dir: &Path, session: Option<&str>, args: &[&str]) -> Result<(), Failure> {
+    let bin_dir = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)).unwrap_or_default();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new("git");
+    if let Some(session) = session {
+        command.env("LANES_SESSION", session);
+    }
+    let output = command
+        .env("PATH", path)
         .args(["-c", "user.name=lanes demo", "-c", "user.email=demo@lanes.invalid", "-c", "commit.gpgsign=false"])
         .args(args)
         .current_dir(dir)

@@ -230,8 +230,23 @@ impl StateOwner {
                 self.drop_removed_worktrees(now);
                 self.prune_ended_sessions(now);
             }
-            let answers: Vec<_> =
-                batch.into_iter().map(|(command, reply)| (reply, self.decide(command, now))).collect();
+            let (replies, commands): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|(command, reply)| (reply, command)).unzip();
+            // A bug that panics while deciding must not take the state owner down with it: the batch is
+            // answered with an error and the book is rebuilt from the store, which holds only committed state.
+            let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                commands.into_iter().map(|command| self.decide(command, now)).collect::<Vec<_>>()
+            }));
+            let Ok(decisions) = decided else {
+                tracing::error!("a request panicked the state owner; its batch is refused and the state reloaded");
+                self.book.take_events();
+                self.reload();
+                for reply in replies {
+                    let _ = reply.send(Err(Failure::Unavailable("internal error in the sidecar; see its log".into())));
+                }
+                continue;
+            };
+            let answers: Vec<_> = replies.into_iter().zip(decisions).collect();
             let events = self.book.take_events();
             match self.store.commit(&events, self.book.epoch(), self.book.next_id()) {
                 Ok(()) => {
