@@ -3,6 +3,11 @@
 # Runs the hook that was here first (kept as HOOK.lanes-chained), then lets lanes stamp or record the commit.
 # A missing lanes-hook is a no-op, and lanes never fails or holds up a commit.
 chained="$(dirname "$0")/HOOK.lanes-chained"
+if [ ! -x "$chained" ] && [ "HOOK" != "post-rewrite" ]; then
+  # The common case, without a process more than needed.
+  command -v lanes-hook >/dev/null 2>&1 && exec lanes-hook git HOOK "$@"
+  exit 0
+fi
 input=""
 if [ "HOOK" = "post-rewrite" ]; then
   input=$(mktemp) && cat > "$input"

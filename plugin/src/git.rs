@@ -1,6 +1,8 @@
-//! Git hooks: `lanes-hook git <hook> [args]` for prepare-commit-msg (stamp `Lanes-*` trailers), post-commit
+//! Git hooks: `lanes-hook git <hook> [args]` for prepare-commit-msg and commit-msg (stamp `Lanes-*`
+//! trailers: the first for `-m`/`-F` commits, the second for messages written in the editor), post-commit
 //! and post-rewrite (record which sessions a commit names). A commit never fails or waits on lanes: the
-//! sidecar is only asked when it already runs, within a short bound, and every error is ignored.
+//! sidecar is only asked when it already runs, within a short bound, and every error is ignored. The hot
+//! path spawns no git process when `LANES_SESSION` is set: trailers are written here, HEAD is read from files.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,6 +16,8 @@ use lanes_proto::{RecordParams, StampParams, StampReply, method};
 
 /// How long a git hook waits for the sidecar.
 const BUDGET: Duration = Duration::from_millis(250);
+const SESSION_KEY: &str = "Lanes-Session";
+const CHECKPOINT_KEY: &str = "Lanes-Checkpoint";
 
 pub fn handle(hook: &str, args: &[&str]) {
     let Ok(cwd) = std::env::current_dir() else { return };
@@ -22,6 +26,11 @@ pub fn handle(hook: &str, args: &[&str]) {
         "prepare-commit-msg" => {
             if let Some(file) = args.first() {
                 prepare_commit_msg(&location, Path::new(file), args.get(1).copied());
+            }
+        }
+        "commit-msg" => {
+            if let Some(file) = args.first() {
+                commit_msg(&location, Path::new(file));
             }
         }
         "post-commit" => post_commit(&location),
@@ -34,47 +43,58 @@ fn prepare_commit_msg(location: &RepoLocation, message_file: &Path, source: Opti
     if matches!(source, Some("merge" | "squash")) || replaying(&location.git_dir) {
         return;
     }
-    let files: Vec<String> = git(&location.worktree, &["diff", "--cached", "--name-only"])
-        .map(|out| out.lines().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let since_ms = git(&location.worktree, &["log", "-1", "--format=%ct"])
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .map_or(0, |secs| secs * 1000);
-    let session = std::env::var("LANES_SESSION").ok().filter(|s| !s.is_empty());
+    stamp(location, message_file);
+}
+
+/// After the editor: stamps a message prepare-commit-msg could not (it had no text yet).
+fn commit_msg(location: &RepoLocation, message_file: &Path) {
+    let merging = ["MERGE_HEAD", "SQUASH_MSG"].iter().any(|f| location.git_dir.join(f).exists());
+    let stamped = std::fs::read_to_string(message_file).is_ok_and(|m| m.lines().any(|l| l.starts_with(SESSION_KEY)));
+    if merging || stamped || replaying(&location.git_dir) {
+        return;
+    }
+    stamp(location, message_file);
+}
+
+/// Asks the sidecar which sessions the commit names and writes their trailers into the message file.
+fn stamp(location: &RepoLocation, message_file: &Path) {
     let Some(mut client) = connect(location) else { return };
-    let params = StampParams { session, files, since_ms };
+    let session = std::env::var("LANES_SESSION").ok().filter(|s| !s.is_empty());
+    // Without a session the sidecar looks for sessions that edited the staged files since the last commit.
+    let (files, since_ms) = if session.is_some() {
+        (Vec::new(), 0)
+    } else {
+        let files = git(&location.worktree, &["diff", "--cached", "--name-only"])
+            .map(|out| out.lines().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let since = git(&location.worktree, &["log", "-1", "--format=%ct"])
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map_or(0, |secs| secs * 1000);
+        (files, since)
+    };
+    let params =
+        StampParams { session, files, since_ms, worktree: Some(location.worktree.to_string_lossy().into_owned()) };
     let Ok(reply) = client.call::<_, StampReply>(method::COMMIT_STAMP, &params) else { return };
     if reply.sessions.is_empty() {
         return;
     }
-    let mut args: Vec<String> =
-        vec!["interpret-trailers".into(), "--in-place".into(), "--if-exists".into(), "addIfDifferent".into()];
-    for stamp in &reply.sessions {
-        args.extend(["--trailer".into(), format!("Lanes-Session: {}", stamp.session)]);
+    let Ok(message) = std::fs::read_to_string(message_file) else { return };
+    let sessions: Vec<&str> = reply.sessions.iter().map(|s| s.session.as_str()).collect();
+    let checkpoint = reply.sessions.iter().find_map(|s| s.checkpoint.as_deref());
+    if let Some(stamped) = add_trailers(&message, &sessions, checkpoint) {
+        let _ = std::fs::write(message_file, stamped);
     }
-    if let Some(checkpoint) = reply.sessions.iter().find_map(|s| s.checkpoint.clone()) {
-        args.extend([
-            "--if-exists".into(),
-            "replace".into(),
-            "--trailer".into(),
-            format!("Lanes-Checkpoint: {checkpoint}"),
-        ]);
-    }
-    args.push(message_file.to_string_lossy().into_owned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _ = git(&location.worktree, &args);
 }
 
 fn post_commit(location: &RepoLocation) {
-    let Some((commit, sessions, checkpoint)) = trailers_of(location, "HEAD") else { return };
-    if sessions.is_empty() {
-        return;
-    }
+    let Some(commit) = location.head_commit() else { return };
     let Some(mut client) = connect(location) else { return };
-    let params = RecordParams { commit, sessions, checkpoint, rewritten_from: None };
+    let worktree = Some(location.worktree.to_string_lossy().into_owned());
+    let params = RecordParams { commit, sessions: Vec::new(), checkpoint: None, rewritten_from: None, worktree };
     let _ = client.call_value(method::COMMIT_RECORD, &params);
 }
 
+/// Amend and rebase keep the message (and so the trailers); the sidecar copies its record of the old commit.
 fn post_rewrite(location: &RepoLocation) {
     let mut input = String::new();
     if std::io::stdin().take(1024 * 1024).read_to_string(&mut input).is_err() {
@@ -84,28 +104,69 @@ fn post_rewrite(location: &RepoLocation) {
     for line in input.lines() {
         let mut parts = line.split_whitespace();
         let (Some(old), Some(new)) = (parts.next(), parts.next()) else { continue };
-        let (sessions, checkpoint) = trailers_of(location, new).map(|(_, s, c)| (s, c)).unwrap_or_default();
-        let params =
-            RecordParams { commit: new.to_owned(), sessions, checkpoint, rewritten_from: Some(old.to_owned()) };
+        let params = RecordParams {
+            commit: new.to_owned(),
+            sessions: Vec::new(),
+            checkpoint: None,
+            rewritten_from: Some(old.to_owned()),
+            worktree: None,
+        };
         let _ = client.call_value(method::COMMIT_RECORD, &params);
     }
 }
 
-/// A commit's id and the `Lanes-Session` and `Lanes-Checkpoint` trailers of its message.
-fn trailers_of(location: &RepoLocation, rev: &str) -> Option<(String, Vec<String>, Option<String>)> {
-    let format = "--format=%H%x00%(trailers:key=Lanes-Session,valueonly,separator=%x2C)%x00%(trailers:key=Lanes-Checkpoint,valueonly)";
-    let out = git(&location.worktree, &["show", "-s", format, rev, "--"])?;
-    let mut fields = out.trim_end().split('\0');
-    let commit = fields.next()?.to_owned();
-    let sessions =
-        fields.next().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    let checkpoint = fields.next().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    Some((commit, sessions, checkpoint))
+/// Adds `Lanes-Session` (one per session, never duplicated) and `Lanes-Checkpoint` (replacing an older one)
+/// to the message's final trailer block, or starts one. Comment lines at the end stay at the end. A message
+/// with no text yet gets nothing, so an empty commit message still aborts the commit.
+pub fn add_trailers(message: &str, sessions: &[&str], checkpoint: Option<&str>) -> Option<String> {
+    let lines: Vec<&str> = message.lines().collect();
+    let is_comment = |line: &str| line.starts_with('#');
+    let last_text = lines.iter().rposition(|l| !l.trim().is_empty() && !is_comment(l))?;
+    let (body, tail) = lines.split_at(last_text + 1);
+    let block_start = body.iter().rposition(|l| l.trim().is_empty()).map_or(0, |blank| blank + 1);
+    let block: Vec<&str> = body[block_start..].iter().copied().filter(|l| !is_comment(l)).collect();
+    let is_trailer_block = block_start > 0 && !block.is_empty() && block.iter().all(|l| is_trailer_line(l));
+
+    let mut out: Vec<String> = body.iter().map(|l| (*l).to_owned()).collect();
+    if is_trailer_block {
+        if checkpoint.is_some() {
+            let start = block_start;
+            let kept: Vec<String> =
+                out.split_off(start).into_iter().filter(|l| trailer_key(l) != Some(CHECKPOINT_KEY)).collect();
+            out.extend(kept);
+        }
+    } else {
+        out.push(String::new());
+    }
+    for session in sessions {
+        let line = format!("{SESSION_KEY}: {session}");
+        if !(is_trailer_block && body[block_start..].contains(&line.as_str())) {
+            out.push(line);
+        }
+    }
+    if let Some(checkpoint) = checkpoint {
+        out.push(format!("{CHECKPOINT_KEY}: {checkpoint}"));
+    }
+    out.extend(tail.iter().map(|l| (*l).to_owned()));
+    let mut text = out.join("\n");
+    text.push('\n');
+    Some(text)
 }
 
-/// Whether git is replaying commits (rebase, cherry-pick, revert): those keep their original trailers.
+fn trailer_key(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once(':')?;
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(key)
+}
+
+/// `Key: value`, or a continuation line of the previous trailer.
+fn is_trailer_line(line: &str) -> bool {
+    trailer_key(line).is_some() || line.starts_with([' ', '\t'])
+}
+
+/// Whether git is replaying or merging commits (rebase, cherry-pick, revert, merge): those keep their original
+/// trailers. A single revert leaves no REVERT_HEAD, but its message comes through MERGE_MSG like the others.
 fn replaying(git_dir: &Path) -> bool {
-    ["rebase-merge", "rebase-apply", "CHERRY_PICK_HEAD", "REVERT_HEAD", "sequencer"]
+    ["rebase-merge", "rebase-apply", "CHERRY_PICK_HEAD", "REVERT_HEAD", "MERGE_MSG", "sequencer"]
         .iter()
         .any(|p| git_dir.join(p).exists())
 }
@@ -119,4 +180,37 @@ fn connect(location: &RepoLocation) -> Option<Client> {
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let output = Command::new("git").current_dir(dir).args(args).output().ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_trailers;
+
+    #[test]
+    fn trailers_join_the_final_block_once() {
+        let stamp = |m: &str| add_trailers(m, &["s1"], Some("abc")).unwrap_or_else(|| "<none>".into());
+        assert_eq!(stamp("subject\n"), "subject\n\nLanes-Session: s1\nLanes-Checkpoint: abc\n");
+        assert_eq!(
+            stamp("subject\n\nbody text\n\nSigned-off-by: A <a@x>\n"),
+            "subject\n\nbody text\n\nSigned-off-by: A <a@x>\nLanes-Session: s1\nLanes-Checkpoint: abc\n"
+        );
+        // Amend: the session is not repeated, the checkpoint is replaced.
+        assert_eq!(
+            stamp("subject\n\nLanes-Session: s1\nLanes-Checkpoint: old\nCo-authored-by: B <b@x>\n"),
+            "subject\n\nLanes-Session: s1\nCo-authored-by: B <b@x>\nLanes-Checkpoint: abc\n"
+        );
+        // A subject that looks like a trailer is not a trailer block.
+        assert_eq!(stamp("fix: the parser\n"), "fix: the parser\n\nLanes-Session: s1\nLanes-Checkpoint: abc\n");
+        // Comments (an editor commit) stay last.
+        assert_eq!(
+            stamp("subject\n# Please enter the commit message\n# Lines starting with '#' are ignored\n"),
+            "subject\n\nLanes-Session: s1\nLanes-Checkpoint: abc\n# Please enter the commit message\n# Lines starting with '#' are ignored\n"
+        );
+        // Nothing written yet: nothing added, so git still aborts an empty message.
+        assert_eq!(stamp("\n# Please enter the commit message\n"), "<none>");
+        assert_eq!(
+            add_trailers("s\n", &["a", "b"], None).as_deref(),
+            Some("s\n\nLanes-Session: a\nLanes-Session: b\n")
+        );
+    }
 }

@@ -7,9 +7,14 @@ use lanes_proto::{
     EventView, ExplainParams, ExplainReply, RecordParams, SessionStory, StampParams, StampReply, StampView,
 };
 
+use std::time::{Duration, Instant};
+
 use crate::checkpoints::view;
 use crate::rpc::{Context, RpcResult, parse, principal, reply, rfc3339};
 use crate::state::{Answer, Command};
+
+/// How long a stamp waits for its commit's post-commit.
+const PENDING_STAMP_LIFETIME: Duration = Duration::from_secs(600);
 
 pub async fn stamp(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: StampParams = parse(&params)?;
@@ -19,18 +24,26 @@ pub async fn stamp(params: Params<'static>, cx: &Context) -> RpcResult {
     };
     let command = Command::Stamp { session, files: p.files, since: Timestamp(p.since_ms) };
     let Answer::Stamp(found) = cx.ask(command).await? else { unreachable!("stamp answers Stamp") };
-    let sessions = found.into_iter().map(|(session, checkpoint)| StampView { session, checkpoint }).collect();
+    let sessions: Vec<StampView> =
+        found.into_iter().map(|(session, checkpoint)| StampView { session, checkpoint }).collect();
+    if let Some(worktree) = p.worktree {
+        cx.pending_stamps().insert(worktree, (sessions.clone(), Instant::now()));
+    }
     reply(&StampReply { sessions })
 }
 
 pub async fn record(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: RecordParams = parse(&params)?;
-    let command = Command::RecordCommit {
-        commit: p.commit,
-        sessions: p.sessions,
-        checkpoint: p.checkpoint,
-        rewritten_from: p.rewritten_from,
-    };
+    let (mut sessions, mut checkpoint) = (p.sessions, p.checkpoint);
+    // A post-commit names no sessions: it takes what its prepare-commit-msg was told, if that was just now.
+    if sessions.is_empty()
+        && let Some((stamped, at)) = p.worktree.and_then(|w| cx.pending_stamps().remove(&w))
+        && at.elapsed() < PENDING_STAMP_LIFETIME
+    {
+        checkpoint = stamped.iter().find_map(|s| s.checkpoint.clone());
+        sessions = stamped.into_iter().map(|s| s.session).collect();
+    }
+    let command = Command::RecordCommit { commit: p.commit, sessions, checkpoint, rewritten_from: p.rewritten_from };
     cx.ask(command).await?;
     reply(&serde_json::json!({}))
 }

@@ -70,15 +70,17 @@ pub fn snapshot_tree(worktree: &Path, index: &Path) -> Result<String> {
 }
 
 /// Commits the worktree's state under the session's checkpoint ref, unless nothing changed since the last
-/// checkpoint (then `None`).
+/// checkpoint (then `None`). Refs and HEAD are read from files and the last tree is remembered, so a
+/// checkpoint costs five git processes: add, write-tree, diff-tree, commit-tree, update-ref.
 pub fn checkpoint(worktree: &Path, index: &Path, session: &str, message: &str) -> Result<Option<Made>> {
     let tree = snapshot_tree(worktree, index)?;
     let reference = checkpoint_ref(session);
-    let previous = git(worktree, None, &["rev-parse", "--verify", "--quiet", &format!("{reference}^{{commit}}")]).ok();
-    let head = git(worktree, None, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).ok();
+    let location = lanes_proto::repo::RepoLocation::discover(worktree)?;
+    let previous = location.read_ref(&reference);
+    let head = location.head_commit();
     let base = previous.clone().or_else(|| head.clone());
     let base_tree = match &base {
-        Some(commit) => Some(git(worktree, None, &["rev-parse", &format!("{commit}^{{tree}}")])?),
+        Some(commit) => Some(tree_of(worktree, commit)?),
         None => None,
     };
     if previous.is_some() && base_tree.as_deref() == Some(tree.as_str()) {
@@ -99,7 +101,32 @@ pub fn checkpoint(worktree: &Path, index: &Path, session: &str, message: &str) -
     let commit = git(worktree, None, &args)?;
     let old = previous.unwrap_or_else(|| "0".repeat(40));
     git(worktree, None, &["update-ref", &reference, &commit, &old])?;
+    remember_tree(&commit, &tree);
     Ok(Some(Made { commit, head, files }))
+}
+
+/// Trees of recent checkpoint commits, so the next checkpoint need not ask git for its parent's tree.
+static TREES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn remember_tree(commit: &str, tree: &str) {
+    let mut trees = TREES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if trees.len() > 10_000 {
+        trees.clear();
+    }
+    trees.insert(commit.to_owned(), tree.to_owned());
+}
+
+fn tree_of(worktree: &Path, commit: &str) -> Result<String> {
+    let known = TREES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(commit).cloned();
+    match known {
+        Some(tree) => Ok(tree),
+        None => {
+            let tree = git(worktree, None, &["rev-parse", &format!("{commit}^{{tree}}")])?;
+            remember_tree(commit, &tree);
+            Ok(tree)
+        }
+    }
 }
 
 /// One path a rewind changes: `A` (restored, absent now), `M` (restored, differs now) or `D` (removed).

@@ -1,4 +1,4 @@
-//! Installing and removing lanes' git hooks (prepare-commit-msg, post-commit, post-rewrite) where
+//! Installing and removing lanes' git hooks (prepare-commit-msg, commit-msg, post-commit, post-rewrite) where
 //! `git rev-parse --git-path hooks` points, so core.hooksPath (husky, lefthook) and linked worktrees are
 //! honoured. A hook that was already there is kept and run first; re-running changes nothing.
 
@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 const SHIM: &str = include_str!("../../../templates/git-hook.sh");
 const MARKER: &str = "# lanes: installed by `lanes init`";
 /// The hooks lanes installs.
-pub const HOOKS: [&str; 3] = ["prepare-commit-msg", "post-commit", "post-rewrite"];
+pub const HOOKS: [&str; 4] = ["prepare-commit-msg", "commit-msg", "post-commit", "post-rewrite"];
 
 /// What happened to one hook.
 #[derive(Debug)]

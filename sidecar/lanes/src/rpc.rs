@@ -40,6 +40,8 @@ pub struct Context {
     worktrees: Mutex<HashMap<String, (PathBuf, Worktree)>>,
     /// Serializes git work on checkpoint refs and private indexes.
     pub git: tokio::sync::Mutex<()>,
+    /// What each worktree's last prepare-commit-msg was told, for its post-commit.
+    pending_stamps: Mutex<HashMap<String, (Vec<lanes_proto::StampView>, std::time::Instant)>>,
 }
 
 impl Context {
@@ -52,7 +54,15 @@ impl Context {
             last_request: AtomicU64::new(now().0),
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
+            pending_stamps: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The stamps waiting for their post-commit, by worktree.
+    pub(crate) fn pending_stamps(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<lanes_proto::StampView>, std::time::Instant)>> {
+        self.pending_stamps.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The canonical root and identity of the worktree containing `path`, which must belong to this

@@ -51,6 +51,42 @@ fn commits_are_stamped_once_and_only_when_a_session_made_them() {
     assert_eq!(trailers(&env, &repo, "Lanes-Session:").len(), 1, "{}", message(&env, &repo, "HEAD"));
     assert!(message(&env, &repo, "HEAD").contains("Signed-off-by"));
 
+    // A message written in the editor is stamped after it is written; an empty one still aborts.
+    std::fs::write(repo.join("src/a.rs"), "fn a() { 5 }\n").expect("write");
+    let editor = env.root().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i '1i written in the editor' \"$1\"\n").expect("write");
+    Command::new("chmod").arg("755").arg(&editor).status().expect("chmod");
+    let mut command = Command::new("git");
+    env.hermetic(&mut command).env("PATH", hooks_on_path()).env("LANES_SESSION", "s1").env("GIT_EDITOR", &editor);
+    assert!(command.current_dir(&repo).args(["commit", "-qa"]).status().expect("git").success());
+    assert!(
+        message(&env, &repo, "HEAD").starts_with("written in the editor\n\nLanes-Session: s1\n"),
+        "{}",
+        message(&env, &repo, "HEAD")
+    );
+    std::fs::write(repo.join("src/a.rs"), "fn a() { 6 }\n").expect("write");
+    let mut command = Command::new("git");
+    env.hermetic(&mut command).env("PATH", hooks_on_path()).env("LANES_SESSION", "s1").env("GIT_EDITOR", "true");
+    assert!(
+        !command.current_dir(&repo).args(["commit", "-qa"]).status().expect("git").success(),
+        "an empty message was committed"
+    );
+    env.git(&repo, &["checkout", "--", "src/a.rs"]);
+
+    // A rebase replays commits without stamping them again.
+    git(&env, &repo, None, &["checkout", "-qb", "topic", "HEAD~1"]);
+    std::fs::write(repo.join("topic.txt"), "topic\n").expect("write");
+    git(&env, &repo, None, &["add", "topic.txt"]);
+    git(&env, &repo, None, &["commit", "-qm", "topic work"]);
+    git(&env, &repo, Some("s8"), &["rebase", "-q", "main"]);
+    assert!(trailers(&env, &repo, "Lanes-").is_empty(), "a rebase stamped: {}", message(&env, &repo, "HEAD"));
+    git(&env, &repo, None, &["checkout", "-q", "main"]);
+
+    // A revert is not stamped.
+    git(&env, &repo, Some("s9"), &["revert", "--no-edit", "HEAD"]);
+    assert!(trailers(&env, &repo, "Lanes-Session:").iter().all(|t| t != "Lanes-Session: s9"), "a revert was stamped");
+    git(&env, &repo, None, &["reset", "-q", "--hard", "HEAD~1"]);
+
     // No session: no trailer.
     std::fs::write(repo.join("src/b.rs"), "fn b() { 2 }\n").expect("write");
     git(&env, &repo, None, &["commit", "-qam", "by a human"]);

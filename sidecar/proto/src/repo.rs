@@ -36,6 +36,32 @@ impl RepoLocation {
     }
 }
 
+impl RepoLocation {
+    /// A ref's commit, read from its loose file or from packed-refs, without running git (`None` if the
+    /// ref does not exist).
+    pub fn read_ref(&self, reference: &str) -> Option<String> {
+        for dir in [&self.git_dir, &self.common_dir] {
+            if let Ok(commit) = std::fs::read_to_string(dir.join(reference)) {
+                return Some(commit.trim().to_owned());
+            }
+        }
+        let packed = std::fs::read_to_string(self.common_dir.join("packed-refs")).ok()?;
+        packed.lines().find_map(|line| {
+            let (commit, name) = line.split_once(' ')?;
+            (name == reference).then(|| commit.to_owned())
+        })
+    }
+
+    /// The commit this worktree's HEAD points at (`None` before the first commit).
+    pub fn head_commit(&self) -> Option<String> {
+        let head = std::fs::read_to_string(self.git_dir.join("HEAD")).ok()?;
+        match head.trim().strip_prefix("ref: ") {
+            Some(reference) => self.read_ref(reference),
+            None => Some(head.trim().to_owned()),
+        }
+    }
+}
+
 /// Reads a `.git` file (`gitdir: <path>`, relative to the file's directory when not absolute).
 fn read_gitdir_file(dot_git: &Path) -> io::Result<PathBuf> {
     let text = std::fs::read_to_string(dot_git)?;

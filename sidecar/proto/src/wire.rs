@@ -622,6 +622,9 @@ pub struct StampParams {
     /// Only edits after this instant count (the worktree's last commit), in ms since the Unix epoch.
     #[serde(default)]
     pub since_ms: u64,
+    /// The committing worktree: the stamp is kept for its post-commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
 }
 
 /// A session a commit names, with its latest checkpoint.
@@ -654,6 +657,9 @@ pub struct RecordParams {
     /// The commit it replaces (amend, rebase).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewritten_from: Option<String>,
+    /// The committing worktree: with no sessions given, the stamp its prepare-commit-msg got is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
 }
 
 /// `commit.explain` parameters.

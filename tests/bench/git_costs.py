@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""What lanes adds to git work, side by side: a checkpoint of a 10,000-file worktree with 10 files changed,
+`git commit` with and without lanes' hooks (stamping trailers), and a commit while the sidecar is down.
+
+Usage: tests/bench/git_costs.py [BIN_DIR]   (default: $CARGO_TARGET_DIR/release, built with --release)
+Prints figures; asserts nothing.
+"""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+FILES = 10_000
+ROUNDS = 20
+
+
+def ms(samples):
+    return f"p50 {statistics.median(samples):7.2f} ms   max {max(samples):7.2f} ms"
+
+
+def main():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/lanes/target"))
+    bin_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(target, "release")
+    lanes = os.path.join(bin_dir, "lanes")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"machine: {cpu}, {os.cpu_count()} cores; command: {' '.join(sys.argv)}\n")
+    with tempfile.TemporaryDirectory(prefix="lgb") as root:
+        env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(root, "run"), HOME=root, GIT_CONFIG_GLOBAL="/dev/null",
+                   GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@b",
+                   PATH=f"{bin_dir}:{os.environ['PATH']}")
+        os.makedirs(os.path.join(root, "run"))
+        repo = os.path.join(root, "repo")
+        for i in range(FILES):
+            d = os.path.join(repo, f"dir{i % 100}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, f"file{i}.txt"), "w") as f:
+                f.write(f"file {i}\n")
+        git = lambda *args: subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+        git("init", "-q", "-b", "main")
+        git("add", "-A")
+        git("commit", "-qm", "10k files")
+        subprocess.run([lanes, "init"], cwd=repo, env=env, check=True, capture_output=True)
+        sock_path = json.loads(subprocess.run([lanes, "--json", "sidecar", "status"], cwd=repo, env=env,
+                                              capture_output=True).stdout)["socket"]
+        conn = socket.socket(socket.AF_UNIX)
+        conn.connect(sock_path)
+        stream = conn.makefile("rwb")
+
+        def checkpoint():
+            request = {"jsonrpc": "2.0", "id": 1, "method": "checkpoint.create",
+                       "params": {"session": "bench", "worktree": repo}}
+            stream.write((json.dumps(request) + "\n").encode())
+            stream.flush()
+            return json.loads(stream.readline())
+
+        started = time.perf_counter()
+        checkpoint()
+        print(f"first checkpoint of {FILES} files (builds the session's private index): "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+        samples = []
+        for round_ in range(ROUNDS):
+            for i in range(10):
+                with open(os.path.join(repo, f"dir{i}", f"file{i}.txt"), "a") as f:
+                    f.write(f"change {round_}\n")
+            started = time.perf_counter()
+            reply = checkpoint()
+            samples.append((time.perf_counter() - started) * 1000)
+            assert reply["result"]["checkpoint"], reply
+        print(f"checkpoint, {FILES} files, 10 changed (RPC):      {ms(samples)}")
+
+        def commits(extra_env, hooks):
+            times = []
+            for round_ in range(ROUNDS):
+                with open(os.path.join(repo, "dir0", "file0.txt"), "a") as f:
+                    f.write(f"commit {round_}\n")
+                git("add", "dir0/file0.txt")
+                args = ["git", "commit", "-qm", f"round {round_}"]
+                if not hooks:
+                    args[1:1] = ["-c", "core.hooksPath=/dev/null"]
+                started = time.perf_counter()
+                subprocess.run(args, cwd=repo, env=dict(env, **extra_env), check=True, capture_output=True)
+                times.append((time.perf_counter() - started) * 1000)
+            return times
+
+        plain = commits({}, hooks=False)
+        stamped = commits({"LANES_SESSION": "bench"}, hooks=True)
+        last = subprocess.run(["git", "log", "-1", "--format=%(trailers:only,unfold)"], cwd=repo, env=env,
+                              capture_output=True, text=True).stdout.strip().replace("\n", ", ")
+        print(f"git commit without lanes' hooks:                 {ms(plain)}")
+        print(f"git commit with lanes' hooks (stamping):         {ms(stamped)}   ({last})")
+        print(f"  stamping adds (p50):                           "
+              f"{statistics.median(stamped) - statistics.median(plain):.2f} ms")
+        subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
+        down = commits({"LANES_SESSION": "bench"}, hooks=True)
+        print(f"git commit with the hooks, sidecar down:         {ms(down)}")
+
+
+if __name__ == "__main__":
+    main()
