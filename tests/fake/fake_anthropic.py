@@ -29,7 +29,7 @@ PORT_FILE = sys.argv[3]
 LOG_LOCK = threading.Lock()
 SEEN = threading.Condition()
 SEEN_STEPS = {}  # conversation match -> highest step seen
-WAIT_LIMIT_SECONDS = 120
+WAIT_LIMIT_SECONDS = 60
 
 
 def text_of(content):

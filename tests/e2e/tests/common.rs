@@ -202,7 +202,11 @@ impl World {
                 assert!(status.success(), "claude exited with {status}");
                 return;
             }
-            assert!(Instant::now() < deadline, "claude did not finish within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "claude did not finish within {limit:?}; requests the fake server saw (session, step):\n{}",
+                self.summary()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
