@@ -73,6 +73,20 @@ fn commits_are_stamped_once_and_only_when_a_session_made_them() {
     );
     env.git(&repo, &["checkout", "--", "src/a.rs"]);
 
+    // A squash merge is left alone.
+    git(&env, &repo, None, &["checkout", "-qb", "squashed", "HEAD"]);
+    std::fs::write(repo.join("squash.txt"), "squash\n").expect("write");
+    git(&env, &repo, None, &["add", "squash.txt"]);
+    git(&env, &repo, None, &["commit", "-qm", "to squash"]);
+    git(&env, &repo, None, &["checkout", "-q", "main"]);
+    git(&env, &repo, Some("s7"), &["merge", "-q", "--squash", "squashed"]);
+    git(&env, &repo, Some("s7"), &["commit", "-q", "--no-edit"]);
+    assert!(
+        !message(&env, &repo, "HEAD").contains("Lanes-Session: s7"),
+        "a squash was stamped: {}",
+        message(&env, &repo, "HEAD")
+    );
+
     // A rebase replays commits without stamping them again.
     git(&env, &repo, None, &["checkout", "-qb", "topic", "HEAD~1"]);
     std::fs::write(repo.join("topic.txt"), "topic\n").expect("write");
@@ -164,6 +178,16 @@ fn hooks_chain_existing_ones_work_in_linked_worktrees_and_undo_restores() {
     assert!(trailers(&env, &feature, "Lanes-").is_empty());
 
     env.lanes(&repo, &["init", "--undo"]).success();
+
+    // core.hooksPath (husky, lefthook) is honoured: hooks go where git runs them from.
+    std::fs::create_dir_all(repo.join(".husky/_")).expect("mkdir");
+    env.git(&repo, &["config", "core.hooksPath", ".husky/_"]);
+    env.lanes(&repo, &["init"]).success();
+    assert!(repo.join(".husky/_/prepare-commit-msg").exists(), "hooks were not put under core.hooksPath");
+    env.lanes(&repo, &["sidecar", "start"]).success();
+    std::fs::write(repo.join("src/b.rs"), "fn b() { 5 }\n").expect("write");
+    git(&env, &repo, Some("husky-session"), &["commit", "-qam", "through core.hooksPath"]);
+    assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: husky-session"]);
     let restored = std::fs::read_to_string(hooks.join("post-commit")).expect("restored");
     assert!(restored.contains("old-hook.log") && !restored.contains("lanes"), "{restored}");
     assert!(!hooks.join("prepare-commit-msg").exists());
