@@ -18,6 +18,7 @@ mod rpc;
 mod scopes;
 mod state;
 mod tasks;
+mod worktrees;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -208,6 +209,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Every worktree with its owner, branch, dirty files, commits ahead/behind the base, claims, age, lock.
+    Worktrees,
+    /// Remove finished, clean, merged worktrees and their branches; prune stale ones. Keeps uncommitted or
+    /// unmerged work unless --force, and says what it kept and why.
+    Gc {
+        /// Also remove worktrees with uncommitted changes or unmerged commits (never one in use).
+        #[arg(long)]
+        force: bool,
+        /// Only say what would happen.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the set-up and say what is wrong and how to fix it.
     Doctor,
     /// Run, start, stop or inspect this repository's sidecar.
@@ -322,6 +335,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                     cli::rewind(&env, &out, checkpoint, dry_run, paths, force)
                 }
                 Cmd::Doctor => doctor::run(&env, &out),
+                Cmd::Worktrees => worktrees::worktrees(&env, &out),
+                Cmd::Gc { force, dry_run } => worktrees::gc(&env, &out, force, dry_run),
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),

@@ -9,6 +9,8 @@ mod test_checkpoints;
 mod test_cli;
 /// kill -9 under load loses no granted claim.
 mod test_crash;
+/// lanes worktrees and lanes gc.
+mod test_gc;
 /// `lanes demo` runs end to end.
 mod test_demo;
 /// Git hooks: trailers, chaining, linked worktrees, explain.
