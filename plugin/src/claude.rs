@@ -12,7 +12,8 @@ use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
     AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, HandoffParams, MessageView,
-    ReleaseParams, SessionParams, SessionStartReply, StatusReply, method,
+    ReleaseParams, SessionParams, SessionStartReply, StatusReply, WorktreeCreateParams, WorktreeCreateReply,
+    WorktreeFinishParams, method,
 };
 use serde_json::{Value, json};
 
@@ -20,6 +21,8 @@ use serde_json::{Value, json};
 const BUDGET: Duration = Duration::from_millis(250);
 /// SessionEnd may take longer: Claude Code gives it 1.5 s, and releasing claims matters.
 const SESSION_END_BUDGET: Duration = Duration::from_millis(1200);
+/// Making a worktree runs `git worktree add`, which takes what it takes in a large repository.
+const WORKTREE_BUDGET: Duration = Duration::from_secs(20);
 
 /// The tools whose `file_path` (or `notebook_path`) is an edit.
 const EDIT_TOOLS: &[&str] = &["Edit", "Write", "MultiEdit", "NotebookEdit"];
@@ -36,6 +39,7 @@ pub fn handle(event: &str, input: &Value) -> Option<String> {
         "Stop" => hook.stop(started),
         "SubagentStop" => hook.subagent_stop(started),
         "SessionEnd" => hook.session_end(started),
+        "WorktreeCreate" => return hook.worktree_create(input, started),
         _ => None,
     };
     output.map(|value| value.to_string())
@@ -200,18 +204,58 @@ impl Hook {
                 };
                 let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_HANDOFF, &params);
             }
+            self.finish_worktree(&location, started);
             return None;
         }
         let params = ReleaseParams { session: self.principal.clone(), all: Some(true), ..ReleaseParams::default() };
         let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_RELEASE, &params);
+        self.finish_worktree(&location, started);
         None
+    }
+
+    /// Lets the sidecar remove the subagent's worktree if lanes made it and it holds no work.
+    fn finish_worktree(&self, location: &RepoLocation, started: Instant) {
+        let agent = self.principal.split_once('/').map(|(_, agent)| agent.to_owned());
+        let params = WorktreeFinishParams { session: self.session.clone(), agent };
+        let _ = call::<_, Value>(location, started, BUDGET, method::WORKTREE_FINISH, &params);
     }
 
     fn session_end(&self, started: Instant) -> Option<Value> {
         let location = RepoLocation::discover(&self.cwd).ok()?;
         let params = SessionParams { session: self.session.clone(), ..SessionParams::default() };
         let _ = call::<_, Value>(&location, started, SESSION_END_BUDGET, method::SESSION_END, &params);
+        let finish = WorktreeFinishParams { session: self.session.clone(), agent: None };
+        let _ = call::<_, Value>(&location, started, SESSION_END_BUDGET, method::WORKTREE_FINISH, &finish);
         None
+    }
+
+    /// Claude Code asks for a subagent's worktree: lanes makes it (through the sidecar, which serializes
+    /// and records it) and prints its path. Claude Code needs a worktree either way, so if the sidecar cannot
+    /// answer, the hook makes one with git itself.
+    fn worktree_create(&self, input: &Value, started: Instant) -> Option<String> {
+        let name = input.get("name")?.as_str()?.to_owned();
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let params = WorktreeCreateParams {
+            session: self.session.clone(),
+            cwd: self.cwd.to_string_lossy().into_owned(),
+            name: name.clone(),
+        };
+        match call::<_, WorktreeCreateReply>(&location, started, WORKTREE_BUDGET, method::WORKTREE_CREATE, &params) {
+            Some(Ok(reply)) => Some(reply.path),
+            _ => {
+                let main = location.common_dir.parent()?.to_path_buf();
+                let path = main.join(".claude/worktrees").join(&name);
+                let status = std::process::Command::new("git")
+                    .current_dir(&main)
+                    .args(["worktree", "add", "-q", "-b", &format!("worktree-{name}")])
+                    .arg(&path)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .ok()?;
+                status.success().then(|| path.to_string_lossy().into_owned())
+            }
+        }
     }
 
     /// The absolute path an edit tool is about to change, if `tool` is one.

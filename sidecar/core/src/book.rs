@@ -277,6 +277,20 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// lanes made a worktree for a subagent.
+    AgentWorktreeCreated {
+        /// The worktree.
+        worktree: AgentWorktree,
+        /// When.
+        at: Timestamp,
+    },
+    /// A subagent's worktree was removed (it held no work).
+    AgentWorktreeRemoved {
+        /// Its path.
+        path: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A session's user prompt, redacted (log only).
     PromptRecorded {
         /// The session.
@@ -415,6 +429,21 @@ pub struct Checkpoint {
     pub at: Timestamp,
 }
 
+/// A worktree lanes made for a subagent (Claude Code's `Agent` with `isolation: "worktree"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentWorktree {
+    /// The parent session.
+    pub session: String,
+    /// The subagent.
+    pub agent: String,
+    /// Absolute path.
+    pub path: String,
+    /// Its branch.
+    pub branch: String,
+    /// The commit it started from.
+    pub base: String,
+}
+
 /// What [`ClaimBook::ensure`] did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ensured {
@@ -447,6 +476,7 @@ pub struct ClaimBook {
     last_checkpoints: HashMap<String, String>,
     last_prompts: HashMap<String, String>,
     pub(crate) board: Board,
+    agent_worktrees: Vec<AgentWorktree>,
     pub(crate) next_message_id: u64,
     epoch: Epoch,
     next_id: u64,
@@ -505,6 +535,8 @@ pub struct Snapshot {
     pub last_checkpoints: Vec<(String, String)>,
     /// The task board.
     pub tasks: Vec<Task>,
+    /// Worktrees lanes made for subagents and has not removed.
+    pub agent_worktrees: Vec<AgentWorktree>,
     /// The id the next message gets.
     pub next_message_id: u64,
     /// The last epoch handed out.
@@ -529,6 +561,7 @@ impl ClaimBook {
         book.next_message_id = snapshot.next_message_id.max(1);
         book.last_checkpoints = snapshot.last_checkpoints.into_iter().collect();
         book.restore_tasks(snapshot.tasks);
+        book.agent_worktrees = snapshot.agent_worktrees;
         for message in snapshot.inbox {
             book.next_message_id = book.next_message_id.max(message.id + 1);
             book.inboxes.entry(message.to.clone()).or_default().push(message);
@@ -645,6 +678,28 @@ impl ClaimBook {
         if !files.is_empty() {
             self.journal.push(Event::FilesTouched { principal: who.clone(), files, at: now });
         }
+    }
+
+    /// Records a worktree made for a subagent.
+    pub fn add_agent_worktree(&mut self, worktree: AgentWorktree, now: Timestamp) {
+        self.agent_worktrees.retain(|w| w.path != worktree.path);
+        self.agent_worktrees.push(worktree.clone());
+        self.journal.push(Event::AgentWorktreeCreated { worktree, at: now });
+    }
+
+    /// Forgets a subagent worktree that was removed.
+    pub fn remove_agent_worktree(&mut self, path: &str, now: Timestamp) {
+        self.agent_worktrees.retain(|w| w.path != path);
+        self.journal.push(Event::AgentWorktreeRemoved { path: path.to_owned(), at: now });
+    }
+
+    /// The worktrees lanes made for a session's subagents (or one subagent's).
+    pub fn agent_worktrees(&self, session: &str, agent: Option<&str>) -> Vec<AgentWorktree> {
+        self.agent_worktrees
+            .iter()
+            .filter(|w| w.session == session && agent.is_none_or(|a| w.agent == a))
+            .cloned()
+            .collect()
     }
 
     /// Records a user prompt of a session, secrets masked first; returns what was stored.

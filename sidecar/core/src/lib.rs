@@ -18,9 +18,9 @@ mod tasks;
 mod time;
 
 pub use book::{
-    AcquireRequest, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event, Grant,
-    LapsedNote, MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason, Session,
-    SessionInfo, SessionState, Snapshot, Worktree,
+    AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event,
+    Grant, LapsedNote, MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason,
+    Session, SessionInfo, SessionState, Snapshot, Worktree,
 };
 pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
 pub use redact::{MASK, redact};

@@ -25,6 +25,10 @@ pub struct Config {
     pub durability: Durability,
     /// How long an ended session (and its checkpoints) is kept.
     pub keep_ended_sessions: Duration,
+    /// Where subagent worktrees go, relative to the main worktree.
+    pub agent_worktree_dir: String,
+    /// Subagent worktree branch names, with `{session}` and `{agent}`.
+    pub agent_branch: String,
     /// Files read, in order, for `lanes doctor`.
     pub sources: Vec<PathBuf>,
     /// Problems found on the way (unknown keys), for the log and `lanes doctor`.
@@ -59,6 +63,8 @@ impl Config {
             idle_timeout: Duration::from_secs(1800),
             durability: Durability::Full,
             keep_ended_sessions: Duration::from_secs(7 * 86_400),
+            agent_worktree_dir: ".claude/worktrees".to_owned(),
+            agent_branch: "lanes/{session}/{agent}".to_owned(),
             sources: Vec::new(),
             warnings: Vec::new(),
         };
@@ -91,6 +97,15 @@ impl Config {
                         match (key.as_str(), value) {
                             ("keep_ended", toml::Value::String(s)) => self.keep_ended_sessions = ttl(s, origin, key)?,
                             _ => self.warnings.push(format!("{origin}: unknown key sessions.{key}")),
+                        }
+                    }
+                }
+                ("worktrees", toml::Value::Table(worktrees)) => {
+                    for (key, value) in worktrees {
+                        match (key.as_str(), value) {
+                            ("dir", toml::Value::String(s)) => self.agent_worktree_dir = s.clone(),
+                            ("branch", toml::Value::String(s)) => self.agent_branch = s.clone(),
+                            _ => self.warnings.push(format!("{origin}: unknown key worktrees.{key}")),
                         }
                     }
                 }

@@ -70,7 +70,10 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
         protocol: PROTOCOL_VERSION,
         socket: paths.socket.to_string_lossy().into_owned(),
     };
-    let context = Arc::new(Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar));
+    let mut context = Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar);
+    context.agent_worktree_dir = config.agent_worktree_dir.clone();
+    context.agent_branch = config.agent_branch.clone();
+    let context = Arc::new(context);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

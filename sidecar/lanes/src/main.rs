@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agents;
 mod checkpoints;
 mod cli;
 mod commits;

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::state::{Answer, Command, Failure, StateHandle, invalid, now};
-use crate::{checkpoints, commits, scopes, tasks};
+use crate::{agents, checkpoints, commits, scopes, tasks};
 
 /// Everything the handlers share.
 pub struct Context {
@@ -40,6 +40,10 @@ pub struct Context {
     worktrees: Mutex<HashMap<String, (PathBuf, Worktree)>>,
     /// Serializes git work on checkpoint refs and private indexes.
     pub git: tokio::sync::Mutex<()>,
+    /// Where subagent worktrees go, relative to the main worktree.
+    pub agent_worktree_dir: String,
+    /// Their branch name, with `{session}` and `{agent}`.
+    pub agent_branch: String,
     /// What each worktree's last prepare-commit-msg was told, for its post-commit.
     pending_stamps: Mutex<HashMap<String, (Vec<lanes_proto::StampView>, std::time::Instant)>>,
 }
@@ -55,6 +59,8 @@ impl Context {
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
+            agent_worktree_dir: ".claude/worktrees".to_owned(),
+            agent_branch: "lanes/{session}/{agent}".to_owned(),
         }
     }
 
@@ -169,6 +175,12 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
             .map(|_| ()),
         module
             .register_async_method(method::TASK_DONE, |p, cx, _| async move { tasks::done(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::WORKTREE_CREATE, |p, cx, _| async move { agents::create(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(method::WORKTREE_FINISH, |p, cx, _| async move { agents::finish(p, &cx).await })
             .map(|_| ()),
     ];
     for result in registered {

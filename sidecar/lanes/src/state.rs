@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lanes_core::{
-    AcquireRequest, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message, Policy, Principal,
-    Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
+    AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message,
+    Policy, Principal, Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
 };
 use lanes_store::{Durability, LoggedEvent, Store, StoreError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -48,6 +48,9 @@ pub enum Command {
     Stamp { session: Option<String>, files: Vec<String>, since: Timestamp },
     RecordCommit { commit: String, sessions: Vec<String>, checkpoint: Option<String>, rewritten_from: Option<String> },
     Explain { commit: String, sessions: Vec<String> },
+    AddAgentWorktree(AgentWorktree),
+    AgentWorktrees { session: String, agent: Option<String> },
+    RemoveAgentWorktree { path: String },
     TaskAdd { title: String, after: Vec<u64>, scopes: Vec<Scope> },
     Tasks,
     TaskNext { who: Principal, worktree: Worktree },
@@ -82,6 +85,9 @@ impl Command {
             | Command::RecordCommit { .. }
             | Command::Explain { .. }
             | Command::TaskAdd { .. }
+            | Command::AddAgentWorktree(_)
+            | Command::AgentWorktrees { .. }
+            | Command::RemoveAgentWorktree { .. }
             | Command::Tasks => None,
         }
     }
@@ -102,6 +108,7 @@ pub enum Answer {
     Prompt(Option<String>),
     Checkpoints(Vec<Checkpoint>),
     Stamp(Vec<(String, Option<String>)>),
+    AgentWorktrees(Vec<AgentWorktree>),
     Task(Task),
     Taken(Task, Option<Grant>),
     Tasks(Vec<(Task, bool)>),
@@ -328,6 +335,17 @@ impl StateOwner {
             Command::Checkpoints { session, limit } => Answer::Checkpoints(
                 self.store.checkpoints(session.as_deref(), limit).map_err(|e| Failure::Unavailable(e.to_string()))?,
             ),
+            Command::AddAgentWorktree(worktree) => {
+                book.add_agent_worktree(worktree, now);
+                Answer::Recorded
+            }
+            Command::AgentWorktrees { session, agent } => {
+                Answer::AgentWorktrees(book.agent_worktrees(&session, agent.as_deref()))
+            }
+            Command::RemoveAgentWorktree { path } => {
+                book.remove_agent_worktree(&path, now);
+                Answer::Recorded
+            }
             Command::TaskAdd { title, after, scopes } => {
                 Answer::Task(book.add_task(&title, after, scopes, now).map_err(Failure::Refused)?)
             }

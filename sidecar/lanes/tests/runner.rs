@@ -9,10 +9,10 @@ mod test_checkpoints;
 mod test_cli;
 /// kill -9 under load loses no granted claim.
 mod test_crash;
-/// lanes worktrees and lanes gc.
-mod test_gc;
 /// `lanes demo` runs end to end.
 mod test_demo;
+/// lanes worktrees and lanes gc.
+mod test_gc;
 /// Git hooks: trailers, chaining, linked worktrees, explain.
 mod test_git;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.

@@ -19,7 +19,13 @@ fn worktrees_are_listed_and_gc_keeps_work_and_removes_the_rest() {
 
     let listed = env.lanes(&repo, &["--json", "worktrees"]).success().json();
     let find = |name: &str| {
-        listed["worktrees"].as_array().expect("worktrees").iter().find(|w| w["path"].as_str().is_some_and(|p| p.ends_with(name))).cloned().expect(name)
+        listed["worktrees"]
+            .as_array()
+            .expect("worktrees")
+            .iter()
+            .find(|w| w["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .cloned()
+            .expect(name)
     };
     assert_eq!(find("/r")["main"], true);
     assert_eq!(find("dirty")["dirty_files"], 1);
@@ -30,7 +36,13 @@ fn worktrees_are_listed_and_gc_keeps_work_and_removes_the_rest() {
     let plan = env.lanes(&repo, &["--json", "gc", "--dry-run"]).success().json();
     assert!(clean.exists(), "a dry run removed something");
     let action = |report: &serde_json::Value, name: &str| {
-        report["worktrees"].as_array().expect("list").iter().find(|w| w["path"].as_str().is_some_and(|p| p.ends_with(name))).map(|w| w["action"].as_str().expect("action").to_owned()).expect(name)
+        report["worktrees"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|w| w["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            .map(|w| w["action"].as_str().expect("action").to_owned())
+            .expect(name)
     };
     assert_eq!(action(&plan, "clean"), "removed");
     let done = env.lanes(&repo, &["--json", "gc"]).success().json();

@@ -82,6 +82,10 @@ pub mod method {
     pub const TASK_NEXT: &str = "task.next";
     /// Mark a taken task done (releases its claim).
     pub const TASK_DONE: &str = "task.done";
+    /// Make a worktree for a subagent (Claude Code's WorktreeCreate hook).
+    pub const WORKTREE_CREATE: &str = "worktree.create";
+    /// A subagent (or session) finished: remove its worktrees that hold no work.
+    pub const WORKTREE_FINISH: &str = "worktree.finish";
     /// Sessions, claims, tasks, hub.
     pub const STATUS: &str = "status";
     /// The event log after a cursor.

@@ -791,3 +791,35 @@ pub struct TasksReply {
     /// The tasks, by id.
     pub tasks: Vec<TaskView>,
 }
+
+/// `worktree.create` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreeCreateParams {
+    /// The parent session.
+    pub session: String,
+    /// The session's current directory (its worktree's HEAD is the new worktree's base).
+    pub cwd: String,
+    /// The name Claude Code gives it, `agent-<agent_id>`.
+    pub name: String,
+}
+
+/// `worktree.create` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorktreeCreateReply {
+    /// Absolute path of the new worktree.
+    pub path: String,
+    /// Its branch.
+    pub branch: String,
+}
+
+/// `worktree.finish` parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreeFinishParams {
+    /// The parent session.
+    pub session: String,
+    /// The subagent; every subagent of the session when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+}

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lanes_core::{
-    Checkpoint, Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason, Scope, Session,
-    SessionInfo, Snapshot, Task, TaskStatus, Timestamp, Worktree,
+    AgentWorktree, Checkpoint, Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason,
+    Scope, Session, SessionInfo, Snapshot, Task, TaskStatus, Timestamp, Worktree,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -187,6 +187,19 @@ impl Store {
                 note: row.get(8)?,
             });
         }
+        let mut agent_worktrees = Vec::new();
+        let mut stmt =
+            self.conn.prepare("SELECT session, agent, path, branch, base FROM agent_worktrees ORDER BY rowid")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            agent_worktrees.push(AgentWorktree {
+                session: row.get(0)?,
+                agent: row.get(1)?,
+                path: row.get(2)?,
+                branch: row.get(3)?,
+                base: row.get(4)?,
+            });
+        }
         let last_message: Option<i64> = self.conn.query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
         Ok(Snapshot {
             claims,
@@ -195,6 +208,7 @@ impl Store {
             inbox,
             last_checkpoints,
             tasks,
+            agent_worktrees,
             next_message_id: last_message.map_or(1, |id| id as u64 + 1),
             epoch: Epoch(counter("epoch")?),
             next_id: counter("next_id")?.max(1),
@@ -400,6 +414,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
                 c.prompt
             ])?;
         }
+        Event::AgentWorktreeCreated { worktree: w, .. } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO agent_worktrees (path, session, agent, branch, base) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![w.path, w.session, w.agent, w.branch, w.base])?;
+        }
+        Event::AgentWorktreeRemoved { path, .. } => {
+            tx.prepare_cached("DELETE FROM agent_worktrees WHERE path = ?1")?.execute([path])?;
+        }
         Event::SessionPruned { session, .. } => {
             tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([session])?;
             tx.prepare_cached("DELETE FROM checkpoints WHERE session = ?1")?.execute([session])?;
@@ -539,6 +562,14 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             json!({"id": c.id, "worktree": c.worktree, "files": c.files.len()}),
         ),
         Event::SessionEnded { session, at } => ("session_end", *at, Some(session.clone()), None, json!({})),
+        Event::AgentWorktreeCreated { worktree: w, at } => (
+            "worktree_create",
+            *at,
+            Some(format!("{}/{}", w.session, w.agent)),
+            None,
+            json!({"path": w.path, "branch": w.branch}),
+        ),
+        Event::AgentWorktreeRemoved { path, at } => ("worktree_remove", *at, None, None, json!({"path": path})),
         Event::SessionPruned { session, at } => ("session_pruned", *at, Some(session.clone()), None, json!({})),
         Event::Granted { claim, .. } => (
             "grant",

@@ -77,6 +77,14 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 5: the redacted prompt a checkpoint was taken after.
     "ALTER TABLE checkpoints ADD COLUMN prompt TEXT;",
+    // 6: worktrees lanes made for subagents.
+    "CREATE TABLE agent_worktrees (
+         path TEXT PRIMARY KEY,
+         session TEXT NOT NULL,
+         agent TEXT NOT NULL,
+         branch TEXT NOT NULL,
+         base TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

@@ -176,4 +176,23 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
     assert!(denial.contains(&format!("held by session {session}/")), "the denial names the first subagent: {denial}");
     assert_eq!(std::fs::read_to_string(format!("{one_dir}/src/shared.rs")).expect("first write"), "one\n");
     assert!(!std::path::Path::new(&format!("{two_dir}/src/shared.rs")).exists(), "the denied write happened");
+
+    // lanes made the worktrees (WorktreeCreate), on lanes/ branches; the one without work is gone
+    // afterwards, the one with work is kept and listed.
+    for dir in [one_dir, two_dir] {
+        assert!(dir.starts_with(&format!("{}/.claude/worktrees/agent-", repo.display())), "{dir}");
+    }
+    let gone = common::eventually(Duration::from_secs(20), || !std::path::Path::new(two_dir).exists());
+    assert!(gone, "the subagent worktree without work was not removed");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&world.lanes(&repo, &["--json", "worktrees"]).stdout).expect("worktrees");
+    let kept = listed["worktrees"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|w| w["path"] == one_dir)
+        .cloned()
+        .expect("kept worktree listed");
+    assert!(kept["branch"].as_str().expect("branch").starts_with("lanes/"), "{kept}");
+    assert_eq!(kept["dirty_files"], 1);
 }

@@ -1,0 +1,97 @@
+//! Worktrees for subagents: lanes answers Claude Code's WorktreeCreate hook by making the worktree itself
+//! (serialized, at a configurable place, on a `lanes/<session>/<agent>` branch), and owns the clean-up: when
+//! the subagent or its session finishes, a worktree with no changes and no new commits is removed with its
+//! branch, and one with work is kept for `lanes worktrees` and `lanes gc`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonrpsee::types::Params;
+use lanes_core::AgentWorktree;
+use lanes_proto::repo::RepoLocation;
+use lanes_proto::{ErrorCode, WorktreeCreateParams, WorktreeCreateReply, WorktreeFinishParams};
+
+use crate::git;
+use crate::rpc::{Context, RpcResult, error, parse, principal, reply};
+use crate::state::{Answer, Command};
+
+pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: WorktreeCreateParams = parse(&params)?;
+    let session = principal(&p.session)?.session;
+    let agent = p.name.strip_prefix("agent-").unwrap_or(&p.name).to_owned();
+    if agent.is_empty() || !agent.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(error(ErrorCode::InvalidArgument, format!("invalid worktree name {:?}", p.name), Vec::new()));
+    }
+    let main = cx.common_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| cx.common_dir.clone());
+    let path = main.join(&cx.agent_worktree_dir).join(&p.name);
+    let short: String = session.chars().take(8).collect();
+    let branch = cx.agent_branch.replace("{session}", &short).replace("{agent}", &agent);
+    let cwd = PathBuf::from(&p.cwd);
+    let made = {
+        let _serialized = cx.git.lock().await;
+        let (path, branch) = (path.clone(), branch.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let base = RepoLocation::discover(&cwd)?
+                .head_commit()
+                .ok_or_else(|| anyhow::anyhow!("the session's worktree has no commit yet"))?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            git::run(&main, &["worktree", "add", "-q", "-b", &branch, &path.to_string_lossy(), &base])?;
+            Ok(base)
+        })
+        .await
+    };
+    let base = match made {
+        Ok(Ok(base)) => base,
+        Ok(Err(e)) => {
+            return Err(error(ErrorCode::Internal, format!("could not create the worktree: {e:#}"), Vec::new()));
+        }
+        Err(e) => return Err(error(ErrorCode::Internal, format!("could not create the worktree: {e}"), Vec::new())),
+    };
+    let path = path.to_string_lossy().into_owned();
+    let record = AgentWorktree { session, agent, path: path.clone(), branch: branch.clone(), base };
+    cx.ask(Command::AddAgentWorktree(record)).await?;
+    reply(&WorktreeCreateReply { path, branch })
+}
+
+/// Schedules the clean-up and answers at once: SessionEnd has 1.5 s, and git may take longer.
+pub async fn finish(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
+    let p: WorktreeFinishParams = parse(&params)?;
+    let session = principal(&p.session)?.session;
+    let Answer::AgentWorktrees(trees) = cx.ask(Command::AgentWorktrees { session, agent: p.agent }).await? else {
+        unreachable!("agent worktrees answers AgentWorktrees")
+    };
+    let count = trees.len();
+    let cx = Arc::clone(cx);
+    tokio::spawn(async move {
+        for tree in trees {
+            let removed = {
+                let _serialized = cx.git.lock().await;
+                let main = cx.common_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| cx.common_dir.clone());
+                let tree = tree.clone();
+                tokio::task::spawn_blocking(move || remove_if_unused(&main, &tree)).await.unwrap_or(false)
+            };
+            if removed {
+                let _ = cx.ask(Command::RemoveAgentWorktree { path: tree.path.clone() }).await;
+            }
+        }
+    });
+    reply(&serde_json::json!({ "finishing": count }))
+}
+
+/// Removes a subagent worktree and its branch when it holds no uncommitted change and no new commit.
+fn remove_if_unused(main: &Path, tree: &AgentWorktree) -> bool {
+    let path = Path::new(&tree.path);
+    if !path.exists() {
+        let _ = git::run(main, &["worktree", "prune"]);
+        return true;
+    }
+    let clean = git::run(path, &["status", "--porcelain"]).is_ok_and(|s| s.is_empty());
+    let unchanged = git::run(path, &["rev-parse", "HEAD"]).is_ok_and(|head| head == tree.base);
+    if !(clean && unchanged) {
+        return false;
+    }
+    git::run(main, &["worktree", "remove", &tree.path]).is_ok()
+        && git::run(main, &["branch", "-D", &tree.branch]).is_ok()
+}
