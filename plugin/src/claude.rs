@@ -96,8 +96,13 @@ impl Hook {
             ttl_secs: None,
             note: None,
             task: None,
+            bound_worktree: RepoLocation::discover(&self.cwd).ok().map(|l| l.worktree.to_string_lossy().into_owned()),
         };
         match call::<_, ClaimReply>(&location, started, BUDGET, method::CLAIM_ENSURE, &params)? {
+            Ok(reply) if reply.warning.is_some() => {
+                let context = reply.warning.unwrap_or_default();
+                Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+            }
             Ok(reply) if !reply.notes.is_empty() => {
                 let notes: Vec<String> = reply
                     .notes
@@ -122,6 +127,15 @@ impl Hook {
                     "hookEventName": "PreToolUse",
                     "permissionDecision": "deny",
                     "permissionDecisionReason": reason,
+                }}))
+            }
+            Err(CallError::Refused { message, data, .. })
+                if data.get("bound_worktree").is_some_and(|b| !b.is_null()) =>
+            {
+                Some(json!({"hookSpecificOutput": {
+                    "hookEventName": "PreToolUse",
+                    "permissionDecision": "deny",
+                    "permissionDecisionReason": format!("lanes: {message}"),
                 }}))
             }
             Err(_) => None,

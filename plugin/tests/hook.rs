@@ -189,3 +189,41 @@ fn a_subagents_claims_end_with_it_unless_it_committed_work() {
     stop(&busy, "busy");
     assert_eq!(holders(), ["alice"]);
 }
+
+#[test]
+fn edits_outside_the_bound_worktree_follow_the_binding_policy() {
+    let env = Env::new();
+    let repo = env.repo();
+    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
+    for args in [&["add", "-A"][..], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial"][..]] {
+        assert!(env.command("git").args(args).current_dir(&repo).status().expect("git").success());
+    }
+    let event = |session: &str, agent: Option<&str>, cwd: &Path, file: &Path| {
+        let mut event = serde_json::json!({"session_id": session, "cwd": cwd, "tool_name": "Write",
+            "tool_input": {"file_path": file, "content": "x"}});
+        if let Some(agent) = agent {
+            event["agent_id"] = agent.into();
+        }
+        event.to_string().into_bytes()
+    };
+    // lanes makes a subagent worktree (WorktreeCreate prints its path) ...
+    let create = serde_json::json!({"session_id": "boss", "cwd": repo, "hook_event_name": "WorktreeCreate", "name": "agent-helper"});
+    let made = env.hook(&["claude", "WorktreeCreate"], create.to_string().as_bytes());
+    let tree = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
+    assert!(tree.join("src/a.rs").exists(), "WorktreeCreate printed {tree:?}");
+    // ... the subagent may edit there, and is refused in the main checkout (strict), told where to edit.
+    assert_silent_success(
+        &env.hook(&["claude", "PreToolUse"], &event("boss", Some("helper"), &tree, &tree.join("src/a.rs"))),
+        "own worktree",
+    );
+    let denied = env.hook(&["claude", "PreToolUse"], &event("boss", Some("helper"), &tree, &repo.join("src/b.rs")));
+    let reply: serde_json::Value = serde_json::from_slice(&denied.stdout).expect("deny JSON");
+    assert_eq!(reply["hookSpecificOutput"]["permissionDecision"], "deny");
+    let reason = reply["hookSpecificOutput"]["permissionDecisionReason"].as_str().expect("reason");
+    assert!(reason.contains(&format!("{}/src/b.rs", tree.display())), "{reason}");
+    // A session working in the main checkout that edits in the subagent's worktree is warned, not refused.
+    let warned = env.hook(&["claude", "PreToolUse"], &event("boss", None, &repo, &tree.join("src/c.rs")));
+    let reply: serde_json::Value = serde_json::from_slice(&warned.stdout).expect("warning JSON");
+    assert!(reply["hookSpecificOutput"]["permissionDecision"].is_null(), "{reply}");
+    assert!(reply["hookSpecificOutput"]["additionalContext"].as_str().expect("context").contains("binding"), "{reply}");
+}

@@ -211,6 +211,7 @@ pub fn claim(
         ttl_secs: ttl_secs(ttl)?,
         note,
         task,
+        bound_worktree: None,
     };
     let value = env.call(method::CLAIM_ACQUIRE, &params)?;
     out.print(&value, |v| {

@@ -12,6 +12,17 @@ use lanes_store::Durability;
 /// The commented default configuration, also written by `lanes init`.
 pub const TEMPLATE: &str = include_str!("../../../templates/config.toml");
 
+/// What happens when a principal edits a file in a worktree other than the one it is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The edit is refused, naming the bound worktree and the path to use instead.
+    Strict,
+    /// The edit is allowed, with a warning in the agent's context.
+    Warn,
+    /// No check.
+    Off,
+}
+
 /// The settings lanes uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -25,6 +36,10 @@ pub struct Config {
     pub durability: Durability,
     /// How long an ended session (and its checkpoints) is kept.
     pub keep_ended_sessions: Duration,
+    /// Binding policy for sessions.
+    pub binding_sessions: Binding,
+    /// Binding policy for subagents in worktrees lanes made for them.
+    pub binding_subagents: Binding,
     /// Where subagent worktrees go, relative to the main worktree.
     pub agent_worktree_dir: String,
     /// Subagent worktree branch names, with `{session}` and `{agent}`.
@@ -63,6 +78,8 @@ impl Config {
             idle_timeout: Duration::from_secs(1800),
             durability: Durability::Full,
             keep_ended_sessions: Duration::from_secs(7 * 86_400),
+            binding_sessions: Binding::Warn,
+            binding_subagents: Binding::Strict,
             agent_worktree_dir: ".claude/worktrees".to_owned(),
             agent_branch: "lanes/{session}/{agent}".to_owned(),
             sources: Vec::new(),
@@ -97,6 +114,15 @@ impl Config {
                         match (key.as_str(), value) {
                             ("keep_ended", toml::Value::String(s)) => self.keep_ended_sessions = ttl(s, origin, key)?,
                             _ => self.warnings.push(format!("{origin}: unknown key sessions.{key}")),
+                        }
+                    }
+                }
+                ("binding", toml::Value::Table(binding)) => {
+                    for (key, value) in binding {
+                        match (key.as_str(), value) {
+                            ("sessions", toml::Value::String(s)) => self.binding_sessions = parse_binding(s, origin)?,
+                            ("subagents", toml::Value::String(s)) => self.binding_subagents = parse_binding(s, origin)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key binding.{key}")),
                         }
                     }
                 }
@@ -146,6 +172,15 @@ fn parse_contention(s: &str, origin: &str) -> Result<Contention> {
         "repo" => Ok(Contention::Repo),
         "worktree" => Ok(Contention::Worktree),
         _ => bail!("{origin}: contention must be \"repo\" or \"worktree\", not {s:?}"),
+    }
+}
+
+fn parse_binding(s: &str, origin: &str) -> Result<Binding> {
+    match s {
+        "strict" => Ok(Binding::Strict),
+        "warn" => Ok(Binding::Warn),
+        "off" => Ok(Binding::Off),
+        _ => bail!("{origin}: binding must be \"strict\", \"warn\" or \"off\", not {s:?}"),
     }
 }
 

@@ -72,6 +72,8 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
     };
     let mut context = Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar);
     context.agent_worktree_dir = config.agent_worktree_dir.clone();
+    context.binding_sessions = config.binding_sessions;
+    context.binding_subagents = config.binding_subagents;
     context.agent_branch = config.agent_branch.clone();
     let context = Arc::new(context);
     let runtime = tokio::runtime::Builder::new_current_thread()

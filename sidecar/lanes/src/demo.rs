@@ -173,6 +173,7 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
         ttl_secs: ttl,
         note: note.map(str::to_owned),
         task: None,
+        bound_worktree: None,
     };
 
     for agent in [&alice, &bob, &carol, &dave] {

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::config::Binding;
 use crate::state::{Answer, Command, Failure, StateHandle, invalid, now};
 use crate::{agents, checkpoints, commits, scopes, tasks};
 
@@ -40,6 +41,10 @@ pub struct Context {
     worktrees: Mutex<HashMap<String, (PathBuf, Worktree)>>,
     /// Serializes git work on checkpoint refs and private indexes.
     pub git: tokio::sync::Mutex<()>,
+    /// Binding policy for sessions.
+    pub binding_sessions: Binding,
+    /// Binding policy for subagents in worktrees lanes made for them.
+    pub binding_subagents: Binding,
     /// Where subagent worktrees go, relative to the main worktree.
     pub agent_worktree_dir: String,
     /// Their branch name, with `{session}` and `{agent}`.
@@ -59,6 +64,8 @@ impl Context {
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
+            binding_sessions: Binding::Warn,
+            binding_subagents: Binding::Strict,
             agent_worktree_dir: ".claude/worktrees".to_owned(),
             agent_branch: "lanes/{session}/{agent}".to_owned(),
         }
@@ -219,12 +226,67 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
 
 async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
     let request = acquire_request(&params, cx)?;
+    let bound: Option<String> = params.parse::<AcquireParams>().ok().and_then(|p| p.bound_worktree);
+    let warning = check_binding(cx, &request, bound).await?;
     let Answer::Ensured(ensured) = cx.ask(Command::Ensure(request)).await? else {
         unreachable!("ensure answers Ensured")
     };
-    match ensured {
-        Ensured::Granted(grant) => grant_reply(&grant),
-        Ensured::Held(claim) => reply(&ClaimReply { claim: claim_view(&claim, now()), held: true, notes: Vec::new() }),
+    let mut value = match ensured {
+        Ensured::Granted(grant) => grant_reply(&grant)?,
+        Ensured::Held(claim) => {
+            reply(&ClaimReply { claim: claim_view(&claim, now()), held: true, warning: None, notes: Vec::new() })?
+        }
+    };
+    if let Some(warning) = warning {
+        value["warning"] = warning.into();
+    }
+    Ok(value)
+}
+
+/// Applies the binding policy to an edit: a subagent in a worktree lanes made for it is bound to that
+/// worktree, a session to the worktree it works in. Returns a warning to pass on, or refuses the edit.
+async fn check_binding(
+    cx: &Context,
+    request: &AcquireRequest,
+    bound: Option<String>,
+) -> Result<Option<String>, ErrorObjectOwned> {
+    let agent_tree = match &request.holder.agent {
+        Some(agent) => {
+            let command =
+                Command::AgentWorktrees { session: request.holder.session.clone(), agent: Some(agent.clone()) };
+            match cx.ask(command).await? {
+                Answer::AgentWorktrees(trees) => trees.into_iter().next().map(|t| t.path),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let (bound, policy) = match agent_tree {
+        Some(path) => (Some(path), cx.binding_subagents),
+        None => (bound.and_then(|b| cx.worktree(&b).ok()).map(|(_, w)| w.root), cx.binding_sessions),
+    };
+    let Some(bound) = bound.filter(|b| *b != request.worktree.root) else { return Ok(None) };
+    let relative: Vec<String> = request.scopes.iter().map(ToString::to_string).collect();
+    let should = format!("{bound}/{}", relative.join(", "));
+    let message = format!(
+        "{} is in worktree {}, but {} works in {}: edit {should} instead",
+        relative.join(", "),
+        request.worktree.root,
+        request.holder,
+        bound
+    );
+    match policy {
+        Binding::Off => Ok(None),
+        Binding::Warn => Ok(Some(format!("lanes: {message} (allowed: binding = \"warn\")"))),
+        Binding::Strict => {
+            let data = ErrorData {
+                code: ErrorCode::InvalidScope,
+                conflicts: Vec::new(),
+                protocol: PROTOCOL_VERSION,
+                bound_worktree: Some(bound),
+            };
+            Err(ErrorObjectOwned::owned(ErrorCode::InvalidScope.rpc_code(), message, Some(data)))
+        }
     }
 }
 
@@ -241,7 +303,7 @@ fn grant_reply(grant: &Grant) -> RpcResult {
             expired_at: rfc3339(n.expired_at),
         })
         .collect();
-    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, notes })
+    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, warning: None, notes })
 }
 
 async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -262,7 +324,7 @@ async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("renew answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, notes: Vec::new() })
+    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, warning: None, notes: Vec::new() })
 }
 
 async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -274,7 +336,7 @@ async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("handoff answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, notes: Vec::new() })
+    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, warning: None, notes: Vec::new() })
 }
 
 async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -482,7 +544,7 @@ pub(crate) fn reply<T: Serialize>(body: &T) -> RpcResult {
 
 /// A JSON-RPC error whose `data` carries the string code, the conflicts and the protocol version.
 pub fn error(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> ErrorObjectOwned {
-    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION };
+    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION, bound_worktree: None };
     ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
 }
 

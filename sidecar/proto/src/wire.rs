@@ -59,6 +59,10 @@ pub struct AcquireParams {
     /// The task the claim is taken for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// For `claim.ensure`: the worktree the principal works in. An edit in another worktree follows the
+    /// binding policy: refused (strict), allowed with a warning (warn), or allowed (off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_worktree: Option<String>,
 }
 
 /// A claim as the wire shows it.
@@ -110,6 +114,9 @@ pub struct ClaimReply {
     /// down).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// A warning for the caller, e.g. an edit outside its bound worktree under `binding = "warn"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Notes from lapsed claims on overlapping scopes, shown once to the next claimant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<NoteView>,
@@ -501,6 +508,9 @@ pub struct ErrorData {
     pub conflicts: Vec<ConflictView>,
     /// The sidecar's protocol version.
     pub protocol: u32,
+    /// For an edit refused by the binding policy: the worktree the principal is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_worktree: Option<String>,
 }
 
 /// A checkpoint as the wire shows it.

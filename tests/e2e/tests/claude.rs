@@ -146,7 +146,11 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
         }})
     };
     world.serve(&json!({"conversations": [
-        {"match": "task S", "steps": [{"tools": [agent("one"), agent("two")]}, {"text": "DONE"}]},
+        {"match": "task S", "steps": [{"tools": [agent("one"), agent("two"), agent("three")]}, {"text": "DONE"}]},
+        {"match": "sub three: write shared", "steps": [
+            {"tools": [{"name": "Write", "input": {"file_path": format!("{}/src/intrusion.rs", world.repo.display()), "content": "not mine\n"}}]},
+            {"text": "DONE"}
+        ]},
         {"match": "sub one: write shared", "steps": [
             {"tools": [{"name": "Write", "input": {"file_path": "{cwd}/src/shared.rs", "content": "one\n"}}]},
             {"after": ["sub two: write shared", 1], "text": "DONE"}
@@ -175,6 +179,16 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
         tool_results(&two).into_iter().find(|r| r.contains("is held by")).expect("the second subagent was not denied");
     assert!(denial.contains(&format!("held by session {session}/")), "the denial names the first subagent: {denial}");
     assert_eq!(std::fs::read_to_string(format!("{one_dir}/src/shared.rs")).expect("first write"), "one\n");
+    // The third subagent, isolated in its own worktree, may not write into the main checkout. Claude Code
+    // 2.1.330 stops that itself before any hook runs; lanes' binding (plugin/tests/hook.rs) stops the same
+    // edit for subagents and sessions it does not isolate.
+    let three = world.request_at("sub three: write shared", 1);
+    let results = tool_results(&three);
+    assert!(
+        results.iter().any(|r| r.contains("tool_use_error") || r.contains("works in")),
+        "the write into the main checkout was not refused: {results:?}"
+    );
+    assert!(!world.repo.join("src/intrusion.rs").exists(), "the subagent wrote into the main checkout");
     assert!(!std::path::Path::new(&format!("{two_dir}/src/shared.rs")).exists(), "the denied write happened");
 
     // lanes made the worktrees (WorktreeCreate), on lanes/ branches; the one without work is gone
