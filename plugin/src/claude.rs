@@ -405,6 +405,16 @@ fn start_context(reply: &SessionStartReply, location: &RepoLocation, branch: Opt
         location.worktree.display(),
         branch.map(|b| format!(" (branch {b})")).unwrap_or_default()
     );
+    let here = location.worktree.to_string_lossy();
+    let neighbours: Vec<&str> =
+        reply.others.iter().filter(|p| p.worktree.as_deref() == Some(here.as_ref())).map(|p| p.id.as_str()).collect();
+    if !neighbours.is_empty() {
+        text.push_str(&format!(
+            "\nCareful: {} also work(s) in this worktree; you share its files, index and branch, so coordinate before \
+             switching branches or committing.",
+            neighbours.join(", ")
+        ));
+    }
     if reply.others.is_empty() {
         text.push_str("\nNo other session is working in this repository right now.");
     } else {

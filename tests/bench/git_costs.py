@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What lanes adds to git work, side by side: a checkpoint of a 10,000-file worktree with 10 files changed,
-`git commit` with and without lanes' hooks (stamping trailers), and a commit while the sidecar is down.
+`git commit` with and without lanes' hooks (stamping trailers), an agent worktree made through lanes against a
+bare `git worktree add`, and a commit while the sidecar is down.
 
 Usage: tests/bench/git_costs.py [BIN_DIR]   (default: $CARGO_TARGET_DIR/release, built with --release)
 Prints figures; asserts nothing.
@@ -94,6 +95,28 @@ def main():
         print(f"git commit with lanes' hooks (stamping):         {ms(stamped)}   ({last})")
         print(f"  stamping adds (p50):                           "
               f"{statistics.median(stamped) - statistics.median(plain):.2f} ms")
+        def timed(argv_or_call):
+            started = time.perf_counter()
+            argv_or_call()
+            return (time.perf_counter() - started) * 1000
+
+        def lanes_worktree(i):
+            request = {"jsonrpc": "2.0", "id": 1, "method": "worktree.create",
+                       "params": {"session": "bench", "cwd": repo, "name": f"agent-lanes{i}"}}
+            stream.write((json.dumps(request) + "\n").encode())
+            stream.flush()
+            reply = json.loads(stream.readline())
+            assert "result" in reply, reply
+
+        def bare_worktree(i):
+            git("worktree", "add", "-q", "-b", f"bare{i}", os.path.join(root, f"bare{i}"), "HEAD")
+
+        bare = [timed(lambda i=i: bare_worktree(i)) for i in range(10)]
+        through_lanes = [timed(lambda i=i: lanes_worktree(i)) for i in range(10)]
+        print(f"git worktree add ({FILES} files), bare:           {ms(bare)}")
+        print(f"agent worktree through lanes (RPC):              {ms(through_lanes)}")
+        print(f"  lanes adds (p50):                              "
+              f"{statistics.median(through_lanes) - statistics.median(bare):.2f} ms")
         subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
         down = commits({"LANES_SESSION": "bench"}, hooks=True)
         print(f"git commit with the hooks, sidecar down:         {ms(down)}")
