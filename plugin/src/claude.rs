@@ -86,7 +86,11 @@ impl Hook {
     }
 
     fn pre_tool_use(&self, input: &Value, started: Instant) -> Option<Value> {
-        let path = self.edited_path(input.get("tool_name")?.as_str()?, input.get("tool_input")?)?;
+        let tool = input.get("tool_name")?.as_str()?;
+        if tool == "Bash" {
+            return self.before_shell(input.get("tool_input")?.get("command")?.as_str()?, started);
+        }
+        let path = self.edited_path(tool, input.get("tool_input")?)?;
         let location = RepoLocation::discover(existing_ancestor(&path)?).ok()?;
         let params = AcquireParams {
             session: self.principal.clone(),
@@ -142,6 +146,38 @@ impl Hook {
         }
     }
 
+    /// The branch guard before a shell command: a `git checkout` or `git switch` is announced (so the HEAD
+    /// move that follows is not reported back as someone else's), and warned about when other live
+    /// sessions work in the same worktree, since it switches their checkout too.
+    fn before_shell(&self, command: &str, started: Instant) -> Option<Value> {
+        let switches = command.split(['&', ';', '|', '\n']).any(|part| {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            words.first() == Some(&"git") && words.iter().any(|w| *w == "checkout" || *w == "switch")
+        });
+        if !switches {
+            return None;
+        }
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let params = ActivityParams {
+            session: self.principal.clone(),
+            worktree: Some(location.worktree.to_string_lossy().into_owned()),
+            head: head_of(&location),
+            moving_head: true,
+            ..ActivityParams::default()
+        };
+        let reply: ActivityReply = call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params)?.ok()?;
+        if reply.neighbours.is_empty() {
+            return None;
+        }
+        let context = format!(
+            "lanes: {} also work(s) in {}: switching its branch changes their checkout under them. Prefer a \
+             worktree of your own (`git worktree add ../<name> -b <branch>`), or agree on it first with `lanes send`.",
+            reply.neighbours.join(", "),
+            location.worktree.display()
+        );
+        Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+    }
+
     fn post_tool(&self, event: &str, input: &Value, started: Instant) -> Option<Value> {
         let mut files = Vec::new();
         if let (Some(tool), Some(tool_input)) =
@@ -192,12 +228,19 @@ impl Hook {
             turn,
             deliver,
             prompt,
+            // Stop cannot show context: leave the HEAD comparison to the next event that can.
+            head: if event == "Stop" { None } else { head_of(&location) },
+            moving_head: false,
         };
         let reply: ActivityReply = call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params)?.ok()?;
-        if reply.inbox.is_empty() {
+        let mut notes: Vec<String> = reply.head_moved.into_iter().collect();
+        if !reply.inbox.is_empty() {
+            notes.push(inbox_context(&reply.inbox));
+        }
+        if notes.is_empty() || event == "Stop" {
             return None;
         }
-        Some(json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": inbox_context(&reply.inbox)}}))
+        Some(json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": notes.join("\n")}}))
     }
 
     /// A finished subagent's claims are released, unless it committed work in its worktree: then its
@@ -347,6 +390,13 @@ fn lanes_program() -> PathBuf {
 /// The nearest directory at or above `path` that exists (a file being created has no directory entry yet).
 fn existing_ancestor(path: &Path) -> Option<&Path> {
     path.parent()?.ancestors().find(|dir| dir.is_dir())
+}
+
+/// `<branch>@<commit>` of a worktree, read from files: what the branch guard compares.
+fn head_of(location: &RepoLocation) -> Option<String> {
+    let commit = location.head_commit()?;
+    let branch = current_branch(&location.git_dir).unwrap_or_else(|| "(detached)".to_owned());
+    Some(format!("{branch}@{}", commit.chars().take(12).collect::<String>()))
 }
 
 /// The branch checked out in a worktree, read from its `HEAD` file.

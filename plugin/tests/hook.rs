@@ -227,3 +227,44 @@ fn edits_outside_the_bound_worktree_follow_the_binding_policy() {
     assert!(reply["hookSpecificOutput"]["permissionDecision"].is_null(), "{reply}");
     assert!(reply["hookSpecificOutput"]["additionalContext"].as_str().expect("context").contains("binding"), "{reply}");
 }
+
+#[test]
+fn the_branch_guard_reports_a_head_moved_by_someone_else_and_warns_before_a_shared_switch() {
+    let env = Env::new();
+    let repo = env.repo();
+    let git = |args: &[&str]| {
+        let status = env
+            .command("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&repo)
+            .status();
+        assert!(status.expect("git").success(), "git {args:?}");
+    };
+    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "initial"]);
+    let run = |event: &str, input: serde_json::Value| -> serde_json::Value {
+        let output = env.hook(&["claude", event], input.to_string().as_bytes());
+        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    for session in ["alice", "bob"] {
+        run("SessionStart", serde_json::json!({"session_id": session, "cwd": repo, "source": "startup"}));
+    }
+    run("UserPromptSubmit", serde_json::json!({"session_id": "alice", "cwd": repo, "prompt": "work"}));
+    // Someone else switches the branch: alice hears about it at her next step, once.
+    git(&["checkout", "-qb", "elsewhere"]);
+    let told = run("UserPromptSubmit", serde_json::json!({"session_id": "alice", "cwd": repo, "prompt": "more"}));
+    let context = told["hookSpecificOutput"]["additionalContext"].as_str().unwrap_or_default().to_owned();
+    assert!(context.contains("moved from ") && context.contains(" to elsewhere@"), "{told}");
+    let again = run("UserPromptSubmit", serde_json::json!({"session_id": "alice", "cwd": repo, "prompt": "again"}));
+    assert!(again.is_null(), "reported twice: {again}");
+    // Alice switches it herself: warned that bob works there too, and not told her own move later.
+    let bash = serde_json::json!({"session_id": "alice", "cwd": repo, "tool_name": "Bash",
+        "tool_input": {"command": "git switch -"}});
+    let warned = run("PreToolUse", bash);
+    assert!(warned["hookSpecificOutput"]["additionalContext"].as_str().unwrap_or_default().contains("bob"), "{warned}");
+    git(&["switch", "-q", "-"]);
+    let quiet = run("UserPromptSubmit", serde_json::json!({"session_id": "alice", "cwd": repo, "prompt": "after"}));
+    assert!(quiet.is_null(), "her own switch was reported: {quiet}");
+}

@@ -49,6 +49,8 @@ pub struct Context {
     pub agent_worktree_dir: String,
     /// Their branch name, with `{session}` and `{agent}`.
     pub agent_branch: String,
+    /// The HEAD each principal last saw in each worktree, and whether it said it would move it itself.
+    heads: Mutex<HashMap<(String, String), (String, bool)>>,
     /// What each worktree's last prepare-commit-msg was told, for its post-commit.
     pending_stamps: Mutex<HashMap<String, (Vec<lanes_proto::StampView>, std::time::Instant)>>,
 }
@@ -64,10 +66,29 @@ impl Context {
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
+            heads: Mutex::new(HashMap::new()),
             binding_sessions: Binding::Warn,
             binding_subagents: Binding::Strict,
             agent_worktree_dir: ".claude/worktrees".to_owned(),
             agent_branch: "lanes/{session}/{agent}".to_owned(),
+        }
+    }
+
+    /// The branch guard: records the HEAD a principal sees in a worktree and says when it moved since its
+    /// last look without the principal having announced that it would move it.
+    pub(crate) fn branch_guard(&self, principal: &str, worktree: &str, head: &str, moving: bool) -> Option<String> {
+        let mut heads = self.heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if heads.len() > 10_000 {
+            heads.clear();
+        }
+        let key = (principal.to_owned(), worktree.to_owned());
+        let previous = heads.insert(key, (head.to_owned(), moving));
+        match previous {
+            Some((seen, expected)) if seen != head && !expected => Some(format!(
+                "lanes: HEAD of your worktree {worktree} moved from {seen} to {head} since your last step, and not by \
+                 you: another session or a person switched it. Check `git status` before you go on."
+            )),
+            _ => None,
         }
     }
 
@@ -400,8 +421,15 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
         })
         .collect();
     let session = who.session.clone();
-    let command = Command::Activity { who, files, turn: p.turn, deliver: p.deliver, prompt: p.prompt };
-    let Answer::Activity { renewed, inbox } = cx.ask(command).await? else { unreachable!("activity answers Activity") };
+    let worktree = root.as_ref().map(|r| r.to_string_lossy().into_owned());
+    let head_moved = match (&worktree, &p.head) {
+        (Some(worktree), Some(head)) => cx.branch_guard(&who.to_string(), worktree, head, p.moving_head),
+        _ => None,
+    };
+    let command = Command::Activity { who, worktree, files, turn: p.turn, deliver: p.deliver, prompt: p.prompt };
+    let Answer::Activity { renewed, inbox, neighbours } = cx.ask(command).await? else {
+        unreachable!("activity answers Activity")
+    };
     if p.turn
         && let Some(root) = root
     {
@@ -413,7 +441,7 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
             }
         });
     }
-    reply(&ActivityReply { renewed, inbox: inbox.iter().map(message_view).collect() })
+    reply(&ActivityReply { renewed, inbox: inbox.iter().map(message_view).collect(), head_moved, neighbours })
 }
 
 async fn send(params: Params<'static>, cx: &Context) -> RpcResult {

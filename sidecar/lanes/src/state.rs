@@ -31,32 +31,106 @@ const WORKTREE_SWEEP: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub enum Command {
     Acquire(AcquireRequest),
-    Release { who: Principal, ids: Vec<ClaimId>, all: bool, epoch: Option<Epoch> },
-    Renew { who: Principal, id: ClaimId, ttl: Option<Duration>, epoch: Option<Epoch> },
-    Handoff { who: Principal, id: ClaimId, to: Principal, epoch: Option<Epoch> },
-    Check { who: Principal, worktree: Worktree, scopes: Vec<Scope> },
+    Release {
+        who: Principal,
+        ids: Vec<ClaimId>,
+        all: bool,
+        epoch: Option<Epoch>,
+    },
+    Renew {
+        who: Principal,
+        id: ClaimId,
+        ttl: Option<Duration>,
+        epoch: Option<Epoch>,
+    },
+    Handoff {
+        who: Principal,
+        id: ClaimId,
+        to: Principal,
+        epoch: Option<Epoch>,
+    },
+    Check {
+        who: Principal,
+        worktree: Worktree,
+        scopes: Vec<Scope>,
+    },
     Ensure(AcquireRequest),
-    SessionStart { session: String, info: SessionInfo },
-    SessionEnd { session: String },
-    Activity { who: Principal, files: Vec<String>, turn: bool, deliver: bool, prompt: Option<String> },
-    Send { from: String, to: Recipient, text: String },
-    Inbox { session: String },
+    SessionStart {
+        session: String,
+        info: SessionInfo,
+    },
+    SessionEnd {
+        session: String,
+    },
+    Activity {
+        who: Principal,
+        worktree: Option<String>,
+        files: Vec<String>,
+        turn: bool,
+        deliver: bool,
+        prompt: Option<String>,
+    },
+    Send {
+        from: String,
+        to: Recipient,
+        text: String,
+    },
+    Inbox {
+        session: String,
+    },
     RecordCheckpoint(Checkpoint),
-    LastPrompt { session: String },
-    Checkpoints { session: Option<String>, limit: u32 },
-    FindCheckpoint { prefix: String },
-    Stamp { session: Option<String>, files: Vec<String>, since: Timestamp },
-    RecordCommit { commit: String, sessions: Vec<String>, checkpoint: Option<String>, rewritten_from: Option<String> },
-    Explain { commit: String, sessions: Vec<String> },
+    LastPrompt {
+        session: String,
+    },
+    Checkpoints {
+        session: Option<String>,
+        limit: u32,
+    },
+    FindCheckpoint {
+        prefix: String,
+    },
+    Stamp {
+        session: Option<String>,
+        files: Vec<String>,
+        since: Timestamp,
+    },
+    RecordCommit {
+        commit: String,
+        sessions: Vec<String>,
+        checkpoint: Option<String>,
+        rewritten_from: Option<String>,
+    },
+    Explain {
+        commit: String,
+        sessions: Vec<String>,
+    },
     AddAgentWorktree(AgentWorktree),
-    AgentWorktrees { session: String, agent: Option<String> },
-    RemoveAgentWorktree { path: String },
-    TaskAdd { title: String, after: Vec<u64>, scopes: Vec<Scope> },
+    AgentWorktrees {
+        session: String,
+        agent: Option<String>,
+    },
+    RemoveAgentWorktree {
+        path: String,
+    },
+    TaskAdd {
+        title: String,
+        after: Vec<u64>,
+        scopes: Vec<Scope>,
+    },
     Tasks,
-    TaskNext { who: Principal, worktree: Worktree },
-    TaskDone { who: Principal, task: u64 },
+    TaskNext {
+        who: Principal,
+        worktree: Worktree,
+    },
+    TaskDone {
+        who: Principal,
+        task: u64,
+    },
     Status,
-    Events { since: u64, limit: u32 },
+    Events {
+        since: u64,
+        limit: u32,
+    },
 }
 
 impl Command {
@@ -102,7 +176,7 @@ pub enum Answer {
     Holders(Vec<Conflict>),
     Ensured(Ensured),
     Started(StartSnapshot),
-    Activity { renewed: usize, inbox: Vec<Message> },
+    Activity { renewed: usize, inbox: Vec<Message>, neighbours: Vec<String> },
     Messages(Vec<Message>),
     Recorded,
     Prompt(Option<String>),
@@ -311,7 +385,7 @@ impl StateOwner {
                 Answer::Started(StartSnapshot { others, own_claims, inbox, now })
             }
             Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
-            Command::Activity { who, files, turn, deliver, prompt } => {
+            Command::Activity { who, worktree, files, turn, deliver, prompt } => {
                 let renewed = book.refresh_all(&who, now).len();
                 if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
                     book.record_prompt(&who.session, &prompt, now);
@@ -321,7 +395,13 @@ impl StateOwner {
                     book.end_turn(&who.session, now);
                 }
                 let inbox = if deliver { book.take_inbox(&who.session, now) } else { Vec::new() };
-                Answer::Activity { renewed, inbox }
+                let mut neighbours: Vec<String> = book
+                    .sessions()
+                    .filter(|(id, s)| s.live && *id != who.session && worktree.is_some() && s.info.worktree == worktree)
+                    .map(|(id, _)| id.to_owned())
+                    .collect();
+                neighbours.sort();
+                Answer::Activity { renewed, inbox, neighbours }
             }
             Command::Send { from, to, text } => {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)

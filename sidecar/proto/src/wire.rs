@@ -264,6 +264,12 @@ pub struct ActivityParams {
     /// The user's prompt (UserPromptSubmit); the sidecar masks secrets before storing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The worktree's HEAD as the caller sees it now (`<branch>@<commit>`), for the branch guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The caller is about to switch its worktree's branch itself (a `git checkout` or `git switch`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moving_head: bool,
 }
 
 /// `session.activity` reply.
@@ -273,6 +279,12 @@ pub struct ActivityReply {
     pub renewed: usize,
     /// Unread messages, now delivered (empty unless `deliver`).
     pub inbox: Vec<MessageView>,
+    /// Set when the worktree's HEAD moved since the caller last saw it, and the caller did not move it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_moved: Option<String>,
+    /// Other live sessions working in the same worktree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbours: Vec<String>,
 }
 
 /// `message.send` parameters.
