@@ -234,6 +234,9 @@ impl Hook {
         };
         let reply: ActivityReply = call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params)?.ok()?;
         let mut notes: Vec<String> = reply.head_moved.into_iter().collect();
+        if event == "PostToolBatch" {
+            notes.extend(stray_changes(&location, reply.bound_worktree.as_deref()));
+        }
         if !reply.inbox.is_empty() {
             notes.push(inbox_context(&reply.inbox));
         }
@@ -390,6 +393,31 @@ fn lanes_program() -> PathBuf {
 /// The nearest directory at or above `path` that exists (a file being created has no directory entry yet).
 fn existing_ancestor(path: &Path) -> Option<&Path> {
     path.parent()?.ancestors().find(|dir| dir.is_dir())
+}
+
+/// The cwd trap: a subagent bound to its own worktree whose command ran in another one (its shell fell back
+/// to the main checkout, say). Only then, and only that one worktree, is scanned for the changes it left.
+fn stray_changes(location: &RepoLocation, bound: Option<&str>) -> Option<String> {
+    let bound = bound?;
+    if location.worktree == Path::new(bound) {
+        return None;
+    }
+    let output = std::process::Command::new("git")
+        .current_dir(&location.worktree)
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .output()
+        .ok()?;
+    let changed: Vec<String> =
+        String::from_utf8_lossy(&output.stdout).lines().take(20).map(|l| l.trim().to_owned()).collect();
+    if changed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "lanes: your last command ran in {}, but you work in {bound}. That worktree now has changes: {}. If they are \
+         yours, redo them under {bound} and undo them here.",
+        location.worktree.display(),
+        changed.join("; ")
+    ))
 }
 
 /// `<branch>@<commit>` of a worktree, read from files: what the branch guard compares.

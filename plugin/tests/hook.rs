@@ -268,3 +268,27 @@ fn the_branch_guard_reports_a_head_moved_by_someone_else_and_warns_before_a_shar
     let quiet = run("UserPromptSubmit", serde_json::json!({"session_id": "alice", "cwd": repo, "prompt": "after"}));
     assert!(quiet.is_null(), "her own switch was reported: {quiet}");
 }
+
+#[test]
+fn a_subagent_whose_command_ran_in_the_main_checkout_is_told_what_it_changed_there() {
+    let env = Env::new();
+    let repo = env.repo();
+    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
+    for args in [&["add", "-A"][..], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial"][..]] {
+        assert!(env.command("git").args(args).current_dir(&repo).status().expect("git").success());
+    }
+    let create = serde_json::json!({"session_id": "boss", "cwd": repo, "hook_event_name": "WorktreeCreate", "name": "agent-helper"});
+    let made = env.hook(&["claude", "WorktreeCreate"], create.to_string().as_bytes());
+    let tree = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
+    let batch = |cwd: &Path| {
+        let event = serde_json::json!({"session_id": "boss", "agent_id": "helper", "cwd": cwd, "hook_event_name": "PostToolBatch",
+            "tool_calls": [{"tool_name": "Bash", "tool_input": {"command": "echo hi > stray.txt"}}]});
+        env.hook(&["claude", "PostToolBatch"], event.to_string().as_bytes())
+    };
+    assert_silent_success(&batch(&tree), "command in its own worktree");
+    std::fs::write(repo.join("stray.txt"), "hi\n").expect("write");
+    let told = batch(&repo);
+    let reply: serde_json::Value = serde_json::from_slice(&told.stdout).expect("context JSON");
+    let context = reply["hookSpecificOutput"]["additionalContext"].as_str().expect("context");
+    assert!(context.contains("stray.txt") && context.contains(&tree.display().to_string()), "{context}");
+}

@@ -427,7 +427,7 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
         _ => None,
     };
     let command = Command::Activity { who, worktree, files, turn: p.turn, deliver: p.deliver, prompt: p.prompt };
-    let Answer::Activity { renewed, inbox, neighbours } = cx.ask(command).await? else {
+    let Answer::Activity { renewed, inbox, neighbours, bound } = cx.ask(command).await? else {
         unreachable!("activity answers Activity")
     };
     if p.turn
@@ -441,7 +441,8 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
             }
         });
     }
-    reply(&ActivityReply { renewed, inbox: inbox.iter().map(message_view).collect(), head_moved, neighbours })
+    let inbox = inbox.iter().map(message_view).collect();
+    reply(&ActivityReply { renewed, inbox, head_moved, neighbours, bound_worktree: bound })
 }
 
 async fn send(params: Params<'static>, cx: &Context) -> RpcResult {

@@ -176,7 +176,7 @@ pub enum Answer {
     Holders(Vec<Conflict>),
     Ensured(Ensured),
     Started(StartSnapshot),
-    Activity { renewed: usize, inbox: Vec<Message>, neighbours: Vec<String> },
+    Activity { renewed: usize, inbox: Vec<Message>, neighbours: Vec<String>, bound: Option<String> },
     Messages(Vec<Message>),
     Recorded,
     Prompt(Option<String>),
@@ -401,7 +401,12 @@ impl StateOwner {
                     .map(|(id, _)| id.to_owned())
                     .collect();
                 neighbours.sort();
-                Answer::Activity { renewed, inbox, neighbours }
+                let bound = who
+                    .agent
+                    .as_deref()
+                    .and_then(|agent| book.agent_worktrees(&who.session, Some(agent)).into_iter().next())
+                    .map(|w| w.path);
+                Answer::Activity { renewed, inbox, neighbours, bound }
             }
             Command::Send { from, to, text } => {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)

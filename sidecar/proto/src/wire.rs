@@ -285,6 +285,9 @@ pub struct ActivityReply {
     /// Other live sessions working in the same worktree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbours: Vec<String>,
+    /// For a subagent in a worktree lanes made for it: that worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_worktree: Option<String>,
 }
 
 /// `message.send` parameters.
