@@ -963,8 +963,25 @@ impl ClaimBook {
         claim.epoch = epoch;
         claim.expires_at = now.after(claim.ttl);
         self.deadlines.insert((claim.expires_at, id));
-        self.journal.push(Event::HandedOff { id, from, to, epoch, expires_at: claim.expires_at, at: now });
-        Ok(claim.clone())
+        let claim = claim.clone();
+        self.journal.push(Event::HandedOff {
+            id,
+            from: from.clone(),
+            to: to.clone(),
+            epoch,
+            expires_at: claim.expires_at,
+            at: now,
+        });
+        if from.session != to.session && self.session_state(&from.session) == Some(SessionState::Live) {
+            let scopes: Vec<String> = claim.scopes.iter().map(Scope::to_string).collect();
+            let text = format!(
+                "your claim {id} on {} now belongs to {to} (epoch {}); your epoch no longer works",
+                scopes.join(", "),
+                epoch.0
+            );
+            self.queue_message(crate::messages::SYSTEM_SENDER, &from.session, text, now);
+        }
+        Ok(claim)
     }
 
     /// Releases every claim made from a worktree that no longer exists.

@@ -399,16 +399,28 @@ fn render_status(v: &Value, me: &str) -> String {
     text
 }
 
-pub fn events(env: &Env, out: &Output, since: u64, limit: u32) -> Result<(), Failure> {
-    let value = env.call(method::EVENTS, &EventsParams { since, limit: Some(limit) })?;
-    if out.json {
-        out.print(&value, |_| String::new());
-    } else {
+/// Prints the event log as NDJSON (one compact line per event), from `since`; with `follow`, keeps polling
+/// one connection and prints new events as they come, so a reader can stop and resume at any cursor.
+pub fn events(env: &Env, out: &Output, since: u64, limit: u32, follow: bool) -> Result<(), Failure> {
+    let mut client = env.connect()?;
+    let mut cursor = since;
+    loop {
+        let value = client.call_value(method::EVENTS, &EventsParams { since: cursor, limit: Some(limit) })?;
+        if out.json && !follow {
+            out.print(&value, |_| String::new());
+            return Ok(());
+        }
         for event in value["events"].as_array().into_iter().flatten() {
             println!("{event}");
         }
+        cursor = value["cursor"].as_u64().unwrap_or(cursor);
+        if !follow {
+            return Ok(());
+        }
+        if value["events"].as_array().is_none_or(Vec::is_empty) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
     }
-    Ok(())
 }
 
 pub fn send(env: &Env, out: &Output, to: String, text: String) -> Result<(), Failure> {

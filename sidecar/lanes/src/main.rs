@@ -206,9 +206,12 @@ enum Cmd {
         /// Start after this sequence number.
         #[arg(long, default_value_t = 0, value_name = "CURSOR")]
         since: u64,
-        /// At most this many events.
+        /// At most this many events per read.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Keep printing new events as they happen (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Every worktree with its owner, branch, dirty files, commits ahead/behind the base, claims, age, lock.
     Worktrees,
@@ -321,7 +324,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Status => cli::status(&env, &out),
                 Cmd::Sessions { all } => cli::sessions(&env, &out, all),
                 Cmd::Handoff { claim, to, epoch } => cli::handoff(&env, &out, claim, to, epoch),
-                Cmd::Events { since, limit } => cli::events(&env, &out, since, limit),
+                Cmd::Events { since, limit, follow } => cli::events(&env, &out, since, limit, follow),
                 Cmd::Send { to, text } => cli::send(&env, &out, to, text),
                 Cmd::Inbox => cli::inbox(&env, &out),
                 Cmd::Explain { target } => cli::explain(&env, &out, &target),

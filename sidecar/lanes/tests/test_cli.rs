@@ -116,9 +116,11 @@ fn renew_and_handoff_fence_old_epochs() {
     let handed = env.lanes(&repo, &["--session", "alice", "--json", "handoff", &id, "--to", "bob"]).success().json();
     assert_eq!(handed["claim"]["session"], "bob");
     assert!(handed["claim"]["epoch"].as_u64().expect("epoch") > new_epoch);
-    // The old holder is fenced.
+    // The old holder is fenced, and told.
     let fenced = env.lanes(&repo, &["--session", "alice", "--json", "renew", &id]);
     assert_eq!(fenced.json()["error"]["code"], "not_holder");
+    let told = env.lanes(&repo, &["--session", "alice", "--json", "inbox"]).success().json();
+    assert!(told["messages"][0]["text"].as_str().expect("text").contains("now belongs to bob"), "{told}");
     // Unknown recipients are refused.
     let unknown = env.lanes(&repo, &["--session", "bob", "--json", "handoff", &id, "--to", "ghost"]);
     assert_eq!(unknown.code, 3);
@@ -170,4 +172,25 @@ fn help_has_examples_and_init_is_idempotent() {
     let not_repo = env.lanes(&outside, &["--json", "status"]);
     assert_eq!(not_repo.code, 2);
     assert!(not_repo.json()["error"]["message"].as_str().expect("message").contains("not inside a git repository"));
+}
+
+#[test]
+fn events_follow_prints_new_events_as_they_happen() {
+    use std::io::BufRead;
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "a", "claim", "src/a.rs"]).success();
+    let mut follow =
+        env.lanes_command(&repo, &["events", "--follow"]).stdout(std::process::Stdio::piped()).spawn().expect("follow");
+    let mut lines = std::io::BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    let first: Value = serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    assert_eq!(first["kind"], "session_start");
+    let grant: Value = serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    assert_eq!(grant["kind"], "grant");
+    env.lanes(&repo, &["--session", "a", "release", "--all"]).success();
+    let release: Value = serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("json");
+    assert_eq!(release["kind"], "release");
+    assert!(release["seq"].as_u64() > grant["seq"].as_u64());
+    let _ = follow.kill();
+    let _ = follow.wait();
 }
