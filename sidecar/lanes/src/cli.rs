@@ -726,16 +726,30 @@ pub fn sidecar_stop(env: &Env, out: &Output) -> Result<(), Failure> {
         }
         Probe::Unreachable(_) => None,
     };
-    wait_until_stopped(&env.paths, Instant::now() + Duration::from_secs(10)).map_err(|e| Failure {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_until_stopped(&env.paths, deadline).map_err(|e| Failure {
         code: ErrorCode::Unavailable,
         message: format!("{e}; its pid is in {}", env.paths.pidfile.display()),
         data: Value::Null,
     })?;
+    // The sidecar lets go of its pidfile lock just before it exits; wait for the exit itself, so that
+    // `stop` then `start` never overlap.
+    if let Some(pid) = pid {
+        while process_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     out.print(&json!({"stopped": pid.is_some(), "pid": pid}), |_| match pid {
         Some(pid) => format!("sidecar stopped (pid {pid})"),
         None => "no sidecar was running".to_owned(),
     });
     Ok(())
+}
+
+/// Whether a process runs (and is not a zombie waiting to be reaped), from /proc.
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
 pub fn sidecar_status(env: &Env, out: &Output) -> Result<(), Failure> {

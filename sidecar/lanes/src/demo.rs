@@ -93,10 +93,17 @@ fn describe(method: &str, reply: &Value) -> String {
         ),
         method::TASK_DONE => format!("task {} done, its claim released", reply["task"]["id"]),
         method::MESSAGE_SEND => "queued for bob's next step".to_owned(),
-        method::MESSAGE_INBOX => match reply["messages"].as_array().and_then(|m| m.first()) {
-            Some(m) => format!("from {}: \"{}\"", m["from"].as_str().unwrap_or("?"), m["text"].as_str().unwrap_or("")),
-            None => "no messages".to_owned(),
-        },
+        method::MESSAGE_INBOX => {
+            let messages: Vec<String> = reply["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!("from {}: \"{}\"", m["from"].as_str().unwrap_or("?"), m["text"].as_str().unwrap_or(""))
+                })
+                .collect();
+            if messages.is_empty() { "no messages".to_owned() } else { messages.join("; ") }
+        }
         method::CHECKPOINT_CREATE => {
             format!("checkpoint {}", reply["checkpoint"]["id"].as_str().unwrap_or("(unchanged)"))
         }
