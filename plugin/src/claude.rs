@@ -461,9 +461,10 @@ fn deny_reason(path: &Path, worktree: &Path, conflicts: &[ConflictView]) -> Stri
         })
         .collect();
     let holder = conflicts.first().map_or("<session>", |c| c.session.as_str());
+    let claim = conflicts.first().map_or_else(|| "<claim>".to_owned(), |c| c.claim_id.to_string());
     format!(
         "lanes: {shown} is held by {}. Do not edit it now. Ask the holder: `lanes send {holder} \"<what you need>\"`, \
-         work on another file meanwhile, and check later with `lanes check {shown}` (exit 0 when it is free).",
+         run `lanes wait {claim}` to be told when it is free, and work on another file meanwhile.",
         holders.join("; ")
     )
 }

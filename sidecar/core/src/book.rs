@@ -341,6 +341,8 @@ pub enum RefusalCode {
     InvalidArgument,
     /// A dependency would close a cycle.
     Cycle,
+    /// A wait would close a cycle of waits.
+    WouldDeadlock,
 }
 
 /// A live claim that stands in the way of a request.
@@ -477,6 +479,7 @@ pub struct ClaimBook {
     last_prompts: HashMap<String, String>,
     pub(crate) board: Board,
     agent_worktrees: Vec<AgentWorktree>,
+    pub(crate) waits: Vec<crate::waits::Wait>,
     pub(crate) next_message_id: u64,
     epoch: Epoch,
     next_id: u64,
@@ -964,6 +967,7 @@ impl ClaimBook {
         claim.expires_at = now.after(claim.ttl);
         self.deadlines.insert((claim.expires_at, id));
         let claim = claim.clone();
+        self.clear_waits_on(id, now);
         self.journal.push(Event::HandedOff {
             id,
             from: from.clone(),
@@ -1003,6 +1007,7 @@ impl ClaimBook {
             }
             self.deadlines.pop_first();
             let Some(claim) = self.take(id) else { continue };
+            self.clear_waits_on(id, now);
             if let Some(note) = &claim.note {
                 if self.lapsed.len() >= MAX_LAPSED_NOTES {
                     self.lapsed.remove(0);
@@ -1128,6 +1133,7 @@ impl ClaimBook {
 
     fn remove(&mut self, id: ClaimId, reason: ReleaseReason, now: Timestamp) {
         if let Some(claim) = self.take(id) {
+            self.clear_waits_on(id, now);
             if claim.task.is_some() {
                 self.reopen_task_of(claim.id, claim.note.clone(), now);
             }
@@ -1169,7 +1175,7 @@ fn conflict_refusal(requested: &[Scope], conflicts: Vec<Conflict>, now: Timestam
     Refusal {
         code: RefusalCode::Conflict,
         message: format!(
-            "{} is held by {}; coordinate with `lanes send <session> <text>`, or work elsewhere and `lanes check <path>` later",
+            "{} is held by {}; coordinate with `lanes send <session> <text>`, or `lanes wait <claim>` to be told when it is free",
             requested.join(", "),
             holders.join("; ")
         ),

@@ -16,6 +16,7 @@ mod redact;
 mod scope;
 mod tasks;
 mod time;
+mod waits;
 
 pub use book::{
     AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event,
@@ -27,3 +28,4 @@ pub use redact::{MASK, redact};
 pub use scope::{Scope, ScopeError};
 pub use tasks::{MAX_TITLE_BYTES, Task, TaskStatus};
 pub use time::{MAX_TTL, MIN_TTL, Timestamp, human_duration, parse_ttl};
+pub use waits::Wait;

@@ -12,7 +12,7 @@ use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
     AcquireParams, CheckParams, CheckpointParams, CheckpointsParams, ErrorCode, EventsParams, ExplainParams,
     HandoffParams, Mode, ReleaseParams, RenewParams, RewindParams, SendParams, SessionParams, TaskAddParams,
-    TaskDoneParams, TaskListParams, TaskNextParams, method,
+    TaskDoneParams, TaskListParams, TaskNextParams, WaitParams, method,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -301,6 +301,33 @@ pub fn check(env: &Env, out: &Output, paths: &[String]) -> Result<(), Failure> {
             .join("\n")
     });
     if holders.is_empty() { Ok(()) } else { Err(Failure::reported(ErrorCode::Conflict)) }
+}
+
+pub fn wait(env: &Env, out: &Output, targets: &[String]) -> Result<(), Failure> {
+    let claim = match targets {
+        [one] if one.chars().all(|c| c.is_ascii_digit()) => one.parse::<u64>().ok(),
+        _ => None,
+    };
+    let paths = if claim.is_some() { Vec::new() } else { targets.iter().map(|t| env.scope_arg(t)).collect() };
+    let params = WaitParams { session: env.session.clone(), worktree: env.worktree(), claim, paths };
+    let value = env.call(method::CLAIM_WAIT, &params)?;
+    out.print(&value, |v| {
+        let holders: Vec<String> = v["waiting_for"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} (claim {} on {})",
+                    c["session"].as_str().unwrap_or("?"),
+                    c["claim_id"],
+                    c["scope"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        format!("waiting for {}; they are told, and you are told when it ends", holders.join(", "))
+    });
+    Ok(())
 }
 
 pub fn status(env: &Env, out: &Output) -> Result<(), Failure> {

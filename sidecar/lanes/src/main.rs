@@ -120,6 +120,14 @@ enum Cmd {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
+    /// Record that this session waits for a claim (or for whoever holds some paths): the holder is told,
+    /// you are told when it ends; a wait that would deadlock is refused.
+    #[command(after_help = "Examples:\n  lanes wait 12\n  lanes wait src/api.rs")]
+    Wait {
+        /// A claim id, or paths.
+        #[arg(required = true, value_name = "CLAIM|PATH")]
+        targets: Vec<String>,
+    },
     /// Sessions, claims, tasks and hub of this repository.
     Status,
     /// Every session lanes knows: live and recently ended, with worktree, branch, model, claims, latest
@@ -322,6 +330,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Renew { claim, ttl, epoch } => cli::renew(&env, &out, claim, ttl, epoch),
                 Cmd::Check { paths } => cli::check(&env, &out, &paths),
                 Cmd::Status => cli::status(&env, &out),
+                Cmd::Wait { targets } => cli::wait(&env, &out, &targets),
                 Cmd::Sessions { all } => cli::sessions(&env, &out, all),
                 Cmd::Handoff { claim, to, epoch } => cli::handoff(&env, &out, claim, to, epoch),
                 Cmd::Events { since, limit, follow } => cli::events(&env, &out, since, limit, follow),

@@ -19,7 +19,8 @@ use lanes_proto::{
     AcquireParams, ActivityParams, ActivityReply, CheckParams, CheckReply, ClaimReply, ClaimView, ConflictView,
     ErrorCode, ErrorData, EventView, EventsParams, EventsReply, HandoffParams, HelloParams, HelloReply, MessageView,
     MessagesReply, Mode, NoteView, PROTOCOL_VERSION, PeerView, ReleaseParams, ReleaseReply, RenewParams, SendParams,
-    SessionEndReply, SessionParams, SessionStartReply, SessionView, SidecarView, StatusReply, method,
+    SessionEndReply, SessionParams, SessionStartReply, SessionView, SidecarView, StatusReply, WaitParams, WaitReply,
+    method,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -210,6 +211,7 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
         module
             .register_async_method(method::WORKTREE_FINISH, |p, cx, _| async move { agents::finish(p, &cx).await })
             .map(|_| ()),
+        module.register_async_method(method::CLAIM_WAIT, |p, cx, _| async move { wait(p, &cx).await }).map(|_| ()),
     ];
     for result in registered {
         result.expect("method names are unique");
@@ -370,6 +372,17 @@ async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
     };
     let now = now();
     reply(&CheckReply { holders: holders.iter().map(|c| conflict_view(c, now)).collect() })
+}
+
+async fn wait(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: WaitParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let scopes = resolve_all(&p.paths, &root)?;
+    let command = Command::Wait { who, worktree, claim: p.claim.map(ClaimId), scopes };
+    let Answer::Holders(conflicts) = cx.ask(command).await? else { unreachable!("wait answers Holders") };
+    let now = now();
+    reply(&WaitReply { waiting_for: conflicts.iter().map(|c| conflict_view(c, now)).collect() })
 }
 
 async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -589,6 +602,7 @@ pub(crate) fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
                 RefusalCode::InvalidScope => ErrorCode::InvalidScope,
                 RefusalCode::InvalidArgument => ErrorCode::InvalidArgument,
                 RefusalCode::Cycle => ErrorCode::Cycle,
+                RefusalCode::WouldDeadlock => ErrorCode::WouldDeadlock,
             };
             let now = now();
             error(code, refusal.message, refusal.conflicts.iter().map(|c| conflict_view(c, now)).collect())

@@ -49,6 +49,12 @@ pub enum Command {
         to: Principal,
         epoch: Option<Epoch>,
     },
+    Wait {
+        who: Principal,
+        worktree: Worktree,
+        claim: Option<ClaimId>,
+        scopes: Vec<Scope>,
+    },
     Check {
         who: Principal,
         worktree: Worktree,
@@ -142,6 +148,7 @@ impl Command {
             | Command::Renew { who, .. }
             | Command::Handoff { who, .. }
             | Command::Check { who, .. }
+            | Command::Wait { who, .. }
             | Command::Activity { who, .. }
             | Command::TaskNext { who, .. }
             | Command::TaskDone { who, .. } => Some(&who.session),
@@ -364,6 +371,20 @@ impl StateOwner {
                 Answer::Claim(book.handoff(&who, id, to, epoch, now).map_err(Failure::Refused)?)
             }
             Command::Check { who, worktree, scopes } => Answer::Holders(book.holders(&who, &worktree, &scopes, now)),
+            Command::Wait { who, worktree, claim, scopes } => {
+                let conflicts = match claim {
+                    Some(id) => {
+                        let held = book.claim(id).filter(|c| c.expires_at > now).ok_or_else(|| {
+                            Failure::Refused(Refusal::new(RefusalCode::NotFound, format!("no live claim {id}")))
+                        })?;
+                        let scopes = held.scopes.clone();
+                        book.holders(&who, &worktree, &scopes, now).into_iter().filter(|c| c.claim_id == id).collect()
+                    }
+                    None => book.holders(&who, &worktree, &scopes, now),
+                };
+                book.wait_for(&who, &conflicts, now).map_err(Failure::Refused)?;
+                Answer::Holders(conflicts)
+            }
             Command::Ensure(request) => Answer::Ensured(book.ensure(request, now).map_err(Failure::Refused)?),
             Command::SessionStart { session, info } => {
                 book.start_session(&session, info, now);

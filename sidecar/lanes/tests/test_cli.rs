@@ -194,3 +194,25 @@ fn events_follow_prints_new_events_as_they_happen() {
     let _ = follow.kill();
     let _ = follow.wait();
 }
+
+#[test]
+fn waits_tell_both_sides_and_refuse_a_deadlock() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let a = env.lanes(&repo, &["--session", "a", "--json", "claim", "src/a.rs"]).success().json();
+    env.lanes(&repo, &["--session", "b", "claim", "src/b.rs"]).success();
+    let waiting = env.lanes(&repo, &["--session", "a", "--json", "wait", "src/b.rs"]).success().json();
+    assert_eq!(waiting["waiting_for"][0]["session"], "b");
+    let told = env.lanes(&repo, &["--session", "b", "--json", "inbox"]).success().json();
+    assert!(told["messages"][0]["text"].as_str().expect("text").contains("a waits for your claim"), "{told}");
+    // b waiting for a's claim would close the cycle.
+    let id = a["claim"]["id"].to_string();
+    let deadlock = env.lanes(&repo, &["--session", "b", "--json", "wait", &id]);
+    assert_eq!(deadlock.code, 3);
+    assert_eq!(deadlock.json()["error"]["code"], "would_deadlock");
+    // The wait clears when the claim ends, and the waiter hears of it.
+    env.lanes(&repo, &["--session", "b", "release", "--all"]).success();
+    let freed = env.lanes(&repo, &["--session", "a", "--json", "inbox"]).success().json();
+    assert!(freed["messages"][0]["text"].as_str().expect("text").contains("has ended"), "{freed}");
+    assert_eq!(env.lanes(&repo, &["--session", "a", "--json", "wait", "docs"]).json()["error"]["code"], "not_found");
+}

@@ -47,6 +47,8 @@ pub mod method {
     pub const CLAIM_RENEW: &str = "claim.renew";
     /// Who holds these paths.
     pub const CLAIM_CHECK: &str = "claim.check";
+    /// Record that the caller waits for a claim (or whatever holds some paths).
+    pub const CLAIM_WAIT: &str = "claim.wait";
     /// What an edit hook asks: refuse if another holds the path, keep (refresh) one's own claim, or grant one.
     pub const CLAIM_ENSURE: &str = "claim.ensure";
     /// A session's activity: refreshes its leases, records files touched or a finished turn, and hands out

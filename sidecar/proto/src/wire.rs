@@ -848,3 +848,26 @@ pub struct WorktreeFinishParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
 }
+
+/// `claim.wait` parameters: a claim id, or paths (the claims holding them).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitParams {
+    /// The waiting principal.
+    pub session: String,
+    /// Absolute path of its worktree.
+    pub worktree: String,
+    /// The claim to wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<u64>,
+    /// Or paths whose holders to wait for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+/// `claim.wait` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WaitReply {
+    /// The claims now waited for (their holders were told).
+    pub waiting_for: Vec<ConflictView>,
+}
