@@ -119,7 +119,11 @@ fn post_rewrite(location: &RepoLocation) {
 /// to the message's final trailer block, or starts one. Comment lines at the end stay at the end. A message
 /// with no text yet gets nothing, so an empty commit message still aborts the commit.
 pub fn add_trailers(message: &str, sessions: &[&str], checkpoint: Option<&str>) -> Option<String> {
-    let lines: Vec<&str> = message.lines().collect();
+    // Split on '\n' alone: a '\r' is part of a line's text, so stamping twice gives what stamping once did.
+    let mut lines: Vec<&str> = message.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
     let is_comment = |line: &str| line.starts_with('#');
     let last_text = lines.iter().rposition(|l| !l.trim().is_empty() && !is_comment(l))?;
     let (body, tail) = lines.split_at(last_text + 1);
@@ -184,7 +188,33 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::add_trailers;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Stamping keeps every line of the message, adds the session once however often it runs, and a
+        /// message with text always ends up with exactly one Lanes-Checkpoint.
+        #[test]
+        fn stamping_is_idempotent_and_keeps_the_message(
+            lines in prop::collection::vec("(#.{0,10}|[A-Za-z-]{1,8}: .{0,10}|.{0,20}|)", 0..8),
+        ) {
+            let message = lines.join("\n");
+            if let Some(once) = add_trailers(&message, &["s1"], Some("abc")) {
+                let twice = add_trailers(&once, &["s1"], Some("abc")).expect("still has text");
+                prop_assert_eq!(&once, &twice);
+                prop_assert_eq!(once.lines().filter(|l| *l == "Lanes-Session: s1").count(), 1);
+                prop_assert_eq!(once.lines().filter(|l| l.starts_with("Lanes-Checkpoint:")).count(), 1);
+                for line in message.split('\n').filter(|l| !l.is_empty() && !l.starts_with("Lanes-")) {
+                    prop_assert!(once.split('\n').any(|l| l == line), "lost {:?}", line);
+                }
+            } else {
+                prop_assert!(message.lines().all(|l| l.trim().is_empty() || l.starts_with('#')));
+            }
+        }
+    }
 
     #[test]
     fn trailers_join_the_final_block_once() {

@@ -292,3 +292,60 @@ fn a_subagent_whose_command_ran_in_the_main_checkout_is_told_what_it_changed_the
     let context = reply["hookSpecificOutput"]["additionalContext"].as_str().expect("context");
     assert!(context.contains("stray.txt") && context.contains(&tree.display().to_string()), "{context}");
 }
+
+/// Whatever arrives on stdin, for every event, the hook exits 0 (and the sidecar it may start stays up).
+#[test]
+fn random_stdin_for_every_event_exits_zero() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let env = Env::new();
+    let repo = env.repo();
+    let events = [
+        "SessionStart",
+        "PreToolUse",
+        "PostToolUse",
+        "PostToolBatch",
+        "UserPromptSubmit",
+        "Stop",
+        "SubagentStop",
+        "SessionEnd",
+        "WorktreeCreate",
+    ];
+    let value = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        "[^\u{0}]{0,30}".prop_map(serde_json::Value::from),
+    ];
+    let input = (
+        prop::sample::select(events.to_vec()),
+        prop::option::of("[a-z0-9/-]{0,12}"),
+        prop::option::of(prop::sample::select(vec![
+            repo.to_string_lossy().into_owned(),
+            "/".into(),
+            "relative".into(),
+        ])),
+        prop::collection::hash_map("[a-z_]{1,12}", value, 0..5),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config { cases: 120, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&input, |(event, session, cwd, extra, garble)| {
+            let mut object: serde_json::Map<String, serde_json::Value> = extra.into_iter().collect();
+            if let Some(session) = session {
+                object.insert("session_id".into(), session.into());
+            }
+            if let Some(cwd) = cwd {
+                object.insert("cwd".into(), cwd.into());
+            }
+            let mut bytes = serde_json::Value::Object(object).to_string().into_bytes();
+            if garble {
+                bytes.truncate(bytes.len() / 2);
+            }
+            let output = env.hook(&["claude", event], &bytes);
+            prop_assert_eq!(output.status.code(), Some(0), "{} exited {:?}", event, output.status);
+            Ok(())
+        })
+        .expect("the hook always exits 0");
+}

@@ -143,3 +143,25 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Any input at all either parses into a scope that stays inside the repository or is refused.
+    #[test]
+    fn scope_parsing_never_panics_and_never_escapes(text in any::<String>()) {
+        if let Ok(scope) = Scope::parse(&text) {
+            let shown = scope.to_string();
+            prop_assert!(!shown.starts_with('/') && !shown.split('/').any(|c| c == ".."), "{shown}");
+        }
+    }
+
+    /// The redactor accepts any text and never lets a known token format through.
+    #[test]
+    fn redaction_never_panics_and_masks_keys(prefix in ".{0,40}", key in "[A-Za-z0-9]{40}", suffix in ".{0,40}") {
+        let text = format!("{prefix} ghp_{key} {suffix}");
+        let masked = lanes_core::redact(&text);
+        let token = format!("ghp_{key}");
+        prop_assert!(!masked.contains(&token), "{} kept {}", masked, token);
+    }
+}

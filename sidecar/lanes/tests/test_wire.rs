@@ -94,3 +94,39 @@ fn sixty_four_clients_racing_for_one_scope_get_exactly_one_winner() {
     let status = env.lanes(&repo, &["--json", "status"]).success().json();
     assert_eq!(status["claims"].as_array().expect("claims").len(), 1);
 }
+
+/// Random lines (garbage, truncated JSON, valid requests with wrong params) each get a well-formed JSON-RPC
+/// reply or none (blank lines, notifications), and the sidecar stays up throughout.
+#[test]
+fn random_request_lines_get_well_formed_replies() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    let line = prop_oneof![
+        "[^\n]{0,200}",
+        Just("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"claim.acquire\",\"params\":".to_owned()),
+        ("[a-z.]{1,20}", "[^\n\"]{0,40}").prop_map(|(m, p)| format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"{m}\",\"params\":{{\"session\":\"{p}\",\"worktree\":\"/\",\"scopes\":[\"{p}\"]}}}}"
+        )),
+    ];
+    let mut runner = TestRunner::new(Config { cases: 300, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&line, |line| {
+            let mut wire = Wire::connect(&socket);
+            wire.send_raw(format!("{line}\n").as_bytes());
+            let parsed: Option<serde_json::Value> = serde_json::from_str(line.trim()).ok();
+            let silent =
+                line.trim().is_empty() || parsed.as_ref().is_some_and(|v| v.is_object() && v.get("id").is_none());
+            if !silent {
+                let reply = wire.read();
+                prop_assert_eq!(&reply["jsonrpc"], "2.0");
+                prop_assert!(reply.get("result").is_some() || reply["error"]["code"].is_i64(), "{}", reply);
+            }
+            Ok(())
+        })
+        .expect("every line gets a well-formed reply");
+    assert_eq!(env.sidecar_pid(&repo), Some(pid), "the sidecar restarted");
+}
