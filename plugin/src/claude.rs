@@ -81,7 +81,12 @@ impl Hook {
             source: input.get("source").and_then(Value::as_str).map(str::to_owned),
         };
         let reply: SessionStartReply = call(&location, started, BUDGET, method::SESSION_START, &params)?.ok()?;
-        let context = start_context(&reply, &location, params.branch.as_deref());
+        let mut context = start_context(&reply, &location, params.branch.as_deref());
+        // A worktree made by `lanes team up` carries its role's instructions.
+        if let Ok(role) = std::fs::read_to_string(location.git_dir.join("lanes-role.md")) {
+            context.push_str("\n\n");
+            context.push_str(role.trim());
+        }
         Some(json!({"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": context}}))
     }
 

@@ -19,6 +19,7 @@ mod rpc;
 mod scopes;
 mod state;
 mod tasks;
+mod team;
 mod worktrees;
 
 use std::path::PathBuf;
@@ -151,6 +152,10 @@ enum Cmd {
     /// The task board: add tasks with dependencies, take the next ready one (claiming its scopes), finish it.
     #[command(subcommand)]
     Task(TaskCmd),
+    /// Team templates: `lanes team up feature` makes a worktree per role, seeds the board, and gives each
+    /// role its instructions at SessionStart.
+    #[command(subcommand)]
+    Team(TeamCmd),
     /// Send a message to a session (or `@all`); it reaches the recipient's next hook, once.
     #[command(
         after_help = "Examples:\n  lanes send 6f1c2d0e 'I need src/api.rs for 10 minutes, can you release it?'\n  lanes send @all 'main is green again, rebase now'"
@@ -238,6 +243,19 @@ enum Cmd {
     /// Run, start, stop or inspect this repository's sidecar.
     #[command(subcommand)]
     Sidecar(SidecarCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum TeamCmd {
+    /// Bring a team up from a template (built in: feature; or a path to a .toml file).
+    #[command(after_help = "Examples:\n  lanes team up feature\n  lanes team up ./teams/migration.toml --launch")]
+    Up {
+        /// Template name or path.
+        template: String,
+        /// Also start a Claude Code session per role, in tmux windows.
+        #[arg(long)]
+        launch: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +355,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Send { to, text } => cli::send(&env, &out, to, text),
                 Cmd::Inbox => cli::inbox(&env, &out),
                 Cmd::Explain { target } => cli::explain(&env, &out, &target),
+                Cmd::Team(TeamCmd::Up { template, launch }) => team::up(&env, &out, &template, launch),
                 Cmd::Task(TaskCmd::Add { title, after, scope }) => cli::task_add(&env, &out, title, after, &scope),
                 Cmd::Task(TaskCmd::List { ready }) => cli::task_list(&env, &out, ready),
                 Cmd::Task(TaskCmd::Next) => cli::task_next(&env, &out),

@@ -21,6 +21,8 @@ mod test_lifecycle;
 mod test_sessions;
 /// The task board: dependencies, next, done, lapses, racing agents.
 mod test_tasks;
+/// Team templates.
+mod test_team;
 /// The wire: malformed JSON-RPC, unknown methods, oversized lines, disconnects, racing clients.
 mod test_wire;
 /// Claims keyed to worktrees; a removed worktree's claims are dropped.
