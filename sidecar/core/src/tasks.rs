@@ -48,6 +48,8 @@ pub struct Task {
 pub(crate) struct Board {
     pub(crate) tasks: BTreeMap<u64, Task>,
     pub(crate) next_id: u64,
+    /// Taken tasks flagged as stalled (kept in memory: a restart flags them again if still idle).
+    stalled: std::collections::BTreeSet<u64>,
 }
 
 impl ClaimBook {
@@ -209,6 +211,7 @@ impl ClaimBook {
         let task = self.board.tasks.get_mut(&id).expect("checked above");
         task.status = TaskStatus::Done;
         task.claim = None;
+        self.board.stalled.remove(&id);
         let task = task.clone();
         self.journal.push(Event::TaskChanged { task: task.clone(), at: now });
         if let Some(claim) = claim {
@@ -233,6 +236,64 @@ impl ClaimBook {
         }
         let task = task.clone();
         self.journal.push(Event::TaskChanged { task, at: now });
+    }
+
+    /// Whether a taken task has been flagged as stalled.
+    pub fn is_stalled(&self, id: u64) -> bool {
+        self.board.stalled.contains(&id)
+    }
+
+    /// The stall supervisor: a taken task whose holder's session has shown no activity (no hook event, note
+    /// or request) for `flag_after` is flagged to its holder and on the board; after `offer_after` it goes
+    /// back to the board for others, with the holder's progress note and last checkpoint in its note, and its
+    /// claim is released.
+    pub fn supervise(&mut self, now: Timestamp, flag_after: std::time::Duration, offer_after: std::time::Duration) {
+        let taken: Vec<(u64, Principal)> = self
+            .board
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Taken)
+            .filter_map(|t| t.holder.clone().map(|h| (t.id, h)))
+            .collect();
+        for (id, holder) in taken {
+            let last_seen =
+                self.sessions().find(|(s, _)| *s == holder.session).map_or(Timestamp(0), |(_, s)| s.last_seen);
+            let idle = std::time::Duration::from_millis(now.0.saturating_sub(last_seen.0));
+            if idle >= offer_after {
+                let task = self.board.tasks.get(&id).cloned().expect("listed above");
+                let previous =
+                    task.claim.and_then(|c| self.claim(c)).and_then(|c| c.note.clone()).or(task.note.clone());
+                let checkpoint = self.last_checkpoint(&holder.session).map(str::to_owned);
+                let note = format!(
+                    "stalled under {holder} (no progress for {}); last checkpoint: {}; their note: {}",
+                    crate::time::human_duration(idle),
+                    checkpoint.as_deref().unwrap_or("none"),
+                    previous.as_deref().unwrap_or("none")
+                );
+                self.board.stalled.remove(&id);
+                if let Some(claim) = task.claim {
+                    let _ = self.release(&holder, &[claim], false, None, now);
+                }
+                let task = self.board.tasks.get_mut(&id).expect("listed above");
+                task.status = TaskStatus::Open;
+                task.holder = None;
+                task.claim = None;
+                task.note = Some(note);
+                let task = task.clone();
+                self.journal.push(Event::TaskChanged { task, at: now });
+                let text = format!(
+                    "task {id} had no progress for {}; it is back on the board for others",
+                    crate::time::human_duration(idle)
+                );
+                self.queue_message(crate::messages::SYSTEM_SENDER, &holder.session, text, now);
+            } else if idle >= flag_after && self.board.stalled.insert(id) {
+                let text = format!(
+                    "task {id} has had no progress for {}: leave a note, finish it (`lanes task done {id}`) or it goes back to the board",
+                    crate::time::human_duration(idle)
+                );
+                self.queue_message(crate::messages::SYSTEM_SENDER, &holder.session, text, now);
+            }
+        }
     }
 
     pub(crate) fn restore_tasks(&mut self, tasks: Vec<Task>) {

@@ -40,6 +40,10 @@ pub struct Config {
     pub binding_sessions: Binding,
     /// Binding policy for subagents in worktrees lanes made for them.
     pub binding_subagents: Binding,
+    /// A taken task whose holder shows no activity this long is flagged as stalled.
+    pub stall_flag_after: Duration,
+    /// ... and this long, put back on the board for others.
+    pub stall_offer_after: Duration,
     /// Where subagent worktrees go, relative to the main worktree.
     pub agent_worktree_dir: String,
     /// Subagent worktree branch names, with `{session}` and `{agent}`.
@@ -80,6 +84,8 @@ impl Config {
             keep_ended_sessions: Duration::from_secs(7 * 86_400),
             binding_sessions: Binding::Warn,
             binding_subagents: Binding::Strict,
+            stall_flag_after: Duration::from_secs(30 * 60),
+            stall_offer_after: Duration::from_secs(60 * 60),
             agent_worktree_dir: ".claude/worktrees".to_owned(),
             agent_branch: "lanes/{session}/{agent}".to_owned(),
             sources: Vec::new(),
@@ -117,6 +123,15 @@ impl Config {
                         }
                     }
                 }
+                ("stall", toml::Value::Table(stall)) => {
+                    for (key, value) in stall {
+                        match (key.as_str(), value) {
+                            ("flag_after", toml::Value::String(s)) => self.stall_flag_after = ttl(s, origin, key)?,
+                            ("offer_after", toml::Value::String(s)) => self.stall_offer_after = ttl(s, origin, key)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key stall.{key}")),
+                        }
+                    }
+                }
                 ("binding", toml::Value::Table(binding)) => {
                     for (key, value) in binding {
                         match (key.as_str(), value) {
@@ -151,6 +166,12 @@ impl Config {
         }
         if let Some(s) = var("LANES_DURABILITY") {
             self.durability = parse_durability(&s, "LANES_DURABILITY")?;
+        }
+        if let Some(s) = var("LANES_STALL_FLAG_AFTER") {
+            self.stall_flag_after = ttl(&s, "LANES_STALL_FLAG_AFTER", "value")?;
+        }
+        if let Some(s) = var("LANES_STALL_OFFER_AFTER") {
+            self.stall_offer_after = ttl(&s, "LANES_STALL_OFFER_AFTER", "value")?;
         }
         if let Some(s) = var("LANES_KEEP_ENDED_SESSIONS") {
             self.keep_ended_sessions = ttl(&s, "LANES_KEEP_ENDED_SESSIONS", "value")?;

@@ -519,7 +519,7 @@ async fn status(cx: &Context) -> RpcResult {
         sidecar: cx.sidecar.clone(),
         sessions,
         claims: snapshot.claims.iter().map(|c| claim_view(c, snapshot.now)).collect(),
-        tasks: snapshot.tasks.iter().map(|(t, ready)| tasks::view(t, *ready)).collect(),
+        tasks: snapshot.tasks.iter().map(|(t, ready, stalled)| tasks::view(t, *ready, *stalled)).collect(),
         hub: None,
         epoch: snapshot.epoch.0,
     })

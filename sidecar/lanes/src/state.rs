@@ -192,7 +192,7 @@ pub enum Answer {
     AgentWorktrees(Vec<AgentWorktree>),
     Task(Task),
     Taken(Task, Option<Grant>),
-    Tasks(Vec<(Task, bool)>),
+    Tasks(Vec<(Task, bool, bool)>),
     Explained(Vec<SessionStory>),
     Status(StatusSnapshot),
     Events(Vec<LoggedEvent>),
@@ -203,7 +203,7 @@ pub enum Answer {
 pub struct StatusSnapshot {
     pub claims: Vec<Claim>,
     pub sessions: Vec<SessionLine>,
-    pub tasks: Vec<(Task, bool)>,
+    pub tasks: Vec<(Task, bool, bool)>,
     pub epoch: Epoch,
     pub now: Timestamp,
 }
@@ -253,6 +253,7 @@ pub struct StateOwner {
     durability: Durability,
     keep_ended: Duration,
     common_dir: PathBuf,
+    stall: (Duration, Duration),
 }
 
 impl StateOwner {
@@ -277,6 +278,7 @@ impl StateOwner {
             durability,
             keep_ended: config.keep_ended_sessions,
             common_dir,
+            stall: (config.stall_flag_after, config.stall_offer_after),
         })
     }
 
@@ -289,10 +291,12 @@ impl StateOwner {
     pub async fn run(mut self) {
         let mut last_worktree_sweep = std::time::Instant::now();
         loop {
+            // Short stall periods (tests, small teams) get a sweep often enough to honour them.
+            let sweep = WORKTREE_SWEEP.min(self.stall.0 / 2).max(Duration::from_millis(200));
             let wait = self
                 .book
                 .next_deadline()
-                .map_or(WORKTREE_SWEEP, |t| Duration::from_millis(t.0.saturating_sub(now().0)).min(WORKTREE_SWEEP));
+                .map_or(sweep, |t| Duration::from_millis(t.0.saturating_sub(now().0)).min(sweep));
             let first = tokio::select! {
                 job = self.inbox.recv() => match job {
                     Some(job) => Some(job),
@@ -313,10 +317,11 @@ impl StateOwner {
             }
             let now = now();
             self.book.expire_due(now);
-            if last_worktree_sweep.elapsed() >= WORKTREE_SWEEP {
+            if last_worktree_sweep.elapsed() >= WORKTREE_SWEEP.min(self.stall.0 / 2).max(Duration::from_millis(200)) {
                 last_worktree_sweep = std::time::Instant::now();
                 self.drop_removed_worktrees(now);
                 self.prune_ended_sessions(now);
+                self.book.supervise(now, self.stall.0, self.stall.1);
             }
             let (replies, commands): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|(command, reply)| (reply, command)).unzip();
@@ -574,8 +579,8 @@ impl StateOwner {
 }
 
 /// Every task, with whether it is ready.
-fn tasks_with_readiness(book: &ClaimBook) -> Vec<(Task, bool)> {
-    book.tasks().map(|t| (t.clone(), book.is_ready(t))).collect()
+fn tasks_with_readiness(book: &ClaimBook) -> Vec<(Task, bool, bool)> {
+    book.tasks().map(|t| (t.clone(), book.is_ready(t), book.is_stalled(t.id))).collect()
 }
 
 /// Live claims, oldest first.

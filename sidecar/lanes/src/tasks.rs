@@ -17,13 +17,17 @@ pub async fn add(params: Params<'static>, cx: &Context) -> RpcResult {
     let Answer::Task(task) = cx.ask(Command::TaskAdd { title: p.title, after: p.after, scopes }).await? else {
         unreachable!("task add answers Task")
     };
-    reply(&TaskReply { task: view(&task, false) })
+    reply(&TaskReply { task: view(&task, false, false) })
 }
 
 pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskListParams = if params.as_str().is_some() { parse(&params)? } else { TaskListParams::default() };
     let Answer::Tasks(tasks) = cx.ask(Command::Tasks).await? else { unreachable!("tasks answers Tasks") };
-    let tasks = tasks.iter().filter(|(_, ready)| *ready || !p.ready).map(|(t, ready)| view(t, *ready)).collect();
+    let tasks = tasks
+        .iter()
+        .filter(|(_, ready, _)| *ready || !p.ready)
+        .map(|(t, ready, stalled)| view(t, *ready, *stalled))
+        .collect();
     reply(&TasksReply { tasks })
 }
 
@@ -35,7 +39,7 @@ pub async fn next(params: Params<'static>, cx: &Context) -> RpcResult {
         unreachable!("task next answers Taken")
     };
     let now = now();
-    reply(&TaskNextReply { task: view(&task, false), claim: grant.map(|g| claim_view(&g.claim, now)) })
+    reply(&TaskNextReply { task: view(&task, false, false), claim: grant.map(|g| claim_view(&g.claim, now)) })
 }
 
 pub async fn done(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -44,13 +48,14 @@ pub async fn done(params: Params<'static>, cx: &Context) -> RpcResult {
     let Answer::Task(task) = cx.ask(Command::TaskDone { who, task: p.task }).await? else {
         unreachable!("task done answers Task")
     };
-    reply(&TaskReply { task: view(&task, false) })
+    reply(&TaskReply { task: view(&task, false, false) })
 }
 
-pub(crate) fn view(task: &Task, ready: bool) -> TaskView {
+pub(crate) fn view(task: &Task, ready: bool, stalled: bool) -> TaskView {
     let status = match task.status {
         TaskStatus::Open if ready => "ready",
         TaskStatus::Open => "open",
+        TaskStatus::Taken if stalled => "stalled",
         TaskStatus::Taken => "taken",
         TaskStatus::Done => "done",
     };

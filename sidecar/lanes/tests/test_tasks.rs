@@ -85,3 +85,28 @@ fn sixty_four_racing_agents_each_get_a_different_task() {
     taken.dedup();
     assert_eq!(taken.len(), 32, "a task went to two agents");
 }
+
+#[test]
+fn a_stalled_task_is_flagged_then_offered_to_others_with_its_note() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut start = env.lanes_command(&repo, &["sidecar", "start"]);
+    start.env("LANES_STALL_FLAG_AFTER", "1s").env("LANES_STALL_OFFER_AFTER", "3s");
+    assert!(start.status().expect("start").success());
+    env.lanes(&repo, &["task", "add", "slow work", "--scope", "src"]).success();
+    env.lanes(&repo, &["--session", "idle", "--json", "task", "next"]).success();
+    let flagged = crate::common::eventually(std::time::Duration::from_secs(10), || {
+        env.lanes(&repo, &["--json", "task", "list"]).json()["tasks"][0]["status"] == "stalled"
+    });
+    assert!(flagged, "the idle task was not flagged");
+    let offered = crate::common::eventually(std::time::Duration::from_secs(10), || {
+        env.lanes(&repo, &["--json", "task", "list"]).json()["tasks"][0]["status"] == "ready"
+    });
+    assert!(offered, "the stalled task was not offered to others");
+    let taken = env.lanes(&repo, &["--session", "fresh", "--json", "task", "next"]).success().json();
+    assert!(taken["task"]["note"].as_str().expect("note").contains("stalled under idle"), "{taken}");
+    let told = env.lanes(&repo, &["--session", "idle", "--json", "inbox"]).success().json();
+    let texts: Vec<&str> =
+        told["messages"].as_array().expect("messages").iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.iter().any(|t| t.contains("no progress")), "{texts:?}");
+}

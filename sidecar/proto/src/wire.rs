@@ -733,7 +733,7 @@ pub struct TaskView {
     pub id: u64,
     /// What to do.
     pub title: String,
-    /// `open`, `ready` (open, its dependencies done), `taken` or `done`.
+    /// `open`, `ready` (open, its dependencies done), `taken`, `stalled` (taken, no progress lately) or `done`.
     pub status: String,
     /// Tasks that must be done first.
     pub after: Vec<u64>,
