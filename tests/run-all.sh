@@ -23,7 +23,11 @@ if [ ! -x "$claude_bin" ]; then
   (cd "$claude_dir" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$claude_version")
 fi
 "$claude_bin" --version
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+missing=""
+command -v python3 >/dev/null || missing="$missing python3"
+command -v tmux >/dev/null || missing="$missing tmux"
+command -v git >/dev/null || missing="$missing git"
+if [ -n "$missing" ]; then apt-get update -qq && apt-get install -y -qq $missing; fi
 export LANES_CLAUDE="$claude_bin" LANES_E2E_REQUIRED=1
 
 step "plugin manifest (claude plugin validate --strict --profile directory)"

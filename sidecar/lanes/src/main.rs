@@ -20,6 +20,7 @@ mod scopes;
 mod state;
 mod tasks;
 mod team;
+mod watch;
 mod worktrees;
 
 use std::path::PathBuf;
@@ -238,6 +239,8 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// A live terminal view: sessions, claims with time left, the task board and the event stream.
+    Watch,
     /// Check the set-up and say what is wrong and how to fix it.
     Doctor,
     /// Run, start, stop or inspect this repository's sidecar.
@@ -367,6 +370,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                     cli::rewind(&env, &out, checkpoint, dry_run, paths, force)
                 }
                 Cmd::Doctor => doctor::run(&env, &out),
+                Cmd::Watch => watch::run(&env),
                 Cmd::Worktrees => worktrees::worktrees(&env, &out),
                 Cmd::Gc { force, dry_run } => worktrees::gc(&env, &out, force, dry_run),
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),

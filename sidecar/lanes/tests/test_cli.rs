@@ -216,3 +216,40 @@ fn waits_tell_both_sides_and_refuse_a_deadlock() {
     assert!(freed["messages"][0]["text"].as_str().expect("text").contains("has ended"), "{freed}");
     assert_eq!(env.lanes(&repo, &["--session", "a", "--json", "wait", "docs"]).json()["error"]["code"], "not_found");
 }
+
+/// `lanes watch` in a real terminal (tmux): it shows the live claim and quits on `q`.
+#[test]
+fn watch_runs_in_a_terminal_and_quits_on_q() {
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").args(args).output();
+    if tmux(&["-V"]).is_err() {
+        assert!(std::env::var_os("LANES_E2E_REQUIRED").is_none(), "tmux is required (tests/run-all.sh installs it)");
+        return;
+    }
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "watcher", "claim", "src/a.rs"]).success();
+    let name = format!("lanes-watch-{}", std::process::id());
+    let command = format!(
+        "cd {} && HOME={} XDG_RUNTIME_DIR={} GIT_CONFIG_GLOBAL=/dev/null {} watch",
+        repo.display(),
+        env.root().join("home").display(),
+        env.root().join("run").display(),
+        env!("CARGO_BIN_EXE_lanes")
+    );
+    assert!(
+        tmux(&["new-session", "-d", "-s", &name, "-x", "120", "-y", "40", &command]).expect("tmux").status.success()
+    );
+    let shown = crate::common::eventually(std::time::Duration::from_secs(10), || {
+        let screen = tmux(&["capture-pane", "-p", "-t", &name])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        screen.contains("claims (1)") && screen.contains("watcher") && screen.contains("src/a.rs")
+    });
+    let _ = tmux(&["send-keys", "-t", &name, "q"]);
+    let quit = crate::common::eventually(std::time::Duration::from_secs(5), || {
+        !tmux(&["has-session", "-t", &name]).is_ok_and(|o| o.status.success())
+    });
+    let _ = tmux(&["kill-session", "-t", &name]);
+    assert!(shown, "lanes watch did not show the claim");
+    assert!(quit, "lanes watch did not quit on q");
+}
