@@ -220,12 +220,14 @@ fn waits_tell_both_sides_and_refuse_a_deadlock() {
 /// `lanes watch` in a real terminal (tmux): it shows the live claim and quits on `q`.
 #[test]
 fn watch_runs_in_a_terminal_and_quits_on_q() {
-    let tmux = |args: &[&str]| std::process::Command::new("tmux").args(args).output();
+    let env = TestEnv::new();
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux").env("TMUX_TMPDIR", env.root().join("run")).args(args).output()
+    };
     if tmux(&["-V"]).is_err() {
         assert!(std::env::var_os("LANES_E2E_REQUIRED").is_none(), "tmux is required (tests/run-all.sh installs it)");
         return;
     }
-    let env = TestEnv::new();
     let repo = env.repo("r");
     env.lanes(&repo, &["--session", "watcher", "claim", "src/a.rs"]).success();
     let name = format!("lanes-watch-{}", std::process::id());
@@ -249,7 +251,7 @@ fn watch_runs_in_a_terminal_and_quits_on_q() {
     let quit = crate::common::eventually(std::time::Duration::from_secs(5), || {
         !tmux(&["has-session", "-t", &name]).is_ok_and(|o| o.status.success())
     });
-    let _ = tmux(&["kill-session", "-t", &name]);
+    let _ = tmux(&["kill-server"]);
     assert!(shown, "lanes watch did not show the claim");
     assert!(quit, "lanes watch did not quit on q");
 }

@@ -210,3 +210,48 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
     assert!(kept["branch"].as_str().expect("branch").starts_with("lanes/"), "{kept}");
     assert_eq!(kept["dirty_files"], 1);
 }
+
+/// `lanes team up feature --launch` opens a tmux window per role running the real `claude` in that role's
+/// worktree.
+#[test]
+fn team_up_launches_a_claude_per_role_in_tmux() {
+    let Some(world) = World::new() else { return };
+    let repo = world.repo.clone();
+    let bin = world.root.join("claude-bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::os::unix::fs::symlink(world.claude_path(), bin.join("claude")).expect("symlink");
+    // The interactive client checks its connection to the real service during onboarding; this world is
+    // offline (loopback only), so mark onboarding done, as a returning user would have it.
+    let state = world.root.join("home/.claude.json");
+    let mut config: serde_json::Value =
+        std::fs::read_to_string(&state).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!({}));
+    config["hasCompletedOnboarding"] = json!(true);
+    std::fs::write(&state, config.to_string()).expect("write client state");
+    let session = "lanes-feature";
+    let up = world.lanes_with_path(&repo, &bin, &["--json", "team", "up", "feature", "--launch"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&up.stdout).expect("json");
+    assert_eq!(report["tmux"], session);
+    let mut windows = String::new();
+    let all_there = common::eventually(Duration::from_secs(10), || {
+        windows = String::from_utf8_lossy(
+            &world.tmux(&["list-windows", "-t", session, "-F", "#{window_name} #{pane_current_path}"]).stdout,
+        )
+        .into_owned();
+        ["planner", "backend", "frontend", "reviewer"]
+            .iter()
+            .all(|role| windows.lines().any(|l| l.starts_with(role) && l.ends_with(&format!("repo-{role}"))))
+    });
+    assert!(all_there, "a window per role, each in its worktree:\n{windows}");
+    // The real client is up in the backend window.
+    let started = common::eventually(Duration::from_secs(20), || {
+        let pane = world.tmux(&["capture-pane", "-p", "-t", &format!("{session}:backend")]);
+        let text = String::from_utf8_lossy(&pane.stdout).into_owned();
+        std::fs::write(world.root.join("pane.txt"), &text).ok();
+        // Its first screen asks whether to trust the role's worktree: the client runs, and runs there.
+        text.contains("Claude Code") && text.contains("repo-backend")
+    });
+    let pane = std::fs::read_to_string(world.root.join("pane.txt")).unwrap_or_default();
+    world.tmux(&["kill-server"]);
+    assert!(started, "claude did not start in the backend window:\n{pane}");
+}

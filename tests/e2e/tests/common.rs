@@ -118,6 +118,8 @@ impl World {
             .env("DISABLE_TELEMETRY", "1")
             .env("DISABLE_AUTOUPDATER", "1")
             .env("LANES_IDLE_TIMEOUT", "10m")
+            // A tmux server of this world's own, with this world's environment.
+            .env("TMUX_TMPDIR", self.root.join("run"))
             .stdin(Stdio::null())
     }
 
@@ -132,6 +134,25 @@ impl World {
         let path = self.root.join(name);
         self.git(&self.repo, &["worktree", "add", "-q", "-b", name, &path.to_string_lossy()]);
         path
+    }
+
+    /// A tmux command talking to this world's tmux server.
+    pub fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux").env("TMUX_TMPDIR", self.root.join("run")).args(args).output().expect("tmux")
+    }
+
+    /// The real client's binary.
+    pub fn claude_path(&self) -> &Path {
+        &self.claude
+    }
+
+    /// Runs `lanes` with `extra` first on PATH (and tmux's sessions in this world's runtime dir).
+    pub fn lanes_with_path(&self, dir: &Path, extra: &Path, args: &[&str]) -> Output {
+        let mut command = Command::new(self.bin_dir.join("lanes"));
+        self.env(&mut command).current_dir(dir).args(args);
+        let path = format!("{}:{}", extra.display(), std::env::var("PATH").unwrap_or_default());
+        command.env("PATH", format!("{}:{path}", self.bin_dir.display()));
+        command.output().expect("lanes")
     }
 
     pub fn lanes(&self, dir: &Path, args: &[&str]) -> Output {
