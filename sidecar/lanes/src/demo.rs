@@ -12,7 +12,7 @@ use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
     AcquireParams, CheckParams, CheckpointParams, HandoffParams, ReleaseParams, RenewParams, RewindParams, SendParams,
-    SessionParams, TaskAddParams, TaskDoneParams, TaskNextParams, method,
+    SessionParams, TaskAddParams, TaskDoneParams, TaskNextParams, WaitParams, method,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -84,6 +84,16 @@ fn describe(method: &str, reply: &Value) -> String {
         ),
         method::CLAIM_RENEW => format!("renewed (epoch {})", claim["epoch"]),
         method::TASK_ADD => format!("task {} added", reply["task"]["id"]),
+        method::CLAIM_WAIT => format!(
+            "waiting for {}",
+            reply["waiting_for"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["session"].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         method::TASK_NEXT => format!(
             "took task {} \"{}\" with claim {} on {}",
             reply["task"]["id"],
@@ -223,6 +233,13 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
     )?;
     t.act("bob", "claim src/api.rs (retry)", method::CLAIM_ACQUIRE, &claim(&bob, &["src/api.rs"], None, None))?;
     t.act("carol", "claim docs/guide.md", method::CLAIM_ACQUIRE, &claim(&carol, &["docs/guide.md"], None, None))?;
+    let wait = WaitParams {
+        session: "carol".into(),
+        worktree: main.to_string_lossy().into_owned(),
+        claim: Some(docs_id),
+        paths: vec![],
+    };
+    t.act("carol", "wait for docs/ (bob is told)", method::CLAIM_WAIT, &wait)?;
     t.act(
         "bob",
         "hand docs/ to carol",

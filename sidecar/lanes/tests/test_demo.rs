@@ -16,6 +16,7 @@ fn demo_runs_collides_hands_off_and_cleans_up() {
     assert!(outcomes.iter().any(|o| o.contains("trailers: Lanes-Session: bob, Lanes-Checkpoint: ")), "{outcomes:#?}");
     assert!(outcomes.iter().any(|o| o.starts_with("did: modify src/api.rs")), "{outcomes:#?}");
     assert!(outcomes.iter().any(|o| o.starts_with("took task 2")), "{outcomes:#?}");
+    assert!(outcomes.iter().any(|o| o == &"waiting for bob"), "{outcomes:#?}");
     assert!(outcomes.iter().any(|o| o.contains("from alice: \"the db index is in")), "{outcomes:#?}");
     let repo = report["repo"].as_str().expect("repo");
     assert!(!std::path::Path::new(repo).exists(), "the demo left its repository behind");
