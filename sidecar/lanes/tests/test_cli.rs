@@ -255,3 +255,21 @@ fn watch_runs_in_a_terminal_and_quits_on_q() {
     assert!(shown, "lanes watch did not show the claim");
     assert!(quit, "lanes watch did not quit on q");
 }
+
+#[test]
+fn messages_survive_a_restart_and_are_delivered_once() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "bob", "claim", "docs"]).success();
+    env.lanes(&repo, &["--session", "alice", "send", "bob", "the schema changed"]).success();
+    let too_big = "x".repeat(9000);
+    let refused = env.lanes(&repo, &["--session", "alice", "--json", "send", "bob", &too_big]);
+    assert_eq!(refused.code, 2);
+    assert!(refused.json()["error"]["message"].as_str().expect("message").contains("too long"));
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    let inbox = env.lanes(&repo, &["--session", "bob", "--json", "inbox"]).success().json();
+    assert_eq!(inbox["messages"][0]["text"], "the schema changed");
+    assert_eq!(inbox["messages"][0]["from"], "alice");
+    let again = env.lanes(&repo, &["--session", "bob", "--json", "inbox"]).success().json();
+    assert_eq!(again["messages"], serde_json::json!([]));
+}
