@@ -109,7 +109,16 @@ async fn serve(socket: &Path, context: Arc<Context>, idle_timeout: Duration) -> 
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors (thousands of idle clients): back off instead of spinning;
+                        // connections that close free them again.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let module = Arc::clone(&module);
                 let context = Arc::clone(&context);
                 tokio::spawn(async move {

@@ -130,3 +130,20 @@ fn random_request_lines_get_well_formed_replies() {
         .expect("every line gets a well-formed reply");
     assert_eq!(env.sidecar_pid(&repo), Some(pid), "the sidecar restarted");
 }
+
+#[test]
+fn thousands_of_idle_connections_do_not_take_the_sidecar_down() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    let idle: Vec<std::os::unix::net::UnixStream> =
+        (0..3000).filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok()).collect();
+    assert!(idle.len() > 1000, "only {} connections could be opened", idle.len());
+    let mut wire = Wire::connect(&socket);
+    let reply = wire.call("claim.acquire", json!({"session": "busy", "worktree": repo, "scopes": ["src/a.rs"]}));
+    assert!(reply.get("result").is_some(), "{reply}");
+    drop(idle);
+    let mut fresh = Wire::connect(&socket);
+    assert_eq!(fresh.call("status", json!({}))["result"]["claims"].as_array().map(Vec::len), Some(1));
+    assert_eq!(env.sidecar_pid(&repo), Some(pid));
+}
