@@ -97,109 +97,89 @@ impl Store {
                 self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
             Ok(value.map_or(0, |v| v as u64))
         };
-        let mut claims = Vec::new();
-        let mut stmt = self.conn.prepare(
+        let claims = self.select(
             "SELECT id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at, expires_at, note, task
              FROM claims ORDER BY id",
+            claim_from_row,
         )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            claims.push(claim_from_row(row)?);
-        }
-        let mut lapsed = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT claim, session, agent, scopes, note, expired_at FROM lapsed_notes ORDER BY rowid")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            lapsed.push(LapsedNote {
-                claim: ClaimId(row.get::<_, i64>(0)? as u64),
-                holder: Principal { session: row.get(1)?, agent: row.get(2)? },
-                scopes: parse_scopes(&row.get::<_, String>(3)?)?,
-                note: row.get(4)?,
-                expired_at: Timestamp(row.get::<_, i64>(5)? as u64),
-            });
-        }
-        let mut sessions = Vec::new();
-        let mut stmt = self.conn.prepare("SELECT id, state, started_at, info, ended_at FROM sessions")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
+        let lapsed = self.select(
+            "SELECT claim, session, agent, scopes, note, expired_at FROM lapsed_notes ORDER BY rowid",
+            |row| {
+                Ok(LapsedNote {
+                    claim: ClaimId(row.get::<_, i64>(0)? as u64),
+                    holder: Principal { session: row.get(1)?, agent: row.get(2)? },
+                    scopes: parse_scopes(&row.get::<_, String>(3)?)?,
+                    note: row.get(4)?,
+                    expired_at: Timestamp(row.get::<_, i64>(5)? as u64),
+                })
+            },
+        )?;
+        let sessions = self.select("SELECT id, state, started_at, info, ended_at FROM sessions", |row| {
             let info: Value = serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or(Value::Null);
             let text = |key: &str| info.get(key).and_then(Value::as_str).map(str::to_owned);
-            sessions.push((
-                row.get(0)?,
-                Session {
-                    live: row.get::<_, String>(1)? != "ended",
-                    started_at: Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
-                    last_seen: Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64),
-                    ended_at: row.get::<_, Option<i64>>(4)?.map(|t| Timestamp(t as u64)),
-                    info: SessionInfo {
-                        worktree: text("worktree"),
-                        branch: text("branch"),
-                        model: text("model"),
-                        source: text("source"),
-                    },
+            let started_at = Timestamp(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64);
+            let session = Session {
+                live: row.get::<_, String>(1)? != "ended",
+                started_at,
+                last_seen: started_at,
+                ended_at: row.get::<_, Option<i64>>(4)?.map(|t| Timestamp(t as u64)),
+                info: SessionInfo {
+                    worktree: text("worktree"),
+                    branch: text("branch"),
+                    model: text("model"),
+                    source: text("source"),
                 },
-            ));
-        }
-        let mut inbox = Vec::new();
-        let mut stmt = self.conn.prepare(
+            };
+            Ok((row.get(0)?, session))
+        })?;
+        let inbox = self.select(
             "SELECT id, sender, recipient, text, sent_at FROM messages WHERE delivered_at IS NULL ORDER BY id",
+            |row| {
+                Ok(Message {
+                    id: row.get::<_, i64>(0)? as u64,
+                    from: row.get(1)?,
+                    to: row.get(2)?,
+                    text: row.get(3)?,
+                    sent_at: Timestamp(row.get::<_, i64>(4)? as u64),
+                })
+            },
         )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            inbox.push(Message {
-                id: row.get::<_, i64>(0)? as u64,
-                from: row.get(1)?,
-                to: row.get(2)?,
-                text: row.get(3)?,
-                sent_at: Timestamp(row.get::<_, i64>(4)? as u64),
-            });
-        }
-        let mut last_checkpoints = Vec::new();
-        let mut stmt = self.conn.prepare(
-            "SELECT session, id FROM checkpoints c WHERE created_at = (SELECT max(created_at) FROM checkpoints WHERE session = c.session)",
+        let last_checkpoints = self.select(
+            "SELECT session, id FROM checkpoints c
+             WHERE created_at = (SELECT max(created_at) FROM checkpoints WHERE session = c.session)",
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            last_checkpoints.push((row.get(0)?, row.get(1)?));
-        }
-        let mut tasks = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, title, status, after, scopes, session, agent, claim, note FROM tasks ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let session: Option<String> = row.get(5)?;
-            tasks.push(Task {
-                id: row.get::<_, i64>(0)? as u64,
-                title: row.get(1)?,
-                status: match row.get::<_, String>(2)?.as_str() {
-                    "taken" => TaskStatus::Taken,
-                    "done" => TaskStatus::Done,
-                    _ => TaskStatus::Open,
-                },
-                after: serde_json::from_str(&row.get::<_, String>(3)?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                scopes: parse_scopes(&row.get::<_, String>(4)?)?,
-                holder: session.map(|session| Principal { session, agent: row.get(6).ok().flatten() }),
-                claim: row.get::<_, Option<i64>>(7)?.map(|c| ClaimId(c as u64)),
-                note: row.get(8)?,
-            });
-        }
-        let mut agent_worktrees = Vec::new();
-        let mut stmt =
-            self.conn.prepare("SELECT session, agent, path, branch, base FROM agent_worktrees ORDER BY rowid")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            agent_worktrees.push(AgentWorktree {
-                session: row.get(0)?,
-                agent: row.get(1)?,
-                path: row.get(2)?,
-                branch: row.get(3)?,
-                base: row.get(4)?,
-            });
-        }
+        let tasks = self.select(
+            "SELECT id, title, status, after, scopes, session, agent, claim, note FROM tasks ORDER BY id",
+            |row| {
+                let session: Option<String> = row.get(5)?;
+                Ok(Task {
+                    id: row.get::<_, i64>(0)? as u64,
+                    title: row.get(1)?,
+                    status: match row.get::<_, String>(2)?.as_str() {
+                        "taken" => TaskStatus::Taken,
+                        "done" => TaskStatus::Done,
+                        _ => TaskStatus::Open,
+                    },
+                    after: serde_json::from_str(&row.get::<_, String>(3)?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    scopes: parse_scopes(&row.get::<_, String>(4)?)?,
+                    holder: session.map(|session| Principal { session, agent: row.get(6).ok().flatten() }),
+                    claim: row.get::<_, Option<i64>>(7)?.map(|c| ClaimId(c as u64)),
+                    note: row.get(8)?,
+                })
+            },
+        )?;
+        let agent_worktrees =
+            self.select("SELECT session, agent, path, branch, base FROM agent_worktrees ORDER BY rowid", |row| {
+                Ok(AgentWorktree {
+                    session: row.get(0)?,
+                    agent: row.get(1)?,
+                    path: row.get(2)?,
+                    branch: row.get(3)?,
+                    base: row.get(4)?,
+                })
+            })?;
         let last_message: Option<i64> = self.conn.query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
         Ok(Snapshot {
             claims,
@@ -213,6 +193,21 @@ impl Store {
             epoch: Epoch(counter("epoch")?),
             next_id: counter("next_id")?.max(1),
         })
+    }
+
+    /// Every row of a parameterless query, each read with `read`.
+    fn select<T>(
+        &self,
+        sql: &str,
+        mut read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(read(row)?);
+        }
+        Ok(found)
     }
 
     /// Applies the book's events and appends them to the log, all in one transaction; `epoch` and `next_id`
