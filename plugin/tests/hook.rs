@@ -211,6 +211,11 @@ fn edits_outside_the_bound_worktree_follow_the_binding_policy() {
     let made = env.hook(&["claude", "WorktreeCreate"], create.to_string().as_bytes());
     let tree = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
     assert!(tree.join("src/a.rs").exists(), "WorktreeCreate printed {tree:?}");
+    let status = env.command("git").args(["status", "--porcelain"]).current_dir(&repo).output().expect("git status");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).trim().is_empty(),
+        "the agent worktree shows in the main checkout's status"
+    );
     // ... the subagent may edit there, and is refused in the main checkout (strict), told where to edit.
     assert_silent_success(
         &env.hook(&["claude", "PreToolUse"], &event("boss", Some("helper"), &tree, &tree.join("src/a.rs"))),

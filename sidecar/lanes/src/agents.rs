@@ -27,6 +27,8 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
     let short: String = session.chars().take(8).collect();
     let branch = cx.agent_branch.replace("{session}", &short).replace("{agent}", &agent);
     let cwd = PathBuf::from(&p.cwd);
+    let exclude =
+        (cx.common_dir.join("info").join("exclude"), format!("/{}/", cx.agent_worktree_dir.trim_matches('/')));
     let made = {
         let _serialized = cx.git.lock().await;
         let (path, branch) = (path.clone(), branch.clone());
@@ -37,6 +39,7 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
+            exclude_locally(&exclude.0, &exclude.1)?;
             git::run(&main, &["worktree", "add", "-q", "-b", &branch, &path.to_string_lossy(), &base])?;
             Ok(base)
         })
@@ -78,6 +81,20 @@ pub async fn finish(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
         }
     });
     reply(&serde_json::json!({ "finishing": count }))
+}
+
+/// Keeps the agent worktrees out of the main checkout's `git status` and checkpoints, through the
+/// repository's own `info/exclude` (never the user's `.gitignore`).
+fn exclude_locally(exclude: &Path, pattern: &str) -> std::io::Result<()> {
+    let current = std::fs::read_to_string(exclude).unwrap_or_default();
+    if current.lines().any(|line| line.trim() == pattern) {
+        return Ok(());
+    }
+    if let Some(dir) = exclude.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let separator = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
+    std::fs::write(exclude, format!("{current}{separator}# lanes: worktrees made for subagents\n{pattern}\n"))
 }
 
 /// Removes a subagent worktree and its branch when it holds no uncommitted change and no new commit.
