@@ -53,6 +53,26 @@ impl Env {
         child.wait_with_output().expect("hook output")
     }
 
+    /// Runs git in `dir` as a test committer; it must succeed.
+    fn git(&self, dir: &Path, args: &[&str]) {
+        let status = self
+            .command("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    }
+
+    /// Gives the repository its first commit (`src/a.rs`), which worktrees and branches need.
+    fn initial_commit(&self) {
+        let repo = self.repo();
+        std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
+        self.git(&repo, &["add", "-A"]);
+        self.git(&repo, &["commit", "-qm", "initial"]);
+    }
+
     fn lanes(&self, args: &[&str]) -> Output {
         let lanes = bin_dir().join("lanes");
         assert!(lanes.is_file(), "lanes is not built beside lanes-hook: run the workspace tests");
@@ -140,19 +160,8 @@ fn a_hung_sidecar_means_allow() {
 fn a_subagents_claims_end_with_it_unless_it_committed_work() {
     let env = Env::new();
     let repo = env.repo();
-    let git = |dir: &Path, args: &[&str]| {
-        let status = env
-            .command("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-            .args(args)
-            .current_dir(dir)
-            .status()
-            .expect("git");
-        assert!(status.success(), "git {args:?}");
-    };
-    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "initial"]);
+    let git = |dir: &Path, args: &[&str]| env.git(dir, args);
+    env.initial_commit();
     let stop = |cwd: &Path, agent: &str| {
         let event = serde_json::json!({"session_id": "alice", "agent_id": agent, "cwd": cwd, "hook_event_name": "SubagentStop"});
         assert_silent_success(&env.hook(&["claude", "SubagentStop"], event.to_string().as_bytes()), "SubagentStop");
@@ -194,10 +203,7 @@ fn a_subagents_claims_end_with_it_unless_it_committed_work() {
 fn edits_outside_the_bound_worktree_follow_the_binding_policy() {
     let env = Env::new();
     let repo = env.repo();
-    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
-    for args in [&["add", "-A"][..], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial"][..]] {
-        assert!(env.command("git").args(args).current_dir(&repo).status().expect("git").success());
-    }
+    env.initial_commit();
     let event = |session: &str, agent: Option<&str>, cwd: &Path, file: &Path| {
         let mut event = serde_json::json!({"session_id": session, "cwd": cwd, "tool_name": "Write",
             "tool_input": {"file_path": file, "content": "x"}});
@@ -237,18 +243,8 @@ fn edits_outside_the_bound_worktree_follow_the_binding_policy() {
 fn the_branch_guard_reports_a_head_moved_by_someone_else_and_warns_before_a_shared_switch() {
     let env = Env::new();
     let repo = env.repo();
-    let git = |args: &[&str]| {
-        let status = env
-            .command("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(&repo)
-            .status();
-        assert!(status.expect("git").success(), "git {args:?}");
-    };
-    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "initial"]);
+    let git = |args: &[&str]| env.git(&repo, args);
+    env.initial_commit();
     let run = |event: &str, input: serde_json::Value| -> serde_json::Value {
         let output = env.hook(&["claude", event], input.to_string().as_bytes());
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
@@ -278,10 +274,7 @@ fn the_branch_guard_reports_a_head_moved_by_someone_else_and_warns_before_a_shar
 fn a_subagent_whose_command_ran_in_the_main_checkout_is_told_what_it_changed_there() {
     let env = Env::new();
     let repo = env.repo();
-    std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
-    for args in [&["add", "-A"][..], &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial"][..]] {
-        assert!(env.command("git").args(args).current_dir(&repo).status().expect("git").success());
-    }
+    env.initial_commit();
     let create = serde_json::json!({"session_id": "boss", "cwd": repo, "hook_event_name": "WorktreeCreate", "name": "agent-helper"});
     let made = env.hook(&["claude", "WorktreeCreate"], create.to_string().as_bytes());
     let tree = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());

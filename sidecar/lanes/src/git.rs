@@ -31,16 +31,19 @@ fn git(worktree: &Path, index: Option<&Path>, args: &[&str]) -> Result<String> {
     ] {
         command.env(name, value);
     }
-    let output = command.output().context("failed to run git")?;
-    if !output.status.success() {
-        bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    output_of(command, args)
 }
 
 /// Runs git in `worktree` (the user's own index and identity); returns trimmed stdout.
 pub fn run(worktree: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new("git").current_dir(worktree).args(args).output().context("failed to run git")?;
+    let mut command = Command::new("git");
+    command.current_dir(worktree).args(args);
+    output_of(command, args)
+}
+
+/// Runs a git command; its trimmed stdout, or an error carrying its stderr.
+fn output_of(mut command: Command, args: &[&str]) -> Result<String> {
+    let output = command.output().context("failed to run git")?;
     if !output.status.success() {
         bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }

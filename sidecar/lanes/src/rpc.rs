@@ -226,8 +226,7 @@ fn hello(params: Params<'static>, cx: &Context) -> RpcResult {
 }
 
 /// Turns `claim.acquire` parameters into a request for the book.
-fn acquire_request(params: &Params<'static>, cx: &Context) -> Result<AcquireRequest, ErrorObjectOwned> {
-    let p: AcquireParams = parse(params)?;
+fn acquire_request(p: AcquireParams, cx: &Context) -> Result<AcquireRequest, ErrorObjectOwned> {
     let holder = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
     let scopes = resolve_all(&p.scopes, &root)?;
@@ -240,7 +239,7 @@ fn acquire_request(params: &Params<'static>, cx: &Context) -> Result<AcquireRequ
 }
 
 async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
-    let request = acquire_request(&params, cx)?;
+    let request = acquire_request(parse(&params)?, cx)?;
     let Answer::Granted(grant) = cx.ask(Command::Acquire(request)).await? else {
         unreachable!("acquire answers Granted")
     };
@@ -248,8 +247,9 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
 }
 
 async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
-    let request = acquire_request(&params, cx)?;
-    let bound: Option<String> = params.parse::<AcquireParams>().ok().and_then(|p| p.bound_worktree);
+    let p: AcquireParams = parse(&params)?;
+    let bound = p.bound_worktree.clone();
+    let request = acquire_request(p, cx)?;
     let warning = check_binding(cx, &request, bound).await?;
     let Answer::Ensured(ensured) = cx.ask(Command::Ensure(request)).await? else {
         unreachable!("ensure answers Ensured")

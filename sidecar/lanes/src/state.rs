@@ -290,9 +290,9 @@ impl StateOwner {
     /// Serves commands until every sender is gone.
     pub async fn run(mut self) {
         let mut last_worktree_sweep = std::time::Instant::now();
+        // Short stall periods (tests, small teams) get a sweep often enough to honour them.
+        let sweep = WORKTREE_SWEEP.min(self.stall.0 / 2).max(Duration::from_millis(200));
         loop {
-            // Short stall periods (tests, small teams) get a sweep often enough to honour them.
-            let sweep = WORKTREE_SWEEP.min(self.stall.0 / 2).max(Duration::from_millis(200));
             let wait = self
                 .book
                 .next_deadline()
@@ -317,7 +317,7 @@ impl StateOwner {
             }
             let now = now();
             self.book.expire_due(now);
-            if last_worktree_sweep.elapsed() >= WORKTREE_SWEEP.min(self.stall.0 / 2).max(Duration::from_millis(200)) {
+            if last_worktree_sweep.elapsed() >= sweep {
                 last_worktree_sweep = std::time::Instant::now();
                 self.drop_removed_worktrees(now);
                 self.prune_ended_sessions(now);
