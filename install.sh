@@ -7,6 +7,13 @@ cd "$(dirname "$0")"
 checkout="$(pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lanes/target}"
 
+if ! command -v protoc >/dev/null 2>&1; then
+  # The hub's etcd client generates its gRPC code at build time with protoc.
+  echo "lanes: installing protoc (Debian's protobuf-compiler), which the build needs..."
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq protobuf-compiler
+fi
+
 echo "lanes: building and installing lanes and lanes-hook (release)..."
 cargo install --locked --quiet --path sidecar/lanes
 cargo install --locked --quiet --path plugin

@@ -27,7 +27,13 @@ missing=""
 command -v python3 >/dev/null || missing="$missing python3"
 command -v tmux >/dev/null || missing="$missing tmux"
 command -v git >/dev/null || missing="$missing git"
-if [ -n "$missing" ]; then apt-get update -qq && apt-get install -y -qq $missing; fi
+command -v protoc >/dev/null || missing="$missing protobuf-compiler"  # etcd-client generates its gRPC code
+command -v etcd >/dev/null || missing="$missing etcd-server"         # the hub's cluster tests run real etcd
+if [ -n "$missing" ]; then
+  step "Debian packages:$missing"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
+fi
 export LANES_CLAUDE="$claude_bin" LANES_E2E_REQUIRED=1
 
 step "plugin manifest (claude plugin validate --strict --profile directory)"

@@ -138,6 +138,24 @@ impl Hook {
                     "permissionDecisionReason": reason,
                 }}))
             }
+            // A sidecar with a hub that no hub answers: `[hub] offline` says whether the edit goes ahead.
+            Err(CallError::Refused { code: ErrorCode::Unavailable, message, data }) => {
+                if data.get("offline").and_then(|o| o.as_str()) == Some("deny") {
+                    Some(json!({"hookSpecificOutput": {
+                        "hookEventName": "PreToolUse",
+                        "permissionDecision": "deny",
+                        "permissionDecisionReason": format!(
+                            "lanes: {message}. This repository is set to refuse edits while no hub answers \
+                             ([hub] offline = \"deny\"); try again when the hub is back."
+                        ),
+                    }}))
+                } else {
+                    let context = format!(
+                        "lanes: {message}. The edit went ahead without a check against other machines' claims."
+                    );
+                    Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+                }
+            }
             Err(CallError::Refused { message, data, .. })
                 if data.get("bound_worktree").is_some_and(|b| !b.is_null()) =>
             {

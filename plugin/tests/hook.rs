@@ -143,6 +143,31 @@ fn denies_a_held_file_naming_the_holder_and_allows_a_free_one() {
 }
 
 #[test]
+fn with_no_hub_answering_the_edit_goes_ahead_with_a_warning_or_is_refused_as_configured() {
+    let env = Env::new();
+    let repo = env.repo();
+    let config = repo.join(".git/lanes/config.toml");
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    // Nothing listens on port 1: the sidecar's hub calls are refused at once.
+    let hub = "[hub]\nurls = [\"ws://127.0.0.1:1\"]\nproject = \"test\"\n";
+    std::fs::write(&config, hub).expect("config");
+    let allowed = env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "alice", "src/a.rs"));
+    assert_eq!(allowed.status.code(), Some(0));
+    let reply: serde_json::Value = serde_json::from_slice(&allowed.stdout).expect("context JSON");
+    let context = reply["hookSpecificOutput"]["additionalContext"].as_str().expect("warning");
+    assert!(context.contains("no hub answers") && context.contains("without a check"), "{context}");
+    assert!(reply["hookSpecificOutput"]["permissionDecision"].is_null(), "{reply}");
+
+    std::fs::write(&config, format!("{hub}offline = \"deny\"\n")).expect("config");
+    env.lanes(&["sidecar", "stop"]);
+    let denied = env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "alice", "src/a.rs"));
+    let reply: serde_json::Value = serde_json::from_slice(&denied.stdout).expect("deny JSON");
+    assert_eq!(reply["hookSpecificOutput"]["permissionDecision"], "deny", "{reply}");
+    let reason = reply["hookSpecificOutput"]["permissionDecisionReason"].as_str().expect("reason");
+    assert!(reason.contains("offline = \"deny\""), "{reason}");
+}
+
+#[test]
 fn a_hung_sidecar_means_allow() {
     let env = Env::new();
     let repo = env.repo();

@@ -224,6 +224,9 @@ pub fn claim(
             c["epoch"],
             secs(&c["expires_in_secs"])
         );
+        if let Some(epoch) = v["hub_epoch"].as_u64() {
+            text.push_str(&format!("; confirmed by the hub, hub epoch {epoch}"));
+        }
         for note in v["notes"].as_array().into_iter().flatten() {
             text.push_str(&format!(
                 "\nnote left by {} (claim {}, lapsed {}): {}",

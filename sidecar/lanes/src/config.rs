@@ -23,6 +23,19 @@ pub enum Binding {
     Off,
 }
 
+/// The `[hub]` settings (DESIGN.md §9).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HubConfig {
+    /// Hub URLs, tried in turn; empty means no hub.
+    pub urls: Vec<String>,
+    /// Where the token is (`~` is the home directory); `LANES_HUB_TOKEN` wins over it.
+    pub token_file: Option<String>,
+    /// The repository's identity on the hub; default: its normalized origin URL.
+    pub project: Option<String>,
+    /// Refuse edits (instead of allowing them with a warning) when no hub answers.
+    pub offline_deny: bool,
+}
+
 /// The settings lanes uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -48,6 +61,8 @@ pub struct Config {
     pub agent_worktree_dir: String,
     /// Subagent worktree branch names, with `{session}` and `{agent}`.
     pub agent_branch: String,
+    /// The shared hub, if any.
+    pub hub: HubConfig,
     /// Files read, in order, for `lanes doctor`.
     pub sources: Vec<PathBuf>,
     /// Problems found on the way (unknown keys), for the log and `lanes doctor`.
@@ -88,6 +103,7 @@ impl Config {
             stall_offer_after: Duration::from_secs(60 * 60),
             agent_worktree_dir: ".claude/worktrees".to_owned(),
             agent_branch: "lanes/{session}/{agent}".to_owned(),
+            hub: HubConfig::default(),
             sources: Vec::new(),
             warnings: Vec::new(),
         };
@@ -150,7 +166,20 @@ impl Config {
                         }
                     }
                 }
-                ("hub", _) => {}
+                ("hub", toml::Value::Table(hub)) => {
+                    for (key, value) in hub {
+                        match (key.as_str(), value) {
+                            ("urls", toml::Value::Array(urls)) => {
+                                self.hub.urls = urls.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect();
+                            }
+                            ("url", toml::Value::String(url)) => self.hub.urls = vec![url.clone()],
+                            ("token_file", toml::Value::String(s)) => self.hub.token_file = Some(s.clone()),
+                            ("project", toml::Value::String(s)) => self.hub.project = Some(s.clone()),
+                            ("offline", toml::Value::String(s)) => self.hub.offline_deny = parse_offline(s, origin)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key hub.{key}")),
+                        }
+                    }
+                }
                 _ => self.warnings.push(format!("{origin}: unknown key {key} (or a value of the wrong type)")),
             }
         }
@@ -179,6 +208,12 @@ impl Config {
         if let Some(s) = var("LANES_IDLE_TIMEOUT") {
             self.idle_timeout = ttl(&s, "LANES_IDLE_TIMEOUT", "value")?;
         }
+        if let Some(s) = var("LANES_HUB_URLS") {
+            self.hub.urls = s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        }
+        if let Some(s) = var("LANES_HUB_OFFLINE") {
+            self.hub.offline_deny = parse_offline(&s, "LANES_HUB_OFFLINE")?;
+        }
         Ok(())
     }
 }
@@ -202,6 +237,14 @@ fn parse_binding(s: &str, origin: &str) -> Result<Binding> {
         "warn" => Ok(Binding::Warn),
         "off" => Ok(Binding::Off),
         _ => bail!("{origin}: binding must be \"strict\", \"warn\" or \"off\", not {s:?}"),
+    }
+}
+
+fn parse_offline(s: &str, origin: &str) -> Result<bool> {
+    match s {
+        "allow" => Ok(false),
+        "deny" => Ok(true),
+        _ => bail!("{origin}: hub.offline must be \"allow\" or \"deny\", not {s:?}"),
     }
 }
 

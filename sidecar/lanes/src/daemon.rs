@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::Config;
+use crate::hub_link::HubLink;
 use crate::rpc::{self, Context};
 use crate::state::{Answer, Command, StateHandle, StateOwner, now};
 
@@ -75,6 +76,9 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
     context.binding_sessions = config.binding_sessions;
     context.binding_subagents = config.binding_subagents;
     context.agent_branch = config.agent_branch.clone();
+    context.hub = HubLink::from_config(&location.common_dir, &config.hub)
+        .context("the [hub] configuration is not usable")?
+        .map(Arc::new);
     let context = Arc::new(context);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -82,6 +86,9 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
         .context("failed to start the async runtime")?;
     let served = runtime.block_on(async {
         tokio::spawn(owner.run());
+        if let Some(hub) = &context.hub {
+            tokio::spawn(crate::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
+        }
         serve(&paths.socket, context, config.idle_timeout).await
     });
     let _ = std::fs::remove_file(&paths.socket);

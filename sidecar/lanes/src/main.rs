@@ -14,6 +14,8 @@ mod demo;
 mod doctor;
 mod git;
 mod githooks;
+mod hub_link;
+mod hub_serve;
 mod output;
 mod rpc;
 mod scopes;
@@ -246,6 +248,47 @@ enum Cmd {
     /// Run, start, stop or inspect this repository's sidecar.
     #[command(subcommand)]
     Sidecar(SidecarCmd),
+    /// Serve a shared hub, so claims hold across machines.
+    #[command(subcommand)]
+    Hub(HubCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum HubCmd {
+    /// Serve the hub: JSON-RPC over WebSocket, claims kept in SQLite or etcd.
+    #[command(after_help = "\
+Examples:
+  lanes hub serve                                         loopback, ./lanes-hub.db, no token needed
+  lanes hub serve --store etcd:http://10.0.0.5:2379,http://10.0.0.6:2379 --listen 0.0.0.0:7878 \\
+      --token-file /etc/lanes/hub.token --tls-cert hub.pem --tls-key hub.key
+Sidecars use it with, in <repo>/.git/lanes/config.toml or ~/.config/lanes/config.toml:
+  [hub]
+  urls = [\"ws://127.0.0.1:7878\"]
+
+The token comes from --token-file or LANES_HUB_TOKEN, never from the command line.")]
+    Serve {
+        /// Address to listen on. Anything but loopback needs a token, and TLS or --insecure.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// `sqlite:PATH` (one box) or `etcd:URL[,URL...]` (a cluster).
+        #[arg(long, default_value = "sqlite:lanes-hub.db")]
+        store: String,
+        /// File holding the token clients must present.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Certificate chain (PEM) for wss://.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Private key (PEM) for wss://.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Allow plain ws:// on a non-loopback address.
+        #[arg(long)]
+        insecure: bool,
+        /// Requests per second one connection may send.
+        #[arg(long, default_value_t = 5000)]
+        rate_limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +382,10 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             daemon::run(&dir, daemon::RunOptions { foreground, report_version }).map_err(cli::Failure::from)
         }
         Cmd::Demo => demo::run(&out),
+        Cmd::Hub(HubCmd::Serve { listen, store, token_file, tls_cert, tls_key, insecure, rate_limit }) => {
+            let tls = tls_cert.zip(tls_key);
+            hub_serve::run(&out, hub_serve::Options { listen, store, token_file, tls, insecure, rate_limit })
+        }
         command => {
             let env = cli::Env::discover(&dir, cli.session)?;
             match command {
@@ -376,7 +423,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
-                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo => unreachable!("handled above"),
+                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo | Cmd::Hub(_) => unreachable!("handled above"),
             }
         }
     }

@@ -52,6 +52,8 @@ pub struct Context {
     pub agent_branch: String,
     /// The HEAD each principal last saw in each worktree, and whether it said it would move it itself.
     heads: Mutex<HashMap<(String, String), (String, bool)>>,
+    /// The shared hub, when `[hub]` is configured: it decides claims.
+    pub hub: Option<Arc<crate::hub_link::HubLink>>,
     /// What each worktree's last prepare-commit-msg was told, for its post-commit.
     pending_stamps: Mutex<HashMap<String, (Vec<lanes_proto::StampView>, std::time::Instant)>>,
 }
@@ -67,6 +69,7 @@ impl Context {
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
+            hub: None,
             heads: Mutex::new(HashMap::new()),
             binding_sessions: Binding::Warn,
             binding_subagents: Binding::Strict,
@@ -134,7 +137,37 @@ impl Context {
     }
 
     pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
-        self.state.ask(command).await.map_err(failure_to_rpc)
+        let frees = matches!(
+            command,
+            Command::Release { .. } | Command::Handoff { .. } | Command::SessionEnd { .. } | Command::Renew { .. }
+        );
+        let answer = self.state.ask(command).await.map_err(failure_to_rpc);
+        if frees && let Some(hub) = &self.hub {
+            // The hub learns of releases, handoffs and renewals from the forwarder's next sync: now.
+            hub.wake.notify_one();
+        }
+        answer
+    }
+
+    /// With a hub, a grant stands only once the hub confirms it; otherwise it is taken back and the hub's
+    /// answer (a conflict, or `unavailable`) is the caller's. Returns the hub's epoch.
+    async fn confirm_with_hub(&self, claim: &Claim) -> Result<Option<u64>, ErrorObjectOwned> {
+        let Some(hub) = &self.hub else { return Ok(None) };
+        match hub.confirm(crate::hub_link::hub_claim(claim, now())).await {
+            Ok(epoch) => Ok(Some(epoch)),
+            Err(refusal) => {
+                let command =
+                    Command::Release { who: claim.holder.clone(), ids: vec![claim.id], all: false, epoch: None };
+                if let Err(e) = self.ask(command).await {
+                    tracing::warn!(
+                        "could not take back claim {} after the hub refused it: {}",
+                        claim.id.0,
+                        e.message()
+                    );
+                }
+                Err(refusal)
+            }
+        }
     }
 }
 
@@ -243,7 +276,8 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
     let Answer::Granted(grant) = cx.ask(Command::Acquire(request)).await? else {
         unreachable!("acquire answers Granted")
     };
-    grant_reply(&grant)
+    let hub_epoch = cx.confirm_with_hub(&grant.claim).await?;
+    grant_reply(&grant, hub_epoch)
 }
 
 async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -255,10 +289,17 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
         unreachable!("ensure answers Ensured")
     };
     let mut value = match ensured {
-        Ensured::Granted(grant) => grant_reply(&grant)?,
-        Ensured::Held(claim) => {
-            reply(&ClaimReply { claim: claim_view(&claim, now()), held: true, warning: None, notes: Vec::new() })?
+        Ensured::Granted(grant) => {
+            let hub_epoch = cx.confirm_with_hub(&grant.claim).await?;
+            grant_reply(&grant, hub_epoch)?
         }
+        Ensured::Held(claim) => reply(&ClaimReply {
+            claim: claim_view(&claim, now()),
+            held: true,
+            warning: None,
+            notes: Vec::new(),
+            hub_epoch: None,
+        })?,
     };
     if let Some(warning) = warning {
         value["warning"] = warning.into();
@@ -307,13 +348,14 @@ async fn check_binding(
                 conflicts: Vec::new(),
                 protocol: PROTOCOL_VERSION,
                 bound_worktree: Some(bound),
+                offline: None,
             };
             Err(ErrorObjectOwned::owned(ErrorCode::InvalidScope.rpc_code(), message, Some(data)))
         }
     }
 }
 
-fn grant_reply(grant: &Grant) -> RpcResult {
+fn grant_reply(grant: &Grant, hub_epoch: Option<u64>) -> RpcResult {
     let now = now();
     let notes = grant
         .notes
@@ -326,7 +368,7 @@ fn grant_reply(grant: &Grant) -> RpcResult {
             expired_at: rfc3339(n.expired_at),
         })
         .collect();
-    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, warning: None, notes })
+    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, warning: None, notes, hub_epoch })
 }
 
 async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -347,7 +389,13 @@ async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("renew answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, warning: None, notes: Vec::new() })
+    reply(&ClaimReply {
+        claim: claim_view(&claim, now()),
+        held: false,
+        warning: None,
+        notes: Vec::new(),
+        hub_epoch: None,
+    })
 }
 
 async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -359,7 +407,13 @@ async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("handoff answers Claim") };
-    reply(&ClaimReply { claim: claim_view(&claim, now()), held: false, warning: None, notes: Vec::new() })
+    reply(&ClaimReply {
+        claim: claim_view(&claim, now()),
+        held: false,
+        warning: None,
+        notes: Vec::new(),
+        hub_epoch: None,
+    })
 }
 
 async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -520,7 +574,7 @@ async fn status(cx: &Context) -> RpcResult {
         sessions,
         claims: snapshot.claims.iter().map(|c| claim_view(c, snapshot.now)).collect(),
         tasks: snapshot.tasks.iter().map(|(t, ready, stalled)| tasks::view(t, *ready, *stalled)).collect(),
-        hub: None,
+        hub: cx.hub.as_ref().map(|hub| hub.view()),
         epoch: snapshot.epoch.0,
     })
 }
@@ -532,18 +586,12 @@ async fn events(params: Params<'static>, cx: &Context) -> RpcResult {
         unreachable!("events answers Events")
     };
     let cursor = logged.last().map_or(p.since, |e| e.seq);
-    let events = logged
-        .into_iter()
-        .map(|e| EventView {
-            seq: e.seq,
-            at: rfc3339(e.at),
-            kind: e.kind,
-            session: e.session,
-            claim: e.claim,
-            data: e.data,
-        })
-        .collect();
-    reply(&EventsReply { events, cursor })
+    reply(&EventsReply { events: logged.into_iter().map(event_view).collect(), cursor })
+}
+
+/// An event of the log as the wire shows it.
+pub(crate) fn event_view(e: lanes_store::LoggedEvent) -> EventView {
+    EventView { seq: e.seq, at: rfc3339(e.at), kind: e.kind, session: e.session, claim: e.claim, data: e.data }
 }
 
 fn shutdown(cx: &Context) -> RpcResult {
@@ -586,7 +634,7 @@ pub(crate) fn reply<T: Serialize>(body: &T) -> RpcResult {
 
 /// A JSON-RPC error whose `data` carries the string code, the conflicts and the protocol version.
 pub fn error(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> ErrorObjectOwned {
-    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION, bound_worktree: None };
+    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION, bound_worktree: None, offline: None };
     ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
 }
 

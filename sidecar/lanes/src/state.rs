@@ -205,6 +205,8 @@ pub struct StatusSnapshot {
     pub sessions: Vec<SessionLine>,
     pub tasks: Vec<(Task, bool, bool)>,
     pub epoch: Epoch,
+    /// Every claim made so far has a lower id (what a hub sync needs to tell old claims from new ones).
+    pub next_claim_id: u64,
     pub now: Timestamp,
 }
 
@@ -523,7 +525,14 @@ impl StateOwner {
                     .collect();
                 sessions.sort_by(|a, b| a.id.cmp(&b.id));
                 let tasks = tasks_with_readiness(book);
-                Answer::Status(StatusSnapshot { claims, sessions, tasks, epoch: book.epoch(), now })
+                Answer::Status(StatusSnapshot {
+                    claims,
+                    sessions,
+                    tasks,
+                    epoch: book.epoch(),
+                    next_claim_id: book.next_claim_id(),
+                    now,
+                })
             }
             Command::Events { since, limit } => Answer::Events(
                 self.store

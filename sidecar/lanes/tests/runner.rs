@@ -15,6 +15,8 @@ mod test_demo;
 mod test_gc;
 /// Git hooks: trailers, chaining, linked worktrees, explain.
 mod test_git;
+/// The shared hub across machines: SQLite, a 3-member etcd cluster, tokens, failover, the outbox.
+mod test_hub;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
 mod test_lifecycle;
 /// Sessions: prompts with secrets masked, retention of ended sessions.

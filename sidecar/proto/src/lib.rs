@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod hub;
 pub mod lifecycle;
 pub mod paths;
 pub mod repo;

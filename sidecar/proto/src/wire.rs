@@ -120,6 +120,9 @@ pub struct ClaimReply {
     /// Notes from lapsed claims on overlapping scopes, shown once to the next claimant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<NoteView>,
+    /// With a hub: the fencing epoch the hub gave the grant (the etcd revision on etcd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_epoch: Option<u64>,
 }
 
 /// `claim.release` parameters.
@@ -526,6 +529,10 @@ pub struct ErrorData {
     /// For an edit refused by the binding policy: the worktree the principal is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound_worktree: Option<String>,
+    /// For `unavailable` from a sidecar with a hub: what the hook should do, `allow` or `deny`
+    /// (`[hub] offline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<String>,
 }
 
 /// A checkpoint as the wire shows it.

@@ -106,6 +106,14 @@ impl TestEnv {
         dir
     }
 
+    /// A clone of `upstream` (which becomes its origin); returns its worktree.
+    pub fn clone_of(&self, upstream: &Path, name: &str) -> PathBuf {
+        let dir = self.root().join(name);
+        self.git(&self.root(), &["clone", "-q", &upstream.to_string_lossy(), &dir.to_string_lossy()]);
+        self.repos.borrow_mut().push(dir.clone());
+        dir
+    }
+
     /// Adds a linked worktree on a new branch; returns its path.
     pub fn worktree(&self, repo: &Path, name: &str) -> PathBuf {
         let path = self.root().join(name);

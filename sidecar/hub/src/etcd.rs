@@ -1,0 +1,377 @@
+//! The hub's store for a cluster: etcd (DESIGN.md §9). Every claim is a key under its own etcd lease, so etcd
+//! expires it; a grant is one Txn that puts the claim only if the project's guard key is still at the
+//! revision this hub's view was read at (so no overlapping claim can have slipped in); the fencing epoch is
+//! the revision of that Txn. Each hub keeps a view of each project fed by a watch, which pushes every grant,
+//! release and expiry to every hub on the same etcd.
+//!
+//! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
+//! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard`, `events/<origin>/<seq>`, `cursor/<origin>`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use lanes_proto::EventView;
+use lanes_proto::hub::{HubClaim, HubClaimView};
+
+use crate::HubError;
+use crate::space::{Held, Space};
+
+/// How often a grant is retried when another hub granted in between.
+const GRANT_ATTEMPTS: usize = 16;
+
+/// Claims and events in etcd.
+pub struct EtcdStore {
+    client: Client,
+    projects: tokio::sync::Mutex<HashMap<String, Arc<Project>>>,
+}
+
+/// One project's keys and this hub's view of its claims.
+struct Project {
+    prefix: String,
+    view: Mutex<View>,
+    /// Grants of one project from this hub go one at a time: they would only defeat each other's Txn.
+    granting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct View {
+    space: Space,
+    /// The mod revision of each claim key in the view, so a late watch event never undoes a newer write.
+    revisions: HashMap<(String, u64), i64>,
+    /// The guard key's mod revision the view reflects.
+    guard: i64,
+}
+
+fn etcd_error(e: etcd_client::Error) -> HubError {
+    HubError::Unavailable(format!("etcd: {e}"))
+}
+
+impl Project {
+    fn claims_prefix(&self) -> String {
+        format!("{}claims/", self.prefix)
+    }
+
+    fn guard_key(&self) -> String {
+        format!("{}claims/!guard", self.prefix)
+    }
+
+    fn claim_key(&self, origin: &str, id: u64) -> String {
+        format!("{}claims/{origin}/{id:020}", self.prefix)
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies one key's state at `revision` (a put with its value, or a delete) unless the view already
+    /// holds something newer for it.
+    fn apply(&self, view: &mut View, key: &str, value: Option<&[u8]>, revision: i64) {
+        if key == self.guard_key() {
+            view.guard = view.guard.max(revision);
+            return;
+        }
+        let Some((origin, id)) = parse_claim_key(key, &self.claims_prefix()) else { return };
+        let slot = (origin.clone(), id);
+        if view.revisions.get(&slot).is_some_and(|seen| *seen >= revision) {
+            return;
+        }
+        view.revisions.insert(slot, revision);
+        match value.map(serde_json::from_slice::<Held>) {
+            Some(Ok(held)) => view.space.insert(held),
+            Some(Err(e)) => tracing::warn!("skipping unreadable claim {key}: {e}"),
+            None => {
+                view.space.remove(&origin, id);
+            }
+        }
+    }
+}
+
+fn parse_claim_key(key: &str, claims_prefix: &str) -> Option<(String, u64)> {
+    let (origin, id) = key.strip_prefix(claims_prefix)?.rsplit_once('/')?;
+    Some((origin.to_owned(), id.parse().ok()?))
+}
+
+fn escape(project: &str) -> String {
+    project.replace('%', "%25").replace('/', "%2F")
+}
+
+impl EtcdStore {
+    /// Connects to the cluster (any of the endpoints will do; the client fails over between them).
+    pub async fn connect(endpoints: &[String]) -> Result<EtcdStore, HubError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
+        let store = EtcdStore { client, projects: tokio::sync::Mutex::new(HashMap::new()) };
+        store.client.clone().status().await.map_err(etcd_error)?;
+        Ok(store)
+    }
+
+    /// The project's view, loaded and watched on first use.
+    async fn project(&self, name: &str) -> Result<Arc<Project>, HubError> {
+        let mut projects = self.projects.lock().await;
+        if let Some(project) = projects.get(name) {
+            return Ok(Arc::clone(project));
+        }
+        let project = Arc::new(Project {
+            prefix: format!("lanes/{}/", escape(name)),
+            view: Mutex::new(View::default()),
+            granting: tokio::sync::Mutex::new(()),
+        });
+        let revision = self.reload(&project).await?;
+        tokio::spawn(watch(self.client.clone(), Arc::clone(&project), revision));
+        projects.insert(name.to_owned(), Arc::clone(&project));
+        Ok(project)
+    }
+
+    /// Reads the project's claims afresh; returns the revision they were read at.
+    async fn reload(&self, project: &Project) -> Result<i64, HubError> {
+        reload(&mut self.client.clone(), project).await
+    }
+
+    /// Grants a claim unless another holder's live claim overlaps it.
+    pub async fn acquire(&self, name: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
+        let project = self.project(name).await?;
+        let _one_at_a_time = project.granting.lock().await;
+        let mut client = self.client.clone();
+        let mut reloaded = false;
+        let mut lease = None;
+        for _ in 0..GRANT_ATTEMPTS {
+            let (conflicts, guard, previous) = {
+                let view = project.view();
+                let conflicts = view.space.conflicts(origin, &claim, now_ms).map_err(HubError::Invalid)?;
+                (conflicts, view.guard, view.space.get(origin, claim.id).map(|h| h.lease))
+            };
+            if !conflicts.is_empty() {
+                // The view may still show a claim another hub released or etcd expired a moment ago.
+                if reloaded {
+                    if let Some(id) = lease {
+                        let _ = client.lease_revoke(id).await;
+                    }
+                    return Err(HubError::Conflict(conflicts));
+                }
+                reload(&mut client, &project).await?;
+                reloaded = true;
+                continue;
+            }
+            let lease_id = match lease {
+                Some(id) => id,
+                None => {
+                    let ttl = i64::try_from(claim.ttl_secs.max(1)).unwrap_or(i64::MAX);
+                    let id = client.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
+                    lease = Some(id);
+                    id
+                }
+            };
+            let key = project.claim_key(origin, claim.id);
+            let held = Held {
+                origin: origin.to_owned(),
+                expires_at_ms: now_ms + claim.ttl_secs * 1000,
+                claim: claim.clone(),
+                epoch: 0,
+                lease: lease_id,
+            };
+            let record = serde_json::to_vec(&held).map_err(|e| HubError::Invalid(e.to_string()))?;
+            let txn =
+                Txn::new().when([Compare::mod_revision(project.guard_key(), CompareOp::Equal, guard)]).and_then([
+                    TxnOp::put(key.clone(), record, Some(PutOptions::new().with_lease(lease_id))),
+                    TxnOp::put(project.guard_key(), origin.as_bytes().to_vec(), None),
+                ]);
+            let response = client.txn(txn).await.map_err(etcd_error)?;
+            if !response.succeeded() {
+                reload(&mut client, &project).await?;
+                reloaded = true;
+                continue;
+            }
+            let revision = response.header().map_or(0, |h| h.revision());
+            // The epoch is the Txn's revision: the record says 0 since it cannot know it before the write.
+            let held = Held { epoch: u64::try_from(revision).unwrap_or(0), ..held };
+            {
+                let mut view = project.view();
+                let record = serde_json::to_vec(&held).unwrap_or_default();
+                project.apply(&mut view, &key, Some(&record), revision);
+                project.apply(&mut view, &project.guard_key(), None, revision);
+            }
+            if let Some(old) = previous.filter(|old| *old != lease_id && *old != 0) {
+                let _ = client.lease_revoke(old).await;
+            }
+            return Ok(held.epoch);
+        }
+        if let Some(id) = lease {
+            let _ = client.lease_revoke(id).await;
+        }
+        Err(HubError::Unavailable("too much contention on the hub: try again".to_owned()))
+    }
+
+    /// Renews a claim the hub holds (keeps its lease alive), taking the holder the sidecar names now.
+    pub async fn renew(&self, name: &str, claim: HubClaim, held: Held, now_ms: u64) -> Result<(), HubError> {
+        let project = self.project(name).await?;
+        let mut client = self.client.clone();
+        let (mut keeper, mut responses) = client.lease_keep_alive(held.lease).await.map_err(etcd_error)?;
+        keeper.keep_alive().await.map_err(etcd_error)?;
+        let alive = responses.message().await.map_err(etcd_error)?.is_some_and(|r| r.ttl() > 0);
+        if !alive {
+            return Err(HubError::Unavailable(format!("claim {} of {} lapsed on the hub", claim.id, held.origin)));
+        }
+        let key = project.claim_key(&held.origin, claim.id);
+        let held = Held { expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, ..held };
+        let record = serde_json::to_vec(&held).map_err(|e| HubError::Invalid(e.to_string()))?;
+        // Only while the key is still there: a put after etcd expired it would bring it back without a lease check.
+        let txn = Txn::new().when([Compare::lease(key.clone(), CompareOp::Equal, held.lease)]).and_then([TxnOp::put(
+            key,
+            record,
+            Some(PutOptions::new().with_lease(held.lease)),
+        )]);
+        client.txn(txn).await.map_err(etcd_error)?;
+        Ok(())
+    }
+
+    /// Releases a claim: revoking its lease deletes its key.
+    pub async fn release(&self, name: &str, held: &Held) -> Result<(), HubError> {
+        let project = self.project(name).await?;
+        let mut client = self.client.clone();
+        match client.lease_revoke(held.lease).await {
+            Ok(_) => {}
+            // Already expired: nothing left to release.
+            Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("lease not found") => {}
+            Err(e) => return Err(etcd_error(e)),
+        }
+        project.view().space.remove(&held.origin, held.claim.id);
+        Ok(())
+    }
+
+    /// The claims one sidecar holds.
+    pub async fn of_origin(&self, name: &str, origin: &str) -> Result<Vec<Held>, HubError> {
+        Ok(self.project(name).await?.view().space.of_origin(origin))
+    }
+
+    /// The live claims of a project.
+    pub async fn claims(&self, name: &str, now_ms: u64) -> Result<Vec<HubClaimView>, HubError> {
+        Ok(self.project(name).await?.view().space.live(now_ms))
+    }
+
+    /// Appends events after `after`, which must be the last one stored; returns the new cursor.
+    pub async fn push(&self, name: &str, origin: &str, after: u64, events: &[EventView]) -> Result<u64, HubError> {
+        let prefix = format!("lanes/{}/", escape(name));
+        let cursor_key = format!("{prefix}cursor/{origin}");
+        if events.is_empty() {
+            // Only a question: where is the cursor? (The cursor key is written with events only, so a
+            // missing key and cursor 0 are the same thing.)
+            let response = self.client.clone().get(cursor_key, None).await.map_err(etcd_error)?;
+            return Ok(response.kvs().first().and_then(|kv| kv.value_str().ok()?.parse().ok()).unwrap_or(0));
+        }
+        let expected = if after == 0 {
+            Compare::version(cursor_key.clone(), CompareOp::Equal, 0)
+        } else {
+            Compare::value(cursor_key.clone(), CompareOp::Equal, format!("{after:020}"))
+        };
+        let mut last = after;
+        let mut puts = Vec::with_capacity(events.len() + 1);
+        for event in events {
+            if event.seq <= last {
+                return Err(HubError::Invalid(format!("events must be in order: {} after {last}", event.seq)));
+            }
+            let text = serde_json::to_vec(event).map_err(|e| HubError::Invalid(e.to_string()))?;
+            puts.push(TxnOp::put(format!("{prefix}events/{origin}/{:020}", event.seq), text, None));
+            last = event.seq;
+        }
+        puts.push(TxnOp::put(cursor_key.clone(), format!("{last:020}"), None));
+        let txn = Txn::new().when([expected]).and_then(puts).or_else([TxnOp::get(cursor_key, None)]);
+        let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
+        if response.succeeded() {
+            return Ok(last);
+        }
+        Ok(stored_cursor(&response.op_responses()))
+    }
+
+    /// Events from one sidecar after a cursor, and the last one stored.
+    pub async fn events(
+        &self,
+        name: &str,
+        origin: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<EventView>, u64), HubError> {
+        let prefix = format!("lanes/{}/", escape(name));
+        let range = GetOptions::new().with_range(format!("{prefix}events/{origin}/~")).with_limit(i64::from(limit));
+        let txn = Txn::new().and_then([
+            TxnOp::get(format!("{prefix}events/{origin}/{:020}", after + 1), Some(range)),
+            TxnOp::get(format!("{prefix}cursor/{origin}"), None),
+        ]);
+        let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
+        let responses = response.op_responses();
+        let mut events = Vec::new();
+        if let Some(TxnOpResponse::Get(get)) = responses.first() {
+            for kv in get.kvs() {
+                events.push(serde_json::from_slice(kv.value()).map_err(|e| HubError::Unavailable(e.to_string()))?);
+            }
+        }
+        Ok((events, stored_cursor(&responses[1..])))
+    }
+}
+
+fn stored_cursor(responses: &[TxnOpResponse]) -> u64 {
+    match responses.first() {
+        Some(TxnOpResponse::Get(get)) => {
+            get.kvs().first().and_then(|kv| kv.value_str().ok()?.parse().ok()).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+async fn reload(client: &mut Client, project: &Project) -> Result<i64, HubError> {
+    let txn = Txn::new().and_then([TxnOp::get(project.claims_prefix(), Some(GetOptions::new().with_prefix()))]);
+    let response = client.txn(txn).await.map_err(etcd_error)?;
+    let revision = response.header().map_or(0, |h| h.revision());
+    let mut view = View::default();
+    if let Some(TxnOpResponse::Get(get)) = response.op_responses().first() {
+        for kv in get.kvs() {
+            let key = kv.key_str().unwrap_or_default();
+            project.apply(&mut view, key, Some(kv.value()), kv.mod_revision());
+        }
+    }
+    *project.view() = view;
+    Ok(revision)
+}
+
+/// Follows a project's claim keys from `revision` on; starts over from a fresh read when the watch breaks
+/// (a member died, the cluster compacted past it).
+async fn watch(mut client: Client, project: Arc<Project>, mut revision: i64) {
+    loop {
+        let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+        match client.watch(project.claims_prefix(), Some(options)).await {
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(response)) if response.canceled() => break,
+                    Ok(Some(response)) => {
+                        let mut view = project.view();
+                        for event in response.events() {
+                            let Some(kv) = event.kv() else { continue };
+                            let key = kv.key_str().unwrap_or_default();
+                            let value = (event.event_type() == EventType::Put).then(|| kv.value());
+                            project.apply(&mut view, key, value, kv.mod_revision());
+                            revision = revision.max(kv.mod_revision());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("watch of {} broke: {e}", project.prefix);
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!("watch of {} failed: {e}", project.prefix),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match reload(&mut client, &project).await {
+            Ok(fresh) => revision = fresh,
+            Err(e) => tracing::warn!("reload of {} failed: {}", project.prefix, e),
+        }
+    }
+}

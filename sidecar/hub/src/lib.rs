@@ -1,0 +1,323 @@
+//! The lanes hub (DESIGN.md §9): one claim space for the sidecars of many machines, served as JSON-RPC over
+//! WebSocket, kept in SQLite (one box) or etcd (a cluster).
+//!
+//! The hub decides claims; the sidecars keep deciding everything else and forward their events. A hub claim
+//! is named by the sidecar that made it (its `origin`) and that sidecar's claim id, which makes every write
+//! idempotent: a sidecar that lost its connection states its claims again and the hub converges.
+
+#![forbid(unsafe_code)]
+
+mod etcd;
+mod server;
+pub mod space;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonrpsee::Extensions;
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use lanes_proto::hub::{
+    HubAcquireParams, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHello, HubHelloReply,
+    HubProjectParams, HubPushParams, HubSyncParams, HubSyncReply, method,
+};
+use lanes_proto::{ConflictView, ErrorCode, ErrorData, PROTOCOL_VERSION};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use server::{ServeOptions, serve};
+use space::{Held, plan_sync};
+
+/// The most events one `hub.push` may carry (etcd allows 128 operations in one Txn).
+pub const MAX_PUSH: usize = 100;
+
+/// Why the hub refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// Another machine's claim is in the way.
+    #[error("held by another session")]
+    Conflict(Vec<ConflictView>),
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not answer.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where the hub keeps its state.
+pub enum Store {
+    /// One SQLite file.
+    Sqlite(sqlite::SqliteStore),
+    /// An etcd cluster (boxed: its client is large).
+    Etcd(Box<etcd::EtcdStore>),
+}
+
+impl Store {
+    /// Opens `sqlite:PATH` or `etcd:URL[,URL…]`.
+    pub async fn open(spec: &str) -> Result<Store, HubError> {
+        if let Some(path) = spec.strip_prefix("sqlite:") {
+            return Ok(Store::Sqlite(sqlite::SqliteStore::open(std::path::Path::new(path))?));
+        }
+        if let Some(urls) = spec.strip_prefix("etcd:") {
+            let endpoints: Vec<String> =
+                urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+            if endpoints.is_empty() {
+                return Err(HubError::Invalid("etcd: needs at least one URL, e.g. etcd:http://127.0.0.1:2379".into()));
+            }
+            return Ok(Store::Etcd(Box::new(etcd::EtcdStore::connect(&endpoints).await?)));
+        }
+        Err(HubError::Invalid(format!("unknown store {spec:?}: use sqlite:PATH or etcd:URL[,URL...]")))
+    }
+
+    /// `sqlite` or `etcd`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Etcd(_) => "etcd",
+        }
+    }
+
+    async fn acquire(&self, project: &str, origin: &str, claim: lanes_proto::hub::HubClaim) -> Result<u64, HubError> {
+        match self {
+            Store::Sqlite(s) => s.acquire(project, origin, claim, now_ms()),
+            Store::Etcd(s) => retry(|| s.acquire(project, origin, claim.clone(), now_ms())).await,
+        }
+    }
+
+    async fn renew(&self, project: &str, claim: lanes_proto::hub::HubClaim, held: Held) -> Result<(), HubError> {
+        match self {
+            Store::Sqlite(s) => s.renew(project, claim, held, now_ms()),
+            Store::Etcd(s) => retry(|| s.renew(project, claim.clone(), held.clone(), now_ms())).await,
+        }
+    }
+
+    async fn release(&self, project: &str, held: &Held) -> Result<(), HubError> {
+        match self {
+            Store::Sqlite(s) => s.release(project, held),
+            Store::Etcd(s) => retry(|| s.release(project, held)).await,
+        }
+    }
+
+    async fn of_origin(&self, project: &str, origin: &str) -> Result<Vec<Held>, HubError> {
+        match self {
+            Store::Sqlite(s) => Ok(s.of_origin(project, origin)),
+            Store::Etcd(s) => retry(|| s.of_origin(project, origin)).await,
+        }
+    }
+
+    async fn claims(&self, project: &str) -> Result<Vec<lanes_proto::hub::HubClaimView>, HubError> {
+        match self {
+            Store::Sqlite(s) => Ok(s.claims(project, now_ms())),
+            Store::Etcd(s) => retry(|| s.claims(project, now_ms())).await,
+        }
+    }
+
+    async fn push(
+        &self,
+        project: &str,
+        origin: &str,
+        after: u64,
+        events: &[lanes_proto::EventView],
+    ) -> Result<u64, HubError> {
+        match self {
+            Store::Sqlite(s) => s.push(project, origin, after, events),
+            Store::Etcd(s) => retry(|| s.push(project, origin, after, events)).await,
+        }
+    }
+
+    async fn events(&self, p: &HubEventsParams) -> Result<(Vec<lanes_proto::EventView>, u64), HubError> {
+        let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+        match self {
+            Store::Sqlite(s) => s.events(&p.project, &p.origin, p.after, limit),
+            Store::Etcd(s) => retry(|| s.events(&p.project, &p.origin, p.after, limit)).await,
+        }
+    }
+}
+
+/// Runs an etcd operation again when it could not reach the cluster: the client balances over the
+/// endpoints, so the next attempt goes to another member when one died. Every operation is safe to repeat.
+async fn retry<T, F: Future<Output = Result<T, HubError>>>(mut operation: impl FnMut() -> F) -> Result<T, HubError> {
+    let mut attempt = 0;
+    loop {
+        match operation().await {
+            Err(HubError::Unavailable(message)) if attempt < 6 => {
+                tracing::debug!("etcd attempt {attempt} failed: {message}");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(4))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What the handlers share.
+pub struct Hub {
+    store: Store,
+}
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+/// The hub's methods.
+pub fn module(store: Store) -> RpcModule<Arc<Hub>> {
+    let mut module = RpcModule::new(Arc::new(Hub { store }));
+    let registered = [
+        module.register_async_method(method::HELLO, |p, hub, ext| async move { hello(p, &hub, &ext) }).map(|_| ()),
+        module
+            .register_async_method(method::ACQUIRE, |p, hub, ext| async move { acquire(p, &hub, &ext).await })
+            .map(|_| ()),
+        module.register_async_method(method::SYNC, |p, hub, ext| async move { sync(p, &hub, &ext).await }).map(|_| ()),
+        module
+            .register_async_method(method::CLAIMS, |p, hub, ext| async move { claims(p, &hub, &ext).await })
+            .map(|_| ()),
+        module.register_async_method(method::PUSH, |p, hub, ext| async move { push(p, &hub, &ext).await }).map(|_| ()),
+        module
+            .register_async_method(method::EVENTS, |p, hub, ext| async move { events(p, &hub, &ext).await })
+            .map(|_| ()),
+    ];
+    for result in registered {
+        result.expect("method names are unique");
+    }
+    module
+}
+
+/// Parses params after the per-connection rate limit let the request through.
+fn admit<T: serde::de::DeserializeOwned>(params: &Params<'static>, ext: &Extensions) -> Result<T, ErrorObjectOwned> {
+    if let Some(limiter) = ext.get::<Arc<server::RateLimiter>>()
+        && !limiter.admit()
+    {
+        return Err(error(ErrorCode::Unavailable, "rate limited: this connection sends too many requests".into()));
+    }
+    params.parse().map_err(|e| error(ErrorCode::InvalidArgument, format!("invalid params: {}", e.message())))
+}
+
+fn project_name(project: &str) -> Result<(), ErrorObjectOwned> {
+    if project.is_empty() || project.len() > 512 {
+        return Err(error(ErrorCode::InvalidArgument, "project must be 1 to 512 bytes".into()));
+    }
+    Ok(())
+}
+
+fn hello(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let hello: HubHello = admit(&params, ext)?;
+    if hello.protocol != PROTOCOL_VERSION {
+        return Err(error(
+            ErrorCode::InvalidArgument,
+            format!(
+                "this hub speaks lanes protocol {PROTOCOL_VERSION} and {} {} speaks {}: upgrade lanes on the older side",
+                hello.client, hello.version, hello.protocol
+            ),
+        ));
+    }
+    reply(&HubHelloReply {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol: PROTOCOL_VERSION,
+        store: hub.store.kind().to_owned(),
+    })
+}
+
+async fn acquire(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubAcquireParams = admit(&params, ext)?;
+    project_name(&p.project)?;
+    let epoch = hub.store.acquire(&p.project, &p.origin, p.claim).await.map_err(to_rpc)?;
+    reply(&HubGrant { epoch })
+}
+
+async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubSyncParams = admit(&params, ext)?;
+    project_name(&p.project)?;
+    let known = hub.store.of_origin(&p.project, &p.origin).await.map_err(to_rpc)?;
+    let plan = plan_sync(known, p.upto, p.claims, now_ms());
+    tracing::debug!(
+        "sync from {}: {} current, {} to renew, {} to grant, {} to release",
+        p.origin,
+        plan.current.len(),
+        plan.renew.len(),
+        plan.acquire.len(),
+        plan.release.len()
+    );
+    let mut answer = HubSyncReply { held: plan.current, ..HubSyncReply::default() };
+    let mut again = plan.acquire;
+    for (claim, held) in plan.renew {
+        match hub.store.renew(&p.project, claim.clone(), held).await {
+            Ok(()) => answer.held.push(claim.id),
+            Err(HubError::Unavailable(e)) if e.contains("lapsed") => again.push(claim),
+            Err(e) => return Err(to_rpc(e)),
+        }
+    }
+    for claim in again {
+        let id = claim.id;
+        match hub.store.acquire(&p.project, &p.origin, claim).await {
+            Ok(_) => answer.held.push(id),
+            Err(HubError::Conflict(_) | HubError::Invalid(_)) => answer.refused.push(id),
+            Err(e) => return Err(to_rpc(e)),
+        }
+    }
+    for held in plan.release {
+        hub.store.release(&p.project, &held).await.map_err(to_rpc)?;
+        answer.released.push(held.claim.id);
+    }
+    reply(&answer)
+}
+
+async fn claims(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubProjectParams = admit(&params, ext)?;
+    project_name(&p.project)?;
+    reply(&HubClaimsReply { claims: hub.store.claims(&p.project).await.map_err(to_rpc)? })
+}
+
+async fn push(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubPushParams = admit(&params, ext)?;
+    project_name(&p.project)?;
+    if p.events.len() > MAX_PUSH {
+        return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_PUSH} events per push")));
+    }
+    let cursor = hub.store.push(&p.project, &p.origin, p.after, &p.events).await.map_err(to_rpc)?;
+    tracing::debug!("push from {} after {} ({} events): cursor {cursor}", p.origin, p.after, p.events.len());
+    reply(&HubCursor { cursor })
+}
+
+async fn events(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubEventsParams = admit(&params, ext)?;
+    project_name(&p.project)?;
+    let (events, cursor) = hub.store.events(&p).await.map_err(to_rpc)?;
+    reply(&HubEventsReply { events, cursor })
+}
+
+/// Serializes a reply object and adds `protocol`, which every reply carries.
+fn reply<T: Serialize>(body: &T) -> RpcResult {
+    let mut value = serde_json::to_value(body).map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+    if let Value::Object(map) = &mut value {
+        map.insert("protocol".into(), PROTOCOL_VERSION.into());
+    }
+    Ok(value)
+}
+
+fn error(code: ErrorCode, message: String) -> ErrorObjectOwned {
+    with_conflicts(code, message, Vec::new())
+}
+
+fn with_conflicts(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> ErrorObjectOwned {
+    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION, bound_worktree: None, offline: None };
+    ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
+}
+
+fn to_rpc(e: HubError) -> ErrorObjectOwned {
+    match e {
+        HubError::Conflict(conflicts) => {
+            let names: Vec<String> = conflicts
+                .iter()
+                .map(|c| format!("{} is held by {} on {}, {}s left", c.scope, c.session, c.worktree, c.expires_in_secs))
+                .collect();
+            let message = format!("{}: wait for it, or ask the holder to release or hand it off", names.join("; "));
+            with_conflicts(ErrorCode::Conflict, message, conflicts)
+        }
+        HubError::Invalid(message) => error(ErrorCode::InvalidArgument, message),
+        HubError::Unavailable(message) => error(ErrorCode::Unavailable, message),
+    }
+}

@@ -1,0 +1,233 @@
+//! `lanes hub serve`: the listener, TLS, the token check and the rate limits in front of the hub's methods.
+//!
+//! The token is checked on the WebSocket upgrade (`Authorization: Bearer …`), in constant time; a peer
+//! that keeps guessing is refused without a comparison for a while. Tokens are never logged.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, Methods, Server, ServerConfig, stop_channel};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig as TlsConfig;
+use tower::Service;
+
+use crate::{HubError, Store, module};
+
+/// How `lanes hub serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` or `etcd:URL[,URL…]`.
+    pub store: String,
+    /// The token clients must present (required unless listening on loopback).
+    pub token: Option<String>,
+    /// Certificate chain and private key (PEM) for `wss://`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allow plain `ws://` on a non-loopback address.
+    pub insecure: bool,
+    /// Requests per second one connection may send (bursts of twice that).
+    pub rate_limit: u32,
+}
+
+impl ServeOptions {
+    /// Refuses set-ups that would expose claims: a token off loopback, TLS (or `--insecure`) too.
+    pub fn check(&self) -> Result<(), HubError> {
+        if self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        if self.token.is_none() {
+            return Err(HubError::Invalid(format!(
+                "a hub listening on {} needs a token: put one in a file and pass --token-file, or set LANES_HUB_TOKEN",
+                self.listen
+            )));
+        }
+        if self.tls.is_none() && !self.insecure {
+            return Err(HubError::Invalid(format!(
+                "a hub listening on {} needs TLS: pass --tls-cert and --tls-key, or --insecure on a network you trust",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A token bucket per connection.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    per_second: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    fn new(per_second: u32) -> RateLimiter {
+        let per_second = f64::from(per_second.max(1));
+        RateLimiter { per_second, state: Mutex::new((per_second * 2.0, Instant::now())) }
+    }
+
+    pub(crate) fn admit(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, last) = &mut *state;
+        let now = Instant::now();
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.per_second * 2.0);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Failed token attempts per peer address; past [`GUESSES`] in [`GUESS_WINDOW`] a peer is refused unheard.
+#[derive(Default)]
+struct Guesses(Mutex<HashMap<IpAddr, (u32, Instant)>>);
+
+const GUESSES: u32 = 5;
+const GUESS_WINDOW: Duration = Duration::from_secs(10);
+
+impl Guesses {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&ip).is_some_and(|(n, since)| *n >= GUESSES && since.elapsed() < GUESS_WINDOW)
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            map.retain(|_, (_, since)| since.elapsed() < GUESS_WINDOW);
+        }
+        let entry = map.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= GUESS_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing about the token.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for (i, byte) in expected.iter().enumerate() {
+        difference |= usize::from(byte ^ given.get(i).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+fn refusal(status: u16, text: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::new(HttpBody::from(text));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    response
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<TlsAcceptor, HubError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| HubError::Invalid(format!("failed to read {}: {e}", path.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HubError::Invalid(format!("{} holds no usable certificate: {e}", cert.display())))?;
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| HubError::Invalid(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| HubError::Invalid(format!("{} holds no private key", key.display())))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = TlsConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| HubError::Invalid(format!("TLS set-up failed: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until `stop` resolves. `ready` gets the bound address once the hub accepts connections.
+pub async fn serve(
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), HubError> {
+    options.check()?;
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let store = Store::open(&options.store).await?;
+    let methods: Methods = module(store).into();
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| HubError::Unavailable(format!("failed to listen on {}: {e}", options.listen)))?;
+    let address = listener.local_addr().map_err(|e| HubError::Unavailable(e.to_string()))?;
+    let (stop_handle, server_handle) = stop_channel();
+    let builder = Server::builder()
+        .set_config(ServerConfig::builder().max_connections(4096).max_request_body_size(4 << 20).build())
+        .to_service_builder();
+    let token = options.token.clone().map(|t| Arc::<[u8]>::from(format!("Bearer {t}").into_bytes()));
+    let guesses = Arc::new(Guesses::default());
+    ready(address);
+    tokio::pin!(stop);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let limiter = Arc::new(RateLimiter::new(options.rate_limit));
+        let stopped = stop_handle.clone().shutdown();
+        let (methods, builder, stop_handle) = (methods.clone(), builder.clone(), stop_handle.clone());
+        let (token, guesses) = (token.clone(), Arc::clone(&guesses));
+        let service = tower::service_fn(move |mut request: HttpRequest<hyper::body::Incoming>| {
+            let mut inner = builder.clone().build(methods.clone(), stop_handle.clone());
+            let verdict = match &token {
+                None => None,
+                Some(_) if guesses.blocked(peer.ip()) => Some(refusal(429, "too many wrong tokens: wait and retry\n")),
+                Some(expected) => {
+                    let given = request.headers().get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
+                    if same_token(given, expected) {
+                        None
+                    } else {
+                        guesses.failed(peer.ip());
+                        tracing::warn!("refused {peer}: missing or wrong token");
+                        Some(refusal(401, "a valid hub token is required\n"))
+                    }
+                }
+            };
+            request.extensions_mut().insert(Arc::clone(&limiter));
+            async move {
+                match verdict {
+                    Some(refused) => Ok(refused),
+                    None => inner.call(request).await,
+                }
+            }
+        });
+        match &tls {
+            None => {
+                tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(socket, service, stopped));
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(socket);
+                tokio::spawn(async move {
+                    match handshake.await {
+                        Ok(stream) => {
+                            let served: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+                                Box::pin(jsonrpsee::server::serve_with_graceful_shutdown(stream, service, stopped));
+                            let _ = served.await;
+                        }
+                        Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                    }
+                });
+            }
+        }
+    }
+    let _ = server_handle.stop();
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! One project's claim space as a hub sees it: the decision rules, with no I/O and `now` passed in. Both
+//! stores keep one of these per project (SQLite as its only copy in memory, etcd as a cache fed by a watch)
+//! and ask it who is in the way before they write.
+
+use std::collections::BTreeMap;
+
+use lanes_core::Scope;
+use lanes_proto::hub::{HubClaim, HubClaimView};
+use lanes_proto::{ConflictView, Mode};
+use serde::{Deserialize, Serialize};
+
+/// A claim as the hub stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// The sidecar that holds it.
+    pub origin: String,
+    /// The claim as that sidecar stated it.
+    pub claim: HubClaim,
+    /// Its fencing epoch.
+    pub epoch: u64,
+    /// When its lease runs out, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Its etcd lease (0 on SQLite).
+    #[serde(default)]
+    pub lease: i64,
+}
+
+impl Held {
+    /// The claim as `hub.claims` shows it.
+    pub fn view(&self, now_ms: u64) -> HubClaimView {
+        let mut claim = self.claim.clone();
+        claim.ttl_secs = self.expires_at_ms.saturating_sub(now_ms) / 1000;
+        HubClaimView { origin: self.origin.clone(), claim, epoch: self.epoch }
+    }
+}
+
+/// The live claims of one project.
+#[derive(Debug, Default)]
+pub struct Space {
+    held: BTreeMap<(String, u64), (Held, Vec<Scope>)>,
+}
+
+/// Parses a claim's scopes, refusing any that would leave the repository.
+pub fn parse_scopes(claim: &HubClaim) -> Result<Vec<Scope>, String> {
+    if claim.scopes.is_empty() {
+        return Err("a claim needs at least one scope".to_owned());
+    }
+    if claim.scopes.len() > lanes_core::MAX_SCOPES {
+        return Err(format!("too many scopes ({}): at most {}", claim.scopes.len(), lanes_core::MAX_SCOPES));
+    }
+    claim.scopes.iter().map(|s| Scope::parse(s).map_err(|e| e.0)).collect()
+}
+
+impl Space {
+    /// The live claims of other holders that stand in the way of `claim`. A sidecar's own earlier version of
+    /// the same claim is not in the way.
+    pub fn conflicts(&self, origin: &str, claim: &HubClaim, now_ms: u64) -> Result<Vec<ConflictView>, String> {
+        let wanted = parse_scopes(claim)?;
+        let mut found = Vec::new();
+        for ((held_origin, id), (held, scopes)) in &self.held {
+            let same_claim = held_origin == origin && *id == claim.id;
+            let both_shared = held.claim.mode == Mode::Shared && claim.mode == Mode::Shared;
+            if same_claim || both_shared || held.claim.holder == claim.holder || held.expires_at_ms <= now_ms {
+                continue;
+            }
+            if let Some(scope) = scopes.iter().find(|s| wanted.iter().any(|w| w.overlaps(s))) {
+                found.push(ConflictView {
+                    claim_id: *id,
+                    session: held.claim.holder.clone(),
+                    scope: scope.to_string(),
+                    worktree: format!("{held_origin} (through the hub)"),
+                    expires_at: rfc3339(held.expires_at_ms),
+                    expires_in_secs: held.expires_at_ms.saturating_sub(now_ms) / 1000,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records a claim (replacing an earlier version of it).
+    pub fn insert(&mut self, held: Held) {
+        let scopes = parse_scopes(&held.claim).unwrap_or_default();
+        self.held.insert((held.origin.clone(), held.claim.id), (held, scopes));
+    }
+
+    /// Forgets a claim.
+    pub fn remove(&mut self, origin: &str, id: u64) -> Option<Held> {
+        self.held.remove(&(origin.to_owned(), id)).map(|(held, _)| held)
+    }
+
+    /// One claim.
+    pub fn get(&self, origin: &str, id: u64) -> Option<&Held> {
+        self.held.get(&(origin.to_owned(), id)).map(|(held, _)| held)
+    }
+
+    /// The claims of one sidecar.
+    pub fn of_origin(&self, origin: &str) -> Vec<Held> {
+        self.held.values().filter(|(h, _)| h.origin == origin).map(|(h, _)| h.clone()).collect()
+    }
+
+    /// Live claims, for `hub.claims`.
+    pub fn live(&self, now_ms: u64) -> Vec<HubClaimView> {
+        self.held.values().filter(|(h, _)| h.expires_at_ms > now_ms).map(|(h, _)| h.view(now_ms)).collect()
+    }
+
+    /// Removes and returns the claims whose lease ran out.
+    pub fn sweep(&mut self, now_ms: u64) -> Vec<Held> {
+        let expired: Vec<(String, u64)> =
+            self.held.iter().filter(|(_, (h, _))| h.expires_at_ms <= now_ms).map(|(k, _)| k.clone()).collect();
+        expired.into_iter().filter_map(|k| self.held.remove(&k).map(|(h, _)| h)).collect()
+    }
+
+    /// Forgets everything (before a reload).
+    pub fn clear(&mut self) {
+        self.held.clear();
+    }
+}
+
+/// What a `hub.sync` asks of a store, worked out from the sidecar's list and the hub's view of that sidecar.
+#[derive(Debug, Default, PartialEq)]
+pub struct SyncPlan {
+    /// Claims the hub holds as listed, with enough lease left: nothing to write.
+    pub current: Vec<u64>,
+    /// Claims the hub holds: renew them (and take a new holder after a handoff).
+    pub renew: Vec<(HubClaim, Held)>,
+    /// Claims the hub does not hold: grant them if nothing is in the way.
+    pub acquire: Vec<HubClaim>,
+    /// Claims the sidecar no longer lists: release them.
+    pub release: Vec<Held>,
+}
+
+/// Plans a sync. Hub claims above `upto` were granted after the sidecar took its list, so they are kept.
+/// A claim the hub holds as listed, with its lease within a tenth of the sidecar's, needs no write.
+pub fn plan_sync(known: Vec<Held>, upto: u64, listed: Vec<HubClaim>, now_ms: u64) -> SyncPlan {
+    let mut known: BTreeMap<u64, Held> = known.into_iter().map(|h| (h.claim.id, h)).collect();
+    let mut plan = SyncPlan::default();
+    for claim in listed {
+        match known.remove(&claim.id) {
+            Some(held) => {
+                let wanted_until = now_ms + claim.ttl_secs * 1000;
+                let slack = (claim.ttl_secs * 100).max(2000);
+                let same = held.claim.holder == claim.holder
+                    && held.claim.scopes == claim.scopes
+                    && held.claim.mode == claim.mode;
+                if same && held.expires_at_ms + slack >= wanted_until {
+                    plan.current.push(claim.id);
+                } else {
+                    plan.renew.push((claim, held));
+                }
+            }
+            None => plan.acquire.push(claim),
+        }
+    }
+    plan.release = known.into_values().filter(|h| h.claim.id <= upto).collect();
+    plan
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(id: u64, holder: &str, scope: &str, mode: Mode) -> HubClaim {
+        HubClaim { id, holder: holder.to_owned(), scopes: vec![scope.to_owned()], mode, ttl_secs: 60 }
+    }
+
+    fn held(origin: &str, claim: HubClaim, expires_at_ms: u64) -> Held {
+        Held { origin: origin.to_owned(), claim, epoch: 1, expires_at_ms, lease: 0 }
+    }
+
+    #[test]
+    fn overlapping_claims_of_other_holders_conflict_until_they_expire() {
+        let mut space = Space::default();
+        space.insert(held("m1", claim(1, "a", "src/", Mode::Exclusive), 10_000));
+        let wanted = claim(7, "b", "src/lib.rs", Mode::Exclusive);
+        let conflicts = space.conflicts("m2", &wanted, 5_000).expect("valid scopes");
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].session, "a");
+        assert_eq!(conflicts[0].worktree, "m1 (through the hub)");
+        assert!(space.conflicts("m2", &wanted, 10_000).expect("valid").is_empty(), "expired at the instant");
+        assert!(space.conflicts("m2", &claim(7, "b", "docs/", Mode::Exclusive), 5_000).expect("valid").is_empty());
+        assert!(space.conflicts("m2", &claim(7, "a", "src/", Mode::Exclusive), 5_000).expect("valid").is_empty());
+    }
+
+    #[test]
+    fn shared_claims_only_conflict_with_exclusive_ones() {
+        let mut space = Space::default();
+        space.insert(held("m1", claim(1, "a", "src/", Mode::Shared), 10_000));
+        assert!(space.conflicts("m2", &claim(2, "b", "src/", Mode::Shared), 0).expect("valid").is_empty());
+        assert_eq!(space.conflicts("m2", &claim(2, "b", "src/", Mode::Exclusive), 0).expect("valid").len(), 1);
+    }
+
+    #[test]
+    fn scopes_outside_the_repository_are_refused() {
+        let space = Space::default();
+        assert!(space.conflicts("m", &claim(1, "a", "../etc/passwd", Mode::Exclusive), 0).is_err());
+        let empty = HubClaim { scopes: Vec::new(), ..claim(1, "a", "x", Mode::Exclusive) };
+        assert!(space.conflicts("m", &empty, 0).is_err());
+    }
+
+    #[test]
+    fn sync_keeps_claims_granted_after_the_list_was_taken() {
+        let known = vec![
+            held("m", claim(1, "a", "x", Mode::Exclusive), 1),
+            held("m", claim(2, "a", "y", Mode::Exclusive), 1),
+            held("m", claim(9, "a", "z", Mode::Exclusive), 1),
+        ];
+        let listed = vec![claim(2, "b", "y", Mode::Exclusive), claim(3, "a", "w", Mode::Exclusive)];
+        let plan = plan_sync(known, 5, listed, 0);
+        assert_eq!(plan.renew.len(), 1);
+        assert_eq!(plan.renew[0].0.holder, "b");
+        assert_eq!(plan.acquire.iter().map(|c| c.id).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(plan.release.iter().map(|h| h.claim.id).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn sync_writes_only_what_changed_or_runs_down() {
+        let known = vec![held("m", claim(1, "a", "x", Mode::Exclusive), 60_000)];
+        let plan = plan_sync(known.clone(), 1, vec![claim(1, "a", "x", Mode::Exclusive)], 1_000);
+        assert_eq!((plan.current, plan.renew.len()), (vec![1], 0));
+        let plan = plan_sync(known, 1, vec![claim(1, "a", "x", Mode::Exclusive)], 30_000);
+        assert_eq!(plan.renew.len(), 1, "a lease running down is renewed");
+    }
+}

@@ -1,0 +1,202 @@
+//! The hub's store for one box: SQLite (WAL, fsync per commit). The hub process is its only writer, so the
+//! claim spaces live in memory and every change is written through before it is answered.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use lanes_proto::EventView;
+use lanes_proto::hub::{HubClaim, HubClaimView};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::HubError;
+use crate::space::{Held, Space};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS claims (
+    project TEXT NOT NULL, origin TEXT NOT NULL, id INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (project, origin, id));
+CREATE TABLE IF NOT EXISTS events (
+    project TEXT NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
+    PRIMARY KEY (project, origin, seq));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+struct Inner {
+    db: Connection,
+    spaces: HashMap<String, Space>,
+    epoch: u64,
+}
+
+/// Claims and events in one SQLite file.
+pub struct SqliteStore {
+    inner: Mutex<Inner>,
+}
+
+fn db_error(e: rusqlite::Error) -> HubError {
+    HubError::Unavailable(format!("hub store: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store and loads every claim.
+    pub fn open(path: &Path) -> Result<SqliteStore, HubError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| HubError::Unavailable(format!("failed to create {}: {e}", dir.display())))?;
+        }
+        let db = Connection::open(path).map_err(db_error)?;
+        db.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
+        db.pragma_update(None, "synchronous", "FULL").map_err(db_error)?;
+        db.execute_batch(SCHEMA).map_err(db_error)?;
+        let epoch: u64 = db
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+            .optional()
+            .map_err(db_error)?
+            .unwrap_or(0);
+        let mut spaces: HashMap<String, Space> = HashMap::new();
+        {
+            let mut rows = db.prepare("SELECT project, record FROM claims").map_err(db_error)?;
+            let loaded =
+                rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db_error)?;
+            for row in loaded {
+                let (project, record) = row.map_err(db_error)?;
+                match serde_json::from_str::<Held>(&record) {
+                    Ok(held) => spaces.entry(project).or_default().insert(held),
+                    Err(e) => tracing::warn!("skipping an unreadable claim of {project}: {e}"),
+                }
+            }
+        }
+        Ok(SqliteStore { inner: Mutex::new(Inner { db, spaces, epoch }) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Grants a claim unless another holder's live claim overlaps it.
+    pub fn acquire(&self, project: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let space = inner.spaces.entry(project.to_owned()).or_default();
+        for expired in space.sweep(now_ms) {
+            delete_claim(&inner.db, project, &expired.origin, expired.claim.id)?;
+        }
+        let conflicts = space.conflicts(origin, &claim, now_ms).map_err(HubError::Invalid)?;
+        if !conflicts.is_empty() {
+            return Err(HubError::Conflict(conflicts));
+        }
+        let epoch = inner.epoch + 1;
+        let held =
+            Held { origin: origin.to_owned(), expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, epoch, lease: 0 };
+        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
+        write_claim(&tx, project, &held)?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)", [epoch]).map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        inner.epoch = epoch;
+        space.insert(held);
+        Ok(epoch)
+    }
+
+    /// Renews a claim the hub holds, taking the holder the sidecar names now.
+    pub fn renew(&self, project: &str, claim: HubClaim, held: Held, now_ms: u64) -> Result<(), HubError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let held = Held { expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, ..held };
+        write_claim(&inner.db, project, &held)?;
+        inner.spaces.entry(project.to_owned()).or_default().insert(held);
+        Ok(())
+    }
+
+    /// Releases a claim.
+    pub fn release(&self, project: &str, held: &Held) -> Result<(), HubError> {
+        let mut inner = self.lock();
+        delete_claim(&inner.db, project, &held.origin, held.claim.id)?;
+        if let Some(space) = inner.spaces.get_mut(project) {
+            space.remove(&held.origin, held.claim.id);
+        }
+        Ok(())
+    }
+
+    /// The claims one sidecar holds.
+    pub fn of_origin(&self, project: &str, origin: &str) -> Vec<Held> {
+        self.lock().spaces.get(project).map(|s| s.of_origin(origin)).unwrap_or_default()
+    }
+
+    /// The live claims of a project.
+    pub fn claims(&self, project: &str, now_ms: u64) -> Vec<HubClaimView> {
+        self.lock().spaces.get(project).map(|s| s.live(now_ms)).unwrap_or_default()
+    }
+
+    /// Appends events after `after`, which must be the last one stored; returns the new cursor.
+    pub fn push(&self, project: &str, origin: &str, after: u64, events: &[EventView]) -> Result<u64, HubError> {
+        let inner = self.lock();
+        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
+        let cursor = cursor(&tx, project, origin)?;
+        if cursor != after {
+            return Ok(cursor);
+        }
+        let mut last = cursor;
+        for event in events {
+            if event.seq <= last {
+                return Err(HubError::Invalid(format!("events must be in order: {} after {last}", event.seq)));
+            }
+            let text = serde_json::to_string(event).map_err(|e| HubError::Invalid(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO events (project, origin, seq, event) VALUES (?1, ?2, ?3, ?4)",
+                params![project, origin, event.seq, text],
+            )
+            .map_err(db_error)?;
+            last = event.seq;
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(last)
+    }
+
+    /// Events from one sidecar after a cursor, and the last one stored.
+    pub fn events(
+        &self,
+        project: &str,
+        origin: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<EventView>, u64), HubError> {
+        let inner = self.lock();
+        let mut statement = inner
+            .db
+            .prepare("SELECT event FROM events WHERE project = ?1 AND origin = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4")
+            .map_err(db_error)?;
+        let rows =
+            statement.query_map(params![project, origin, after, limit], |r| r.get::<_, String>(0)).map_err(db_error)?;
+        let mut events = Vec::new();
+        for row in rows {
+            let text = row.map_err(db_error)?;
+            events.push(serde_json::from_str(&text).map_err(|e| HubError::Unavailable(e.to_string()))?);
+        }
+        Ok((events, cursor(&inner.db, project, origin)?))
+    }
+}
+
+fn cursor(db: &Connection, project: &str, origin: &str) -> Result<u64, HubError> {
+    db.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE project = ?1 AND origin = ?2",
+        [project, origin],
+        |r| r.get(0),
+    )
+    .map_err(db_error)
+}
+
+fn write_claim(db: &Connection, project: &str, held: &Held) -> Result<(), HubError> {
+    let record = serde_json::to_string(held).map_err(|e| HubError::Invalid(e.to_string()))?;
+    db.execute(
+        "INSERT OR REPLACE INTO claims (project, origin, id, record) VALUES (?1, ?2, ?3, ?4)",
+        params![project, held.origin, held.claim.id, record],
+    )
+    .map_err(db_error)?;
+    Ok(())
+}
+
+fn delete_claim(db: &Connection, project: &str, origin: &str, id: u64) -> Result<(), HubError> {
+    db.execute("DELETE FROM claims WHERE project = ?1 AND origin = ?2 AND id = ?3", params![project, origin, id])
+        .map_err(db_error)?;
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! The sidecar's side of the shared hub (DESIGN.md §9). With `[hub]` configured, the hub decides claims:
+//! a grant the sidecar makes is confirmed by the hub before it is answered, and rolled back when the hub
+//! refuses it or cannot be reached. A forwarder task keeps the hub in step: it states the sidecar's whole
+//! claim set (`hub.sync`, which renews, re-grants after an outage and releases) and sends the event log
+//! (sessions, claims, checkpoints, messages) after the hub's cursor. The event log is the durable outbox:
+//! it is in the store before anything is answered, and the hub's cursor makes delivery exactly once.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
+use lanes_proto::hub::{
+    HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHello, HubHelloReply, HubPushParams, HubSyncParams,
+    HubSyncReply, method,
+};
+use lanes_proto::{ErrorCode, ErrorData, EventView, Mode, PROTOCOL_VERSION};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::config::HubConfig;
+use crate::rpc::{self, Context};
+use crate::state::{Answer, Command};
+
+/// After no hub answered, calls fail at once for this long (so hooks do not wait on a dead hub).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long connecting to one hub may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the forwarder syncs when nothing wakes it.
+const SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a hub call failed.
+#[derive(Debug)]
+pub enum HubFailure {
+    /// No hub answered.
+    Unavailable(String),
+    /// The hub answered with an error (a conflict, say).
+    Refused(ErrorObjectOwned),
+}
+
+#[derive(Default)]
+struct Connection {
+    client: Option<Arc<WsClient>>,
+    url: usize,
+    down_until: Option<Instant>,
+}
+
+/// What `lanes status` and `lanes doctor` show of the hub.
+#[derive(Clone, Debug, Default)]
+struct LinkState {
+    connected: Option<String>,
+    last_error: Option<String>,
+    cursor: Option<u64>,
+    last_event: u64,
+    refused: Vec<u64>,
+}
+
+/// The sidecar's connection to its hubs.
+pub struct HubLink {
+    urls: Vec<String>,
+    headers: HeaderMap,
+    /// The repository's identity on the hub.
+    pub project: String,
+    /// This sidecar's identity on the hub (stable across restarts).
+    pub origin: String,
+    offline_deny: bool,
+    connection: tokio::sync::Mutex<Connection>,
+    state: Mutex<LinkState>,
+    /// Wakes the forwarder (after a release, a handoff, new events).
+    pub wake: tokio::sync::Notify,
+}
+
+impl HubLink {
+    /// The link `[hub]` asks for, or `None` when no hub is configured.
+    pub fn from_config(common_dir: &Path, config: &HubConfig) -> Result<Option<HubLink>> {
+        if config.urls.is_empty() {
+            return Ok(None);
+        }
+        let project = match &config.project {
+            Some(project) => project.clone(),
+            None => origin_project(common_dir)?,
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token(config)? {
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).context("the hub token is not valid text")?;
+            headers.insert("authorization", value);
+        }
+        Ok(Some(HubLink {
+            urls: config.urls.clone(),
+            headers,
+            project,
+            origin: origin_id(common_dir)?,
+            offline_deny: config.offline_deny,
+            connection: tokio::sync::Mutex::new(Connection::default()),
+            state: Mutex::new(LinkState::default()),
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A connected client, connecting (in URL order, from the one after `skip`) if needed.
+    async fn client(&self, skip: Option<&Arc<WsClient>>) -> Result<Arc<WsClient>, HubFailure> {
+        let mut connection = self.connection.lock().await;
+        if let Some(client) = &connection.client {
+            let stale = skip.is_some_and(|s| Arc::ptr_eq(s, client)) || !client.is_connected();
+            if !stale {
+                return Ok(Arc::clone(client));
+            }
+            connection.client = None;
+            connection.url = (connection.url + 1) % self.urls.len();
+        }
+        if connection.down_until.is_some_and(|until| Instant::now() < until) {
+            let last = self.state().last_error.clone().unwrap_or_default();
+            return Err(HubFailure::Unavailable(format!("no hub answers ({last})")));
+        }
+        let mut errors = Vec::new();
+        for step in 0..self.urls.len() {
+            let index = (connection.url + step) % self.urls.len();
+            let url = &self.urls[index];
+            match self.connect(url).await {
+                Ok(client) => {
+                    let client = Arc::new(client);
+                    connection.client = Some(Arc::clone(&client));
+                    connection.url = index;
+                    connection.down_until = None;
+                    let mut state = self.state();
+                    state.connected = Some(url.clone());
+                    state.last_error = None;
+                    return Ok(client);
+                }
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+        connection.down_until = Some(Instant::now() + RETRY_AFTER);
+        let message = errors.join("; ");
+        let mut state = self.state();
+        state.connected = None;
+        state.last_error = Some(message.clone());
+        Err(HubFailure::Unavailable(format!("no hub answers ({message})")))
+    }
+
+    async fn connect(&self, url: &str) -> Result<WsClient, String> {
+        let client = WsClientBuilder::default()
+            .set_headers(self.headers.clone())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(REQUEST_TIMEOUT)
+            .build(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hello = HubHello {
+            client: "lanes-sidecar".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+        };
+        let reply: HubHelloReply = client.request(method::HELLO, object(&hello)).await.map_err(|e| e.to_string())?;
+        tracing::info!("connected to hub {url} ({} store, lanes {})", reply.store, reply.version);
+        Ok(client)
+    }
+
+    /// One request to the hub, failing over to the next URL when the current hub is gone.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(&self, name: &str, params: &P) -> Result<R, HubFailure> {
+        let params = object(params);
+        let mut failed: Option<Arc<WsClient>> = None;
+        for _ in 0..=self.urls.len() {
+            let client = self.client(failed.as_ref()).await?;
+            match client.request::<R, _>(name, params.clone()).await {
+                Ok(reply) => return Ok(reply),
+                Err(ClientError::Call(error)) => return Err(HubFailure::Refused(error)),
+                Err(e) => {
+                    tracing::warn!("hub call {name} failed: {e}");
+                    self.state().last_error = Some(e.to_string());
+                    failed = Some(client);
+                }
+            }
+        }
+        Err(HubFailure::Unavailable(self.state().last_error.clone().unwrap_or_default()))
+    }
+
+    /// Asks the hub for a claim the sidecar just granted; `Err` is the answer to give instead.
+    pub async fn confirm(&self, claim: HubClaim) -> Result<u64, ErrorObjectOwned> {
+        let params = HubAcquireParams { project: self.project.clone(), origin: self.origin.clone(), claim };
+        match self.call::<_, HubGrant>(method::ACQUIRE, &params).await {
+            Ok(grant) => Ok(grant.epoch),
+            Err(HubFailure::Refused(error)) => Err(error),
+            Err(HubFailure::Unavailable(message)) => {
+                let data = ErrorData {
+                    code: ErrorCode::Unavailable,
+                    conflicts: Vec::new(),
+                    protocol: PROTOCOL_VERSION,
+                    bound_worktree: None,
+                    offline: Some(if self.offline_deny { "deny" } else { "allow" }.to_owned()),
+                };
+                Err(ErrorObjectOwned::owned(
+                    ErrorCode::Unavailable.rpc_code(),
+                    format!("the hub decides claims and {message}: nothing was claimed"),
+                    Some(data),
+                ))
+            }
+        }
+    }
+
+    /// The hub's part of `lanes status`.
+    pub fn view(&self) -> Value {
+        let state = self.state().clone();
+        json!({
+            "urls": self.urls,
+            "project": self.project,
+            "origin": self.origin,
+            "connected": state.connected,
+            "last_error": state.last_error,
+            "cursor": state.cursor,
+            "outbox": state.cursor.map(|c| state.last_event.saturating_sub(c)),
+            "refused": state.refused,
+        })
+    }
+}
+
+fn object<P: Serialize>(params: &P) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(params) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// `LANES_HUB_TOKEN`, else the token file.
+fn token(config: &HubConfig) -> Result<Option<String>> {
+    if let Ok(token) = std::env::var("LANES_HUB_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let Some(file) = &config.token_file else { return Ok(None) };
+    let path = match file.strip_prefix("~/") {
+        Some(rest) => directories::BaseDirs::new().context("no home directory")?.home_dir().join(rest),
+        None => file.into(),
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("failed to read the hub token {}", path.display()))?;
+    Ok(Some(text.trim().to_owned()))
+}
+
+/// The sidecar's identity on the hub: `<host>-<random>`, made once and kept under the common dir.
+fn origin_id(common_dir: &Path) -> Result<String> {
+    let path = common_dir.join("lanes").join("hub-origin");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return Ok(text.trim().to_owned());
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".to_owned());
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(32).collect();
+    let mut random = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+    let id = format!("{host}-{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    std::fs::write(&path, &id).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(id)
+}
+
+/// The repository's identity from its origin remote, so clones on different machines agree.
+fn origin_project(common_dir: &Path) -> Result<String> {
+    let url = crate::git::run(common_dir, &["config", "--get", "remote.origin.url"]).unwrap_or_default();
+    if url.is_empty() {
+        bail!("the hub needs to know which project this is: set `project` under [hub], or add an origin remote");
+    }
+    Ok(normalize_remote(&url))
+}
+
+/// `git@github.com:acme/api.git`, `https://user@github.com/acme/api` and `ssh://git@github.com/acme/api.git`
+/// all become `github.com/acme/api`.
+pub fn normalize_remote(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    let url = url.strip_suffix(".git").unwrap_or(url);
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest.to_owned(),
+        // scp-like `user@host:path`, but not a local path.
+        None if !url.starts_with('/') && url.contains(':') => url.replacen(':', "/", 1),
+        None => url.to_owned(),
+    };
+    let rest = match rest.split_once('@') {
+        Some((user, host)) if !user.contains('/') => host.to_owned(),
+        _ => rest,
+    };
+    match rest.split_once('/') {
+        Some((host, path)) => format!("{}/{path}", host.to_lowercase()),
+        None => rest.to_lowercase(),
+    }
+}
+
+/// A local claim as the hub sees it.
+pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubClaim {
+    HubClaim {
+        id: claim.id.0,
+        holder: claim.holder.to_string(),
+        scopes: claim.scopes.iter().map(ToString::to_string).collect(),
+        mode: match claim.mode {
+            lanes_core::Mode::Exclusive => Mode::Exclusive,
+            lanes_core::Mode::Shared => Mode::Shared,
+        },
+        ttl_secs: claim.expires_at.remaining(now).as_secs().max(1),
+    }
+}
+
+/// The forwarder: keeps the hub's view of this sidecar's claims and events current, forever.
+pub async fn forward(link: Arc<HubLink>, cx: Arc<Context>) {
+    loop {
+        if let Err(e) = push_events(&link, &cx).await {
+            tracing::debug!("event forwarding paused: {e}");
+        }
+        if let Err(e) = sync_claims(&link, &cx).await {
+            tracing::debug!("claim sync paused: {e}");
+        }
+        tokio::select! {
+            () = link.wake.notified() => {}
+            () = tokio::time::sleep(SYNC_EVERY) => {}
+        }
+    }
+}
+
+async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
+    loop {
+        let after = link.state().cursor.unwrap_or(0);
+        let command = Command::Events { since: after, limit: u32::try_from(lanes_hub::MAX_PUSH).unwrap_or(100) };
+        let events: Vec<EventView> = match cx.ask(command).await {
+            Ok(Answer::Events(logged)) => logged.into_iter().map(rpc::event_view).collect(),
+            _ => return Err("could not read the event log".to_owned()),
+        };
+        if let Some(last) = events.last() {
+            let mut state = link.state();
+            state.last_event = state.last_event.max(last.seq);
+        }
+        let first_contact = link.state().cursor.is_none();
+        if events.is_empty() && !first_contact {
+            return Ok(());
+        }
+        let params = HubPushParams { project: link.project.clone(), origin: link.origin.clone(), after, events };
+        let sent = params.events.len();
+        let reply: HubCursor = link.call(method::PUSH, &params).await.map_err(|e| format!("{e:?}"))?;
+        link.state().cursor = Some(reply.cursor);
+        // A cursor other than the one we sent from means the hub had more (or less) than we thought:
+        // go round again from where it is.
+        if reply.cursor == after {
+            return if sent == 0 { Ok(()) } else { Err(format!("the hub did not take events after {after}")) };
+        }
+    }
+}
+
+async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
+    let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
+        return Err("could not read the claims".to_owned());
+    };
+    let params = HubSyncParams {
+        project: link.project.clone(),
+        origin: link.origin.clone(),
+        upto: snapshot.next_claim_id.saturating_sub(1),
+        claims: snapshot.claims.iter().map(|c| hub_claim(c, snapshot.now)).collect(),
+    };
+    let reply: HubSyncReply = link.call(method::SYNC, &params).await.map_err(|e| format!("{e:?}"))?;
+    if !reply.refused.is_empty() {
+        tracing::warn!("the hub gave claims {:?} to another machine while this sidecar was away", reply.refused);
+    }
+    link.state().refused = reply.refused;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_remote;
+
+    #[test]
+    fn remotes_of_one_repository_normalize_alike() {
+        for url in [
+            "git@github.com:acme/api.git",
+            "https://github.com/acme/api",
+            "https://user@GitHub.com/acme/api.git/",
+            "ssh://git@github.com/acme/api.git",
+        ] {
+            assert_eq!(normalize_remote(url), "github.com/acme/api", "{url}");
+        }
+        assert_eq!(normalize_remote("/srv/git/api.git"), "/srv/git/api");
+    }
+}

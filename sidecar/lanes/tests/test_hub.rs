@@ -1,0 +1,384 @@
+//! The shared hub across "machines" on loopback: each machine is its own hermetic world (HOME, runtime dir,
+//! sidecar) with its own clone of one upstream, pointing at real `lanes hub serve` processes on SQLite or
+//! on a real 3-member etcd cluster. Processes are killed with kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClientBuilder};
+use serde_json::{Value, json};
+
+use crate::common::{TestEnv, eventually, kill9};
+
+const TOKEN: &str = "s3cret-hub-token-for-tests";
+
+/// A child process killed (-9) when dropped.
+struct Spawned {
+    child: Child,
+}
+
+impl Spawned {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Starts `lanes hub serve` on `port` and waits until it listens. The token comes from the environment; the
+/// log goes to `hub-<port>.log` in the test's directory.
+fn start_hub(env: &TestEnv, store: &str, port: u16) -> (Spawned, String) {
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = env.lanes_command(&env.root(), &["hub", "serve", "--listen", &listen, "--store", store]);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.root().join(format!("hub-{port}.log")))
+        .expect("log");
+    command.env("LANES_HUB_TOKEN", TOKEN).env("LANES_LOG", "lanes_hub=debug").stdout(Stdio::piped()).stderr(log);
+    let mut child = command.spawn().expect("start hub");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("hub output");
+    assert!(line.contains("listening on ws://"), "hub did not start: {line:?}");
+    (Spawned { child }, format!("ws://{listen}"))
+}
+
+/// One "machine": a hermetic world with a clone of `upstream` whose sidecar uses `urls`.
+fn machine(upstream: &Path, name: &str, urls: &[&str], extra: &str) -> (TestEnv, PathBuf) {
+    let env = TestEnv::new();
+    let clone = env.clone_of(upstream, name);
+    std::fs::write(env.root().join("home/hub.token"), format!("{TOKEN}\n")).expect("token");
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    let config = format!("[hub]\nurls = [{}]\ntoken_file = \"~/hub.token\"\n{extra}", urls.join(", "));
+    std::fs::create_dir_all(clone.join(".git/lanes")).expect("mkdir");
+    std::fs::write(clone.join(".git/lanes/config.toml"), config).expect("config");
+    (env, clone)
+}
+
+/// Calls the hub directly, as a sidecar would.
+fn hub_call(url: &str, token: Option<&str>, method: &str, params: Value) -> Result<Value, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+        }
+        let client = WsClientBuilder::default().set_headers(headers).build(url).await.map_err(|e| e.to_string())?;
+        let params = params.as_object().cloned().unwrap_or_default();
+        client.request::<Value, _>(method, params).await.map_err(|e| e.to_string())
+    })
+}
+
+fn hub_status(env: &TestEnv, repo: &Path) -> Value {
+    env.lanes(repo, &["status", "--json"]).success().json()["hub"].clone()
+}
+
+fn claim(env: &TestEnv, repo: &Path, session: &str, path: &str) -> crate::common::Run {
+    env.lanes(repo, &["--session", session, "claim", path, "--json"])
+}
+
+#[test]
+fn two_machines_share_one_claim_space_through_a_sqlite_hub() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let (_hub, url) = start_hub(&hub_env, &store, free_port());
+    let (a_env, a) = machine(&upstream, "a", &[&url], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url], "");
+
+    let granted = claim(&a_env, &a, "alice", "src/a.rs").success().json();
+    assert!(granted["hub_epoch"].as_u64().is_some(), "the hub confirmed the grant: {granted}");
+
+    let refused = claim(&b_env, &b, "bob", "src/a.rs");
+    assert_eq!(refused.code, 3, "{refused:?}");
+    let error = refused.json();
+    assert_eq!(error["error"]["code"], "conflict");
+    assert_eq!(error["error"]["conflicts"][0]["session"], "alice");
+    assert!(error["error"]["message"].as_str().expect("message").contains("alice"), "{error}");
+    assert!(
+        b_env.lanes(&b, &["--session", "bob", "status", "--json"]).success().json()["claims"]
+            .as_array()
+            .expect("claims")
+            .is_empty(),
+        "a refused claim is taken back locally too"
+    );
+
+    claim(&b_env, &b, "bob", "src/b.rs").success();
+    a_env.lanes(&a, &["--session", "alice", "release", "--all"]).success();
+    assert!(
+        eventually(Duration::from_secs(10), || claim(&b_env, &b, "bob", "src/a.rs").code == 0),
+        "after alice released, bob gets src/a.rs"
+    );
+    assert_eq!(claim(&a_env, &a, "alice", "src/a.rs").code, 3, "now bob holds it for both machines");
+
+    let status = hub_status(&a_env, &a);
+    assert_eq!(status["connected"], url.as_str(), "{status}");
+    assert_eq!(status["project"], hub_status(&b_env, &b)["project"], "two clones of one upstream share a project");
+    assert!(eventually(Duration::from_secs(10), || hub_status(&a_env, &a)["outbox"] == 0), "the outbox drains");
+}
+
+#[test]
+fn hub_down_answers_unavailable_at_once_and_the_edit_hook_is_told_what_to_do() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let port = free_port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let (a_env, a) = machine(&upstream, "a", &[&url], "offline = \"deny\"\n");
+    let run = claim(&a_env, &a, "alice", "src/a.rs");
+    assert_eq!(run.code, 1, "{run:?}");
+    let error = run.json();
+    assert_eq!(error["error"]["code"], "unavailable", "{error}");
+    assert!(error["error"]["message"].as_str().expect("message").contains("nothing was claimed"), "{error}");
+    let status = a_env.lanes(&a, &["status", "--json"]).success().json();
+    assert!(status["claims"].as_array().expect("claims").is_empty(), "no claim is left behind");
+    assert!(status["hub"]["last_error"].as_str().is_some_and(|e| e.contains("127.0.0.1")), "{status}");
+
+    // The hook's view of the same answer (the `[hub] offline` policy travels with it).
+    let (socket, _) = a_env.start_sidecar(&a);
+    let mut wire = crate::common::Wire::connect(&socket);
+    let params = json!({"session": "alice", "worktree": a.to_string_lossy(), "scopes": ["src/a.rs"]});
+    let reply = wire.call("claim.ensure", params);
+    assert_eq!(reply["error"]["data"]["code"], "unavailable", "{reply}");
+    assert_eq!(reply["error"]["data"]["offline"], "deny", "{reply}");
+
+    // The hub comes up on that address: claims work again without restarting anything.
+    let (_hub, _) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("hub.db").display()), port);
+    assert!(
+        eventually(Duration::from_secs(10), || claim(&a_env, &a, "alice", "src/a.rs").code == 0),
+        "claims are decided again once a hub answers"
+    );
+}
+
+#[test]
+fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_and_never_logs_the_token() {
+    let env = TestEnv::new();
+    let store = format!("sqlite:{}", env.root().join("hub.db").display());
+    let port = free_port();
+    let (mut hub, url) = start_hub(&env, &store, port);
+    let hello = json!({"client": "test", "version": "0", "protocol": lanes_proto::PROTOCOL_VERSION});
+
+    let missing = hub_call(&url, None, "hub.hello", hello.clone()).expect_err("no token, no entry");
+    assert!(missing.contains("401"), "{missing}");
+    let reply = hub_call(&url, Some(TOKEN), "hub.hello", hello.clone()).expect("the right token works");
+    assert_eq!(reply["protocol"], lanes_proto::PROTOCOL_VERSION);
+    assert_eq!(reply["store"], "sqlite");
+
+    let old = json!({"client": "lanes-sidecar", "version": "0.0.1", "protocol": 0});
+    let refused = hub_call(&url, Some(TOKEN), "hub.hello", old).expect_err("an old client is refused");
+    assert!(refused.contains("upgrade lanes"), "{refused}");
+
+    let mut statuses = Vec::new();
+    for guess in 0..8 {
+        let error = hub_call(&url, Some(&format!("guess-{guess}")), "hub.hello", hello.clone()).expect_err("wrong");
+        statuses.push(if error.contains("429") {
+            429
+        } else if error.contains("401") {
+            401
+        } else {
+            0
+        });
+    }
+    // The attempt without a token counted too: four more wrong ones, then the door closes.
+    assert_eq!(&statuses[..4], &[401; 4], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 429), "guessing is cut off: {statuses:?}");
+    let blocked = hub_call(&url, Some(TOKEN), "hub.hello", hello).expect_err("even the right token waits");
+    assert!(blocked.contains("429"), "{blocked}");
+
+    hub.kill();
+    let log = std::fs::read_to_string(env.root().join(format!("hub-{port}.log"))).expect("log");
+    assert!(log.contains("wrong token"), "refusals are logged: {log}");
+    assert!(!log.contains(TOKEN) && !log.contains("guess-"), "no token in the log: {log}");
+
+    for (args, expect) in [
+        (vec!["--listen", "0.0.0.0:0"], "needs a token"),
+        (vec!["--listen", "0.0.0.0:0", "--token-file", "/dev/null"], "needs a token"),
+    ] {
+        let mut all = vec!["hub", "serve", "--store", &store];
+        all.extend(args);
+        let run = env.lanes(&env.root(), &all);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains(expect), "{run:?}");
+    }
+    let mut command = env.lanes_command(&env.root(), &["hub", "serve", "--store", &store, "--listen", "0.0.0.0:0"]);
+    let run = crate::common::run_of(command.env("LANES_HUB_TOKEN", TOKEN).output().expect("run"));
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("needs TLS") && run.stderr.contains("--insecure"), "{run:?}");
+}
+
+#[test]
+fn events_reach_the_hub_in_order_exactly_once_after_the_sidecar_and_the_hub_are_killed() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let port = free_port();
+    let (mut hub, url) = start_hub(&hub_env, &store, port);
+    let (a_env, a) = machine(&upstream, "a", &[&url], "");
+    claim(&a_env, &a, "alice", "src/a.rs").success();
+
+    // With the hub down, every claim is refused as unavailable, but its grant and its taking back are
+    // events: they queue in the sidecar's log.
+    hub.kill();
+    for n in 0..5 {
+        assert_eq!(claim(&a_env, &a, "alice", &format!("docs/{n}.md")).code, 1);
+    }
+    let pid = a_env.sidecar_pid(&a).expect("sidecar runs");
+    kill9(pid);
+    assert_eq!(claim(&a_env, &a, "alice", "docs/after.md").code, 1, "a new sidecar, the hub still down");
+
+    let (_hub, _) = start_hub(&hub_env, &store, port);
+    let local = local_seqs(&a_env, &a);
+    assert!(local.len() >= 8, "{local:?}");
+    let status = hub_status(&a_env, &a);
+    assert!(
+        eventually(Duration::from_secs(15), || hub_seqs(&url, &status).len() >= local.len()),
+        "the outbox drains: hub has {:?}, sidecar {local:?}",
+        hub_seqs(&url, &status)
+    );
+    let delivered = hub_seqs(&url, &status);
+    assert_eq!(&delivered[..local.len()], &local[..], "in order, each once");
+    let expected: Vec<u64> = (1..=delivered.len() as u64).collect();
+    assert_eq!(delivered, expected, "no gap and no duplicate");
+}
+
+/// A 3-member etcd cluster on loopback.
+struct Etcd {
+    members: Vec<Spawned>,
+    clients: Vec<String>,
+}
+
+fn etcd_cluster(env: &TestEnv) -> Option<Etcd> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        assert!(std::env::var_os("LANES_E2E_REQUIRED").is_none(), "etcd is required (apt-get install etcd-server)");
+        eprintln!("skipping: etcd is not installed");
+        return None;
+    }
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let cluster: Vec<String> =
+        ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
+    let mut members = Vec::new();
+    let mut clients = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let data = env.root().join(format!("etcd-{i}"));
+        let child = Command::new("etcd")
+            .args(["--name", &format!("m{i}"), "--data-dir", &data.to_string_lossy()])
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        members.push(Spawned { child });
+        clients.push(format!("http://127.0.0.1:{client}"));
+    }
+    let healthy = |client: &String| {
+        let address = client.trim_start_matches("http://");
+        let Ok(mut stream) = std::net::TcpStream::connect(address) else { return false };
+        let request = format!("GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        let mut answer = String::new();
+        std::io::Write::write_all(&mut stream, request.as_bytes()).is_ok()
+            && std::io::Read::read_to_string(&mut stream, &mut answer).is_ok()
+            && answer.contains("\"health\":\"true\"")
+    };
+    assert!(eventually(Duration::from_secs(30), || clients.iter().all(healthy)), "etcd cluster did not come up");
+    Some(Etcd { members, clients })
+}
+
+#[test]
+fn hubs_on_a_three_member_etcd_cluster_share_claims_survive_a_member_and_fail_over() {
+    let hub_env = TestEnv::new();
+    let Some(mut etcd) = etcd_cluster(&hub_env) else { return };
+    let upstream = hub_env.repo("upstream");
+    let store = format!("etcd:{}", etcd.clients.join(","));
+    let (mut hub1, url1) = start_hub(&hub_env, &store, free_port());
+    let (_hub2, url2) = start_hub(&hub_env, &store, free_port());
+    let (a_env, a) = machine(&upstream, "a", &[&url1, &url2], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url2, &url1], "");
+
+    let granted = claim(&a_env, &a, "alice", "src/a.rs").success().json();
+    assert!(granted["hub_epoch"].as_u64().is_some_and(|e| e > 0), "the epoch is an etcd revision: {granted}");
+    let refused = claim(&b_env, &b, "bob", "src/").json();
+    assert_eq!(refused["error"]["code"], "conflict", "a claim through hub 1 blocks one through hub 2: {refused}");
+
+    // One member dies: the other two keep a quorum and grants go on, still exclusive.
+    kill9(etcd.members[0].child.id());
+    let _ = etcd.members[0].child.wait();
+    assert!(
+        eventually(Duration::from_secs(20), || claim(&b_env, &b, "bob", "docs/guide.md").code == 0),
+        "grants go on with one member down"
+    );
+    assert_eq!(claim(&a_env, &a, "alice", "docs/").json()["error"]["code"], "conflict");
+    let first = claim(&b_env, &b, "bob", "src/b.rs").success().json()["hub_epoch"].as_u64().expect("epoch");
+    let second = claim(&b_env, &b, "bob", "docs/other.md").success().json()["hub_epoch"].as_u64().expect("epoch");
+    assert!(second > first, "epochs only grow: {first} then {second}");
+
+    // Hub 1 dies: alice's sidecar fails over to hub 2.
+    hub1.kill();
+    claim(&a_env, &a, "alice", "README.md").success();
+    assert_eq!(hub_status(&a_env, &a)["connected"], url2.as_str());
+    a_env.lanes(&a, &["--session", "alice", "release", "--all"]).success();
+    let mut last = None;
+    let freed = eventually(Duration::from_secs(10), || {
+        let run = claim(&b_env, &b, "bob", "src/a.rs");
+        let granted = run.code == 0;
+        last = Some(run);
+        granted
+    });
+    let logs: Vec<String> = std::fs::read_dir(hub_env.root())
+        .expect("dir")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|text| text.contains("lanes_hub"))
+        .collect();
+    assert!(
+        freed,
+        "a release through hub 2 frees the path for bob: {last:?} {}\n{}",
+        hub_status(&a_env, &a),
+        logs.join("\n")
+    );
+
+    // Alice's events went through both hubs into etcd: all of them, in order, once.
+    let local = local_seqs(&a_env, &a);
+    let status = hub_status(&a_env, &a);
+    assert!(
+        eventually(Duration::from_secs(15), || hub_seqs(&url2, &status).len() >= local.len()),
+        "the outbox drains into etcd"
+    );
+    let delivered = hub_seqs(&url2, &status);
+    assert_eq!(&delivered[..local.len()], &local[..]);
+    assert_eq!(delivered, (1..=delivered.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+}
+
+/// The sequence numbers of a sidecar's event log.
+fn local_seqs(env: &TestEnv, repo: &Path) -> Vec<u64> {
+    env.lanes(repo, &["events", "--json"]).success().json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// The sequence numbers the hub holds from the sidecar whose `status.hub` this is.
+fn hub_seqs(url: &str, hub_status: &Value) -> Vec<u64> {
+    let params = json!({"project": hub_status["project"], "origin": hub_status["origin"]});
+    hub_call(url, Some(TOKEN), "hub.events", params).map_or_else(
+        |_| Vec::new(),
+        |r| r["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64().expect("seq")).collect(),
+    )
+}

@@ -1,0 +1,176 @@
+//! The hub's wire (DESIGN.md §9): JSON-RPC over WebSocket between sidecars and `lanes hub serve`.
+//!
+//! The token travels in the `Authorization: Bearer` header of the WebSocket upgrade, never in a message.
+//! A hub claim is named by the sidecar that made it (`origin`) and that sidecar's claim id, so a sidecar can
+//! state its whole claim set again after any outage (`hub.sync`) and the hub converges on it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EventView, Mode};
+
+/// Hub method names.
+pub mod method {
+    /// Handshake: [`super::HubHello`] → [`super::HubHelloReply`]; refuses another protocol.
+    pub const HELLO: &str = "hub.hello";
+    /// Grant one claim, or refuse it naming the claims in the way: [`super::HubAcquireParams`].
+    pub const ACQUIRE: &str = "hub.acquire";
+    /// A sidecar's whole claim set: renews what is there, grants what is missing, releases the rest.
+    pub const SYNC: &str = "hub.sync";
+    /// The live claims of a project.
+    pub const CLAIMS: &str = "hub.claims";
+    /// Append a sidecar's events after a cursor (idempotent).
+    pub const PUSH: &str = "hub.push";
+    /// The events the hub holds from one sidecar, after a cursor.
+    pub const EVENTS: &str = "hub.events";
+}
+
+/// `hub.hello` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubHello {
+    /// Who is calling, e.g. `lanes-sidecar`.
+    pub client: String,
+    /// The caller's lanes version.
+    pub version: String,
+    /// The caller's protocol version.
+    pub protocol: u32,
+}
+
+/// `hub.hello` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubHelloReply {
+    /// The hub's lanes version.
+    pub version: String,
+    /// The hub's protocol version.
+    pub protocol: u32,
+    /// `sqlite` or `etcd`.
+    pub store: String,
+}
+
+/// One claim as a sidecar states it to the hub.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HubClaim {
+    /// The sidecar's claim id.
+    pub id: u64,
+    /// `session` or `session/agent`.
+    pub holder: String,
+    /// Repo-relative scopes.
+    pub scopes: Vec<String>,
+    /// Exclusive or shared.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Seconds the lease has left.
+    pub ttl_secs: u64,
+}
+
+/// `hub.acquire` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubAcquireParams {
+    /// The repository's identity (its configured project or normalized origin URL).
+    pub project: String,
+    /// The sidecar's stable identity.
+    pub origin: String,
+    /// The claim.
+    pub claim: HubClaim,
+}
+
+/// `hub.acquire` reply (a refusal is a `conflict` error whose data lists the claims in the way).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubGrant {
+    /// The fencing epoch the hub gave this grant (the etcd revision, on etcd).
+    pub epoch: u64,
+}
+
+/// `hub.sync` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubSyncParams {
+    /// The project.
+    pub project: String,
+    /// The sidecar.
+    pub origin: String,
+    /// The highest claim id the sidecar had made when it took this list: hub claims of this origin up to it
+    /// that are not listed are released; later ones were granted since and are kept.
+    pub upto: u64,
+    /// Every live claim of the sidecar.
+    pub claims: Vec<HubClaim>,
+}
+
+/// `hub.sync` reply.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HubSyncReply {
+    /// Claims renewed or granted.
+    pub held: Vec<u64>,
+    /// Claims released because the sidecar no longer lists them.
+    pub released: Vec<u64>,
+    /// Claims the hub could not grant again (another machine took the scope meanwhile).
+    pub refused: Vec<u64>,
+}
+
+/// Params naming a project.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubProjectParams {
+    /// The project.
+    pub project: String,
+}
+
+/// A live claim on the hub.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HubClaimView {
+    /// The sidecar that holds it.
+    pub origin: String,
+    /// The claim as that sidecar stated it.
+    #[serde(flatten)]
+    pub claim: HubClaim,
+    /// Its fencing epoch.
+    pub epoch: u64,
+}
+
+/// `hub.claims` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubClaimsReply {
+    /// Live claims of the project.
+    pub claims: Vec<HubClaimView>,
+}
+
+/// `hub.push` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubPushParams {
+    /// The project.
+    pub project: String,
+    /// The sidecar.
+    pub origin: String,
+    /// The last sequence number the sidecar believes the hub has; the first event must follow it.
+    pub after: u64,
+    /// Events in order, from `after + 1` on, without gaps.
+    pub events: Vec<EventView>,
+}
+
+/// `hub.push` reply, and `hub.events` cursor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubCursor {
+    /// The last sequence number the hub holds from this origin; the next push starts after it.
+    pub cursor: u64,
+}
+
+/// `hub.events` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubEventsParams {
+    /// The project.
+    pub project: String,
+    /// The sidecar.
+    pub origin: String,
+    /// Events after this sequence number.
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `hub.events` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubEventsReply {
+    /// Events in order.
+    pub events: Vec<EventView>,
+    /// The last sequence number the hub holds from this origin.
+    pub cursor: u64,
+}
