@@ -893,6 +893,27 @@ impl ClaimBook {
     /// (or its parent session) already holds a claim covering the request, keep it (refreshed if its lease
     /// is running down); otherwise grant a new claim.
     pub fn ensure(&mut self, request: AcquireRequest, now: Timestamp) -> Result<Ensured, Refusal> {
+        let covering = self.covering(&request, now)?;
+        match covering.and_then(|id| self.claims.get(&id)) {
+            Some(claim) if !running_down(claim, now) => Ok(Ensured::Held(claim.clone())),
+            Some(claim) => {
+                let (id, holder) = (claim.id, claim.holder.clone());
+                Ok(Ensured::Held(self.renew(&holder, id, None, None, now)?))
+            }
+            None => Ok(Ensured::Granted(self.acquire(request, now)?)),
+        }
+    }
+
+    /// What [`ClaimBook::ensure`] finds without granting anything: a conflict, the principal's own claim
+    /// that covers the request, or nothing (when a grant would be needed).
+    pub fn ensure_held(&mut self, request: &AcquireRequest, now: Timestamp) -> Result<Option<Claim>, Refusal> {
+        let covering = self.covering(request, now)?;
+        Ok(covering.and_then(|id| self.claims.get(&id)).cloned())
+    }
+
+    /// Refuses a request others are in the way of; otherwise the principal's (or its session's) live claim that
+    /// covers every requested scope, if any.
+    fn covering(&mut self, request: &AcquireRequest, now: Timestamp) -> Result<Option<ClaimId>, Refusal> {
         self.expire_due(now);
         let conflicts = self.conflicts(&request.holder, &request.worktree, &request.scopes, request.mode, now, None);
         if !conflicts.is_empty() {
@@ -907,14 +928,7 @@ impl ClaimBook {
                     _ => c.scopes.contains(wanted),
                 })
         });
-        match covering {
-            Some(claim) if !running_down(claim, now) => Ok(Ensured::Held(claim.clone())),
-            Some(claim) => {
-                let (id, holder) = (claim.id, claim.holder.clone());
-                Ok(Ensured::Held(self.renew(&holder, id, None, None, now)?))
-            }
-            None => Ok(Ensured::Granted(self.acquire(request, now)?)),
-        }
+        Ok(covering.map(|c| c.id))
     }
 
     /// Keeps the principal's leases fresh (what each hook event of a session does): renews every claim it

@@ -82,6 +82,10 @@ impl Project {
         }
         view.revisions.insert(slot, revision);
         match value.map(serde_json::from_slice::<Held>) {
+            // A record is written before its revision is known: its epoch is the revision it was written at.
+            Some(Ok(held)) if held.epoch == 0 => {
+                view.space.insert(Held { epoch: u64::try_from(revision).unwrap_or(0), ..held });
+            }
             Some(Ok(held)) => view.space.insert(held),
             Some(Err(e)) => tracing::warn!("skipping unreadable claim {key}: {e}"),
             None => {
@@ -138,10 +142,12 @@ impl EtcdStore {
     /// Grants a claim unless another holder's live claim overlaps it.
     pub async fn acquire(&self, name: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
         let project = self.project(name).await?;
-        let _one_at_a_time = project.granting.lock().await;
         let mut client = self.client.clone();
+        // The lease first, before waiting for our turn: grants of many sidecars overlap in this step.
+        let ttl = i64::try_from(claim.ttl_secs.max(1)).unwrap_or(i64::MAX);
+        let lease_id = client.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
+        let _one_at_a_time = project.granting.lock().await;
         let mut reloaded = false;
-        let mut lease = None;
         for _ in 0..GRANT_ATTEMPTS {
             let (conflicts, guard, previous) = {
                 let view = project.view();
@@ -151,24 +157,13 @@ impl EtcdStore {
             if !conflicts.is_empty() {
                 // The view may still show a claim another hub released or etcd expired a moment ago.
                 if reloaded {
-                    if let Some(id) = lease {
-                        let _ = client.lease_revoke(id).await;
-                    }
+                    let _ = client.lease_revoke(lease_id).await;
                     return Err(HubError::Conflict(conflicts));
                 }
                 reload(&mut client, &project).await?;
                 reloaded = true;
                 continue;
             }
-            let lease_id = match lease {
-                Some(id) => id,
-                None => {
-                    let ttl = i64::try_from(claim.ttl_secs.max(1)).unwrap_or(i64::MAX);
-                    let id = client.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
-                    lease = Some(id);
-                    id
-                }
-            };
             let key = project.claim_key(origin, claim.id);
             let held = Held {
                 origin: origin.to_owned(),
@@ -203,9 +198,7 @@ impl EtcdStore {
             }
             return Ok(held.epoch);
         }
-        if let Some(id) = lease {
-            let _ = client.lease_revoke(id).await;
-        }
+        let _ = client.lease_revoke(lease_id).await;
         Err(HubError::Unavailable("too much contention on the hub: try again".to_owned()))
     }
 

@@ -1,6 +1,9 @@
 //! Figures for the claim engine and the sidecar, measured over the real socket on this machine:
 //! overlap decision with 10,000 live claims, claim+release latency for one client, throughput with 32
-//! clients, restart time with 10,000 claims, and idle memory. Run with `cargo bench -p lanes --bench sidecar`.
+//! clients, restart time with 10,000 claims, and idle memory; then the hub (DESIGN.md §9) on a real etcd
+//! on loopback: claim+release at the hub and through a sidecar, 32 sidecars beside 32 without a hub, and
+//! what the edit hook's question costs when the hub is down.
+//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only).
 //! It prints figures; it asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,10 @@ fn main() {
         machine(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if std::env::args().any(|a| a == "hub") {
+        hub::run();
+        return;
+    }
     overlap_decision();
     for durability in ["full", "process"] {
         let world = World::new(durability);
@@ -34,7 +41,11 @@ fn main() {
     restart_with_claims(&world, 10_000);
     idle_memory(&world);
     world.stop();
+    hub::run();
 }
+
+#[path = "sidecar/hub.rs"]
+mod hub;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -123,11 +134,25 @@ fn single_client(socket: &Path, repo: &Path) {
 }
 
 fn concurrent_clients(socket: &Path, repo: &Path, clients: usize, pairs: usize) {
-    let barrier = Arc::new(Barrier::new(clients + 1));
-    let handles: Vec<_> = (0..clients)
-        .map(|c| {
-            let (socket, barrier, worktree) =
-                (socket.to_path_buf(), Arc::clone(&barrier), repo.to_string_lossy().into_owned());
+    let targets = vec![(socket.to_path_buf(), repo.to_string_lossy().into_owned()); clients];
+    let elapsed = pairs_at_once(targets, pairs);
+    let total = clients * pairs;
+    println!(
+        "  claim+release, {clients} clients, real socket:    {:.0} pairs/s ({total} pairs in {:.2} s)",
+        total as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+}
+
+/// One client per `(socket, worktree)`, all starting together, each making `pairs` claim+release pairs on
+/// paths of its own; returns how long they took.
+fn pairs_at_once(targets: Vec<(PathBuf, String)>, pairs: usize) -> Duration {
+    let barrier = Arc::new(Barrier::new(targets.len() + 1));
+    let handles: Vec<_> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(c, (socket, worktree))| {
+            let barrier = Arc::clone(&barrier);
             std::thread::spawn(move || {
                 let mut client = Client::connect(&socket, Duration::from_secs(30)).expect("connect");
                 barrier.wait();
@@ -142,13 +167,7 @@ fn concurrent_clients(socket: &Path, repo: &Path, clients: usize, pairs: usize) 
     for handle in handles {
         handle.join().expect("client");
     }
-    let elapsed = started.elapsed();
-    let total = clients * pairs;
-    println!(
-        "  claim+release, {clients} clients, real socket:    {:.0} pairs/s ({total} pairs in {:.2} s)",
-        total as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64()
-    );
+    started.elapsed()
 }
 
 fn restart_with_claims(world: &World, count: usize) {
@@ -250,5 +269,13 @@ impl World {
 
     fn stop(&self) {
         self.lanes(&["--json", "sidecar", "stop"]);
+    }
+
+    /// Points the sidecar at hubs (before it starts).
+    fn use_hub(&self, urls: &[&str]) {
+        let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+        std::fs::create_dir_all(self.repo.join(".git/lanes")).expect("mkdir");
+        let config = format!("[hub]\nurls = [{}]\nproject = \"bench\"\n", urls.join(", "));
+        std::fs::write(self.repo.join(".git/lanes/config.toml"), config).expect("config");
     }
 }

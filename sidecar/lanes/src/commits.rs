@@ -3,14 +3,12 @@
 
 use jsonrpsee::types::Params;
 use lanes_core::Timestamp;
-use lanes_proto::{
-    EventView, ExplainParams, ExplainReply, RecordParams, SessionStory, StampParams, StampReply, StampView,
-};
+use lanes_proto::{ExplainParams, ExplainReply, RecordParams, SessionStory, StampParams, StampReply, StampView};
 
 use std::time::{Duration, Instant};
 
 use crate::checkpoints::view;
-use crate::rpc::{Context, RpcResult, parse, principal, reply, rfc3339};
+use crate::rpc::{Context, RpcResult, event_view, parse, principal, reply};
 use crate::state::{Answer, Command};
 
 /// How long a stamp waits for its commit's post-commit.
@@ -62,14 +60,8 @@ pub async fn explain(params: Params<'static>, cx: &Context) -> RpcResult {
                 .events
                 .iter()
                 .filter(|e| matches!(e.kind.as_str(), "grant" | "release" | "expire" | "handoff"))
-                .map(|e| EventView {
-                    seq: e.seq,
-                    at: rfc3339(e.at),
-                    kind: e.kind.clone(),
-                    session: e.session.clone(),
-                    claim: e.claim,
-                    data: e.data.clone(),
-                })
+                .cloned()
+                .map(event_view)
                 .collect();
             let mut files: Vec<String> = story
                 .events

@@ -43,7 +43,31 @@ impl Timeline {
 
     /// Makes one call for an agent and records its outcome; returns the reply, or `None` if refused.
     fn act<P: Serialize>(&mut self, who: &str, what: &str, method: &str, params: &P) -> Result<Option<Value>, Failure> {
-        match self.client.call_value(method, params) {
+        let result = self.client.call_value(method, params);
+        self.record(who, what, method, result)
+    }
+
+    /// [`Timeline::act`] through another sidecar (another machine's).
+    fn act_on<P: Serialize>(
+        &mut self,
+        client: &mut Client,
+        who: &str,
+        what: &str,
+        method: &str,
+        params: &P,
+    ) -> Result<Option<Value>, Failure> {
+        let result = client.call_value(method, params);
+        self.record(who, what, method, result)
+    }
+
+    fn record(
+        &mut self,
+        who: &str,
+        what: &str,
+        method: &str,
+        result: Result<Value, CallError>,
+    ) -> Result<Option<Value>, Failure> {
+        match result {
             Ok(reply) => {
                 let outcome = describe(method, &reply);
                 self.say(who, what, &outcome);
@@ -53,6 +77,7 @@ impl Timeline {
                 let code = serde_json::to_value(code).unwrap_or_default();
                 // The advice after the first `;` is for people at a prompt; the timeline keeps the facts.
                 let facts = message.split("; coordinate").next().unwrap_or(&message);
+                let facts = facts.split(": wait for it").next().unwrap_or(facts);
                 self.say(who, what, &format!("REFUSED ({}): {facts}", code.as_str().unwrap_or("?")));
                 Ok(None)
             }
@@ -66,6 +91,9 @@ fn describe(method: &str, reply: &Value) -> String {
     match method {
         method::CLAIM_ACQUIRE => {
             let mut text = format!("granted claim {} (epoch {})", claim["id"], claim["epoch"]);
+            if let Some(epoch) = reply["hub_epoch"].as_u64() {
+                text.push_str(&format!(", confirmed by the hub (hub epoch {epoch})"));
+            }
             for note in reply["notes"].as_array().into_iter().flatten() {
                 text.push_str(&format!(
                     "; note from {}: \"{}\"",
@@ -135,7 +163,7 @@ fn describe(method: &str, reply: &Value) -> String {
     }
 }
 
-pub fn run(out: &Output) -> Result<(), Failure> {
+pub fn run(out: &Output, with_hub: bool) -> Result<(), Failure> {
     let dir = tempfile::Builder::new()
         .prefix("lanes-demo-")
         .tempdir()
@@ -144,6 +172,7 @@ pub fn run(out: &Output) -> Result<(), Failure> {
     let main = root.join("app");
     let feature = root.join("app-feature");
     make_repo(&main, &feature)?;
+    let hub = if with_hub { Some(DemoHub::start(&root, &main)?) } else { None };
     let location = RepoLocation::discover(&main).map_err(|e| Failure::internal(e.to_string()))?;
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
     let program = std::env::current_exe().map_err(|e| Failure::internal(format!("cannot find lanes: {e}")))?;
@@ -163,7 +192,13 @@ pub fn run(out: &Output) -> Result<(), Failure> {
         .connect_or_start(Duration::from_secs(5))
         .map_err(|e| Failure::internal(format!("failed to start the demo's sidecar: {e}")))?;
     let mut timeline = Timeline { started: Instant::now(), client, entries: Vec::new(), json: out.json };
-    let result = script(&mut timeline, &main, &feature);
+    let mut result = script(&mut timeline, &main, &feature);
+    if let (Some(hub), Ok(_)) = (hub, &result) {
+        let laptop = root.join("app-laptop");
+        if let Err(e) = across_machines(&mut timeline, &program, hub, &main, &laptop) {
+            result = Err(e);
+        }
+    }
     let _ = timeline.client.call_value(method::SHUTDOWN, &json!({}));
     if wait_until_stopped(&paths, Instant::now() + Duration::from_secs(5)).is_ok() {
         // The throwaway repository's key is never used again: leave nothing behind in the runtime dir.
@@ -172,7 +207,12 @@ pub fn run(out: &Output) -> Result<(), Failure> {
     }
     let status = result?;
     out.print(&json!({"repo": main, "timeline": timeline.entries, "status": status}), |_| {
-        "\nEvery refusal named the holder, its scope and its expiry; every grant was on disk before it was answered.\nTry it in your own repository: lanes init, then lanes claim <path>.".to_owned()
+        let mut text = "\nEvery refusal named the holder, its scope and its expiry; every grant was on disk before it was answered.".to_owned();
+        if with_hub {
+            text.push_str("\nWith no hub answering, the edit hook lets edits through with a warning ([hub] offline = \"deny\" refuses them).");
+        }
+        text.push_str("\nTry it in your own repository: lanes init, then lanes claim <path>.");
+        text
     });
     Ok(())
 }
@@ -286,6 +326,130 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
         }
     }
     Ok(status)
+}
+
+/// A hub for `lanes demo --hub`: served by this process on a loopback port, kept in the demo's directory.
+struct DemoHub {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl DemoHub {
+    /// Starts the hub and points the demo repository's sidecar at it.
+    fn start(root: &Path, main: &Path) -> Result<DemoHub, Failure> {
+        let options = lanes_hub::ServeOptions {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            store: format!("sqlite:{}", root.join("hub.db").display()),
+            token: None,
+            tls: None,
+            insecure: false,
+            rate_limit: 5000,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, address) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let failed = ready.clone();
+            let served = runtime.block_on(lanes_hub::serve(
+                options,
+                move |address| {
+                    let _ = ready.send(Ok(address));
+                },
+                async {
+                    let _ = stopped.await;
+                },
+            ));
+            if let Err(e) = served {
+                let _ = failed.send(Err(e.to_string()));
+            }
+        });
+        let address = address
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Failure::internal("the demo's hub did not start".to_owned()))?
+            .map_err(|e| Failure::internal(format!("the demo's hub did not start: {e}")))?;
+        let url = format!("ws://{address}");
+        write_hub_config(main, &url)?;
+        Ok(DemoHub { url, stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn write_hub_config(repo: &Path, url: &str) -> Result<(), Failure> {
+    let dir = repo.join(".git/lanes");
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::internal(e.to_string()))?;
+    let config = format!("[hub]\nurls = [\"{url}\"]\nproject = \"lanes-demo\"\n");
+    std::fs::write(dir.join("config.toml"), config).map_err(|e| Failure::internal(e.to_string()))
+}
+
+/// `--hub`: erin works on a second machine (a clone with its own sidecar); the hub keeps one claim space.
+fn across_machines(t: &mut Timeline, program: &Path, hub: DemoHub, main: &Path, laptop: &Path) -> Result<(), Failure> {
+    git(main.parent().unwrap_or(main), &["clone", "-q", &main.to_string_lossy(), &laptop.to_string_lossy()])?;
+    write_hub_config(laptop, &hub.url)?;
+    let location = RepoLocation::discover(laptop).map_err(|e| Failure::internal(e.to_string()))?;
+    let paths = SidecarPaths::for_common_dir(&location.common_dir);
+    let launcher =
+        Launcher { paths: &paths, repo_dir: laptop, program, client: "lanes-demo", version: env!("CARGO_PKG_VERSION") };
+    let mut erin = launcher
+        .connect_or_start(Duration::from_secs(5))
+        .map_err(|e| Failure::internal(format!("failed to start the second machine's sidecar: {e}")))?;
+    t.say("*", "--- a second machine ---", &format!("{} shares claims through the hub {}", laptop.display(), hub.url));
+    let claim = |session: &str, worktree: &Path, scope: &str| AcquireParams {
+        session: session.to_owned(),
+        worktree: worktree.to_string_lossy().into_owned(),
+        scopes: vec![scope.to_owned()],
+        ..AcquireParams::default()
+    };
+    let outcome = (|| {
+        t.act_on(
+            &mut erin,
+            "erin",
+            "claim docs/guide.md (laptop)",
+            method::CLAIM_ACQUIRE,
+            &claim("erin", laptop, "docs/guide.md"),
+        )?;
+        t.act_on(
+            &mut erin,
+            "erin",
+            "claim src/cache.rs (laptop)",
+            method::CLAIM_ACQUIRE,
+            &claim("erin", laptop, "src/cache.rs"),
+        )?;
+        t.act("dave", "claim src/cache.rs", method::CLAIM_ACQUIRE, &claim("dave", main, "src/cache.rs"))?;
+        let release = ReleaseParams { session: "dave".into(), all: Some(true), ..ReleaseParams::default() };
+        t.act("dave", "release all", method::CLAIM_RELEASE, &release)?;
+        // The hub hears of the release from dave's sidecar a moment later: erin retries until it has.
+        let retry = claim("erin", laptop, "docs/guide.md");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut result = erin.call_value(method::CLAIM_ACQUIRE, &retry);
+        while result.is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            result = erin.call_value(method::CLAIM_ACQUIRE, &retry);
+        }
+        t.record("erin", "claim docs/guide.md (retry)", method::CLAIM_ACQUIRE, result)?;
+        Ok::<(), Failure>(())
+    })();
+    hub.stop();
+    t.say("*", "(the hub goes away)", "");
+    let offline = outcome.and_then(|()| {
+        t.act_on(
+            &mut erin,
+            "erin",
+            "claim README.md (laptop)",
+            method::CLAIM_ACQUIRE,
+            &claim("erin", laptop, "README.md"),
+        )
+    });
+    let _ = erin.call_value(method::SHUTDOWN, &json!({}));
+    if wait_until_stopped(&paths, Instant::now() + Duration::from_secs(5)).is_ok() {
+        let _ = std::fs::remove_file(&paths.pidfile);
+        let _ = std::fs::remove_file(&paths.startup_lock);
+    }
+    offline.map(|_| ())
 }
 
 /// The task board and messages: alice plans two tasks, carol and dave take them in order, bob hears.

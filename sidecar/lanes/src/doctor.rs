@@ -45,6 +45,7 @@ pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
         sidecar(env),
         store(&env.location.common_dir.join("lanes").join("state.db")),
         config(&env.location.common_dir),
+        hub(env),
         hook_binary(),
         plugin(),
     ];
@@ -145,6 +146,47 @@ fn sidecar(env: &Env) -> Check {
             Status::Ok,
             "not running (it starts on demand and exits when idle)",
             Some("`lanes sidecar start` starts it now".into()),
+        ),
+    }
+}
+
+/// The hub as the running sidecar sees it: connected or not, and how many events wait in its outbox.
+fn hub(env: &Env) -> Check {
+    let Ok(config) = Config::load(&env.location.common_dir) else {
+        return Check::new("hub", Status::Warn, "the configuration does not load (see config)", None);
+    };
+    if config.hub.urls.is_empty() {
+        return Check::new("hub", Status::Ok, "none configured: claims hold on this machine only", None);
+    }
+    let urls = config.hub.urls.join(", ");
+    let Ok(status) = env.call(lanes_proto::method::STATUS, &json!({})) else {
+        return Check::new("hub", Status::Warn, format!("{urls}: the sidecar could not be asked"), None);
+    };
+    let hub = &status["hub"];
+    let outbox = hub["outbox"].as_u64().unwrap_or(0);
+    match hub["connected"].as_str() {
+        Some(url) if outbox == 0 => Check::new(
+            "hub",
+            Status::Ok,
+            format!("connected to {url}, project {}, outbox empty", hub["project"].as_str().unwrap_or("?")),
+            None,
+        ),
+        Some(url) => Check::new(
+            "hub",
+            Status::Warn,
+            format!("connected to {url}; {outbox} events still wait in the outbox"),
+            Some("they are sent in the background; check again in a few seconds".into()),
+        ),
+        None => Check::new(
+            "hub",
+            Status::Warn,
+            format!(
+                "no hub answers ({}); {outbox} events wait in the outbox; claims are refused as unavailable",
+                hub["last_error"].as_str().unwrap_or("not tried yet")
+            ),
+            Some(format!(
+                "make sure `lanes hub serve` runs at {urls} and that LANES_HUB_TOKEN or [hub] token_file holds its token"
+            )),
         ),
     }
 }

@@ -34,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the forwarder syncs when nothing wakes it.
 const SYNC_EVERY: Duration = Duration::from_secs(5);
+/// How long the forwarder gathers changes after being woken before it syncs.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Why a hub call failed.
 #[derive(Debug)]
@@ -48,7 +50,6 @@ pub enum HubFailure {
 struct Connection {
     client: Option<Arc<WsClient>>,
     url: usize,
-    down_until: Option<Instant>,
 }
 
 /// What `lanes status` and `lanes doctor` show of the hub.
@@ -59,6 +60,8 @@ struct LinkState {
     cursor: Option<u64>,
     last_event: u64,
     refused: Vec<u64>,
+    /// After no hub answered: until when calls fail at once.
+    down_until: Option<Instant>,
 }
 
 /// The sidecar's connection to its hubs.
@@ -118,9 +121,8 @@ impl HubLink {
             connection.client = None;
             connection.url = (connection.url + 1) % self.urls.len();
         }
-        if connection.down_until.is_some_and(|until| Instant::now() < until) {
-            let last = self.state().last_error.clone().unwrap_or_default();
-            return Err(HubFailure::Unavailable(format!("no hub answers ({last})")));
+        if let Some(message) = self.down() {
+            return Err(HubFailure::Unavailable(message));
         }
         let mut errors = Vec::new();
         for step in 0..self.urls.len() {
@@ -131,20 +133,20 @@ impl HubLink {
                     let client = Arc::new(client);
                     connection.client = Some(Arc::clone(&client));
                     connection.url = index;
-                    connection.down_until = None;
                     let mut state = self.state();
                     state.connected = Some(url.clone());
                     state.last_error = None;
+                    state.down_until = None;
                     return Ok(client);
                 }
                 Err(e) => errors.push(format!("{url}: {e}")),
             }
         }
-        connection.down_until = Some(Instant::now() + RETRY_AFTER);
         let message = errors.join("; ");
         let mut state = self.state();
         state.connected = None;
         state.last_error = Some(message.clone());
+        state.down_until = Some(Instant::now() + RETRY_AFTER);
         Err(HubFailure::Unavailable(format!("no hub answers ({message})")))
     }
 
@@ -185,27 +187,42 @@ impl HubLink {
         Err(HubFailure::Unavailable(self.state().last_error.clone().unwrap_or_default()))
     }
 
+    /// While no hub answered a moment ago: why, for the answer that says so.
+    fn down(&self) -> Option<String> {
+        let state = self.state();
+        let down = state.down_until.is_some_and(|until| Instant::now() < until);
+        down.then(|| format!("no hub answers ({})", state.last_error.as_deref().unwrap_or("")))
+    }
+
+    /// The `unavailable` answer to give at once while no hub answers, if none does.
+    pub fn refusal_while_down(&self) -> Option<ErrorObjectOwned> {
+        self.down().map(|message| self.unavailable(&message))
+    }
+
     /// Asks the hub for a claim the sidecar just granted; `Err` is the answer to give instead.
     pub async fn confirm(&self, claim: HubClaim) -> Result<u64, ErrorObjectOwned> {
         let params = HubAcquireParams { project: self.project.clone(), origin: self.origin.clone(), claim };
         match self.call::<_, HubGrant>(method::ACQUIRE, &params).await {
             Ok(grant) => Ok(grant.epoch),
             Err(HubFailure::Refused(error)) => Err(error),
-            Err(HubFailure::Unavailable(message)) => {
-                let data = ErrorData {
-                    code: ErrorCode::Unavailable,
-                    conflicts: Vec::new(),
-                    protocol: PROTOCOL_VERSION,
-                    bound_worktree: None,
-                    offline: Some(if self.offline_deny { "deny" } else { "allow" }.to_owned()),
-                };
-                Err(ErrorObjectOwned::owned(
-                    ErrorCode::Unavailable.rpc_code(),
-                    format!("the hub decides claims and {message}: nothing was claimed"),
-                    Some(data),
-                ))
-            }
+            Err(HubFailure::Unavailable(message)) => Err(self.unavailable(&message)),
         }
+    }
+
+    /// `unavailable`, with what `[hub] offline` tells the edit hook to do.
+    fn unavailable(&self, message: &str) -> ErrorObjectOwned {
+        let data = ErrorData {
+            code: ErrorCode::Unavailable,
+            conflicts: Vec::new(),
+            protocol: PROTOCOL_VERSION,
+            bound_worktree: None,
+            offline: Some(if self.offline_deny { "deny" } else { "allow" }.to_owned()),
+        };
+        ErrorObjectOwned::owned(
+            ErrorCode::Unavailable.rpc_code(),
+            format!("the hub decides claims and {message}: nothing was claimed"),
+            Some(data),
+        )
     }
 
     /// The hub's part of `lanes status`.
@@ -319,7 +336,10 @@ pub async fn forward(link: Arc<HubLink>, cx: Arc<Context>) {
             tracing::debug!("claim sync paused: {e}");
         }
         tokio::select! {
-            () = link.wake.notified() => {}
+            () = link.wake.notified() => {
+                // Releases come in bursts (a session ending, a task done): one sync carries them all.
+                tokio::time::sleep(GATHER).await;
+            }
             () = tokio::time::sleep(SYNC_EVERY) => {}
         }
     }

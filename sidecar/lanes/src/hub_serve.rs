@@ -1,7 +1,6 @@
 //! `lanes hub serve`: runs the hub of lanes-hub in this process until SIGINT or SIGTERM.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use lanes_hub::ServeOptions;
@@ -9,25 +8,15 @@ use lanes_hub::ServeOptions;
 use crate::cli::Failure;
 use crate::output::Output;
 
-/// What the command line asked for.
-#[derive(Debug)]
-pub struct Options {
-    pub listen: SocketAddr,
-    pub store: String,
-    pub token_file: Option<PathBuf>,
-    pub tls: Option<(PathBuf, PathBuf)>,
-    pub insecure: bool,
-    pub rate_limit: u32,
-}
-
 /// Serves until told to stop. Prints one line (or JSON object) once it accepts connections.
-pub fn run(out: &Output, options: Options) -> Result<(), Failure> {
+/// The token comes from `LANES_HUB_TOKEN`, else `token_file`.
+pub fn run(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf>) -> Result<(), Failure> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    let token = match std::env::var("LANES_HUB_TOKEN") {
+    options.token = match std::env::var("LANES_HUB_TOKEN") {
         Ok(token) if !token.trim().is_empty() => Some(token.trim().to_owned()),
-        _ => match &options.token_file {
+        _ => match &token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
                     .map_err(|e| Failure::invalid(format!("failed to read the token file {}: {e}", path.display())))?
@@ -40,21 +29,13 @@ pub fn run(out: &Output, options: Options) -> Result<(), Failure> {
     };
     let scheme = if options.tls.is_some() { "wss" } else { "ws" };
     let store = options.store.clone();
-    let serve = ServeOptions {
-        listen: options.listen,
-        store: options.store,
-        token,
-        tls: options.tls,
-        insecure: options.insecure,
-        rate_limit: options.rate_limit,
-    };
     let json = out.json;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::internal(format!("failed to start the async runtime: {e}")))?;
     let served = runtime.block_on(lanes_hub::serve(
-        serve,
+        options,
         |address| {
             let url = format!("{scheme}://{address}");
             let line = if json {

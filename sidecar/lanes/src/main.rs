@@ -72,7 +72,15 @@ enum Cmd {
         undo: bool,
     },
     /// Run scripted agents in a throwaway repository and print what happens.
-    Demo,
+    #[command(
+        after_help = "Examples:\n  lanes demo\n  lanes demo --hub      also a second machine sharing claims through a local hub"
+    )]
+    Demo {
+        /// Also run a local hub and a second "machine" (a clone with its own sidecar) that shares claims
+        /// through it.
+        #[arg(long)]
+        hub: bool,
+    },
     /// Claim files, directories or globs for this session.
     #[command(
         after_help = "Examples:\n  lanes claim src/api.rs\n  lanes claim src/ docs/guide.md --ttl 2h --note 'moving docs'\n  lanes claim '**/*.toml' --shared"
@@ -381,10 +389,11 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
         Cmd::Sidecar(SidecarCmd::Run { foreground, report_version }) => {
             daemon::run(&dir, daemon::RunOptions { foreground, report_version }).map_err(cli::Failure::from)
         }
-        Cmd::Demo => demo::run(&out),
+        Cmd::Demo { hub } => demo::run(&out, hub),
         Cmd::Hub(HubCmd::Serve { listen, store, token_file, tls_cert, tls_key, insecure, rate_limit }) => {
             let tls = tls_cert.zip(tls_key);
-            hub_serve::run(&out, hub_serve::Options { listen, store, token_file, tls, insecure, rate_limit })
+            let options = lanes_hub::ServeOptions { listen, store, token: None, tls, insecure, rate_limit };
+            hub_serve::run(&out, options, token_file)
         }
         command => {
             let env = cli::Env::discover(&dir, cli.session)?;
@@ -423,7 +432,9 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
-                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo | Cmd::Hub(_) => unreachable!("handled above"),
+                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo { .. } | Cmd::Hub(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

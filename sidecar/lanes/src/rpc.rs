@@ -273,6 +273,9 @@ fn acquire_request(p: AcquireParams, cx: &Context) -> Result<AcquireRequest, Err
 
 async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
     let request = acquire_request(parse(&params)?, cx)?;
+    if let Some(refusal) = cx.hub.as_ref().and_then(|hub| hub.refusal_while_down()) {
+        return Err(refusal);
+    }
     let Answer::Granted(grant) = cx.ask(Command::Acquire(request)).await? else {
         unreachable!("acquire answers Granted")
     };
@@ -285,6 +288,14 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
     let bound = p.bound_worktree.clone();
     let request = acquire_request(p, cx)?;
     let warning = check_binding(cx, &request, bound).await?;
+    if let Some(refusal) = cx.hub.as_ref().and_then(|hub| hub.refusal_while_down()) {
+        // Nothing new can be granted while no hub answers, but a claim the hub confirmed earlier still
+        // covers its holder's edits: find it without writing anything.
+        let Answer::Held(held) = cx.ask(Command::EnsureHeld(request)).await? else {
+            unreachable!("ensure_held answers Held")
+        };
+        return held.map_or(Err(refusal), |claim| claim_reply(&claim, true));
+    }
     let Answer::Ensured(ensured) = cx.ask(Command::Ensure(request)).await? else {
         unreachable!("ensure answers Ensured")
     };
@@ -293,13 +304,7 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
             let hub_epoch = cx.confirm_with_hub(&grant.claim).await?;
             grant_reply(&grant, hub_epoch)?
         }
-        Ensured::Held(claim) => reply(&ClaimReply {
-            claim: claim_view(&claim, now()),
-            held: true,
-            warning: None,
-            notes: Vec::new(),
-            hub_epoch: None,
-        })?,
+        Ensured::Held(claim) => claim_reply(&claim, true)?,
     };
     if let Some(warning) = warning {
         value["warning"] = warning.into();
@@ -371,6 +376,11 @@ fn grant_reply(grant: &Grant, hub_epoch: Option<u64>) -> RpcResult {
     reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, warning: None, notes, hub_epoch })
 }
 
+/// A claim as `claim.renew`, `claim.handoff` and a held `claim.ensure` answer it.
+fn claim_reply(claim: &Claim, held: bool) -> RpcResult {
+    reply(&ClaimReply { claim: claim_view(claim, now()), held, warning: None, notes: Vec::new(), hub_epoch: None })
+}
+
 async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: ReleaseParams = parse(&params)?;
     let who = principal(&p.session)?;
@@ -389,13 +399,7 @@ async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("renew answers Claim") };
-    reply(&ClaimReply {
-        claim: claim_view(&claim, now()),
-        held: false,
-        warning: None,
-        notes: Vec::new(),
-        hub_epoch: None,
-    })
+    claim_reply(&claim, false)
 }
 
 async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -407,13 +411,7 @@ async fn handoff(params: Params<'static>, cx: &Context) -> RpcResult {
         epoch: p.epoch.map(Epoch),
     };
     let Answer::Claim(claim) = cx.ask(command).await? else { unreachable!("handoff answers Claim") };
-    reply(&ClaimReply {
-        claim: claim_view(&claim, now()),
-        held: false,
-        warning: None,
-        notes: Vec::new(),
-        hub_epoch: None,
-    })
+    claim_reply(&claim, false)
 }
 
 async fn check(params: Params<'static>, cx: &Context) -> RpcResult {

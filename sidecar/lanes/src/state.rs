@@ -61,6 +61,8 @@ pub enum Command {
         scopes: Vec<Scope>,
     },
     Ensure(AcquireRequest),
+    /// What `Ensure` finds without granting: used while no hub answers, when nothing new may be granted.
+    EnsureHeld(AcquireRequest),
     SessionStart {
         session: String,
         info: SessionInfo,
@@ -143,7 +145,9 @@ impl Command {
     /// The session a command comes from, if it names one.
     fn session(&self) -> Option<&str> {
         match self {
-            Command::Acquire(request) | Command::Ensure(request) => Some(&request.holder.session),
+            Command::Acquire(request) | Command::Ensure(request) | Command::EnsureHeld(request) => {
+                Some(&request.holder.session)
+            }
             Command::Release { who, .. }
             | Command::Renew { who, .. }
             | Command::Handoff { who, .. }
@@ -182,6 +186,7 @@ pub enum Answer {
     Released(Vec<ClaimId>),
     Holders(Vec<Conflict>),
     Ensured(Ensured),
+    Held(Option<Claim>),
     Started(StartSnapshot),
     Activity { renewed: usize, inbox: Vec<Message>, neighbours: Vec<String>, bound: Option<String> },
     Messages(Vec<Message>),
@@ -393,6 +398,7 @@ impl StateOwner {
                 Answer::Holders(conflicts)
             }
             Command::Ensure(request) => Answer::Ensured(book.ensure(request, now).map_err(Failure::Refused)?),
+            Command::EnsureHeld(request) => Answer::Held(book.ensure_held(&request, now).map_err(Failure::Refused)?),
             Command::SessionStart { session, info } => {
                 book.start_session(&session, info, now);
                 let live = live_claims(book, now);

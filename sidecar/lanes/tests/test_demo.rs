@@ -23,3 +23,23 @@ fn demo_runs_collides_hands_off_and_cleans_up() {
     let leftovers: Vec<_> = std::fs::read_dir(env.root().join("run/lanes/v1")).expect("runtime dir").collect();
     assert!(leftovers.is_empty(), "the demo left files in the runtime dir: {leftovers:?}");
 }
+
+#[test]
+fn demo_with_a_hub_shares_claims_with_a_second_machine() {
+    let env = TestEnv::new();
+    let report = env.lanes(&env.root(), &["--json", "demo", "--hub"]).success().json();
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let line = |action: &str| -> String {
+        let entry = timeline.iter().find(|e| e["action"] == action).unwrap_or_else(|| panic!("no {action:?}"));
+        entry["outcome"].as_str().expect("outcome").to_owned()
+    };
+    let refused = line("claim docs/guide.md (laptop)");
+    assert!(refused.starts_with("REFUSED (conflict)") && refused.contains("held by dave"), "{refused}");
+    assert!(refused.contains("through the hub"), "{refused}");
+    assert!(line("claim src/cache.rs (laptop)").contains("confirmed by the hub"));
+    assert!(line("claim src/cache.rs").contains("held by erin"), "the laptop's claim holds on the first machine");
+    assert!(line("claim docs/guide.md (retry)").contains("confirmed by the hub"));
+    assert!(line("claim README.md (laptop)").starts_with("REFUSED (unavailable)"));
+    let leftovers: Vec<_> = std::fs::read_dir(env.root().join("run/lanes/v1")).expect("runtime dir").collect();
+    assert!(leftovers.is_empty(), "the demo left files in the runtime dir: {leftovers:?}");
+}

@@ -41,8 +41,14 @@ fn free_port() -> u16 {
 /// Starts `lanes hub serve` on `port` and waits until it listens. The token comes from the environment; the
 /// log goes to `hub-<port>.log` in the test's directory.
 fn start_hub(env: &TestEnv, store: &str, port: u16) -> (Spawned, String) {
+    start_hub_with(env, store, port, &[])
+}
+
+fn start_hub_with(env: &TestEnv, store: &str, port: u16, extra: &[&str]) -> (Spawned, String) {
     let listen = format!("127.0.0.1:{port}");
-    let mut command = env.lanes_command(&env.root(), &["hub", "serve", "--listen", &listen, "--store", store]);
+    let mut args = vec!["hub", "serve", "--listen", &listen, "--store", store];
+    args.extend(extra);
+    let mut command = env.lanes_command(&env.root(), &args);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -52,8 +58,9 @@ fn start_hub(env: &TestEnv, store: &str, port: u16) -> (Spawned, String) {
     let mut child = command.spawn().expect("start hub");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("hub output");
-    assert!(line.contains("listening on ws://"), "hub did not start: {line:?}");
-    (Spawned { child }, format!("ws://{listen}"))
+    assert!(line.contains("listening on ws"), "hub did not start: {line:?}");
+    let scheme = if line.contains("wss://") { "wss" } else { "ws" };
+    (Spawned { child }, format!("{scheme}://{listen}"))
 }
 
 /// One "machine": a hermetic world with a clone of `upstream` whose sidecar uses `urls`.
@@ -155,20 +162,51 @@ fn hub_down_answers_unavailable_at_once_and_the_edit_hook_is_told_what_to_do() {
     assert_eq!(reply["error"]["data"]["offline"], "deny", "{reply}");
 
     // The hub comes up on that address: claims work again without restarting anything.
-    let (_hub, _) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("hub.db").display()), port);
+    let (mut hub, _) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("hub.db").display()), port);
     assert!(
         eventually(Duration::from_secs(10), || claim(&a_env, &a, "alice", "src/a.rs").code == 0),
         "claims are decided again once a hub answers"
     );
+
+    // The hub goes again: what alice already holds still covers her edits; nothing new is granted.
+    hub.kill();
+    let params = json!({"session": "alice", "worktree": a.to_string_lossy(), "scopes": ["src/a.rs"]});
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let other = json!({"session": "alice", "worktree": a.to_string_lossy(), "scopes": ["src/b.rs"]});
+            wire.call("claim.ensure", other)["error"]["data"]["code"] == "unavailable"
+        }),
+        "a new path is unavailable"
+    );
+    let held = wire.call("claim.ensure", params);
+    assert_eq!(held["result"]["held"], true, "{held}");
 }
 
 #[test]
-fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_and_never_logs_the_token() {
+fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_limits_connections_and_never_logs_the_token() {
     let env = TestEnv::new();
     let store = format!("sqlite:{}", env.root().join("hub.db").display());
     let port = free_port();
-    let (mut hub, url) = start_hub(&env, &store, port);
+    let (mut hub, url) = start_hub_with(&env, &store, port, &["--rate-limit", "20"]);
     let hello = json!({"client": "test", "version": "0", "protocol": lanes_proto::PROTOCOL_VERSION});
+
+    // One connection may send 20 requests a second (bursts of 40): 100 at once are mostly refused.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let refused = runtime.block_on(async {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
+        let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("connect");
+        let mut refused = 0;
+        for _ in 0..100 {
+            let params = json!({"project": "p"}).as_object().cloned().unwrap_or_default();
+            if let Err(e) = client.request::<Value, _>("hub.claims", params).await {
+                assert!(e.to_string().contains("rate limited"), "{e}");
+                refused += 1;
+            }
+        }
+        refused
+    });
+    assert!((50..=70).contains(&refused), "100 requests at once, bursts of 40 allowed: {refused} refused");
 
     let missing = hub_call(&url, None, "hub.hello", hello.clone()).expect_err("no token, no entry");
     assert!(missing.contains("401"), "{missing}");
@@ -219,6 +257,54 @@ fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_and_never_logs_the_to
 }
 
 #[test]
+fn a_hub_with_tls_serves_wss() {
+    let hub_env = TestEnv::new();
+    let root = hub_env.root();
+    // A private CA and a certificate it signed for localhost.
+    let (ca, cert, key) = (root.join("ca.pem"), root.join("hub.pem"), root.join("hub.key"));
+    std::fs::write(root.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    for args in [
+        vec!["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=lanes test CA"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(["-keyout".into(), path(&root.join("ca.key")), "-out".into(), path(&ca)])
+            .collect::<Vec<_>>(),
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(["-keyout".into(), path(&key), "-out".into(), path(&root.join("hub.csr"))])
+            .collect(),
+        ["x509", "-req", "-days", "1", "-CAcreateserial"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(["-in".into(), path(&root.join("hub.csr")), "-CA".into(), path(&ca)])
+            .chain(["-CAkey".into(), path(&root.join("ca.key")), "-out".into(), path(&cert)])
+            .chain(["-extfile".into(), path(&root.join("san.ext"))])
+            .collect(),
+    ] {
+        let made = Command::new("openssl").args(&args).current_dir(&root).output().expect("openssl");
+        assert!(made.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    let upstream = hub_env.repo("upstream");
+    let store = format!("sqlite:{}", root.join("hub.db").display());
+    let port = free_port();
+    let tls = ["--tls-cert", cert.to_str().expect("utf-8"), "--tls-key", key.to_str().expect("utf-8")];
+    let (_hub, url) = start_hub_with(&hub_env, &store, port, &tls);
+    assert_eq!(url, format!("wss://127.0.0.1:{port}"));
+
+    // The sidecar trusts the hub's certificate through SSL_CERT_FILE, as it would a private CA.
+    let (a_env, a) = machine(&upstream, "a", &[&format!("wss://localhost:{port}")], "");
+    let mut command = a_env.lanes_command(&a, &["--session", "alice", "claim", "src/a.rs", "--json"]);
+    let run = crate::common::run_of(command.env("SSL_CERT_FILE", &ca).output().expect("run"));
+    assert_eq!(run.code, 0, "a claim over wss:// is confirmed: {run:?}");
+    assert!(run.json()["hub_epoch"].as_u64().is_some(), "{run:?}");
+
+    // A plain ws:// client gets nowhere.
+    assert!(hub_call(&format!("ws://127.0.0.1:{port}"), Some(TOKEN), "hub.hello", json!({})).is_err());
+}
+
+#[test]
 fn events_reach_the_hub_in_order_exactly_once_after_the_sidecar_and_the_hub_are_killed() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
@@ -228,15 +314,16 @@ fn events_reach_the_hub_in_order_exactly_once_after_the_sidecar_and_the_hub_are_
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     claim(&a_env, &a, "alice", "src/a.rs").success();
 
-    // With the hub down, every claim is refused as unavailable, but its grant and its taking back are
-    // events: they queue in the sidecar's log.
+    // With the hub down, claims are refused as unavailable, but the sidecar's other work goes on and its
+    // events (tasks here) queue in its log.
     hub.kill();
+    assert_eq!(claim(&a_env, &a, "alice", "docs/x.md").code, 1);
     for n in 0..5 {
-        assert_eq!(claim(&a_env, &a, "alice", &format!("docs/{n}.md")).code, 1);
+        a_env.lanes(&a, &["--session", "alice", "task", "add", &format!("while the hub is down {n}")]).success();
     }
     let pid = a_env.sidecar_pid(&a).expect("sidecar runs");
     kill9(pid);
-    assert_eq!(claim(&a_env, &a, "alice", "docs/after.md").code, 1, "a new sidecar, the hub still down");
+    a_env.lanes(&a, &["--session", "alice", "task", "add", "after the sidecar came back"]).success();
 
     let (_hub, _) = start_hub(&hub_env, &store, port);
     let local = local_seqs(&a_env, &a);

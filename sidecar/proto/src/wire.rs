@@ -38,7 +38,7 @@ pub enum Mode {
 }
 
 /// `claim.acquire` parameters.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireParams {
     /// The acting principal: `<session>` or `<session>/<agent>`.

@@ -1,0 +1,186 @@
+//! The hub's figures: a real single-member etcd and a real `lanes hub serve` on loopback.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::ws_client::WsClientBuilder;
+use lanes_proto::client::Client;
+use serde_json::{Value, json};
+
+use super::{World, ms, pair, pairs_at_once, percentiles};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub fn run() {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        println!("hub: skipped (etcd is not installed: apt-get install etcd-server)");
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("lhb").tempdir_in("/tmp").expect("tempdir");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let etcd_url = format!("http://127.0.0.1:{client_port}");
+    let _etcd = Killed(
+        Command::new("etcd")
+            .args(["--name", "bench", "--data-dir", &dir.path().join("etcd").to_string_lossy()])
+            .args(["--listen-client-urls", &etcd_url, "--advertise-client-urls", &etcd_url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
+            .args(["--initial-cluster", &format!("bench=http://127.0.0.1:{peer_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd"),
+    );
+    let etcd_version = Command::new("etcd").arg("--version").output().map_or_else(
+        |_| "?".to_owned(),
+        |o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("?").to_owned(),
+    );
+    println!("hub on etcd ({etcd_version}, one member on loopback, fsync on), through `lanes hub serve`");
+    let (_hub, url) = start_hub(&format!("etcd:{etcd_url}"));
+    at_the_hub(&url);
+    let (_sqlite_hub, sqlite_url) = start_hub(&format!("sqlite:{}", dir.path().join("hub.db").display()));
+    print!("  (sqlite store) ");
+    at_the_hub(&sqlite_url);
+
+    let world = World::new("full");
+    world.use_hub(&[&url]);
+    let socket = world.start();
+    one_client_through_a_sidecar(&socket, &world);
+    world.stop();
+
+    for hub in [None, Some(url.as_str())] {
+        sidecars(32, 100, hub);
+    }
+    hook_question_with_the_hub_down();
+}
+
+fn start_hub(store: &str) -> (Killed, String) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lanes"))
+        .args(["hub", "serve", "--listen", &format!("127.0.0.1:{port}"), "--store", store])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hub");
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    while !line.contains("listening") && Instant::now() < deadline {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    (Killed(child), format!("ws://127.0.0.1:{port}"))
+}
+
+/// hub.acquire then hub.sync with the claim gone, as one sidecar would send them, over one WebSocket.
+fn at_the_hub(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let samples = runtime.block_on(async {
+        let client = WsClientBuilder::default().build(url).await.expect("connect to the hub");
+        let mut samples = Vec::new();
+        for i in 0..600u64 {
+            let claim =
+                json!({"id": i + 1, "holder": "bench", "scopes": [format!("bench/{}", i % 50)], "ttl_secs": 60});
+            let acquire = json!({"project": "bench", "origin": "bench-origin", "claim": claim});
+            let release = json!({"project": "bench", "origin": "bench-origin", "upto": i + 1, "claims": []});
+            let started = Instant::now();
+            let _: Value = client.request("hub.acquire", object(acquire)).await.expect("acquire");
+            let _: Value = client.request("hub.sync", object(release)).await.expect("release");
+            if i >= 100 {
+                samples.push(started.elapsed());
+            }
+        }
+        samples
+    });
+    let (p50, p99, max) = percentiles(samples);
+    println!("claim+release at the hub (acquire, then sync):  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+}
+
+fn object(value: Value) -> serde_json::Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// claim.acquire + claim.release on the sidecar's socket; the grant waits for the hub, the release is
+/// forwarded after it is answered.
+fn one_client_through_a_sidecar(socket: &std::path::Path, world: &World) {
+    let mut client = Client::connect(socket, Duration::from_secs(10)).expect("connect");
+    let worktree = world.repo.to_string_lossy().into_owned();
+    for i in 0..100 {
+        pair(&mut client, "warm", &worktree, &format!("warm/{i}"));
+    }
+    let samples: Vec<Duration> = (0..1000)
+        .map(|i| {
+            let started = Instant::now();
+            pair(&mut client, "solo", &worktree, &format!("solo/{i}"));
+            started.elapsed()
+        })
+        .collect();
+    let (p50, p99, max) = percentiles(samples);
+    println!("  claim+release through a sidecar, 1 client:    p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+}
+
+/// `count` sidecars (one repository each), one client each, all claiming and releasing at once.
+fn sidecars(count: usize, pairs: usize, hub: Option<&str>) {
+    let worlds: Vec<World> = (0..count).map(|_| World::new("full")).collect();
+    let sockets: Vec<_> = worlds
+        .iter()
+        .map(|w| {
+            if let Some(url) = hub {
+                w.use_hub(&[url]);
+            }
+            w.start()
+        })
+        .collect();
+    let targets = sockets.into_iter().zip(&worlds).map(|(s, w)| (s, w.repo.to_string_lossy().into_owned())).collect();
+    let elapsed = pairs_at_once(targets, pairs);
+    let total = count * pairs;
+    let label = if hub.is_some() { "through the etcd hub" } else { "sidecar only, no hub" };
+    println!(
+        "  claim+release, {count} sidecars, {label}: {:>6.0} pairs/s ({total} pairs in {:.2} s)",
+        total as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    for world in &worlds {
+        world.stop();
+    }
+}
+
+/// What the edit hook asks (claim.ensure) with no hub, and with a hub configured that does not answer.
+fn hook_question_with_the_hub_down() {
+    let dead = format!("ws://127.0.0.1:{}", free_port());
+    for hub in [None, Some(dead.as_str())] {
+        let world = World::new("full");
+        if let Some(url) = hub {
+            world.use_hub(&[url]);
+        }
+        let socket = world.start();
+        let mut client = Client::connect(&socket, Duration::from_secs(10)).expect("connect");
+        let worktree = world.repo.to_string_lossy().into_owned();
+        let samples: Vec<Duration> = (0..1000)
+            .map(|i| {
+                let started = Instant::now();
+                let params = json!({"session": "hook", "worktree": worktree, "scopes": [format!("f{}", i % 20)]});
+                let _ = client.call_value("claim.ensure", &params);
+                started.elapsed()
+            })
+            .collect();
+        let (p50, p99, max) = percentiles(samples);
+        let label = if hub.is_some() { "hub configured but down" } else { "no hub configured" };
+        println!("  edit hook's claim.ensure, {label:<24} p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+        world.stop();
+    }
+}
