@@ -1,10 +1,17 @@
 #!/bin/sh
 # lanes: installed by `lanes init`; `lanes init --undo` restores what was here before.
 # Runs the hook that was here first (kept as HOOK.lanes-chained), then lets lanes stamp or record the commit.
-# A missing lanes-hook is a no-op, and lanes never fails or holds up a commit.
-chained="$(dirname "$0")/HOOK.lanes-chained"
+# A missing lanes-hook is a no-op, and lanes never fails or holds up a commit. Every commit runs this, so it
+# starts no process it can do without (no dirname, no grep: shell built-ins only).
+chained="${0%/*}/HOOK.lanes-chained"
 if [ ! -x "$chained" ] && [ "HOOK" != "post-rewrite" ]; then
-  # The common case, without a process more than needed.
+  # The common case, without a process more than needed. A message prepare-commit-msg already stamped
+  # (`git commit -m`) needs nothing from commit-msg.
+  if [ "HOOK" = "commit-msg" ] && [ -r "$1" ]; then
+    while IFS= read -r line; do
+      case "$line" in "Lanes-Session: "*) exit 0 ;; esac
+    done < "$1"
+  fi
   command -v lanes-hook >/dev/null 2>&1 && exec lanes-hook git HOOK "$@"
   exit 0
 fi

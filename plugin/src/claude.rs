@@ -139,7 +139,9 @@ impl Hook {
                 }}))
             }
             // A sidecar with a hub that no hub answers: `[hub] offline` says whether the edit goes ahead.
-            Err(CallError::Refused { code: ErrorCode::Unavailable, message, data }) => {
+            Err(CallError::Refused { code: ErrorCode::Unavailable, message, data })
+                if data.get("offline").is_some() =>
+            {
                 if data.get("offline").and_then(|o| o.as_str()) == Some("deny") {
                     Some(json!({"hookSpecificOutput": {
                         "hookEventName": "PreToolUse",

@@ -3,7 +3,7 @@
 //! clients, restart time with 10,000 claims, and idle memory; then the hub (DESIGN.md §9) on a real etcd
 //! on loopback: claim+release at the hub and through a sidecar, 32 sidecars beside 32 without a hub, and
 //! what the edit hook's question costs when the hub is down.
-//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only).
+//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only, `-- sidecar` without them).
 //! It prints figures; it asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
@@ -41,7 +41,9 @@ fn main() {
     restart_with_claims(&world, 10_000);
     idle_memory(&world);
     world.stop();
-    hub::run();
+    if !std::env::args().any(|a| a == "sidecar") {
+        hub::run();
+    }
 }
 
 #[path = "sidecar/hub.rs"]

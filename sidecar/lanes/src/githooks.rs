@@ -43,8 +43,11 @@ pub fn install(worktree: &Path) -> Result<Vec<Outcome>> {
         .map(|hook| {
             let path = dir.join(hook);
             let chained = dir.join(format!("{hook}.lanes-chained"));
+            let shim = SHIM.replace("HOOK", hook);
             let action = match std::fs::read_to_string(&path) {
-                Ok(text) if text.contains(MARKER) => return Ok(Outcome { hook, path, action: "already installed" }),
+                Ok(text) if text == shim => return Ok(Outcome { hook, path, action: "already installed" }),
+                // An older lanes shim: replaced by this version's.
+                Ok(text) if text.contains(MARKER) => "updated",
                 Ok(_) if chained.exists() => {
                     bail!(
                         "{} and {} both exist; move one away and run `lanes init` again",
@@ -58,8 +61,7 @@ pub fn install(worktree: &Path) -> Result<Vec<Outcome>> {
                 }
                 Err(_) => "installed",
             };
-            std::fs::write(&path, SHIM.replace("HOOK", hook))
-                .with_context(|| format!("failed to write {}", path.display()))?;
+            std::fs::write(&path, shim).with_context(|| format!("failed to write {}", path.display()))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
             Ok(Outcome { hook, path, action })
         })

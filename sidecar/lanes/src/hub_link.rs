@@ -34,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the forwarder syncs when nothing wakes it.
 const SYNC_EVERY: Duration = Duration::from_secs(5);
+/// The most event bytes one push carries (the hub accepts requests of up to 4 MiB).
+const MAX_PUSH_BYTES: usize = 1024 * 1024;
 /// How long the forwarder gathers changes after being woken before it syncs.
 const GATHER: Duration = Duration::from_millis(10);
 
@@ -326,6 +328,44 @@ pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubCl
     }
 }
 
+/// `lanes hub claims`: asks the configured hub for the project's live claims.
+pub fn claims(common_dir: &Path, out: &crate::output::Output) -> Result<(), crate::cli::Failure> {
+    use crate::cli::Failure;
+    let config = crate::config::Config::load(common_dir).map_err(Failure::from)?;
+    let link = HubLink::from_config(common_dir, &config.hub).map_err(Failure::from)?.ok_or_else(|| {
+        Failure::invalid("no hub is configured: add [hub] urls to the configuration (see lanes hub serve --help)")
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::internal(format!("failed to start the async runtime: {e}")))?;
+    let params = lanes_proto::hub::HubProjectParams { project: link.project.clone() };
+    let reply: Value = runtime.block_on(link.call(method::CLAIMS, &params)).map_err(|e| match e {
+        HubFailure::Unavailable(message) => Failure::internal(format!("no hub answers: {message}")),
+        HubFailure::Refused(error) => Failure::internal(error.message().to_owned()),
+    })?;
+    out.print(&reply, |v| {
+        let rows: Vec<String> = v["claims"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{:<24} claim {:<5} {:<20} {:<30} epoch {:<6} {}s left",
+                    c["origin"].as_str().unwrap_or("?"),
+                    c["id"],
+                    c["holder"].as_str().unwrap_or("?"),
+                    crate::output::joined(&c["scopes"], " "),
+                    c["epoch"],
+                    c["ttl_secs"]
+                )
+            })
+            .collect();
+        if rows.is_empty() { format!("no live claims on the hub for {}", link.project) } else { rows.join("\n") }
+    });
+    Ok(())
+}
+
 /// The forwarder: keeps the hub's view of this sidecar's claims and events current, forever.
 pub async fn forward(link: Arc<HubLink>, cx: Arc<Context>) {
     loop {
@@ -349,10 +389,20 @@ async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
     loop {
         let after = link.state().cursor.unwrap_or(0);
         let command = Command::Events { since: after, limit: u32::try_from(lanes_hub::MAX_PUSH).unwrap_or(100) };
-        let events: Vec<EventView> = match cx.ask(command).await {
+        let mut events: Vec<EventView> = match cx.ask(command).await {
             Ok(Answer::Events(logged)) => logged.into_iter().map(rpc::event_view).collect(),
             _ => return Err("could not read the event log".to_owned()),
         };
+        // Keep a push well under the hub's request limit, whatever the events carry (prompts can be long).
+        let mut bytes = 0;
+        let fits = events
+            .iter()
+            .position(|e| {
+                bytes += serde_json::to_string(e).map_or(0, |t| t.len());
+                bytes > MAX_PUSH_BYTES
+            })
+            .unwrap_or(events.len());
+        events.truncate(fits.max(1));
         if let Some(last) = events.last() {
             let mut state = link.state();
             state.last_event = state.last_event.max(last.seq);

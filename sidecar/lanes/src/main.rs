@@ -297,6 +297,9 @@ The token comes from --token-file or LANES_HUB_TOKEN, never from the command lin
         #[arg(long, default_value_t = 5000)]
         rate_limit: u32,
     },
+    /// The live claims the hub holds for this repository's project, from every machine.
+    #[command(after_help = "Examples:\n  lanes hub claims\n  lanes hub claims --json | jq '.claims[].scopes'")]
+    Claims,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,7 +435,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
-                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo { .. } | Cmd::Hub(_) => {
+                Cmd::Hub(HubCmd::Claims) => hub_link::claims(&env.location.common_dir, &out),
+                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo { .. } | Cmd::Hub(HubCmd::Serve { .. }) => {
                     unreachable!("handled above")
                 }
             }

@@ -164,6 +164,14 @@ fn hooks_chain_existing_ones_work_in_linked_worktrees_and_undo_restores() {
         "{again}"
     );
     assert!(first["git_hooks"].to_string().contains("runs your existing hook first"));
+    // A shim from an older lanes is replaced by this version's, keeping the chained hook.
+    let current = std::fs::read_to_string(hooks.join("commit-msg")).expect("shim");
+    std::fs::write(hooks.join("commit-msg"), current.replace("exit 0\n", "exit 0 # older\n")).expect("write");
+    let updated = env.lanes(&repo, &["--json", "init"]).success().json();
+    let actions: Vec<&str> =
+        updated["git_hooks"].as_array().expect("hooks").iter().map(|h| h["action"].as_str().expect("action")).collect();
+    assert_eq!(actions, ["already installed", "updated", "already installed", "already installed"], "{updated}");
+    assert_eq!(std::fs::read_to_string(hooks.join("commit-msg")).expect("shim"), current);
 
     let feature = env.worktree(&repo, "feature");
     std::fs::write(feature.join("src/a.rs"), "fn a() { 3 }\n").expect("write");

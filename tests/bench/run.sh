@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every side-by-side benchmark and fault-injection script on this machine and writes BENCHMARKS.md from
+# their output (plots in tests/bench/plots/). Builds the release binaries first. Needs python3, git, etcd
+# (etcd-server), GNU time (time) for peak RSS, node for the hook comparison; synapse-channel comes from PyPI
+# into a throwaway venv (~/.cache/lanes/synapse-venv). Takes about a quarter of an hour.
+#
+# Usage: bash tests/bench/run.sh [KILL_ROUNDS]   (default 200)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lanes/target}"
+rounds="${1:-200}"
+cargo build --release --quiet -p lanes -p lanes-hook
+out="$(mktemp)"
+section() { printf '\n## %s\n\n' "$1" >> "$out"; }
+verbatim() { echo "\$ $*" >> "$out"; printf '```\n' >> "$out"; "$@" >> "$out" 2>&1 || true; printf '```\n' >> "$out"; }
+
+echo "# Benchmarks" > "$out"
+{
+  echo
+  echo "Made by \`bash tests/bench/run.sh\` on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores,"
+  echo "$(date -u +%Y-%m-%d). Each section names the command that made it; every script prints figures and asserts"
+  echo "nothing about speed (the fault-injection scripts exit non-zero if a grant was lost or a path held twice)."
+} >> "$out"
+section "Side by side with synapse-channel"
+echo "==> vs_synapse.py" >&2
+python3 tests/bench/vs_synapse.py --plots tests/bench/plots >> "$out"
+section "The edit hook against node -e 0"
+echo "==> hook_vs_node.py" >&2
+verbatim python3 tests/bench/hook_vs_node.py
+section "Checkpoints and commit stamping"
+echo "==> git_costs.py" >&2
+verbatim python3 tests/bench/git_costs.py
+section "Fault injection"
+echo "==> kill9.py $rounds" >&2
+verbatim python3 tests/bench/kill9.py "$rounds"
+echo "==> kill9_hub.py $rounds" >&2
+verbatim python3 tests/bench/kill9_hub.py "$rounds"
+mv "$out" BENCHMARKS.md
+echo "wrote BENCHMARKS.md" >&2
