@@ -43,7 +43,7 @@ pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
         ),
         runtime_dir(&env.paths.dir),
         sidecar(env),
-        store(&env.location.common_dir.join("lanes").join("state.db")),
+        store(&env.location.common_dir.join("lanes").join("state.db"), sidecar_alive(&env.paths).unwrap_or(false)),
         config(&env.location.common_dir),
         hub(env),
         hook_binary(),
@@ -191,13 +191,22 @@ fn hub(env: &Env) -> Check {
     }
 }
 
-fn store(db: &Path) -> Check {
+fn store(db: &Path, sidecar_running: bool) -> Check {
     if !db.exists() {
         return Check::new(
             "store",
             Status::Warn,
             format!("{} not created yet", db.display()),
             Some("`lanes init` creates it".into()),
+        );
+    }
+    if sidecar_running {
+        // The sidecar holds its database exclusively; it opened (and migrated) it at start.
+        return Check::new(
+            "store",
+            Status::Ok,
+            format!("{} (open in the running sidecar)", db.display()),
+            Some("`lanes sidecar stop`, then `lanes doctor`, also checks its integrity".into()),
         );
     }
     match Store::open(db, lanes_store::Durability::Full).and_then(|s| Ok((s.integrity_check()?, s.schema_version()?))) {

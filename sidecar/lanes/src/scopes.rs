@@ -44,16 +44,25 @@ pub fn resolve(input: &str, worktree: &Path) -> Result<Scope, ScopeError> {
 
 /// Follows the longest existing prefix of `components` through the file system and checks it stays inside
 /// the worktree; returns the scope of the real path.
+///
+/// This is on the edit hook's path, so it walks down from the (already canonical) worktree with one `lstat`
+/// per component and leaves the full `realpath` to the rare component that is a symlink.
 fn resolve_symlinks(input: &str, components: &[String], worktree: &Path) -> Result<Scope, ScopeError> {
-    let mut existing = components.len();
-    let canonical = loop {
-        let candidate: PathBuf = worktree.join(components[..existing].join("/"));
-        match candidate.canonicalize() {
-            Ok(real) => break real,
-            Err(_) if existing > 0 => existing -= 1,
-            Err(e) => return Err(ScopeError(format!("cannot read worktree {}: {e}", worktree.display()))),
+    let mut canonical: PathBuf = worktree.to_path_buf();
+    let mut existing = 0;
+    for component in components {
+        let next = canonical.join(component);
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => match next.canonicalize() {
+                Ok(target) => canonical = target,
+                // A dangling link: claimed by its own name, like a path that does not exist yet.
+                Err(_) => break,
+            },
+            Ok(_) => canonical = next,
+            Err(_) => break,
         }
-    };
+        existing += 1;
+    }
     let inside = canonical.strip_prefix(worktree).map_err(|_| {
         ScopeError(format!("{input} resolves through a symlink to {}, outside the repository", canonical.display()))
     })?;

@@ -16,7 +16,7 @@ use lanes_core::{
     AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message,
     Policy, Principal, Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
 };
-use lanes_store::{Durability, LoggedEvent, Store, StoreError};
+use lanes_store::{LoggedEvent, Store, StoreError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
@@ -256,8 +256,6 @@ pub struct StateOwner {
     book: ClaimBook,
     store: Store,
     policy: Policy,
-    db_path: PathBuf,
-    durability: Durability,
     keep_ended: Duration,
     common_dir: PathBuf,
     stall: (Duration, Duration),
@@ -271,8 +269,8 @@ impl StateOwner {
         inbox: UnboundedReceiver<Job>,
     ) -> Result<StateOwner, StoreError> {
         let db_path = common_dir.join("lanes").join("state.db");
-        let (policy, durability) = (config.policy(), config.durability);
-        let mut store = Store::open(&db_path, durability)?;
+        let policy = config.policy();
+        let mut store = Store::open(&db_path, config.durability)?;
         let mut book = ClaimBook::restore(policy.clone(), store.load()?);
         book.expire_due(now());
         store.commit(&book.take_events(), book.epoch(), book.next_id())?;
@@ -281,8 +279,6 @@ impl StateOwner {
             book,
             store,
             policy,
-            db_path,
-            durability,
             keep_ended: config.keep_ended_sessions,
             common_dir,
             stall: (config.stall_flag_after, config.stall_offer_after),
@@ -582,12 +578,11 @@ impl StateOwner {
         }
     }
 
+    /// After a failed commit (rolled back): the book again as the store has it, through the same connection
+    /// (it holds the database's exclusive lock).
     fn reload(&mut self) {
-        match Store::open(&self.db_path, self.durability).and_then(|store| Ok((store.load()?, store))) {
-            Ok((snapshot, store)) => {
-                self.book = ClaimBook::restore(self.policy.clone(), snapshot);
-                self.store = store;
-            }
+        match self.store.load() {
+            Ok(snapshot) => self.book = ClaimBook::restore(self.policy.clone(), snapshot),
             Err(e) => tracing::error!("failed to reload state after a failed commit: {e}"),
         }
     }
