@@ -294,7 +294,7 @@ impl EtcdStore {
         let prefix = format!("lanes/{}/", escape(name));
         let range = GetOptions::new().with_range(format!("{prefix}events/{origin}/~")).with_limit(i64::from(limit));
         let txn = Txn::new().and_then([
-            TxnOp::get(format!("{prefix}events/{origin}/{:020}", after + 1), Some(range)),
+            TxnOp::get(format!("{prefix}events/{origin}/{:020}", after.saturating_add(1)), Some(range)),
             TxnOp::get(format!("{prefix}cursor/{origin}"), None),
         ]);
         let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;

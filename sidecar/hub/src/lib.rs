@@ -196,9 +196,13 @@ fn admit<T: serde::de::DeserializeOwned>(params: &Params<'static>, ext: &Extensi
     params.parse().map_err(|e| error(ErrorCode::InvalidArgument, format!("invalid params: {}", e.message())))
 }
 
-fn project_name(project: &str) -> Result<(), ErrorObjectOwned> {
+/// Checks the names every request carries: its project and, where there is one, the sidecar's origin.
+fn names(project: &str, origin: Option<&str>) -> Result<(), ErrorObjectOwned> {
     if project.is_empty() || project.len() > 512 {
         return Err(error(ErrorCode::InvalidArgument, "project must be 1 to 512 bytes".into()));
+    }
+    if origin.is_some_and(|o| o.is_empty() || o.len() > 128 || o.contains('/')) {
+        return Err(error(ErrorCode::InvalidArgument, "origin must be 1 to 128 bytes, without '/'".into()));
     }
     Ok(())
 }
@@ -223,16 +227,18 @@ fn hello(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
 
 async fn acquire(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
     let p: HubAcquireParams = admit(&params, ext)?;
-    project_name(&p.project)?;
+    names(&p.project, Some(&p.origin))?;
+    space::check_claim(&p.claim).map_err(|e| error(ErrorCode::InvalidArgument, e))?;
     let epoch = hub.store.acquire(&p.project, &p.origin, p.claim).await.map_err(to_rpc)?;
     reply(&HubGrant { epoch })
 }
 
 async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
     let p: HubSyncParams = admit(&params, ext)?;
-    project_name(&p.project)?;
+    names(&p.project, Some(&p.origin))?;
+    let (valid, invalid): (Vec<_>, Vec<_>) = p.claims.into_iter().partition(|c| space::check_claim(c).is_ok());
     let known = hub.store.of_origin(&p.project, &p.origin).await.map_err(to_rpc)?;
-    let plan = plan_sync(known, p.upto, p.claims, now_ms());
+    let plan = plan_sync(known, p.upto, valid, now_ms());
     tracing::debug!(
         "sync from {}: {} current, {} to renew, {} to grant, {} to release",
         p.origin,
@@ -241,7 +247,8 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
         plan.acquire.len(),
         plan.release.len()
     );
-    let mut answer = HubSyncReply { held: plan.current, ..HubSyncReply::default() };
+    let refused = invalid.into_iter().map(|c| c.id).collect();
+    let mut answer = HubSyncReply { held: plan.current, refused, ..HubSyncReply::default() };
     let mut again = plan.acquire;
     for (claim, held) in plan.renew {
         match hub.store.renew(&p.project, claim.clone(), held).await {
@@ -267,13 +274,13 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
 
 async fn claims(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
     let p: HubProjectParams = admit(&params, ext)?;
-    project_name(&p.project)?;
+    names(&p.project, None)?;
     reply(&HubClaimsReply { claims: hub.store.claims(&p.project).await.map_err(to_rpc)? })
 }
 
 async fn push(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
     let p: HubPushParams = admit(&params, ext)?;
-    project_name(&p.project)?;
+    names(&p.project, Some(&p.origin))?;
     if p.events.len() > MAX_PUSH {
         return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_PUSH} events per push")));
     }
@@ -284,7 +291,7 @@ async fn push(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
 
 async fn events(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
     let p: HubEventsParams = admit(&params, ext)?;
-    project_name(&p.project)?;
+    names(&p.project, Some(&p.origin))?;
     let (events, cursor) = hub.store.events(&p).await.map_err(to_rpc)?;
     reply(&HubEventsReply { events, cursor })
 }

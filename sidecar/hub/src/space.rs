@@ -40,8 +40,25 @@ pub struct Space {
     held: BTreeMap<(String, u64), (Held, Vec<Scope>)>,
 }
 
+/// Checks a claim as a sidecar states it (holder, lease length) and parses its scopes, refusing any that
+/// would leave the repository. Every store checks claims through this before it writes anything.
+pub fn check_claim(claim: &HubClaim) -> Result<Vec<Scope>, String> {
+    if claim.holder.is_empty() || claim.holder.len() > 256 {
+        return Err("a claim's holder must be 1 to 256 bytes".to_owned());
+    }
+    let ttl = std::time::Duration::from_secs(claim.ttl_secs);
+    if !(lanes_core::MIN_TTL..=lanes_core::MAX_TTL).contains(&ttl) {
+        return Err(format!(
+            "ttl_secs must be between 1 and {}, not {}",
+            lanes_core::MAX_TTL.as_secs(),
+            claim.ttl_secs
+        ));
+    }
+    parse_scopes(claim)
+}
+
 /// Parses a claim's scopes, refusing any that would leave the repository.
-pub fn parse_scopes(claim: &HubClaim) -> Result<Vec<Scope>, String> {
+fn parse_scopes(claim: &HubClaim) -> Result<Vec<Scope>, String> {
     if claim.scopes.is_empty() {
         return Err("a claim needs at least one scope".to_owned());
     }
@@ -55,7 +72,7 @@ impl Space {
     /// The live claims of other holders that stand in the way of `claim`. A sidecar's own earlier version of
     /// the same claim is not in the way.
     pub fn conflicts(&self, origin: &str, claim: &HubClaim, now_ms: u64) -> Result<Vec<ConflictView>, String> {
-        let wanted = parse_scopes(claim)?;
+        let wanted = check_claim(claim)?;
         let mut found = Vec::new();
         for ((held_origin, id), (held, scopes)) in &self.held {
             let same_claim = held_origin == origin && *id == claim.id;

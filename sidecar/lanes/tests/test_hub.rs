@@ -256,6 +256,58 @@ fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_limits_connections_an
     assert!(run.stderr.contains("needs TLS") && run.stderr.contains("--insecure"), "{run:?}");
 }
 
+/// Every hub method with random params, over one authenticated connection: a well-formed reply each time
+/// (a result carrying the protocol, or an error with a code and a message), and the hub stays up.
+#[test]
+fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let env = TestEnv::new();
+    let store = format!("sqlite:{}", env.root().join("hub.db").display());
+    let (_hub, url) = start_hub(&env, &store, free_port());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
+    let client = runtime.block_on(WsClientBuilder::default().set_headers(headers).build(&url)).expect("connect");
+    use lanes_proto::hub::method as m;
+    // Claims that parse, with hostile values: huge ids and leases, escaping scopes, long holders.
+    let ttl = prop_oneof![1u64..=3600, any::<u64>()];
+    let scopes = prop::collection::vec("[^\n]{0,30}|\\.\\./.*|/.*", 0..4);
+    let claim = (any::<u64>(), "[^\n]{0,300}", scopes, ttl)
+        .prop_map(|(id, holder, scopes, ttl)| json!({"id": id, "holder": holder, "scopes": scopes, "ttl_secs": ttl}));
+    let structured = prop_oneof![
+        (claim.clone(), "[a-z/]{0,12}")
+            .prop_map(|(c, o)| (m::ACQUIRE, json!({"project": "p", "origin": o, "claim": c}))),
+        (prop::collection::vec(claim, 0..4), any::<u64>())
+            .prop_map(|(cs, upto)| (m::SYNC, json!({"project": "p", "origin": "o", "upto": upto, "claims": cs}))),
+        any::<u64>().prop_map(|after| (m::EVENTS, json!({"project": "p", "origin": "o", "after": after}))),
+    ];
+    let request = prop_oneof![
+        (
+            prop::sample::select(vec![m::HELLO, m::ACQUIRE, m::SYNC, m::CLAIMS, m::PUSH, m::EVENTS]),
+            crate::common::arbitrary_params()
+        ),
+        structured,
+    ];
+    let mut runner = TestRunner::new(Config { cases: 400, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&request, |(method, params)| {
+            let params = params.as_object().cloned().unwrap_or_default();
+            match runtime.block_on(client.request::<Value, _>(method, params.clone())) {
+                Ok(reply) => prop_assert!(reply["protocol"].is_u64(), "{} {:?} -> {}", method, params, reply),
+                Err(jsonrpsee::core::client::Error::Call(error)) => {
+                    prop_assert!(!error.message().is_empty(), "{} {:?}", method, params);
+                }
+                Err(other) => prop_assert!(false, "{} {:?} broke the connection: {}", method, params, other),
+            }
+            Ok(())
+        })
+        .expect("every hub method answers random params with a well-formed reply");
+    let hello = json!({"client": "test", "version": "0", "protocol": lanes_proto::PROTOCOL_VERSION});
+    assert!(hub_call(&url, Some(TOKEN), "hub.hello", hello).is_ok(), "the hub is still up");
+}
+
 #[test]
 fn a_hub_with_tls_serves_wss() {
     let hub_env = TestEnv::new();

@@ -131,6 +131,63 @@ fn random_request_lines_get_well_formed_replies() {
     assert_eq!(env.sidecar_pid(&repo), Some(pid), "the sidecar restarted");
 }
 
+/// Every method of the contract, with random params: a well-formed reply each time, and the sidecar stays up.
+#[test]
+fn every_method_with_random_params_gets_a_well_formed_reply() {
+    use lanes_proto::method as m;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    let methods = vec![
+        m::HELLO,
+        m::CLAIM_ACQUIRE,
+        m::CLAIM_RELEASE,
+        m::CLAIM_RENEW,
+        m::CLAIM_CHECK,
+        m::CLAIM_WAIT,
+        m::CLAIM_ENSURE,
+        m::SESSION_ACTIVITY,
+        m::MESSAGE_SEND,
+        m::MESSAGE_INBOX,
+        m::CLAIM_HANDOFF,
+        m::SESSION_START,
+        m::SESSION_END,
+        m::CHECKPOINT_CREATE,
+        m::CHECKPOINT_LIST,
+        m::CHECKPOINT_REWIND,
+        m::COMMIT_STAMP,
+        m::COMMIT_RECORD,
+        m::COMMIT_EXPLAIN,
+        m::TASK_ADD,
+        m::TASK_LIST,
+        m::TASK_NEXT,
+        m::TASK_DONE,
+        m::WORKTREE_CREATE,
+        m::WORKTREE_FINISH,
+        m::STATUS,
+        m::EVENTS,
+    ];
+    let request = (prop::sample::select(methods), crate::common::arbitrary_params());
+    let wire = std::cell::RefCell::new(Wire::connect(&socket));
+    let mut runner = TestRunner::new(Config { cases: 400, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&request, |(method, params)| {
+            let reply = wire.borrow_mut().call(method, params.clone());
+            prop_assert_eq!(&reply["jsonrpc"], "2.0");
+            let well_formed = reply["result"]["protocol"].is_u64()
+                || (reply["error"]["code"].is_i64() && reply["error"]["message"].is_string());
+            prop_assert!(well_formed, "{} {} -> {}", method, params, reply);
+            Ok(())
+        })
+        .expect("every method answers random params with a well-formed reply");
+    assert_eq!(env.sidecar_pid(&repo), Some(pid), "the sidecar restarted");
+    let status = env.lanes(&repo, &["status", "--json"]).success().json();
+    assert!(status["claims"].is_array(), "the sidecar still answers: {status}");
+}
+
 #[test]
 fn thousands_of_idle_connections_do_not_take_the_sidecar_down() {
     let env = TestEnv::new();

@@ -213,3 +213,63 @@ pub fn kill9(pid: u32) {
 pub fn current_uid() -> u32 {
     lanes_proto::paths::current_uid()
 }
+
+/// Random JSON-RPC params for fuzzing: objects whose keys mostly come from the contract's field names, with
+/// nested values of every JSON type (and some paths and ids that look real).
+pub fn arbitrary_params() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    const KEYS: &[&str] = &[
+        "session",
+        "worktree",
+        "scopes",
+        "claims",
+        "claim",
+        "all",
+        "epoch",
+        "ttl_secs",
+        "to",
+        "text",
+        "mode",
+        "note",
+        "task",
+        "paths",
+        "files",
+        "since",
+        "limit",
+        "project",
+        "origin",
+        "id",
+        "holder",
+        "upto",
+        "after",
+        "events",
+        "protocol",
+        "client",
+        "version",
+        "title",
+        "after_ids",
+        "cwd",
+        "name",
+        "checkpoint",
+        "commit",
+        "dry_run",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        "[^\n]{0,24}".prop_map(Value::from),
+        prop::sample::select(vec!["src/a.rs", "..", "../../etc/passwd", "/", "*", "**/*.rs", "a/b", "", "exclusive"])
+            .prop_map(Value::from),
+    ];
+    let value = leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    prop::collection::btree_map(prop::sample::select(KEYS.to_vec()).prop_map(str::to_owned), value, 0..6)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
