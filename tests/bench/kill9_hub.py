@@ -6,8 +6,8 @@ random moment and started again. At the end, through the hub: every grant a clie
 the hub) is still held by the same session on the same path, and no path is held by two sessions. Prints the
 restart times.
 
-Usage: tests/bench/kill9_hub.py [ROUNDS] [BIN_DIR]   (default 200 rounds, half hubs and half etcd members;
-$CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server).
+Usage: tests/bench/kill9_hub.py [ROUNDS] [BIN_DIR]   (default 200 rounds of each: a hub, then an etcd member, in
+turn; $CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server).
 """
 import json
 import os
@@ -177,7 +177,7 @@ def main():
         for t in threads:
             t.start()
         hub_restarts, etcd_restarts = [], []
-        for r in range(rounds):
+        for r in range(2 * rounds):
             time.sleep(random.uniform(0.05, 0.3))
             if r % 2 == 0:
                 hub_restarts.append(random.choice(hubs).kill_and_restart())
@@ -208,7 +208,7 @@ def main():
         for hub in hubs:
             hub.stop()
         etcd.stop()
-    print(f"{rounds} kill -9 rounds ({len(hub_restarts)} of a hub, {len(etcd_restarts)} of an etcd member) under "
+    print(f"{2 * rounds} kill -9 rounds ({len(hub_restarts)} of a hub, {len(etcd_restarts)} of an etcd member) under "
           f"{MACHINES * CLIENTS_PER_MACHINE} clients on {MACHINES} machines: {outcomes['granted']} grants seen, "
           f"{outcomes['refused']} refused as conflicts, {outcomes['unavailable']} answered unavailable")
     print(f"  {len(lost)} granted claims lost, {len(doubled)} paths held by two sessions "

@@ -381,6 +381,21 @@ fn render_status(v: &Value, me: &str) -> String {
         sidecar["version"].as_str().unwrap_or("?"),
         sidecar["protocol"]
     );
+    let hub = &v["hub"];
+    if hub.is_object() {
+        let outbox =
+            hub["outbox"].as_u64().map_or_else(|| "not sent yet".to_owned(), |n| format!("{n} events waiting"));
+        let line = match hub["connected"].as_str() {
+            Some(url) => {
+                format!("hub      {url}, project {}, outbox: {outbox}\n", hub["project"].as_str().unwrap_or("?"))
+            }
+            None => format!(
+                "hub      NOT CONNECTED ({}); claims are refused as unavailable; outbox: {outbox}\n",
+                hub["last_error"].as_str().unwrap_or("not tried yet")
+            ),
+        };
+        text.push_str(&line);
+    }
     let live: Vec<&Value> = v["sessions"].as_array().into_iter().flatten().filter(|s| s["state"] == "live").collect();
     if !live.is_empty() {
         let rows: Vec<Vec<String>> = live

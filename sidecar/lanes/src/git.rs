@@ -65,18 +65,33 @@ pub fn checkpoint_ref(session: &str) -> String {
 
 /// The tree of the whole worktree as it is now: tracked and untracked files, ignored ones excluded.
 pub fn snapshot_tree(worktree: &Path, index: &Path) -> Result<String> {
+    Ok(snapshot(worktree, index)?.0)
+}
+
+/// The worktree's tree, and the paths `git add` changed in the private index on the way (added, modified or
+/// removed since the index last took a snapshot).
+fn snapshot(worktree: &Path, index: &Path) -> Result<(String, Vec<String>)> {
     if let Some(dir) = index.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     }
-    git(worktree, Some(index), &["add", "-A", "--", "."])?;
-    git(worktree, Some(index), &["write-tree"])
+    // The untracked cache lives in the private index: directories that did not change are not read again.
+    let added = git(worktree, Some(index), &["-c", "core.untrackedCache=true", "add", "-A", "-v", "--", "."])?;
+    let changed = added
+        .lines()
+        .filter_map(|line| line.strip_prefix("add '").or_else(|| line.strip_prefix("remove '")))
+        .filter_map(|path| path.strip_suffix('\''))
+        .map(str::to_owned)
+        .collect();
+    Ok((git(worktree, Some(index), &["write-tree"])?, changed))
 }
 
 /// Commits the worktree's state under the session's checkpoint ref, unless nothing changed since the last
-/// checkpoint (then `None`). Refs and HEAD are read from files and the last tree is remembered, so a
-/// checkpoint costs five git processes: add, write-tree, diff-tree, commit-tree, update-ref.
+/// checkpoint (then `None`). Refs and HEAD are read from files, the last tree is remembered, and the files
+/// that changed since the session's last checkpoint are what `git add` reported in the session's private
+/// index (which holds that checkpoint), so a checkpoint costs four git processes: add, write-tree,
+/// commit-tree, update-ref.
 pub fn checkpoint(worktree: &Path, index: &Path, session: &str, message: &str) -> Result<Option<Made>> {
-    let tree = snapshot_tree(worktree, index)?;
+    let (tree, changed) = snapshot(worktree, index)?;
     let reference = checkpoint_ref(session);
     let location = lanes_proto::repo::RepoLocation::discover(worktree)?;
     let previous = location.read_ref(&reference);
@@ -90,6 +105,7 @@ pub fn checkpoint(worktree: &Path, index: &Path, session: &str, message: &str) -
         return Ok(None);
     }
     let files: Vec<String> = match &base_tree {
+        Some(_) if previous.is_some() => changed,
         Some(base_tree) => git(worktree, None, &["diff-tree", "-r", "--name-only", base_tree, &tree])?
             .lines()
             .map(str::to_owned)

@@ -84,3 +84,29 @@ fn checkpoints_and_rewinds_never_touch_the_users_index_head_branches_or_stash() 
     assert!(listed["checkpoints"].as_array().expect("list").len() >= 3);
     assert_eq!(env.lanes(&repo, &["--session", "s1", "--json", "rewind", "nothex!"]).code, 3);
 }
+
+#[test]
+fn a_checkpoint_lists_the_files_changed_since_the_sessions_last_one() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let files = |v: &Value| -> Vec<String> {
+        let mut files: Vec<String> = v["checkpoint"]["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("files: {v}"))
+            .iter()
+            .map(|f| f.as_str().expect("path").to_owned())
+            .collect();
+        files.sort();
+        files
+    };
+    std::fs::write(repo.join("src/a.rs"), "changed\n").expect("write");
+    assert_eq!(files(&checkpoint(&env, &repo, "one")), ["src/a.rs"], "the first one: against HEAD");
+    std::fs::write(repo.join("src/b.rs"), "changed\n").expect("write");
+    std::fs::write(repo.join("new file.rs"), "new\n").expect("write");
+    std::fs::remove_file(repo.join("docs/guide.md")).expect("rm");
+    assert_eq!(
+        files(&checkpoint(&env, &repo, "two")),
+        ["docs/guide.md", "new file.rs", "src/b.rs"],
+        "the next: against the session's previous checkpoint"
+    );
+}
