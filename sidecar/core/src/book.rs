@@ -919,7 +919,13 @@ impl ClaimBook {
         if !conflicts.is_empty() {
             return Err(conflict_refusal(&request.scopes, conflicts, now));
         }
-        let covering = self.claims.values().find(|c| {
+        // A covering claim overlaps the first wanted scope, so the index names every candidate.
+        let Some(first) = request.scopes.first() else { return Ok(None) };
+        let mut candidates = Vec::new();
+        self.index.for_each_overlap(first, |id, _| candidates.push(id));
+        candidates.sort_unstable();
+        candidates.dedup();
+        let covering = candidates.into_iter().filter_map(|id| self.claims.get(&id)).find(|c| {
             c.expires_at > now
                 && (c.holder == request.holder
                     || (c.holder.agent.is_none() && c.holder.session == request.holder.session))
