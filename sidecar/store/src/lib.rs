@@ -80,6 +80,8 @@ pub struct Store {
     conn: Connection,
     durability: Durability,
     synchronous_full: bool,
+    /// The counters the database holds, once this connection wrote them.
+    written_counters: Option<(u64, u64)>,
 }
 
 impl Store {
@@ -92,7 +94,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn, durability, synchronous_full: true })
+        Ok(Store { conn, durability, synchronous_full: true, written_counters: None })
     }
 
     /// Reads everything needed to rebuild the claim book.
@@ -237,13 +239,17 @@ impl Store {
             tx.prepare_cached("INSERT INTO events (at, kind, session, claim, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![at.0 as i64, kind, session, claim.map(|c| c as i64), data.to_string()])?;
         }
-        let mut set = tx.prepare_cached(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )?;
-        set.execute(params!["epoch", epoch.0 as i64])?;
-        set.execute(params!["next_id", next_id as i64])?;
-        drop(set);
+        // Counters that did not move (a release, a message) cost no page write.
+        let counters = (epoch.0, next_id);
+        if self.written_counters != Some(counters) {
+            let mut set = tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?;
+            set.execute(params!["epoch", epoch.0 as i64])?;
+            set.execute(params!["next_id", next_id as i64])?;
+        }
         tx.commit()?;
+        self.written_counters = Some(counters);
         Ok(())
     }
 

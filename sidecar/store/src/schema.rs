@@ -85,6 +85,19 @@ const MIGRATIONS: &[&str] = &[
          branch TEXT NOT NULL,
          base TEXT NOT NULL
      );",
+    // 7: the event log without AUTOINCREMENT. Events are never deleted, so `seq` stays strictly increasing,
+    // and a commit no longer rewrites sqlite_sequence (one page fewer in every transaction).
+    "CREATE TABLE events_new (
+         seq INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         session TEXT,
+         claim INTEGER,
+         data TEXT NOT NULL
+     );
+     INSERT INTO events_new (seq, at, kind, session, claim, data) SELECT seq, at, kind, session, claim, data FROM events;
+     DROP TABLE events;
+     ALTER TABLE events_new RENAME TO events;",
 ];
 
 /// The schema version this build writes.
@@ -102,4 +115,48 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by an older lanes keeps its event log, with the same sequence numbers, and the
+    /// next event follows the last one.
+    #[test]
+    fn the_event_log_survives_the_migration_to_plain_rowids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).expect("old migration");
+            }
+            conn.pragma_update(None, "user_version", 6).expect("version");
+            for seq in 1..=3 {
+                conn.execute(
+                    "INSERT INTO events (at, kind, session, claim, data) VALUES (?1, 'grant', 's', ?1, '{}')",
+                    [seq],
+                )
+                .expect("insert");
+            }
+        }
+        let mut conn = Connection::open(&path).expect("reopen");
+        migrate(&mut conn).expect("migrate");
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM events ORDER BY seq")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(seqs, [1, 2, 3]);
+        conn.execute("INSERT INTO events (at, kind, data) VALUES (9, 'release', '{}')", []).expect("insert");
+        let last: i64 = conn.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0)).expect("max");
+        assert_eq!(last, 4);
+        let sequence_table: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_sequence'", [], |r| r.get(0))
+            .expect("count");
+        assert!(sequence_table <= 1, "the old table may stay, unused");
+    }
 }

@@ -52,5 +52,5 @@ fn committed_state_survives_reopen() {
     let told = restored.take_inbox("bob", now);
     assert_eq!(told.len(), 1);
     assert!(told[0].text.contains("expired"), "{}", told[0].text);
-    assert_eq!(store.schema_version().expect("version"), 6);
+    assert_eq!(store.schema_version().expect("version"), 7);
 }
