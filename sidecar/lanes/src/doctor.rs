@@ -163,7 +163,8 @@ fn hub(env: &Env) -> Check {
         return Check::new("hub", Status::Warn, format!("{urls}: the sidecar could not be asked"), None);
     };
     let hub = &status["hub"];
-    let outbox = hub["outbox"].as_u64().unwrap_or(0);
+    let waiting = hub["outbox"].as_u64();
+    let outbox = waiting.unwrap_or(0);
     match hub["connected"].as_str() {
         Some(url) if outbox == 0 => Check::new(
             "hub",
@@ -181,8 +182,12 @@ fn hub(env: &Env) -> Check {
             "hub",
             Status::Warn,
             format!(
-                "no hub answers ({}); {outbox} events wait in the outbox; claims are refused as unavailable",
-                hub["last_error"].as_str().unwrap_or("not tried yet")
+                "no hub answers ({}); {}; claims are refused as unavailable",
+                hub["last_error"].as_str().unwrap_or("not tried yet"),
+                waiting.map_or_else(
+                    || "the event log waits to be sent".to_owned(),
+                    |n| format!("{n} events wait in the outbox")
+                )
             ),
             Some(format!(
                 "make sure `lanes hub serve` runs at {urls} and that LANES_HUB_TOKEN or [hub] token_file holds its token"

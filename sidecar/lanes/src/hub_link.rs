@@ -341,7 +341,9 @@ pub fn claims(common_dir: &Path, out: &crate::output::Output) -> Result<(), crat
         .map_err(|e| Failure::internal(format!("failed to start the async runtime: {e}")))?;
     let params = lanes_proto::hub::HubProjectParams { project: link.project.clone() };
     let reply: Value = runtime.block_on(link.call(method::CLAIMS, &params)).map_err(|e| match e {
-        HubFailure::Unavailable(message) => Failure::internal(format!("no hub answers: {message}")),
+        HubFailure::Unavailable(message) => {
+            Failure::internal(format!("{message}: is `lanes hub serve` running there, with the same token?"))
+        }
         HubFailure::Refused(error) => Failure::internal(error.message().to_owned()),
     })?;
     out.print(&reply, |v| {
