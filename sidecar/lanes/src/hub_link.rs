@@ -436,8 +436,18 @@ async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
         claims: snapshot.claims.iter().map(|c| hub_claim(c, snapshot.now)).collect(),
     };
     let reply: HubSyncReply = link.call(method::SYNC, &params).await.map_err(|e| format!("{e:?}"))?;
-    if !reply.refused.is_empty() {
-        tracing::warn!("the hub gave claims {:?} to another machine while this sidecar was away", reply.refused);
+    // Another machine took these paths while this sidecar could not reach the hub: the local claims no
+    // longer hold, so they go; the holder's next edit there is refused naming the other machine's holder.
+    for claim in snapshot.claims.iter().filter(|c| reply.refused.contains(&c.id.0)) {
+        tracing::warn!(
+            "claim {} of {} was given to another machine while the hub was away: released",
+            claim.id.0,
+            claim.holder
+        );
+        let command = Command::Release { who: claim.holder.clone(), ids: vec![claim.id], all: false, epoch: None };
+        if let Err(e) = cx.ask(command).await {
+            tracing::warn!("could not release claim {}: {}", claim.id.0, e.message());
+        }
     }
     link.state().refused = reply.refused;
     Ok(())

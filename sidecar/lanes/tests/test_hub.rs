@@ -521,3 +521,30 @@ fn hub_seqs(url: &str, hub_status: &Value) -> Vec<u64> {
         |r| r["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64().expect("seq")).collect(),
     )
 }
+
+/// A hub that lost its state (a fresh store behind the same address) lets another machine take a path; the
+/// sidecar that held it learns so at its next sync and lets its claim go.
+#[test]
+fn a_claim_the_hub_gave_away_is_released_by_its_old_holder() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let port = free_port();
+    let (mut hub, url) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("one.db").display()), port);
+    let (a_env, a) = machine(&upstream, "a", &[&url], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url], "");
+    claim(&a_env, &a, "alice", "src/a.rs").success();
+    hub.kill();
+    let (_hub, _) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("two.db").display()), port);
+    assert!(
+        eventually(Duration::from_secs(10), || claim(&b_env, &b, "bob", "src/a.rs").code == 0),
+        "the fresh hub knows nothing of alice's claim"
+    );
+    let claims = |env: &TestEnv, repo: &Path| env.lanes(repo, &["status", "--json"]).success().json()["claims"].clone();
+    assert!(
+        eventually(Duration::from_secs(15), || claims(&a_env, &a).as_array().is_some_and(Vec::is_empty)),
+        "alice's sidecar lets the claim go: {}",
+        claims(&a_env, &a)
+    );
+    let refused = claim(&a_env, &a, "alice", "src/a.rs").json();
+    assert_eq!(refused["error"]["conflicts"][0]["session"], "bob", "{refused}");
+}
