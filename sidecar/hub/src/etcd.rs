@@ -128,15 +128,10 @@ impl EtcdStore {
             view: Mutex::new(View::default()),
             granting: tokio::sync::Mutex::new(()),
         });
-        let revision = self.reload(&project).await?;
+        let revision = reload(&mut self.client.clone(), &project).await?;
         tokio::spawn(watch(self.client.clone(), Arc::clone(&project), revision));
         projects.insert(name.to_owned(), Arc::clone(&project));
         Ok(project)
-    }
-
-    /// Reads the project's claims afresh; returns the revision they were read at.
-    async fn reload(&self, project: &Project) -> Result<i64, HubError> {
-        reload(&mut self.client.clone(), project).await
     }
 
     /// Grants a claim unless another holder's live claim overlaps it.
@@ -210,7 +205,7 @@ impl EtcdStore {
         keeper.keep_alive().await.map_err(etcd_error)?;
         let alive = responses.message().await.map_err(etcd_error)?.is_some_and(|r| r.ttl() > 0);
         if !alive {
-            return Err(HubError::Unavailable(format!("claim {} of {} lapsed on the hub", claim.id, held.origin)));
+            return Err(HubError::Lapsed);
         }
         let key = project.claim_key(&held.origin, claim.id);
         let held = Held { expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, ..held };
@@ -318,6 +313,7 @@ fn stored_cursor(responses: &[TxnOpResponse]) -> u64 {
     }
 }
 
+/// Reads the project's claims afresh into its view; returns the revision they were read at.
 async fn reload(client: &mut Client, project: &Project) -> Result<i64, HubError> {
     let txn = Txn::new().and_then([TxnOp::get(project.claims_prefix(), Some(GetOptions::new().with_prefix()))]);
     let response = client.txn(txn).await.map_err(etcd_error)?;

@@ -44,6 +44,9 @@ pub enum HubError {
     /// The store could not answer.
     #[error("{0}")]
     Unavailable(String),
+    /// The claim to renew is gone from the store (its lease ran out): it has to be granted again.
+    #[error("the claim lapsed on the hub")]
+    Lapsed,
 }
 
 /// Where the hub keeps its state.
@@ -253,7 +256,7 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
     for (claim, held) in plan.renew {
         match hub.store.renew(&p.project, claim.clone(), held).await {
             Ok(()) => answer.held.push(claim.id),
-            Err(HubError::Unavailable(e)) if e.contains("lapsed") => again.push(claim),
+            Err(HubError::Lapsed) => again.push(claim),
             Err(e) => return Err(to_rpc(e)),
         }
     }
@@ -326,5 +329,6 @@ fn to_rpc(e: HubError) -> ErrorObjectOwned {
         }
         HubError::Invalid(message) => error(ErrorCode::InvalidArgument, message),
         HubError::Unavailable(message) => error(ErrorCode::Unavailable, message),
+        HubError::Lapsed => error(ErrorCode::NotFound, HubError::Lapsed.to_string()),
     }
 }

@@ -126,11 +126,6 @@ impl Space {
             self.held.iter().filter(|(_, (h, _))| h.expires_at_ms <= now_ms).map(|(k, _)| k.clone()).collect();
         expired.into_iter().filter_map(|k| self.held.remove(&k).map(|(h, _)| h)).collect()
     }
-
-    /// Forgets everything (before a reload).
-    pub fn clear(&mut self) {
-        self.held.clear();
-    }
 }
 
 /// What a `hub.sync` asks of a store, worked out from the sidecar's list and the hub's view of that sidecar.

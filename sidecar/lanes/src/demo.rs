@@ -199,15 +199,10 @@ pub fn run(out: &Output, with_hub: bool) -> Result<(), Failure> {
             result = Err(e);
         }
     }
-    let _ = timeline.client.call_value(method::SHUTDOWN, &json!({}));
-    if wait_until_stopped(&paths, Instant::now() + Duration::from_secs(5)).is_ok() {
-        // The throwaway repository's key is never used again: leave nothing behind in the runtime dir.
-        let _ = std::fs::remove_file(&paths.pidfile);
-        let _ = std::fs::remove_file(&paths.startup_lock);
-    }
+    stop_sidecar(&mut timeline.client, &paths);
     let status = result?;
     out.print(&json!({"repo": main, "timeline": timeline.entries, "status": status}), |_| {
-        let mut text = "\nEvery refusal named the holder, its scope and its expiry; every grant was on disk before it was answered.".to_owned();
+        let mut text = "\nEvery refusal named the holder, its scope and its expiry; every grant was written before it was answered.".to_owned();
         if with_hub {
             text.push_str("\nWith no hub answering, the edit hook lets edits through with a warning ([hub] offline = \"deny\" refuses them).");
         }
@@ -444,12 +439,18 @@ fn across_machines(t: &mut Timeline, program: &Path, hub: DemoHub, main: &Path, 
             &claim("erin", laptop, "README.md"),
         )
     });
-    let _ = erin.call_value(method::SHUTDOWN, &json!({}));
-    if wait_until_stopped(&paths, Instant::now() + Duration::from_secs(5)).is_ok() {
+    stop_sidecar(&mut erin, &paths);
+    offline.map(|_| ())
+}
+
+/// Stops a demo repository's sidecar. Its throwaway repository's key is never used again: nothing is left
+/// behind in the runtime dir.
+fn stop_sidecar(client: &mut Client, paths: &SidecarPaths) {
+    let _ = client.call_value(method::SHUTDOWN, &json!({}));
+    if wait_until_stopped(paths, Instant::now() + Duration::from_secs(5)).is_ok() {
         let _ = std::fs::remove_file(&paths.pidfile);
         let _ = std::fs::remove_file(&paths.startup_lock);
     }
-    offline.map(|_| ())
 }
 
 /// The task board and messages: alice plans two tasks, carol and dave take them in order, bob hears.

@@ -17,7 +17,7 @@ use lanes_proto::hub::{
     HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHello, HubHelloReply, HubPushParams, HubSyncParams,
     HubSyncReply, method,
 };
-use lanes_proto::{ErrorCode, ErrorData, EventView, Mode, PROTOCOL_VERSION};
+use lanes_proto::{ErrorCode, ErrorData, EventView, PROTOCOL_VERSION};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -250,21 +250,28 @@ fn object<P: Serialize>(params: &P) -> serde_json::Map<String, Value> {
     }
 }
 
-/// `LANES_HUB_TOKEN`, else the token file.
+/// The token `[hub] token_file` names (`~` is the home directory), unless `LANES_HUB_TOKEN` gives one.
 fn token(config: &HubConfig) -> Result<Option<String>> {
-    if let Ok(token) = std::env::var("LANES_HUB_TOKEN")
-        && !token.trim().is_empty()
-    {
-        return Ok(Some(token.trim().to_owned()));
-    }
-    let Some(file) = &config.token_file else { return Ok(None) };
-    let path = match file.strip_prefix("~/") {
-        Some(rest) => directories::BaseDirs::new().context("no home directory")?.home_dir().join(rest),
-        None => file.into(),
+    let path = match config.token_file.as_deref().map(|f| (f, f.strip_prefix("~/"))) {
+        Some((_, Some(rest))) => Some(directories::BaseDirs::new().context("no home directory")?.home_dir().join(rest)),
+        Some((file, None)) => Some(file.into()),
+        None => None,
     };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("failed to read the hub token {}", path.display()))?;
-    Ok(Some(text.trim().to_owned()))
+    read_token(path.as_deref())
+}
+
+/// A hub token, for the hub and its clients alike: `LANES_HUB_TOKEN` if set, else the file's first text;
+/// never from the command line. An empty one is none.
+pub fn read_token(file: Option<&Path>) -> Result<Option<String>> {
+    let text = match std::env::var("LANES_HUB_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => token,
+        _ => match file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the hub token {}", path.display()))?,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
 }
 
 /// The sidecar's identity on the hub: `<host>-<random>`, made once and kept under the common dir.
@@ -320,10 +327,7 @@ pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubCl
         id: claim.id.0,
         holder: claim.holder.to_string(),
         scopes: claim.scopes.iter().map(ToString::to_string).collect(),
-        mode: match claim.mode {
-            lanes_core::Mode::Exclusive => Mode::Exclusive,
-            lanes_core::Mode::Shared => Mode::Shared,
-        },
+        mode: rpc::mode_view(claim.mode),
         ttl_secs: claim.expires_at.remaining(now).as_secs().max(1),
     }
 }

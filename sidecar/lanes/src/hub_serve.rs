@@ -14,19 +14,8 @@ pub fn run(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf>)
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    options.token = match std::env::var("LANES_HUB_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => Some(token.trim().to_owned()),
-        _ => match &token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| Failure::invalid(format!("failed to read the token file {}: {e}", path.display())))?
-                    .trim()
-                    .to_owned(),
-            )
-            .filter(|t| !t.is_empty()),
-            None => None,
-        },
-    };
+    options.token =
+        crate::hub_link::read_token(token_file.as_deref()).map_err(|e| Failure::invalid(format!("{e:#}")))?;
     let scheme = if options.tls.is_some() { "wss" } else { "ws" };
     let store = options.store.clone();
     let json = out.json;

@@ -656,16 +656,21 @@ pub(crate) fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {
     }
 }
 
+/// A claim's mode as the wire names it.
+pub(crate) fn mode_view(mode: lanes_core::Mode) -> Mode {
+    match mode {
+        lanes_core::Mode::Exclusive => Mode::Exclusive,
+        lanes_core::Mode::Shared => Mode::Shared,
+    }
+}
+
 pub(crate) fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
     ClaimView {
         id: claim.id.0,
         session: claim.holder.to_string(),
         worktree: claim.worktree.root.clone(),
         scopes: claim.scopes.iter().map(Scope::to_string).collect(),
-        mode: match claim.mode {
-            lanes_core::Mode::Exclusive => Mode::Exclusive,
-            lanes_core::Mode::Shared => Mode::Shared,
-        },
+        mode: mode_view(claim.mode),
         epoch: claim.epoch.0,
         expires_at: rfc3339(claim.expires_at),
         expires_in_secs: claim.expires_at.remaining(now).as_secs(),
