@@ -95,7 +95,7 @@ impl Config {
             contention: Contention::Repo,
             default_ttl: Duration::from_secs(1800),
             idle_timeout: Duration::from_secs(1800),
-            durability: Durability::Process,
+            durability: Durability::Full,
             keep_ended_sessions: Duration::from_secs(7 * 86_400),
             binding_sessions: Binding::Warn,
             binding_subagents: Binding::Strict,

@@ -2,11 +2,12 @@
 //! event log with a sequence number.
 //!
 //! The store persists what the claim book decided: the caller hands it the book's events and it applies
-//! them, and their log rows, in one transaction, written before anyone is told. [`Durability::Process`] (the
-//! default) commits with `synchronous=NORMAL`, which in WAL mode survives a killed process and can only be
-//! lost with the machine itself (and with it every agent that held the lost grants). Under
-//! [`Durability::Full`], epoch-bearing events (grant, renew, handoff) are committed with `synchronous=FULL`,
-//! so they are on disk before anyone is told, an fsync dearer per grant.
+//! them, and their log rows, in one transaction, written before anyone is told. Under [`Durability::Full`]
+//! (the default, DESIGN.md §3), epoch-bearing events (grant, renew, handoff) are committed with
+//! `synchronous=FULL`, so they are on disk before anyone is told; other changes use `NORMAL`, which in WAL
+//! mode survives a killed process and can only be lost with the machine itself. [`Durability::Process`] uses
+//! `NORMAL` throughout: still safe against kill -9, an fsync cheaper per grant, and a power cut may lose the
+//! last grants.
 //!
 //! The sidecar is the only process that opens its database (the pidfile lock makes sure), so the connection
 //! takes SQLite's exclusive locking mode: no file-lock system calls per transaction.
@@ -65,9 +66,9 @@ pub struct LoggedEvent {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
     /// Grants, renewals and handoffs are fsynced before they are answered.
+    #[default]
     Full,
     /// Nothing is fsynced on commit; a commit survives the process being killed, not the machine losing power.
-    #[default]
     Process,
 }
 
