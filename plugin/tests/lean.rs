@@ -5,9 +5,11 @@ use std::process::Command;
 
 #[test]
 fn hook_depends_on_no_heavy_crate() {
-    let output = Command::new(env!("CARGO"))
+    // From the running test's environment, not the build's: CI reuses one target dir across clones, and a
+    // binary built in another checkout must not look there.
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["tree", "-p", "lanes-hook", "-e", "normal", "--prefix", "none", "--offline"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .output()
         .expect("run cargo tree");
     assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -30,7 +30,9 @@ def main():
 
         def start():
             began = time.perf_counter()
-            out = subprocess.run([lanes, "--json", "sidecar", "start"], cwd=repo, env=env, capture_output=True, check=True)
+            out = subprocess.run([lanes, "--json", "sidecar", "start"], cwd=repo, env=env, capture_output=True)
+            if out.returncode != 0:
+                sys.exit(f"lanes sidecar start failed: {out.stderr.decode().strip()} {out.stdout.decode().strip()} " + open(os.path.join(repo, ".git/lanes/sidecar.log")).read()[-2000:])
             return json.loads(out.stdout), (time.perf_counter() - began) * 1000
 
         status, _ = start()

@@ -34,7 +34,7 @@ fn main() {
         println!("durability = \"{durability}\"");
         let socket = world.start();
         single_client(&socket, &world.repo);
-        concurrent_clients(&socket, &world.repo, 32, 500);
+        concurrent_clients(&socket, &world.repo, 32, 2000);
         world.stop();
     }
     let world = World::new("full");

@@ -37,6 +37,14 @@ pub struct RunOptions {
 /// Runs the sidecar for the repository containing `dir` until it is told to stop.
 pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
     let location = RepoLocation::discover(dir)?;
+    let state_dir = location.common_dir.join("lanes");
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("failed to create {}", state_dir.display()))?;
+    init_logging(&state_dir, options.foreground);
+    // A sidecar started by a client has no terminal: its reason for stopping must be in the log.
+    serve_repository(&location, options).inspect_err(|e| tracing::error!("sidecar stopped: {e:#}"))
+}
+
+fn serve_repository(location: &RepoLocation, options: RunOptions) -> Result<()> {
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
     ensure_private_dir(&paths.dir).with_context(|| format!("failed to create {}", paths.dir.display()))?;
     let mut pidfile = OpenOptions::new()
@@ -51,9 +59,6 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
     pidfile.set_len(0)?;
     writeln!(pidfile, "{}\n{}", std::process::id(), env!("CARGO_PKG_VERSION"))?;
 
-    let state_dir = location.common_dir.join("lanes");
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("failed to create {}", state_dir.display()))?;
-    init_logging(&state_dir, options.foreground);
     let config = Config::load(&location.common_dir)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -92,8 +97,9 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
         serve(&paths.socket, context, config.idle_timeout).await
     });
     let _ = std::fs::remove_file(&paths.socket);
-    // Dropping the runtime cancels the state owner between batches: a batch is committed and answered
-    // without an await in between, so no half-done batch can be left.
+    // Dropping the runtime cancels the state owner between batches, never inside a commit; a batch committed
+    // and not yet answered (its sync under way) is then like one cut short by a kill: on disk, and its
+    // clients see the connection close.
     drop(runtime);
     tracing::info!("sidecar stopped");
     drop(pidfile);

@@ -6,17 +6,23 @@
 //!
 //! It runs on the sidecar's single async thread, beside the connections. A cross-thread wake-up costs tens
 //! of microseconds on a virtual machine, more than deciding a claim does; on one thread a request needs
-//! none. The commit blocks that thread for its fsync, which is what a batch waits for anyway, and requests
-//! that arrive meanwhile are decided together in the next batch.
+//! none.
+//!
+//! A batch that grants is answered only once a sync of the write-ahead log has finished after its commit
+//! (DESIGN.md §3). When nothing else is waiting, the owner syncs in place: one client pays no thread hand-over.
+//! Under load it hands the sync to the log syncer thread and decides the next batch while the disk works;
+//! syncs asked while one runs are merged into one, and grants are still answered in commit order.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lanes_core::{
     AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message,
     Policy, Principal, Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
 };
-use lanes_store::{LoggedEvent, Store, StoreError};
+use lanes_store::{Commit, LoggedEvent, Store, StoreError, WalSync};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
@@ -242,7 +248,10 @@ pub enum Failure {
     Unavailable(String),
 }
 
-pub type Job = (Command, oneshot::Sender<Result<Answer, Failure>>);
+type Reply = oneshot::Sender<Result<Answer, Failure>>;
+pub type Job = (Command, Reply);
+/// A decided batch: each reply with what it will say.
+type Answers = Vec<(Reply, Result<Answer, Failure>)>;
 
 /// The current instant.
 pub fn now() -> Timestamp {
@@ -259,6 +268,15 @@ pub struct StateOwner {
     keep_ended: Duration,
     common_dir: PathBuf,
     stall: (Duration, Duration),
+    /// Committed batches that wait for a log sync, oldest first, each with the number of its sync.
+    unanswered: VecDeque<(u64, Answers)>,
+    /// Log syncs asked for so far, and the newest one finished.
+    syncs_asked: u64,
+    syncs_done: u64,
+    /// Opened at the first sync.
+    wal: Option<Arc<WalSync>>,
+    /// Started at the first sync handed over.
+    syncer: Option<Syncer>,
 }
 
 impl StateOwner {
@@ -273,7 +291,9 @@ impl StateOwner {
         let mut store = Store::open(&db_path, config.durability)?;
         let mut book = ClaimBook::restore(policy.clone(), store.load()?);
         book.expire_due(now());
-        store.commit(&book.take_events(), book.epoch(), book.next_id())?;
+        if store.commit(&book.take_events(), book.epoch(), book.next_id())? == Commit::NeedsSync {
+            store.wal_sync()?.sync()?;
+        }
         Ok(StateOwner {
             inbox,
             book,
@@ -282,6 +302,11 @@ impl StateOwner {
             keep_ended: config.keep_ended_sessions,
             common_dir,
             stall: (config.stall_flag_after, config.stall_offer_after),
+            unanswered: VecDeque::new(),
+            syncs_asked: 0,
+            syncs_done: 0,
+            wal: None,
+            syncer: None,
         })
     }
 
@@ -305,6 +330,10 @@ impl StateOwner {
                     Some(job) => Some(job),
                     None => return,
                 },
+                synced = next_sync(&mut self.syncer) => {
+                    self.synced(synced);
+                    continue;
+                }
                 () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => None,
             };
             if first.is_some() {
@@ -345,11 +374,7 @@ impl StateOwner {
             let answers: Vec<_> = replies.into_iter().zip(decisions).collect();
             let events = self.book.take_events();
             match self.store.commit(&events, self.book.epoch(), self.book.next_id()) {
-                Ok(()) => {
-                    for (reply, answer) in answers {
-                        let _ = reply.send(answer);
-                    }
-                }
+                Ok(commit) => self.answer_when_durable(commit, answers).await,
                 Err(e) => {
                     tracing::error!("failed to commit {} events: {e}", events.len());
                     for (reply, _) in answers {
@@ -578,6 +603,65 @@ impl StateOwner {
         }
     }
 
+    /// Answers a committed batch once the disk holds what it needs: at once if nothing needs a sync, else after
+    /// a sync of the log that starts after the commit. Batches that grant are answered in commit order; the
+    /// others need not wait for them, since the grants they might see were never answered.
+    async fn answer_when_durable(&mut self, commit: Commit, answers: Answers) {
+        if commit == Commit::Done {
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
+            }
+            return;
+        }
+        self.syncs_asked += 1;
+        let alone = answers.len() == 1 && self.unanswered.is_empty();
+        self.unanswered.push_back((self.syncs_asked, answers));
+        let wal = match &self.wal {
+            Some(wal) => Arc::clone(wal),
+            None => match self.store.wal_sync() {
+                Ok(wal) => Arc::clone(self.wal.insert(Arc::new(wal))),
+                Err(e) => return self.synced(Err(std::io::Error::other(e))),
+            },
+        };
+        if alone {
+            // Let ready connections submit first: whether anyone else is waiting decides where to sync.
+            tokio::task::yield_now().await;
+        }
+        if alone && self.inbox.is_empty() {
+            // One client: sync in place rather than pay two thread hand-overs.
+            let result = wal.sync().map(|()| self.syncs_asked);
+            self.synced(result);
+        } else if let Err(e) = self.syncer.get_or_insert_with(|| Syncer::spawn(wal)).ask(self.syncs_asked) {
+            // Many clients: the disk works while the next batch is decided.
+            self.synced(Err(e));
+        }
+    }
+
+    /// Answers every batch the finished syncs made durable. A failed sync ends the sidecar: the kernel may have
+    /// dropped the pages it could not write, so what the disk holds is unknown, and only a restart that reads
+    /// the disk again is safe (PostgreSQL learned this as "fsyncgate").
+    fn synced(&mut self, result: std::io::Result<u64>) {
+        match result {
+            Ok(done) => {
+                self.syncs_done = self.syncs_done.max(done);
+                while self.unanswered.front().is_some_and(|(needs, _)| *needs <= self.syncs_done) {
+                    for (reply, answer) in self.unanswered.pop_front().into_iter().flat_map(|(_, answers)| answers) {
+                        let _ = reply.send(answer);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("failed to sync the state database to disk: {e}; exiting so a restart reads it again");
+                for (reply, _) in self.unanswered.drain(..).flat_map(|(_, answers)| answers) {
+                    let _ = reply.send(Err(Failure::Unavailable(format!(
+                        "the sidecar could not write its state to disk ({e}) and exits; the next command restarts it"
+                    ))));
+                }
+                std::process::exit(1);
+            }
+        }
+    }
+
     /// After a failed commit (rolled back): the book again as the store has it, through the same connection
     /// (it holds the database's exclusive lock).
     fn reload(&mut self) {
@@ -585,6 +669,44 @@ impl StateOwner {
             Ok(snapshot) => self.book = ClaimBook::restore(self.policy.clone(), snapshot),
             Err(e) => tracing::error!("failed to reload state after a failed commit: {e}"),
         }
+    }
+}
+
+/// A thread that syncs the write-ahead log while the state owner goes on deciding.
+struct Syncer {
+    ask: std::sync::mpsc::Sender<u64>,
+    done: UnboundedReceiver<std::io::Result<u64>>,
+}
+
+impl Syncer {
+    fn spawn(wal: Arc<WalSync>) -> Syncer {
+        let (ask, asked) = std::sync::mpsc::channel::<u64>();
+        let (finished, done) = tokio::sync::mpsc::unbounded_channel();
+        // If the thread cannot start, `ask` fails and the owner treats it as a failed sync.
+        let _ = std::thread::Builder::new().name("lanes-log-sync".into()).spawn(move || {
+            while let Ok(mut upto) = asked.recv() {
+                // One sync covers every commit before it: merge the asks that queued up meanwhile.
+                upto = asked.try_iter().fold(upto, u64::max);
+                if finished.send(wal.sync().map(|()| upto)).is_err() {
+                    return;
+                }
+            }
+        });
+        Syncer { ask, done }
+    }
+
+    fn ask(&self, sync: u64) -> std::io::Result<()> {
+        self.ask.send(sync).map_err(|_| std::io::Error::other("the log syncer thread is gone"))
+    }
+}
+
+/// The next finished sync; never, while no syncer runs.
+async fn next_sync(syncer: &mut Option<Syncer>) -> std::io::Result<u64> {
+    match syncer {
+        Some(syncer) => {
+            syncer.done.recv().await.unwrap_or_else(|| Err(std::io::Error::other("the log syncer thread is gone")))
+        }
+        None => std::future::pending().await,
     }
 }
 

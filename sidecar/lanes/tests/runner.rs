@@ -32,7 +32,8 @@ mod test_worktrees;
 
 #[test]
 fn no_forgotten_test_files() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    // The running test's directory, not the one it was compiled in: CI reuses one target dir across clones.
+    let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("tests");
     let listed = include_str!("runner.rs");
     for entry in std::fs::read_dir(dir).expect("tests dir") {
         let name = entry.expect("entry").file_name().to_string_lossy().into_owned();

@@ -76,6 +76,26 @@ fn stale_socket_is_replaced_and_stop_waits_until_gone() {
 }
 
 #[test]
+fn a_killed_sidecar_still_holding_its_lock_is_waited_for() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, pid) = env.start_sidecar(&repo);
+    crate::common::kill9(pid);
+    assert!(eventually(Duration::from_secs(5), || process_gone(pid)));
+    // A process whose last thread is still exiting (in an fsync, say) holds the pidfile lock for a moment after
+    // it stops answering; stand in for it, and let go while the next command waits.
+    let pidfile = std::fs::OpenOptions::new().write(true).open(socket.with_extension("pid")).expect("pidfile");
+    pidfile.lock().expect("lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        drop(pidfile);
+    });
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    release.join().expect("release");
+    assert_ne!(status["sidecar"]["pid"].as_u64().expect("pid") as u32, pid);
+}
+
+#[test]
 fn version_mismatch_restarts_the_sidecar() {
     let env = TestEnv::new();
     let repo = env.repo("r");

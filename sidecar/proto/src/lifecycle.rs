@@ -105,18 +105,22 @@ impl Launcher<'_> {
         if let Probe::Ready(client, _) = self.probe(remaining) {
             return Ok(client);
         }
-        if !sidecar_alive(self.paths)? {
-            remove_stale_socket(&self.paths.socket)?;
-            Command::new(self.program)
-                .args(["sidecar", "run"])
-                .current_dir(self.repo_dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()?;
-        }
+        let mut spawned = false;
         loop {
+            // A killed sidecar holds its pidfile lock until its last thread is gone, which can be a moment
+            // after it stops answering: look again on every round instead of waiting for a socket nobody binds.
+            if !spawned && !sidecar_alive(self.paths)? {
+                remove_stale_socket(&self.paths.socket)?;
+                Command::new(self.program)
+                    .args(["sidecar", "run"])
+                    .current_dir(self.repo_dir)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()?;
+                spawned = true;
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self.probe(remaining.max(POLL)) {
                 Probe::Ready(client, _) => return Ok(client),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lanes_core::{AcquireRequest, ClaimBook, Mode, Policy, Principal, Scope, Timestamp, Worktree};
-use lanes_store::{Durability, Store};
+use lanes_store::{Commit, Durability, Store};
 
 fn request(session: &str, scope: &str, note: Option<&str>) -> AcquireRequest {
     AcquireRequest {
@@ -27,10 +27,14 @@ fn committed_state_survives_reopen() {
     let a = book.acquire(request("alice", "src/a.rs", None), now).expect("grant").claim;
     let b = book.acquire(request("bob", "docs", Some("half done")), now).expect("grant").claim;
     book.renew(&a.holder, a.id, None, None, now.after(Duration::from_secs(10))).expect("renew");
-    store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    // Grants must reach the disk before they are answered; a lapse need not.
+    let commit = store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    assert_eq!(commit, Commit::NeedsSync);
+    store.wal_sync().expect("wal").sync().expect("sync");
     // Bob's claim lapses; its note waits for the next claimant.
     book.expire_due(now.after(Duration::from_secs(61)));
-    store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    let commit = store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    assert_eq!(commit, Commit::Done);
     drop(store);
 
     let store = Store::open(&path, Durability::Full).expect("reopen");
@@ -53,4 +57,14 @@ fn committed_state_survives_reopen() {
     assert_eq!(told.len(), 1);
     assert!(told[0].text.contains("expired"), "{}", told[0].text);
     assert_eq!(store.schema_version().expect("version"), 7);
+}
+
+#[test]
+fn process_durability_never_asks_for_a_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(&dir.path().join("state.db"), Durability::Process).expect("open");
+    let mut book = ClaimBook::restore(Policy::default(), store.load().expect("load"));
+    book.acquire(request("alice", "src", None), Timestamp(1_000)).expect("grant");
+    let commit = store.commit(&book.take_events(), book.epoch(), book.next_id()).expect("commit");
+    assert_eq!(commit, Commit::Done);
 }

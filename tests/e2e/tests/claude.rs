@@ -14,7 +14,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 #[test]
 fn plugin_validates_for_the_directory_and_lists_every_hook_and_skill() {
     let Some(claude) = common::claude_or_skip() else { return };
-    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let checkout = common::manifest_dir().join("../..");
     let home = tempfile::tempdir().expect("home");
     let output = std::process::Command::new(claude)
         .args(["plugin", "validate", "--strict", "--profile", "directory"])

@@ -26,6 +26,12 @@ pub struct World {
     running: Vec<Child>,
 }
 
+/// This crate's directory, from the running test's environment rather than the build's: CI reuses one target
+/// dir across clones, and a binary built in another checkout must not look there.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+}
+
 /// The real client, or `None` when this machine lacks it and the suite does not require it.
 pub fn claude_or_skip() -> Option<PathBuf> {
     match find_claude() {
@@ -168,7 +174,7 @@ impl World {
 
     /// Installs the plugin from this checkout the way a user would: add it as a local marketplace, install.
     fn install_plugin(&self) {
-        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("checkout");
+        let checkout = manifest_dir().join("../..").canonicalize().expect("checkout");
         for args in [
             vec!["plugin", "marketplace", "add", checkout.to_str().expect("utf-8 path")],
             vec!["plugin", "install", "lanes@lanes"],
@@ -189,7 +195,7 @@ impl World {
         std::fs::write(&script_path, script.to_string()).expect("write script");
         let port_file = self.root.join("port");
         let server = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fake/fake_anthropic.py"))
+            .arg(manifest_dir().join("../fake/fake_anthropic.py"))
             .args([&script_path, &self.log, &port_file])
             .stdin(Stdio::null())
             .spawn()
