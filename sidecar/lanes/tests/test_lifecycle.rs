@@ -53,13 +53,19 @@ fn socket_and_directory_are_private() {
     assert!(socket.as_os_str().len() < 100, "socket path too long: {}", socket.display());
 }
 
-#[test]
-fn stale_socket_is_replaced_and_stop_waits_until_gone() {
+/// A repository whose sidecar was just killed with SIGKILL: the env, the repo, its socket and the dead pid.
+fn killed_sidecar() -> (TestEnv, std::path::PathBuf, std::path::PathBuf, u32) {
     let env = TestEnv::new();
     let repo = env.repo("r");
     let (socket, pid) = env.start_sidecar(&repo);
     crate::common::kill9(pid);
     assert!(eventually(Duration::from_secs(5), || process_gone(pid)));
+    (env, repo, socket, pid)
+}
+
+#[test]
+fn stale_socket_is_replaced_and_stop_waits_until_gone() {
+    let (env, repo, socket, pid) = killed_sidecar();
     assert!(socket.exists(), "kill -9 leaves the socket file behind");
     // The next command finds a refused socket, replaces it, and gets a new sidecar.
     let status = env.lanes(&repo, &["--json", "status"]).success().json();
@@ -77,11 +83,7 @@ fn stale_socket_is_replaced_and_stop_waits_until_gone() {
 
 #[test]
 fn a_killed_sidecar_still_holding_its_lock_is_waited_for() {
-    let env = TestEnv::new();
-    let repo = env.repo("r");
-    let (socket, pid) = env.start_sidecar(&repo);
-    crate::common::kill9(pid);
-    assert!(eventually(Duration::from_secs(5), || process_gone(pid)));
+    let (env, repo, socket, pid) = killed_sidecar();
     // A process whose last thread is still exiting (in an fsync, say) holds the pidfile lock for a moment after
     // it stops answering; stand in for it, and let go while the next command waits.
     let pidfile = std::fs::OpenOptions::new().write(true).open(socket.with_extension("pid")).expect("pidfile");
