@@ -9,13 +9,14 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from claim_load import claim_until
 
 
 def main():
@@ -32,7 +33,9 @@ def main():
             began = time.perf_counter()
             out = subprocess.run([lanes, "--json", "sidecar", "start"], cwd=repo, env=env, capture_output=True)
             if out.returncode != 0:
-                sys.exit(f"lanes sidecar start failed: {out.stderr.decode().strip()} {out.stdout.decode().strip()} " + open(os.path.join(repo, ".git/lanes/sidecar.log")).read()[-2000:])
+                log = os.path.join(repo, ".git", "lanes", "sidecar.log")
+                tail = open(log).read()[-2000:] if os.path.exists(log) else "(no sidecar log)"
+                sys.exit(f"lanes sidecar start failed: {(out.stdout + out.stderr).decode().strip()}\n{tail}")
             return json.loads(out.stdout), (time.perf_counter() - began) * 1000
 
         status, _ = start()
@@ -40,33 +43,14 @@ def main():
         granted, lock, stop = {}, threading.Lock(), threading.Event()
 
         def client(agent):
-            conn, stream, n = None, None, 0
-            while not stop.is_set():
-                if stream is None:
-                    try:
-                        conn = socket.socket(socket.AF_UNIX)
-                        conn.connect(sock_path)
-                        stream = conn.makefile("rwb")
-                    except OSError:
-                        stream = None
-                        time.sleep(0.005)
-                        continue
-                n += 1
-                scope = f"pool/{n % 11}" if n % 3 == 0 else f"agent{agent}/f{n}"
-                request = {"jsonrpc": "2.0", "id": n, "method": "claim.acquire",
-                           "params": {"session": f"agent{agent}", "worktree": repo, "scopes": [scope], "ttl_secs": 86400}}
-                try:
-                    stream.write((json.dumps(request) + "\n").encode())
-                    stream.flush()
-                    line = stream.readline()
-                    if not line:
-                        raise OSError("closed")
-                    reply = json.loads(line)
-                    if "result" in reply:
-                        with lock:
-                            granted[reply["result"]["claim"]["id"]] = (f"agent{agent}", scope)
-                except (OSError, ValueError):
-                    stream = None
+            session = f"agent{agent}"
+
+            def record(scope, reply):
+                if "result" in reply:
+                    with lock:
+                        granted[reply["result"]["claim"]["id"]] = (session, scope)
+
+            claim_until(stop, sock_path, session, repo, record)
 
         threads = [threading.Thread(target=client, args=(a,), daemon=True) for a in range(32)]
         for t in threads:

@@ -22,6 +22,8 @@ import threading
 import time
 import urllib.request
 
+from claim_load import claim_until
+
 MACHINES = 4
 CLIENTS_PER_MACHINE = 8
 
@@ -140,37 +142,20 @@ def main():
         def client(machine, agent):
             repo, sock_path = machines[machine]
             session = f"m{machine}-agent{agent}"
-            stream, n = None, 0
-            while not stop.is_set():
-                if stream is None:
-                    try:
-                        conn = socket.socket(socket.AF_UNIX)
-                        conn.connect(sock_path)
-                        stream = conn.makefile("rwb")
-                    except OSError:
-                        time.sleep(0.01)
-                        continue
-                n += 1
-                scope = f"pool/{n % 11}" if n % 3 == 0 else f"{session}/f{n}"
-                request = {"jsonrpc": "2.0", "id": n, "method": "claim.acquire",
-                           "params": {"session": session, "worktree": repo, "scopes": [scope], "ttl_secs": 86400}}
-                try:
-                    stream.write((json.dumps(request) + "\n").encode())
-                    stream.flush()
-                    reply = json.loads(stream.readline() or "null")
-                except (OSError, ValueError):
-                    stream = None
-                    continue
-                if reply and "result" in reply:
+
+            def record(scope, reply):
+                if "result" in reply:
                     with lock:
                         granted[(machine, reply["result"]["claim"]["id"])] = (session, scope)
                         outcomes["granted"] += 1
-                elif reply:
-                    code = reply["error"]["data"]["code"]
-                    with lock:
-                        outcomes["refused" if code == "conflict" else "unavailable"] += 1
-                    if code != "conflict":
-                        time.sleep(0.05)
+                    return
+                code = reply["error"]["data"]["code"]
+                with lock:
+                    outcomes["refused" if code == "conflict" else "unavailable"] += 1
+                if code != "conflict":
+                    time.sleep(0.05)
+
+            claim_until(stop, sock_path, session, repo, record)
 
         threads = [threading.Thread(target=client, args=(m, a), daemon=True)
                    for m in range(MACHINES) for a in range(CLIENTS_PER_MACHINE)]
