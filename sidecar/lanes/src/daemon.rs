@@ -37,14 +37,6 @@ pub struct RunOptions {
 /// Runs the sidecar for the repository containing `dir` until it is told to stop.
 pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
     let location = RepoLocation::discover(dir)?;
-    let state_dir = location.common_dir.join("lanes");
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("failed to create {}", state_dir.display()))?;
-    init_logging(&state_dir, options.foreground);
-    // A sidecar started by a client has no terminal: its reason for stopping must be in the log.
-    serve_repository(&location, options).inspect_err(|e| tracing::error!("sidecar stopped: {e:#}"))
-}
-
-fn serve_repository(location: &RepoLocation, options: RunOptions) -> Result<()> {
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
     ensure_private_dir(&paths.dir).with_context(|| format!("failed to create {}", paths.dir.display()))?;
     let mut pidfile = OpenOptions::new()
@@ -53,12 +45,26 @@ fn serve_repository(location: &RepoLocation, options: RunOptions) -> Result<()> 
         .write(true)
         .open(&paths.pidfile)
         .with_context(|| format!("failed to open {}", paths.pidfile.display()))?;
+    // Losing this race is normal (clients start sidecars at once); the loser leaves the winner's log alone.
     if pidfile.try_lock().is_err() {
         bail!("a sidecar is already running for {}; `lanes sidecar stop` stops it", location.common_dir.display());
     }
     pidfile.set_len(0)?;
     writeln!(pidfile, "{}\n{}", std::process::id(), env!("CARGO_PKG_VERSION"))?;
 
+    let state_dir = location.common_dir.join("lanes");
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("failed to create {}", state_dir.display()))?;
+    init_logging(&state_dir, options.foreground);
+    // A sidecar started by a client has no terminal: its reason for stopping must be in the log.
+    let served =
+        serve_repository(&location, &paths, options).inspect_err(|e| tracing::error!("sidecar stopped: {e:#}"));
+    // The lock is held until the very end, after the socket is gone.
+    drop(pidfile);
+    served
+}
+
+/// Serves the repository's socket while this process holds the pidfile lock.
+fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunOptions) -> Result<()> {
     let config = Config::load(&location.common_dir)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -102,7 +108,6 @@ fn serve_repository(location: &RepoLocation, options: RunOptions) -> Result<()> 
     // clients see the connection close.
     drop(runtime);
     tracing::info!("sidecar stopped");
-    drop(pidfile);
     served
 }
 

@@ -98,6 +98,21 @@ fn a_killed_sidecar_still_holding_its_lock_is_waited_for() {
 }
 
 #[test]
+fn a_sidecar_that_cannot_start_says_why_in_its_log() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    // A directory where the state database should be: SQLite cannot open it.
+    std::fs::create_dir_all(repo.join(".git/lanes/state.db")).expect("mkdir");
+    let started = env.lanes(&repo, &["--json", "sidecar", "start"]);
+    assert_ne!(started.code, 0);
+    // At once, pointing at the log, rather than after the start budget with "did not come up in time".
+    let said = format!("{}{}", started.stdout, started.stderr);
+    assert!(said.contains("exited as it started") && said.contains("sidecar.log"), "{said}");
+    let log = std::fs::read_to_string(repo.join(".git/lanes/sidecar.log")).expect("log");
+    assert!(log.contains("sidecar stopped: failed to open the state database"), "{log}");
+}
+
+#[test]
 fn version_mismatch_restarts_the_sidecar() {
     let env = TestEnv::new();
     let repo = env.repo("r");

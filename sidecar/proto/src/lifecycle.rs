@@ -9,7 +9,7 @@ use std::io::{self, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -105,13 +105,13 @@ impl Launcher<'_> {
         if let Probe::Ready(client, _) = self.probe(remaining) {
             return Ok(client);
         }
-        let mut spawned = false;
+        let mut spawned: Option<Child> = None;
         loop {
             // A killed sidecar holds its pidfile lock until its last thread is gone, which can be a moment
             // after it stops answering: look again on every round instead of waiting for a socket nobody binds.
-            if !spawned && !sidecar_alive(self.paths)? {
+            if spawned.is_none() && !sidecar_alive(self.paths)? {
                 remove_stale_socket(&self.paths.socket)?;
-                Command::new(self.program)
+                let child = Command::new(self.program)
                     .args(["sidecar", "run"])
                     .current_dir(self.repo_dir)
                     .stdin(Stdio::null())
@@ -119,7 +119,15 @@ impl Launcher<'_> {
                     .stderr(Stdio::null())
                     .process_group(0)
                     .spawn()?;
-                spawned = true;
+                spawned = Some(child);
+            }
+            // The one we started gave up, and no other took its place: say so now rather than at the deadline.
+            if let Some(status) = spawned.as_mut().and_then(|child| child.try_wait().ok().flatten())
+                && !sidecar_alive(self.paths)?
+            {
+                return Err(io::Error::other(format!(
+                    "the sidecar exited as it started ({status}); its log, <git common dir>/lanes/sidecar.log, says why"
+                )));
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self.probe(remaining.max(POLL)) {
