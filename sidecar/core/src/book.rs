@@ -593,11 +593,6 @@ impl ClaimBook {
     }
 
     /// The id the next claim will get: every claim made so far has a lower one.
-    pub fn next_claim_id(&self) -> u64 {
-        self.next_id
-    }
-
-    /// The id the next claim will get.
     pub fn next_id(&self) -> u64 {
         self.next_id
     }

@@ -301,11 +301,7 @@ async fn events(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResu
 
 /// Serializes a reply object and adds `protocol`, which every reply carries.
 fn reply<T: Serialize>(body: &T) -> RpcResult {
-    let mut value = serde_json::to_value(body).map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
-    if let Value::Object(map) = &mut value {
-        map.insert("protocol".into(), PROTOCOL_VERSION.into());
-    }
-    Ok(value)
+    lanes_proto::with_protocol(body).map_err(|e| error(ErrorCode::Internal, e.to_string()))
 }
 
 fn error(code: ErrorCode, message: String) -> ErrorObjectOwned {
@@ -313,8 +309,7 @@ fn error(code: ErrorCode, message: String) -> ErrorObjectOwned {
 }
 
 fn with_conflicts(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> ErrorObjectOwned {
-    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION, bound_worktree: None, offline: None };
-    ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
+    ErrorObjectOwned::owned(code.rpc_code(), message, Some(ErrorData::new(code, conflicts)))
 }
 
 fn to_rpc(e: HubError) -> ErrorObjectOwned {

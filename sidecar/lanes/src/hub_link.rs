@@ -213,13 +213,8 @@ impl HubLink {
 
     /// `unavailable`, with what `[hub] offline` tells the edit hook to do.
     fn unavailable(&self, message: &str) -> ErrorObjectOwned {
-        let data = ErrorData {
-            code: ErrorCode::Unavailable,
-            conflicts: Vec::new(),
-            protocol: PROTOCOL_VERSION,
-            bound_worktree: None,
-            offline: Some(if self.offline_deny { "deny" } else { "allow" }.to_owned()),
-        };
+        let offline = Some(if self.offline_deny { "deny" } else { "allow" }.to_owned());
+        let data = ErrorData { offline, ..ErrorData::new(ErrorCode::Unavailable, Vec::new()) };
         ErrorObjectOwned::owned(
             ErrorCode::Unavailable.rpc_code(),
             format!("the hub decides claims and {message}: nothing was claimed"),

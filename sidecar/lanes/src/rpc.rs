@@ -348,13 +348,7 @@ async fn check_binding(
         Binding::Off => Ok(None),
         Binding::Warn => Ok(Some(format!("lanes: {message} (allowed: binding = \"warn\")"))),
         Binding::Strict => {
-            let data = ErrorData {
-                code: ErrorCode::InvalidScope,
-                conflicts: Vec::new(),
-                protocol: PROTOCOL_VERSION,
-                bound_worktree: Some(bound),
-                offline: None,
-            };
+            let data = ErrorData { bound_worktree: Some(bound), ..ErrorData::new(ErrorCode::InvalidScope, Vec::new()) };
             Err(ErrorObjectOwned::owned(ErrorCode::InvalidScope.rpc_code(), message, Some(data)))
         }
     }
@@ -623,17 +617,12 @@ pub(crate) fn resolve_all(inputs: &[String], root: &Path) -> Result<Vec<Scope>, 
 
 /// Serializes a reply object and adds `protocol`, which every reply carries.
 pub(crate) fn reply<T: Serialize>(body: &T) -> RpcResult {
-    let mut value = serde_json::to_value(body).map_err(|e| error(ErrorCode::Internal, e.to_string(), Vec::new()))?;
-    if let Value::Object(map) = &mut value {
-        map.insert("protocol".into(), PROTOCOL_VERSION.into());
-    }
-    Ok(value)
+    lanes_proto::with_protocol(body).map_err(|e| error(ErrorCode::Internal, e.to_string(), Vec::new()))
 }
 
 /// A JSON-RPC error whose `data` carries the string code, the conflicts and the protocol version.
 pub fn error(code: ErrorCode, message: String, conflicts: Vec<ConflictView>) -> ErrorObjectOwned {
-    let data = ErrorData { code, conflicts, protocol: PROTOCOL_VERSION, bound_worktree: None, offline: None };
-    ErrorObjectOwned::owned(code.rpc_code(), message, Some(data))
+    ErrorObjectOwned::owned(code.rpc_code(), message, Some(ErrorData::new(code, conflicts)))
 }
 
 pub(crate) fn failure_to_rpc(failure: Failure) -> ErrorObjectOwned {

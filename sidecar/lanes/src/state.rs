@@ -557,7 +557,7 @@ impl StateOwner {
                     sessions,
                     tasks,
                     epoch: book.epoch(),
-                    next_claim_id: book.next_claim_id(),
+                    next_claim_id: book.next_id(),
                     now,
                 })
             }

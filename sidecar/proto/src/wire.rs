@@ -535,6 +535,22 @@ pub struct ErrorData {
     pub offline: Option<String>,
 }
 
+impl ErrorData {
+    /// The data of a refusal with `code` (and, for `conflict`, the claims in the way), at this protocol.
+    pub fn new(code: ErrorCode, conflicts: Vec<ConflictView>) -> ErrorData {
+        ErrorData { code, conflicts, protocol: crate::PROTOCOL_VERSION, bound_worktree: None, offline: None }
+    }
+}
+
+/// A reply body as JSON with `protocol` added, which every reply of the sidecar and of the hub carries.
+pub fn with_protocol<T: Serialize>(body: &T) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(body)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("protocol".into(), crate::PROTOCOL_VERSION.into());
+    }
+    Ok(value)
+}
+
 /// A checkpoint as the wire shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointView {
