@@ -19,10 +19,10 @@ use jsonrpsee::Extensions;
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use lanes_proto::hub::{
-    HubAcquireParams, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHello, HubHelloReply,
+    HubAcquireParams, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHelloReply,
     HubProjectParams, HubPushParams, HubSyncParams, HubSyncReply, method,
 };
-use lanes_proto::{ConflictView, ErrorCode, ErrorData, PROTOCOL_VERSION};
+use lanes_proto::{ConflictView, ErrorCode, ErrorData, HelloParams, PROTOCOL_VERSION};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -211,7 +211,7 @@ fn names(project: &str, origin: Option<&str>) -> Result<(), ErrorObjectOwned> {
 }
 
 fn hello(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
-    let hello: HubHello = admit(&params, ext)?;
+    let hello: HelloParams = admit(&params, ext)?;
     if hello.protocol != PROTOCOL_VERSION {
         return Err(error(
             ErrorCode::InvalidArgument,

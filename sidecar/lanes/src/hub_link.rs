@@ -14,10 +14,9 @@ use jsonrpsee::core::client::{ClientT, Error as ClientError};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
 use lanes_proto::hub::{
-    HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHello, HubHelloReply, HubPushParams, HubSyncParams,
-    HubSyncReply, method,
+    HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubPushParams, HubSyncParams, HubSyncReply, method,
 };
-use lanes_proto::{ErrorCode, ErrorData, EventView, PROTOCOL_VERSION};
+use lanes_proto::{ErrorCode, ErrorData, EventView, HelloParams, PROTOCOL_VERSION};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -160,7 +159,7 @@ impl HubLink {
             .build(url)
             .await
             .map_err(|e| e.to_string())?;
-        let hello = HubHello {
+        let hello = HelloParams {
             client: "lanes-sidecar".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: PROTOCOL_VERSION,

@@ -10,7 +10,8 @@ use crate::{EventView, Mode};
 
 /// Hub method names.
 pub mod method {
-    /// Handshake: [`super::HubHello`] → [`super::HubHelloReply`]; refuses another protocol.
+    /// Handshake: [`crate::HelloParams`] (as the sidecar's `hello`) → [`super::HubHelloReply`]; refuses another
+    /// protocol.
     pub const HELLO: &str = "hub.hello";
     /// Grant one claim, or refuse it naming the claims in the way: [`super::HubAcquireParams`].
     pub const ACQUIRE: &str = "hub.acquire";
@@ -22,17 +23,6 @@ pub mod method {
     pub const PUSH: &str = "hub.push";
     /// The events the hub holds from one sidecar, after a cursor.
     pub const EVENTS: &str = "hub.events";
-}
-
-/// `hub.hello` params.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HubHello {
-    /// Who is calling, e.g. `lanes-sidecar`.
-    pub client: String,
-    /// The caller's lanes version.
-    pub version: String,
-    /// The caller's protocol version.
-    pub protocol: u32,
 }
 
 /// `hub.hello` reply.
