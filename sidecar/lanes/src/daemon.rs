@@ -18,6 +18,7 @@ use lanes_proto::repo::RepoLocation;
 use lanes_proto::{ErrorCode, MAX_LINE_BYTES, PROTOCOL_VERSION, SidecarView};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::Config;
@@ -205,6 +206,28 @@ async fn serve_connection(
         }
         if too_long {
             return Ok(());
+        }
+        // With no request buffered, wait for the next one awake for a moment before going to sleep.
+        if reader.buffer().is_empty() {
+            linger(reader.get_ref(), LINGER).await;
+        }
+    }
+}
+
+/// How long a connection keeps polling for its client's next request after a reply before it sleeps. A client
+/// in a conversation (claim, then release) sends again within tens of microseconds, less than a sleeping
+/// thread takes to be woken on a virtual machine. The polling yields between tries, so other connections and
+/// the state owner run meanwhile.
+const LINGER: Duration = Duration::from_micros(60);
+
+/// Returns when `read` is readable (a request, or the client hung up), or after `window` either way.
+async fn linger(read: &OwnedReadHalf, window: Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < window {
+        tokio::select! {
+            biased;
+            _ = read.readable() => return,
+            () = tokio::task::yield_now() => {}
         }
     }
 }
