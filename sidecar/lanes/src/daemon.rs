@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use jsonrpsee::RpcModule;
@@ -222,7 +222,7 @@ const LINGER: Duration = Duration::from_micros(60);
 
 /// Returns when `read` is readable (a request, or the client hung up), or after `window` either way.
 async fn linger(read: &OwnedReadHalf, window: Duration) {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     while started.elapsed() < window {
         tokio::select! {
             biased;

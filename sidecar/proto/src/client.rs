@@ -115,10 +115,11 @@ impl Client {
     }
 }
 
-/// How long a call polls for its reply before it sleeps. A sleeping thread is woken by the kernel; on a virtual
-/// machine that wake-up alone can take 25–50 µs, while the sidecar answers most calls within this window (a
-/// grant's fdatasync is ~0.1 ms). Polling costs at most this much CPU per call, and yields to other threads.
-const REPLY_POLL: Duration = Duration::from_micros(300);
+/// How long a call polls for its reply before it sleeps. A sleeping thread is woken by the kernel, and on a
+/// virtual machine that costs both sides: 25–50 µs before the sleeper runs, and several µs of the sidecar's
+/// own time to wake it. Most replies come well within the window (a grant's fdatasync is ~0.1 ms); under load
+/// the sidecar is spared the wake-ups. Polling yields the CPU between tries, and costs at most this per call.
+const REPLY_POLL: Duration = Duration::from_millis(1);
 
 /// Polls the socket for the first bytes of the reply for up to `window`, leaving them in the buffer; a reply
 /// still on its way after that is waited for by the blocking read that follows.
