@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{ErrorCode, ErrorData, PROTOCOL_VERSION};
 
@@ -94,8 +94,8 @@ impl Client {
     pub fn call_value<P: Serialize>(&mut self, method: &str, params: &P) -> Result<Value, CallError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .map_err(|e| CallError::BadReply(e.to_string()))?;
+        let request = Request { jsonrpc: "2.0", id, method, params };
+        let mut line = serde_json::to_vec(&request).map_err(|e| CallError::BadReply(e.to_string()))?;
         line.push(b'\n');
         self.reader.get_mut().write_all(&line)?;
         if self.reader.buffer().is_empty() {
@@ -140,6 +140,15 @@ fn poll_for_reply(reader: &mut BufReader<UnixStream>, window: Duration) -> io::R
     polled
 }
 
+/// A request line, serialized straight from the caller's params (no intermediate `Value`).
+#[derive(Serialize)]
+struct Request<'a, P> {
+    jsonrpc: &'static str,
+    id: u64,
+    method: &'a str,
+    params: &'a P,
+}
+
 /// Splits a JSON-RPC reply into its result or a [`CallError`], checking the protocol version it carries.
 pub fn decode_reply(mut reply: Value) -> Result<Value, CallError> {
     if let Some(error) = reply.get_mut("error").map(Value::take) {
@@ -169,6 +178,8 @@ pub fn decode_reply(mut reply: Value) -> Result<Value, CallError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// A peer that reads one request line, waits `delay`, then answers it (or hangs up when `reply` is false).
