@@ -5,7 +5,7 @@
 //! (sessions, claims, checkpoints, messages) after the hub's cursor. The event log is the durable outbox:
 //! it is in the store before anything is answered, and the hub's cursor makes delivery exactly once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -246,9 +246,11 @@ fn object<P: Serialize>(params: &P) -> serde_json::Map<String, Value> {
 
 /// The token `[hub] token_file` names (`~` is the home directory), unless `LANES_HUB_TOKEN` gives one.
 fn token(config: &HubConfig) -> Result<Option<String>> {
-    let path = match config.token_file.as_deref().map(|f| (f, f.strip_prefix("~/"))) {
-        Some((_, Some(rest))) => Some(directories::BaseDirs::new().context("no home directory")?.home_dir().join(rest)),
-        Some((file, None)) => Some(file.into()),
+    let path = match config.token_file.as_deref() {
+        Some(file) => Some(match file.strip_prefix("~/") {
+            Some(rest) => directories::BaseDirs::new().context("no home directory")?.home_dir().join(rest),
+            None => PathBuf::from(file),
+        }),
         None => None,
     };
     read_token(path.as_deref())
