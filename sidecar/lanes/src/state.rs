@@ -614,6 +614,8 @@ impl StateOwner {
             return;
         }
         self.syncs_asked += 1;
+        // Only a lone request waits for its sync awake: under load the owner has batches to decide meanwhile,
+        // and the CPU it would spin on is the clients'.
         let alone = answers.len() == 1 && self.unanswered.is_empty();
         self.unanswered.push_back((self.syncs_asked, answers));
         if self.syncer.is_none() {
