@@ -617,19 +617,21 @@ impl StateOwner {
         // Only a lone request waits for its sync awake: under load the owner has batches to decide meanwhile,
         // and the CPU it would spin on is the clients'.
         let alone = answers.len() == 1 && self.unanswered.is_empty();
-        self.unanswered.push_back((self.syncs_asked, answers));
-        if self.syncer.is_none() {
-            match self.store.wal_sync() {
-                Ok(wal) => self.syncer = Some(Syncer::spawn(wal)),
-                Err(e) => return self.synced(Err(std::io::Error::other(e))),
-            }
-        }
-        let asked = self.syncer.as_ref().map_or_else(|| Err(syncer_gone()), |syncer| syncer.ask(self.syncs_asked));
-        match asked {
+        let sync = self.syncs_asked;
+        self.unanswered.push_back((sync, answers));
+        match self.syncer().and_then(|syncer| syncer.ask(sync)) {
             Ok(()) if alone => self.wait_awake().await,
             Ok(()) => {}
             Err(e) => self.synced(Err(e)),
         }
+    }
+
+    /// The log syncer thread, started at the first sync.
+    fn syncer(&mut self) -> std::io::Result<&Syncer> {
+        if self.syncer.is_none() {
+            self.syncer = Some(Syncer::spawn(self.store.wal_sync().map_err(std::io::Error::other)?));
+        }
+        self.syncer.as_ref().ok_or_else(syncer_gone)
     }
 
     /// Waits for the syncs asked so far without sleeping, while no request comes in, for up to `SYNC_WAIT_AWAKE`.
