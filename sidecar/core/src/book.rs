@@ -696,11 +696,11 @@ impl ClaimBook {
         self.journal.push(Event::AgentWorktreeRemoved { path: path.to_owned(), at: now });
     }
 
-    /// The worktrees lanes made for a session's subagents (or one subagent's).
-    pub fn agent_worktrees(&self, session: &str, agent: Option<&str>) -> Vec<AgentWorktree> {
+    /// The worktrees lanes made for a session's subagents (or one subagent's; every session's for `None`).
+    pub fn agent_worktrees(&self, session: Option<&str>, agent: Option<&str>) -> Vec<AgentWorktree> {
         self.agent_worktrees
             .iter()
-            .filter(|w| w.session == session && agent.is_none_or(|a| w.agent == a))
+            .filter(|w| session.is_none_or(|s| w.session == s) && agent.is_none_or(|a| w.agent == a))
             .cloned()
             .collect()
     }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use jsonrpsee::types::Params;
 use lanes_core::AgentWorktree;
 use lanes_proto::repo::RepoLocation;
-use lanes_proto::{ErrorCode, WorktreeCreateParams, WorktreeCreateReply, WorktreeFinishParams};
+use lanes_proto::{
+    AgentWorktreeView, ErrorCode, WorktreeCreateParams, WorktreeCreateReply, WorktreeFinishParams, WorktreeListReply,
+};
 
 use crate::git;
 use crate::rpc::{Context, RpcResult, error, parse, principal, reply};
@@ -58,11 +60,25 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&WorktreeCreateReply { path, branch })
 }
 
+/// Every worktree lanes made for a subagent and still knows of (what `lanes gc` may remove).
+pub async fn list(cx: &Context) -> RpcResult {
+    let Answer::AgentWorktrees(trees) = cx.ask(Command::AgentWorktrees { session: None, agent: None }).await? else {
+        unreachable!("agent worktrees answers AgentWorktrees")
+    };
+    let worktrees = trees
+        .into_iter()
+        .map(|t| AgentWorktreeView { path: t.path, session: t.session, agent: t.agent, branch: t.branch, base: t.base })
+        .collect();
+    reply(&WorktreeListReply { worktrees })
+}
+
 /// Schedules the clean-up and answers at once: SessionEnd has 1.5 s, and git may take longer.
 pub async fn finish(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
     let p: WorktreeFinishParams = parse(&params)?;
     let session = principal(&p.session)?.session;
-    let Answer::AgentWorktrees(trees) = cx.ask(Command::AgentWorktrees { session, agent: p.agent }).await? else {
+    let Answer::AgentWorktrees(trees) =
+        cx.ask(Command::AgentWorktrees { session: Some(session), agent: p.agent }).await?
+    else {
         unreachable!("agent worktrees answers AgentWorktrees")
     };
     let count = trees.len();

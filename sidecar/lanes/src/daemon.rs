@@ -157,7 +157,23 @@ async fn serve(socket: &Path, context: Arc<Context>, idle_timeout: Duration) -> 
             }
         }
     }
+    drop(listener);
+    drain(&context).await;
     Ok(())
+}
+
+/// How long a stopping sidecar waits for the requests it is deciding to be answered.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Stops deciding and lets every request already being decided reach its client: a client must never be
+/// told the sidecar went away for a claim it was in fact granted. Requests that arrive from now on are
+/// refused as `unavailable` without being decided.
+async fn drain(context: &Context) {
+    context.stopping.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    while context.in_flight.load(Ordering::SeqCst) > 0 && started.elapsed() < DRAIN_LIMIT {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn is_idle(context: &Context, idle_timeout: Duration) -> bool {
@@ -198,12 +214,34 @@ async fn serve_connection(
             ))
         } else {
             context.last_request.store(now().0, Ordering::Relaxed);
+            // Counted before the stop flag is read, so a stopping sidecar either sees this request in flight
+            // and waits for its answer, or this request sees the flag and is not decided (see `drain`).
+            context.in_flight.fetch_add(1, Ordering::SeqCst);
+            if context.stopping.load(Ordering::SeqCst) {
+                context.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let id = serde_json::from_slice::<Value>(&line).ok().and_then(|r| r.get("id").cloned());
+                let reply = error_reply(
+                    id.unwrap_or(Value::Null),
+                    ErrorCode::Unavailable.rpc_code(),
+                    ErrorCode::Unavailable,
+                    "the sidecar is stopping; nothing was decided: retry".into(),
+                );
+                write.write_all(format!("{reply}\n").as_bytes()).await?;
+                return Ok(());
+            }
             handle_line(module, &line).await
         };
-        if let Some(mut reply) = reply {
-            reply.push('\n');
-            write.write_all(reply.as_bytes()).await?;
+        let written = match reply {
+            Some(mut reply) => {
+                reply.push('\n');
+                write.write_all(reply.as_bytes()).await
+            }
+            None => Ok(()),
+        };
+        if !too_long {
+            context.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
+        written?;
         if too_long {
             return Ok(());
         }

@@ -54,6 +54,20 @@ fn output_of(mut command: Command, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// The base branch work lands on (DESIGN.md §5): the branch `origin/HEAD` names, else `main`, else `master`.
+/// `None` when the repository has none of them.
+pub fn base_branch(dir: &Path) -> Option<String> {
+    if let Ok(origin) = run(dir, &["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"])
+        && let Some(branch) = origin.strip_prefix("origin/")
+    {
+        return Some(branch.to_owned());
+    }
+    ["main", "master"]
+        .into_iter()
+        .find(|b| run(dir, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{b}")]).is_ok())
+        .map(str::to_owned)
+}
+
 /// The private index of one session (kept between checkpoints, so only changed files are hashed again).
 pub fn private_index(common_dir: &Path, session: &str) -> PathBuf {
     let safe: String = session.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -39,6 +39,10 @@ pub struct Context {
     pub shutdown: Notify,
     /// When the last request arrived, in milliseconds since the Unix epoch (for the idle exit).
     pub last_request: AtomicU64,
+    /// Set once the sidecar has begun to stop: no request is decided after it.
+    pub stopping: AtomicBool,
+    /// Requests being decided or answered right now (a stopping sidecar waits for them).
+    pub in_flight: AtomicUsize,
     worktrees: Mutex<HashMap<String, (PathBuf, Worktree)>>,
     /// Serializes git work on checkpoint refs and private indexes.
     pub git: tokio::sync::Mutex<()>,
@@ -66,6 +70,8 @@ impl Context {
             sidecar,
             shutdown: Notify::new(),
             last_request: AtomicU64::new(now().0),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
@@ -244,6 +250,9 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
         module
             .register_async_method(method::WORKTREE_FINISH, |p, cx, _| async move { agents::finish(p, &cx).await })
             .map(|_| ()),
+        module
+            .register_async_method(method::WORKTREE_LIST, |_, cx, _| async move { agents::list(&cx).await })
+            .map(|_| ()),
         module.register_async_method(method::CLAIM_WAIT, |p, cx, _| async move { wait(p, &cx).await }).map(|_| ()),
     ];
     for result in registered {
@@ -322,7 +331,7 @@ async fn check_binding(
     let agent_tree = match &request.holder.agent {
         Some(agent) => {
             let command =
-                Command::AgentWorktrees { session: request.holder.session.clone(), agent: Some(agent.clone()) };
+                Command::AgentWorktrees { session: Some(request.holder.session.clone()), agent: Some(agent.clone()) };
             match cx.ask(command).await? {
                 Answer::AgentWorktrees(trees) => trees.into_iter().next().map(|t| t.path),
                 _ => None,

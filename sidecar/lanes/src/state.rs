@@ -123,7 +123,8 @@ pub enum Command {
     },
     AddAgentWorktree(AgentWorktree),
     AgentWorktrees {
-        session: String,
+        /// Every session's when `None`.
+        session: Option<String>,
         agent: Option<String>,
     },
     RemoveAgentWorktree {
@@ -459,7 +460,7 @@ impl StateOwner {
                 let bound = who
                     .agent
                     .as_deref()
-                    .and_then(|agent| book.agent_worktrees(&who.session, Some(agent)).into_iter().next())
+                    .and_then(|agent| book.agent_worktrees(Some(&who.session), Some(agent)).into_iter().next())
                     .map(|w| w.path);
                 Answer::Activity { renewed, inbox, neighbours, bound }
             }
@@ -480,7 +481,7 @@ impl StateOwner {
                 Answer::Recorded
             }
             Command::AgentWorktrees { session, agent } => {
-                Answer::AgentWorktrees(book.agent_worktrees(&session, agent.as_deref()))
+                Answer::AgentWorktrees(book.agent_worktrees(session.as_deref(), agent.as_deref()))
             }
             Command::RemoveAgentWorktree { path } => {
                 book.remove_agent_worktree(&path, now);

@@ -1,11 +1,13 @@
 //! `lanes worktrees` and `lanes gc`: every worktree of the repository with its owner, branch, dirty files,
-//! commits ahead of and behind the base branch, claims, age and lock; and a clean-up that removes finished,
-//! clean, merged worktrees (with their branches) and prunes stale ones, keeping anything with work in it
-//! unless told `--force`.
+//! commits ahead of and behind the base branch, claims, age and lock; and a clean-up that removes only the
+//! worktrees lanes made for agents that have ended, when clean and merged (with the branch lanes made), and
+//! prunes ones whose directory is gone. A person's worktree, the main one, and anything with work in it
+//! (unless told `--force`) are kept.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use lanes_proto::WorktreeListReply;
 use serde_json::{Value, json};
 
 use crate::cli::{Env, Failure};
@@ -21,6 +23,18 @@ struct Tree {
     locked: Option<String>,
     prunable: bool,
     main: bool,
+    /// The repository itself of a bare clone, listed first: not a checkout.
+    bare: bool,
+}
+
+/// The branch merged work reaches: the repository's base branch, else the main worktree's.
+fn base_of(env: &Env, trees: &[Tree]) -> Option<String> {
+    git::base_branch(&env.cwd).or_else(|| trees.iter().find(|t| !t.bare).and_then(|t| t.branch.clone()))
+}
+
+/// Whether two paths name the same directory (either may be a symlinked spelling).
+fn same_path(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 fn list(dir: &Path) -> Result<Vec<Tree>, Failure> {
@@ -36,6 +50,7 @@ fn list(dir: &Path) -> Result<Vec<Tree>, Failure> {
                 "branch" => tree.branch = Some(value.trim_start_matches("refs/heads/").to_owned()),
                 "locked" => tree.locked = Some(if value.is_empty() { "locked".to_owned() } else { value.to_owned() }),
                 "prunable" => tree.prunable = true,
+                "bare" => tree.bare = true,
                 _ => {}
             }
         }
@@ -68,7 +83,7 @@ fn facts(tree: &Tree, base: Option<&str>) -> (Option<usize>, Option<(u64, u64)>,
 
 pub fn worktrees(env: &Env, out: &Output) -> Result<(), Failure> {
     let trees = list(&env.cwd)?;
-    let base = trees.first().and_then(|t| t.branch.clone());
+    let base = base_of(env, &trees);
     let status = env.call(lanes_proto::method::STATUS, &json!({}))?;
     let rows: Vec<Value> = trees
         .iter()
@@ -121,62 +136,91 @@ pub fn worktrees(env: &Env, out: &Output) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What gc does with one worktree, and why.
+enum Verdict {
+    Keep(String),
+    Prune,
+    Remove,
+}
+
 pub fn gc(env: &Env, out: &Output, force: bool, dry_run: bool) -> Result<(), Failure> {
     let trees = list(&env.cwd)?;
-    let base = trees.first().and_then(|t| t.branch.clone());
+    let base = base_of(env, &trees);
     let status = env.call(lanes_proto::method::STATUS, &json!({}))?;
+    let made: WorktreeListReply = serde_json::from_value(env.call(lanes_proto::method::WORKTREE_LIST, &json!({}))?)
+        .map_err(|e| Failure::internal(format!("unexpected worktree.list reply: {e}")))?;
     let main_dir = trees.first().map(|t| t.path.clone()).unwrap_or_else(|| env.location.worktree.clone());
+    let live = |session: &str| {
+        status["sessions"].as_array().into_iter().flatten().any(|s| s["state"] == "live" && s["id"] == session)
+    };
     let mut report = Vec::new();
-    for tree in trees.iter().filter(|t| !t.main) {
+    for tree in trees.iter().filter(|t| !t.main && !t.bare) {
         let path = tree.path.to_string_lossy().into_owned();
+        let record = made.worktrees.iter().find(|m| same_path(Path::new(&m.path), &tree.path));
         let in_use = status["sessions"]
             .as_array()
             .into_iter()
             .flatten()
             .any(|s| s["state"] == "live" && s["worktree"] == path.as_str())
             || status["claims"].as_array().into_iter().flatten().any(|c| c["worktree"] == path.as_str());
-        let (dirty, ahead_behind, _) = facts(tree, base.as_deref());
-        let (action, why) = if tree.prunable || !tree.path.exists() {
-            ("pruned", "its directory is gone".to_owned())
-        } else if in_use {
-            ("kept", "a live session works there or holds claims".to_owned())
-        } else if dirty.unwrap_or(0) > 0 && !force {
-            ("kept", format!("{} uncommitted change(s); --force removes them", dirty.unwrap_or(0)))
-        } else if ahead_behind.is_some_and(|(ahead, _)| ahead > 0) && !force {
-            (
-                "kept",
-                format!(
-                    "{} commit(s) not merged into {}; --force deletes them",
-                    ahead_behind.map_or(0, |a| a.0),
-                    base.as_deref().unwrap_or("the base")
-                ),
-            )
+        let verdict = if tree.prunable || !tree.path.exists() {
+            match (&tree.locked, record) {
+                (Some(reason), None) => Verdict::Keep(format!(
+                    "its directory is gone, but it is locked ({reason}); `git worktree unlock` it to let gc prune it"
+                )),
+                _ => Verdict::Prune,
+            }
+        } else if let Some(record) = record {
+            let (dirty, ahead_behind, _) = facts(tree, base.as_deref());
+            if live(&record.session) {
+                Verdict::Keep(format!("its session {} is live", record.session))
+            } else if in_use {
+                Verdict::Keep("a live session works there or holds claims".to_owned())
+            } else if dirty.unwrap_or(0) > 0 && !force {
+                Verdict::Keep(format!("{} uncommitted change(s); --force removes them", dirty.unwrap_or(0)))
+            } else if ahead_behind.is_none_or(|(ahead, _)| ahead > 0) && !force {
+                Verdict::Keep(match ahead_behind {
+                    Some((ahead, _)) => format!(
+                        "{ahead} commit(s) not merged into {}; --force deletes them",
+                        base.as_deref().unwrap_or("the base")
+                    ),
+                    None => "lanes cannot tell whether its commits are merged (no base branch)".to_owned(),
+                })
+            } else {
+                Verdict::Remove
+            }
         } else {
-            ("removed", if force { "--force".to_owned() } else { "finished, clean and merged".to_owned() })
+            Verdict::Keep("not made by lanes for an agent (a person's or a team's worktree)".to_owned())
         };
-        if !dry_run {
-            match action {
-                "pruned" => {
-                    if tree.locked.is_some() {
-                        let _ = git::run(&main_dir, &["worktree", "unlock", &path]);
-                    }
-                    git::run(&main_dir, &["worktree", "prune"]).map_err(Failure::from)?;
+        let (action, why) = match verdict {
+            Verdict::Keep(why) => ("kept", why),
+            Verdict::Prune => (if dry_run { "would prune" } else { "pruned" }, "its directory is gone".to_owned()),
+            Verdict::Remove => (
+                if dry_run { "would remove" } else { "removed" },
+                if force { "--force".to_owned() } else { "its agent ended; clean and merged".to_owned() },
+            ),
+        };
+        if !dry_run && action != "kept" {
+            if tree.locked.is_some() {
+                let _ = git::run(&main_dir, &["worktree", "unlock", &path]);
+            }
+            if action == "pruned" {
+                git::run(&main_dir, &["worktree", "prune"]).map_err(Failure::from)?;
+            } else {
+                let mut args = vec!["worktree", "remove"];
+                if force {
+                    args.push("--force");
                 }
-                "removed" => {
-                    if tree.locked.is_some() {
-                        let _ = git::run(&main_dir, &["worktree", "unlock", &path]);
-                    }
-                    let mut args = vec!["worktree", "remove"];
-                    if force {
-                        args.push("--force");
-                    }
-                    args.push(&path);
-                    git::run(&main_dir, &args).map_err(Failure::from)?;
-                    if let Some(branch) = &tree.branch {
-                        let _ = git::run(&main_dir, &["branch", if force { "-D" } else { "-d" }, branch]);
-                    }
-                }
-                _ => {}
+                args.push(&path);
+                git::run(&main_dir, &args).map_err(Failure::from)?;
+            }
+            // Only the branch lanes made for the agent goes, and never the base or one checked out elsewhere.
+            if let Some(branch) = record.map(|r| r.branch.as_str())
+                && tree.branch.as_deref() == Some(branch)
+                && base.as_deref() != Some(branch)
+                && !trees.iter().any(|t| t.path != tree.path && t.branch.as_deref() == Some(branch))
+            {
+                let _ = git::run(&main_dir, &["branch", if force { "-D" } else { "-d" }, branch]);
             }
         }
         report.push(json!({"path": path, "branch": tree.branch, "action": action, "why": why}));
@@ -188,7 +232,7 @@ pub fn gc(env: &Env, out: &Output, force: bool, dry_run: bool) -> Result<(), Fai
             .flatten()
             .map(|w| {
                 format!(
-                    "{:<8} {}  ({})",
+                    "{:<12} {}  ({})",
                     w["action"].as_str().unwrap_or("?"),
                     w["path"].as_str().unwrap_or("?"),
                     w["why"].as_str().unwrap_or("")

@@ -194,3 +194,37 @@ fn a_peer_with_another_uid_is_refused() {
     assert_eq!(stdout.trim(), "refused", "a foreign uid got an answer");
     assert_eq!(env.sidecar_pid(&repo), Some(pid));
 }
+
+/// `lanes claim` racing `lanes sidecar stop`: whatever the claim was told is what happened. A claim answered
+/// as failed is not held afterwards, and one answered as granted is.
+#[test]
+fn a_claim_racing_a_stop_is_answered_as_decided() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut outcomes = (0, 0);
+    for round in 0..20 {
+        env.start_sidecar(&repo);
+        let path = format!("src/race{round}.rs");
+        let claim = env.lanes_command(&repo, &["--session", "racer", "--json", "claim", &path]).spawn().expect("claim");
+        std::thread::sleep(Duration::from_micros(200 * (round % 10)));
+        env.lanes(&repo, &["sidecar", "stop"]).success();
+        let claimed = crate::common::run_of(claim.wait_with_output().expect("wait"));
+        let status = env.lanes(&repo, &["--json", "status"]).success().json();
+        let held = status["claims"]
+            .as_array()
+            .expect("claims")
+            .iter()
+            .any(|c| c["scopes"].as_array().is_some_and(|s| s.iter().any(|s| s == path.as_str())));
+        match claimed.code {
+            0 => {
+                assert!(held, "round {round}: the claim was answered granted but is not held");
+                outcomes.0 += 1;
+            }
+            _ => {
+                assert!(!held, "round {round}: the claim was answered failed ({}) but is held", claimed.stdout);
+                outcomes.1 += 1;
+            }
+        }
+    }
+    eprintln!("granted {} times, refused {} times", outcomes.0, outcomes.1);
+}

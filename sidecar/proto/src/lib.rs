@@ -89,6 +89,8 @@ pub mod method {
     pub const WORKTREE_CREATE: &str = "worktree.create";
     /// A subagent (or session) finished: remove its worktrees that hold no work.
     pub const WORKTREE_FINISH: &str = "worktree.finish";
+    /// The worktrees lanes made for subagents, with their session, agent and branch (what `lanes gc` may remove).
+    pub const WORKTREE_LIST: &str = "worktree.list";
     /// Sessions, claims, tasks, hub.
     pub const STATUS: &str = "status";
     /// The event log after a cursor.

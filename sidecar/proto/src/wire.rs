@@ -861,6 +861,28 @@ pub struct WorktreeCreateReply {
     pub branch: String,
 }
 
+/// One worktree lanes made for a subagent, as `worktree.list` answers it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentWorktreeView {
+    /// Absolute path.
+    pub path: String,
+    /// The parent session.
+    pub session: String,
+    /// The subagent.
+    pub agent: String,
+    /// The branch lanes made for it.
+    pub branch: String,
+    /// The commit it started from.
+    pub base: String,
+}
+
+/// `worktree.list` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorktreeListReply {
+    /// Every worktree lanes made for a subagent and has not removed yet.
+    pub worktrees: Vec<AgentWorktreeView>,
+}
+
 /// `worktree.finish` parameters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
