@@ -81,7 +81,8 @@ fn stamp(location: &RepoLocation, message_file: &Path) {
     let Ok(message) = std::fs::read_to_string(message_file) else { return };
     let sessions: Vec<&str> = reply.sessions.iter().map(|s| s.session.as_str()).collect();
     let checkpoint = reply.sessions.iter().find_map(|s| s.checkpoint.as_deref());
-    if let Some(stamped) = add_trailers(&message, &sessions, checkpoint) {
+    let style = MessageStyle::of(&location.worktree);
+    if let Some(stamped) = add_trailers(&message, &sessions, checkpoint, &style) {
         let _ = std::fs::write(message_file, stamped);
     }
 }
@@ -115,16 +116,65 @@ fn post_rewrite(location: &RepoLocation) {
     }
 }
 
+/// How git will clean up the message file: what counts as a comment, and whether comments are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageStyle {
+    /// `core.commentChar` (`#` by default).
+    pub comment: char,
+    /// `commit.cleanup = verbatim`: comment lines are part of the message.
+    pub verbatim: bool,
+}
+
+impl Default for MessageStyle {
+    fn default() -> MessageStyle {
+        MessageStyle { comment: '#', verbatim: false }
+    }
+}
+
+impl MessageStyle {
+    /// Reads `commit.cleanup` and `core.commentChar` with one git call.
+    fn of(worktree: &Path) -> MessageStyle {
+        let mut style = MessageStyle::default();
+        let config = git(worktree, &["config", "--get-regexp", r"^(commit\.cleanup|core\.commentchar)$"]);
+        for line in config.unwrap_or_default().lines() {
+            match line.split_once(' ') {
+                Some(("commit.cleanup", mode)) => style.verbatim = mode.trim() == "verbatim",
+                Some(("core.commentchar", c)) if c.trim().chars().count() == 1 => {
+                    style.comment = c.trim().chars().next().unwrap_or('#');
+                }
+                _ => {}
+            }
+        }
+        style
+    }
+
+    /// git's scissors line (`git commit -v`, `commit.cleanup = scissors`): everything from it on is cut.
+    fn is_scissors(&self, line: &str) -> bool {
+        line.strip_prefix(self.comment) == Some(" ------------------------ >8 ------------------------")
+    }
+}
+
 /// Adds `Lanes-Session` (one per session, never duplicated) and `Lanes-Checkpoint` (replacing an older one)
-/// to the message's final trailer block, or starts one. Comment lines at the end stay at the end. A message
-/// with no text yet gets nothing, so an empty commit message still aborts the commit.
-pub fn add_trailers(message: &str, sessions: &[&str], checkpoint: Option<&str>) -> Option<String> {
+/// to the message's final trailer block, or starts one. Comment lines at the end stay at the end, and the
+/// trailers go above git's scissors line (whatever is below it is cut); with `commit.cleanup = verbatim`
+/// comments are message text and the trailers follow its last line. A message with no text yet gets
+/// nothing, so an empty commit message still aborts the commit.
+pub fn add_trailers(
+    message: &str,
+    sessions: &[&str],
+    checkpoint: Option<&str>,
+    style: &MessageStyle,
+) -> Option<String> {
     // Split on '\n' alone: a '\r' is part of a line's text, so stamping twice gives what stamping once did.
     let mut lines: Vec<&str> = message.split('\n').collect();
-    if lines.last() == Some(&"") {
+    let cut: Vec<&str> = match lines.iter().position(|l| style.is_scissors(l)) {
+        Some(scissors) => lines.split_off(scissors),
+        None => Vec::new(),
+    };
+    if cut.is_empty() && lines.last() == Some(&"") {
         lines.pop();
     }
-    let is_comment = |line: &str| line.starts_with('#');
+    let is_comment = |line: &str| !style.verbatim && line.starts_with(style.comment);
     let last_text = lines.iter().rposition(|l| !l.trim().is_empty() && !is_comment(l))?;
     let (body, tail) = lines.split_at(last_text + 1);
     let block_start = body.iter().rposition(|l| l.trim().is_empty()).map_or(0, |blank| blank + 1);
@@ -152,8 +202,11 @@ pub fn add_trailers(message: &str, sessions: &[&str], checkpoint: Option<&str>) 
         out.push(format!("{CHECKPOINT_KEY}: {checkpoint}"));
     }
     out.extend(tail.iter().map(|l| (*l).to_owned()));
+    out.extend(cut.iter().map(|l| (*l).to_owned()));
     let mut text = out.join("\n");
-    text.push('\n');
+    if cut.is_empty() {
+        text.push('\n');
+    }
     Some(text)
 }
 
@@ -190,7 +243,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::add_trailers;
+    use super::{MessageStyle, add_trailers};
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
@@ -202,8 +255,8 @@ mod tests {
             lines in prop::collection::vec("(#.{0,10}|[A-Za-z-]{1,8}: .{0,10}|.{0,20}|)", 0..8),
         ) {
             let message = lines.join("\n");
-            if let Some(once) = add_trailers(&message, &["s1"], Some("abc")) {
-                let twice = add_trailers(&once, &["s1"], Some("abc")).expect("still has text");
+            if let Some(once) = add_trailers(&message, &["s1"], Some("abc"), &MessageStyle::default()) {
+                let twice = add_trailers(&once, &["s1"], Some("abc"), &MessageStyle::default()).expect("still has text");
                 prop_assert_eq!(&once, &twice);
                 prop_assert_eq!(once.lines().filter(|l| *l == "Lanes-Session: s1").count(), 1);
                 prop_assert_eq!(once.lines().filter(|l| l.starts_with("Lanes-Checkpoint:")).count(), 1);
@@ -218,7 +271,9 @@ mod tests {
 
     #[test]
     fn trailers_join_the_final_block_once() {
-        let stamp = |m: &str| add_trailers(m, &["s1"], Some("abc")).unwrap_or_else(|| "<none>".into());
+        let stamp = |m: &str| {
+            add_trailers(m, &["s1"], Some("abc"), &MessageStyle::default()).unwrap_or_else(|| "<none>".into())
+        };
         assert_eq!(stamp("subject\n"), "subject\n\nLanes-Session: s1\nLanes-Checkpoint: abc\n");
         assert_eq!(
             stamp("subject\n\nbody text\n\nSigned-off-by: A <a@x>\n"),
@@ -239,8 +294,34 @@ mod tests {
         // Nothing written yet: nothing added, so git still aborts an empty message.
         assert_eq!(stamp("\n# Please enter the commit message\n"), "<none>");
         assert_eq!(
-            add_trailers("s\n", &["a", "b"], None).as_deref(),
+            add_trailers("s\n", &["a", "b"], None, &MessageStyle::default()).as_deref(),
             Some("s\n\nLanes-Session: a\nLanes-Session: b\n")
+        );
+    }
+
+    #[test]
+    fn trailers_go_above_the_scissors_line_and_after_verbatim_comments() {
+        let verbose = "subject\n\n# Please enter the commit message\n# ------------------------ >8 ------------------------\n# Do not modify or remove the line above.\ndiff --git a/x b/x\n+added\n";
+        let stamped = add_trailers(verbose, &["s1"], None, &MessageStyle::default()).expect("stamped");
+        assert_eq!(
+            stamped,
+            "subject\n\nLanes-Session: s1\n\n# Please enter the commit message\n# ------------------------ >8 ------------------------\n# Do not modify or remove the line above.\ndiff --git a/x b/x\n+added\n"
+        );
+        let verbatim = MessageStyle { verbatim: true, ..MessageStyle::default() };
+        assert_eq!(
+            add_trailers("subject\n# kept as text\n", &["s1"], None, &verbatim).as_deref(),
+            Some("subject\n# kept as text\n\nLanes-Session: s1\n")
+        );
+        let semicolon = MessageStyle { comment: ';', verbatim: false };
+        assert_eq!(
+            add_trailers(
+                "subject\n; ------------------------ >8 ------------------------\nx\n",
+                &["s1"],
+                None,
+                &semicolon
+            )
+            .as_deref(),
+            Some("subject\n\nLanes-Session: s1\n; ------------------------ >8 ------------------------\nx\n")
         );
     }
 }

@@ -802,6 +802,11 @@ impl ClaimBook {
         if !conflicts.is_empty() {
             return Err(conflict_refusal(&request.scopes, conflicts, now));
         }
+        if let Some(id) = self.same_claim(&request, now) {
+            // Claiming again what one holds is a renewal, not a second claim on the same files.
+            let claim = self.renew(&request.holder, id, Some(ttl), None, now)?;
+            return Ok(Grant { claim, notes: Vec::new() });
+        }
         self.register_session(&request.holder.session, now);
         let (notes, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lapsed)
             .into_iter()
@@ -930,6 +935,41 @@ impl ClaimBook {
                 })
         });
         Ok(covering.map(|c| c.id))
+    }
+
+    /// The principal's own live claim, in the same worktree and mode (and for the same task, if one is named),
+    /// that already covers every scope of `request`.
+    fn same_claim(&self, request: &AcquireRequest, now: Timestamp) -> Option<ClaimId> {
+        let first = request.scopes.first()?;
+        let mut candidates = Vec::new();
+        self.index.for_each_overlap(first, |id, _| candidates.push(id));
+        let same = candidates.into_iter().filter_map(|id| self.claims.get(&id)).find(|c| {
+            c.expires_at > now
+                && c.holder == request.holder
+                && c.mode == request.mode
+                && c.worktree.root == request.worktree.root
+                && request.task.as_ref().is_none_or(|task| c.task.as_ref() == Some(task))
+                && request.scopes.iter().all(|wanted| match wanted {
+                    Scope::Path(path) => c.scopes.iter().any(|held| held.covers(path)),
+                    _ => c.scopes.contains(wanted),
+                })
+        });
+        same.map(|c| c.id)
+    }
+
+    /// The principal's own live claims (or its session's) that overlap `scopes`: what `lanes check` reports
+    /// as "you hold it".
+    pub fn own_holdings(&self, who: &Principal, scopes: &[Scope], now: Timestamp) -> Vec<Claim> {
+        let mut found: Vec<Claim> = Vec::new();
+        for scope in scopes {
+            self.index.for_each_overlap(scope, |id, _| {
+                let claim = &self.claims[&id];
+                if claim.expires_at > now && claim.holder.nested_with(who) && !found.iter().any(|c| c.id == id) {
+                    found.push(claim.clone());
+                }
+            });
+        }
+        found
     }
 
     /// Keeps the principal's leases fresh (what each hook event of a session does): renews every claim it

@@ -28,19 +28,32 @@ impl Timestamp {
 /// A bare number is taken as seconds. The error says what was expected, ready to show to a user.
 pub fn parse_ttl(input: &str) -> Result<Duration, String> {
     let text = input.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid ttl {input:?}: expected a number with a unit, such as 90s, 5m, 2h or 1d"))?;
-    let seconds_per_unit = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("invalid ttl {input:?}: the unit must be s, m, h or d")),
-    };
-    let ttl = Duration::from_secs(value.saturating_mul(seconds_per_unit));
+    let usage = "expected a number with a unit (s, m, h or d), such as 90s, 5m, 1h30m or 1d";
+    if text.is_empty() {
+        return Err(format!("invalid ttl {input:?}: {usage}"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(split);
+        let value: u64 = digits.parse().map_err(|_| format!("invalid ttl {input:?}: {usage}"))?;
+        let Some(unit) = after.chars().next() else {
+            return Err(format!(
+                "invalid ttl {input:?}: {value} needs a unit: {value}s, {value}m, {value}h or {value}d"
+            ));
+        };
+        let seconds_per_unit = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("invalid ttl {input:?}: the unit must be s, m, h or d")),
+        };
+        total = total.saturating_add(value.saturating_mul(seconds_per_unit));
+        rest = &after[unit.len_utf8()..];
+    }
+    let ttl = Duration::from_secs(total);
     check_ttl(ttl).map_err(|bounds| format!("invalid ttl {input:?}: {bounds}"))
 }
 
@@ -75,7 +88,10 @@ mod tests {
         assert_eq!(parse_ttl("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_ttl("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_ttl("30d"), Ok(MAX_TTL));
-        assert_eq!(parse_ttl("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_ttl("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_ttl("1d2h3m4s"), Ok(Duration::from_secs(93_784)));
+        assert!(parse_ttl("45").expect_err("a bare number is refused").contains("45s"), "the refusal names the units");
+        assert!(parse_ttl("1h30").is_err());
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("31d").is_err());
         assert!(parse_ttl("5w").is_err());

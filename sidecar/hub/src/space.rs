@@ -87,7 +87,7 @@ impl Space {
                     scope: scope.to_string(),
                     worktree: format!("{held_origin} (through the hub)"),
                     expires_at: rfc3339(held.expires_at_ms),
-                    expires_in_secs: held.expires_at_ms.saturating_sub(now_ms) / 1000,
+                    expires_in_secs: held.expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
                 });
             }
         }

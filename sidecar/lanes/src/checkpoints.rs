@@ -35,12 +35,27 @@ pub async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: RewindParams = parse(&params)?;
     let who = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    if p.checkpoint.trim().is_empty() {
+        let message = "give the checkpoint to rewind to: `lanes checkpoints` lists them".to_owned();
+        return Err(error(ErrorCode::InvalidArgument, message, Vec::new()));
+    }
     let Answer::Checkpoints(found) = cx.ask(Command::FindCheckpoint { prefix: p.checkpoint.clone() }).await? else {
         unreachable!("find answers Checkpoints")
     };
-    let target = match found.first() {
-        Some(checkpoint) => checkpoint.commit.clone(),
-        None => blocking(cx, {
+    let target = match found.as_slice() {
+        [checkpoint] => checkpoint.commit.clone(),
+        [_, _, ..] => {
+            let candidates: Vec<String> =
+                found.iter().map(|c| format!("{} ({}, {}: {})", c.id, c.session, rfc3339(c.at), c.message)).collect();
+            let message = format!(
+                "{:?} matches {} checkpoints; give more of the id: {}",
+                p.checkpoint,
+                found.len(),
+                candidates.join("; ")
+            );
+            return Err(error(ErrorCode::InvalidArgument, message, Vec::new()));
+        }
+        [] => blocking(cx, {
             let (root, id) = (root.clone(), p.checkpoint.clone());
             move || git::resolve_commit(&root, &id)
         })

@@ -17,7 +17,7 @@ use lanes_proto::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{TEMPLATE, local_config_path};
+use crate::config::{TEMPLATE, commented_template, local_config_path};
 use crate::output::{Output, joined, secs, table};
 use crate::{git, githooks};
 
@@ -124,7 +124,20 @@ impl Env {
 
     /// A scope as the user typed it, made independent of the current directory: relative paths become
     /// absolute, relative globs become relative to the worktree root.
-    fn scope_arg(&self, input: &str) -> String {
+    /// An empty argument is refused: made absolute it would silently mean the current directory, often the
+    /// whole repository (`.` says that on purpose).
+    fn scope_arg(&self, input: &str) -> Result<String, Failure> {
+        if input.trim().is_empty() {
+            return Err(Failure {
+                code: ErrorCode::InvalidScope,
+                message: "empty scope: give a path, a glob, or `.` for the whole repository".to_owned(),
+                data: Value::Null,
+            });
+        }
+        Ok(self.absolute_scope(input))
+    }
+
+    fn absolute_scope(&self, input: &str) -> String {
         if input.starts_with('/') {
             return input.to_owned();
         }
@@ -148,11 +161,14 @@ fn ttl_secs(ttl: Option<String>) -> Result<Option<u64>, Failure> {
 
 pub fn init(env: &Env, out: &Output) -> Result<(), Failure> {
     let config = local_config_path(&env.location.common_dir);
-    let created = if config.exists() {
+    // The local file is the highest file layer: it holds only what the user sets there, so `.lanes.toml` and
+    // the user's file take effect. A copy of the defaults an older `lanes init` wrote is commented out.
+    let untouched_copy = std::fs::read_to_string(&config).is_ok_and(|text| text == TEMPLATE);
+    let created = if config.exists() && !untouched_copy {
         false
     } else {
         std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))
-            .and_then(|()| std::fs::write(&config, TEMPLATE))
+            .and_then(|()| std::fs::write(&config, commented_template()))
             .map_err(|e| Failure::internal(format!("failed to write {}: {e}", config.display())))?;
         true
     };
@@ -206,7 +222,7 @@ pub fn claim(
     let params = AcquireParams {
         session: env.session.clone(),
         worktree: env.worktree(),
-        scopes: scopes.iter().map(|s| env.scope_arg(s)).collect(),
+        scopes: scopes.iter().map(|s| env.scope_arg(s)).collect::<Result<_, _>>()?,
         mode: shared.then_some(Mode::Shared),
         ttl_secs: ttl_secs(ttl)?,
         note,
@@ -280,11 +296,25 @@ pub fn check(env: &Env, out: &Output, paths: &[String]) -> Result<(), Failure> {
     let params = CheckParams {
         session: env.session.clone(),
         worktree: env.worktree(),
-        paths: paths.iter().map(|p| env.scope_arg(p)).collect(),
+        paths: paths.iter().map(|p| env.scope_arg(p)).collect::<Result<_, _>>()?,
     };
     let value = env.call(method::CLAIM_CHECK, &params)?;
     let holders = value["holders"].as_array().cloned().unwrap_or_default();
-    out.print(&value, |_| {
+    out.print(&value, |v| {
+        if let Some(own) = v["yours"].as_array().filter(|own| holders.is_empty() && !own.is_empty()) {
+            let claims: Vec<String> = own
+                .iter()
+                .map(|c| {
+                    format!(
+                        "claim {} on {}, expires in {}",
+                        c["id"],
+                        joined(&c["scopes"], ", "),
+                        secs(&c["expires_in_secs"])
+                    )
+                })
+                .collect();
+            return format!("you hold it: {}", claims.join("; "));
+        }
         if holders.is_empty() {
             return format!("free: {}", paths.join(", "));
         }
@@ -311,7 +341,11 @@ pub fn wait(env: &Env, out: &Output, targets: &[String]) -> Result<(), Failure> 
         [one] if one.chars().all(|c| c.is_ascii_digit()) => one.parse::<u64>().ok(),
         _ => None,
     };
-    let paths = if claim.is_some() { Vec::new() } else { targets.iter().map(|t| env.scope_arg(t)).collect() };
+    let paths = if claim.is_some() {
+        Vec::new()
+    } else {
+        targets.iter().map(|t| env.scope_arg(t)).collect::<Result<_, _>>()?
+    };
     let params = WaitParams { session: env.session.clone(), worktree: env.worktree(), claim, paths };
     let value = env.call(method::CLAIM_WAIT, &params)?;
     out.print(&value, |v| {
@@ -456,7 +490,7 @@ pub fn events(env: &Env, out: &Output, since: u64, limit: u32, follow: bool) -> 
             return Ok(());
         }
         for event in value["events"].as_array().into_iter().flatten() {
-            println!("{event}");
+            crate::output::line(event);
         }
         cursor = value["cursor"].as_u64().unwrap_or(cursor);
         if !follow {
@@ -669,7 +703,7 @@ fn render_explain(v: &Value) -> String {
 }
 
 pub fn task_add(env: &Env, out: &Output, title: String, after: Vec<u64>, scopes: &[String]) -> Result<(), Failure> {
-    let scopes = scopes.iter().map(|s| env.scope_arg(s)).collect();
+    let scopes = scopes.iter().map(|s| env.scope_arg(s)).collect::<Result<_, _>>()?;
     let params = TaskAddParams { session: env.session.clone(), worktree: env.worktree(), title, after, scopes };
     let value = env.call(method::TASK_ADD, &params)?;
     out.print(&value, |v| format!("task {} added: {}", v["task"]["id"], v["task"]["title"].as_str().unwrap_or("")));

@@ -12,6 +12,22 @@ use lanes_store::Durability;
 /// The commented default configuration, also written by `lanes init`.
 pub const TEMPLATE: &str = include_str!("../../../templates/config.toml");
 
+/// The default configuration with every setting commented out, as `lanes init` writes the repository-local
+/// file: it documents each key without pinning it above `.lanes.toml` and the user's file.
+pub fn commented_template() -> String {
+    let mut text = String::from(
+        "# Repository-local lanes settings (not committed). Every line is commented: uncomment what you change\n\
+         # here; .lanes.toml and ~/.config/lanes/config.toml apply to whatever stays commented.\n",
+    );
+    for line in TEMPLATE.lines() {
+        let active = !line.trim().is_empty() && !line.trim_start().starts_with('#');
+        text.push_str(if active { "# " } else { "" });
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 /// What happens when a principal edits a file in a worktree other than the one it is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binding {
@@ -73,10 +89,7 @@ impl Config {
     /// Loads every layer for the repository whose git common dir is `common_dir`.
     pub fn load(common_dir: &Path) -> Result<Config> {
         let mut config = Config::from_layer_text(TEMPLATE, "built-in defaults")?;
-        let user = directories::BaseDirs::new().map(|d| d.config_dir().join("lanes/config.toml"));
-        let repo = common_dir.parent().map(|root| root.join(".lanes.toml"));
-        let local = Some(local_config_path(common_dir));
-        for path in [user, repo, local].into_iter().flatten() {
+        for path in layer_paths(common_dir) {
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     config.apply(&text, &path.display().to_string())?;
@@ -218,6 +231,22 @@ impl Config {
     }
 }
 
+/// The config files of a repository, lowest layer first (each may be missing).
+fn layer_paths(common_dir: &Path) -> Vec<PathBuf> {
+    let user = directories::BaseDirs::new().map(|d| d.config_dir().join("lanes/config.toml"));
+    let repo = common_dir.parent().map(|root| root.join(".lanes.toml"));
+    [user, repo, Some(local_config_path(common_dir))].into_iter().flatten().collect()
+}
+
+/// What the config files look like on disk (modification time and size of each, or absent): the sidecar
+/// compares it to notice an edited, added or removed file.
+pub fn files_fingerprint(common_dir: &Path) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    layer_paths(common_dir)
+        .iter()
+        .map(|path| std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .collect()
+}
+
 /// `<git-common-dir>/lanes/config.toml`.
 pub fn local_config_path(common_dir: &Path) -> PathBuf {
     common_dir.join("lanes").join("config.toml")
@@ -283,6 +312,16 @@ mod tests {
         assert_eq!(config.warnings.len(), 1);
         config.apply_env(|name| (name == "LANES_DEFAULT_TTL").then(|| "2h".to_owned())).expect("valid");
         assert_eq!(config.default_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn the_commented_template_sets_nothing_and_documents_every_setting() {
+        let commented = commented_template();
+        let table: toml::Table = commented.parse().expect("commented template parses");
+        assert!(table.is_empty(), "the local file pins {table:?}");
+        for line in TEMPLATE.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+            assert!(commented.lines().any(|c| c == format!("# {line}")), "{line:?} is not documented");
+        }
     }
 
     #[test]

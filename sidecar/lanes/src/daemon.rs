@@ -66,6 +66,7 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
 
 /// Serves the repository's socket while this process holds the pidfile lock.
 fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunOptions) -> Result<()> {
+    let config_files = crate::config::files_fingerprint(&location.common_dir);
     let config = Config::load(&location.common_dir)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -101,7 +102,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         if let Some(hub) = &context.hub {
             tokio::spawn(crate::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
         }
-        serve(&paths.socket, context, config.idle_timeout).await
+        serve(&paths.socket, context, &config, config_files).await
     });
     let _ = std::fs::remove_file(&paths.socket);
     // Dropping the runtime cancels the state owner between batches, never inside a commit; a batch committed
@@ -112,7 +113,13 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
     served
 }
 
-async fn serve(socket: &Path, context: Arc<Context>, idle_timeout: Duration) -> Result<()> {
+async fn serve(
+    socket: &Path,
+    context: Arc<Context>,
+    config: &Config,
+    mut config_files: Vec<Option<(std::time::SystemTime, u64)>>,
+) -> Result<()> {
+    let idle_timeout = config.idle_timeout;
     match std::os::unix::net::UnixStream::connect(socket) {
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(socket)?,
         Err(_) => {}
@@ -154,12 +161,35 @@ async fn serve(socket: &Path, context: Arc<Context>, idle_timeout: Duration) -> 
                     tracing::info!("idle for {idle_timeout:?} with no live claim: exiting");
                     break;
                 }
+                if config_changed(&context.common_dir, config, &mut config_files) {
+                    // Settings are read once, at start: stopping (after answering what is under way) lets the
+                    // next client start a sidecar on the new files, with the state intact on disk.
+                    tracing::info!("the configuration files changed: stopping so the next client starts on them");
+                    break;
+                }
             }
         }
     }
     drop(listener);
     drain(&context).await;
     Ok(())
+}
+
+/// Whether the config files changed into a valid configuration other than the running one. A change that
+/// does not load is logged and the running configuration kept.
+fn config_changed(common_dir: &Path, running: &Config, seen: &mut Vec<Option<(std::time::SystemTime, u64)>>) -> bool {
+    let now = crate::config::files_fingerprint(common_dir);
+    if now == *seen {
+        return false;
+    }
+    *seen = now;
+    match Config::load(common_dir) {
+        Ok(config) => config != *running,
+        Err(e) => {
+            tracing::warn!("the changed configuration is not usable, keeping the running one: {e:#}");
+            false
+        }
+    }
 }
 
 /// How long a stopping sidecar waits for the requests it is deciding to be answered.

@@ -36,7 +36,7 @@ impl Timeline {
     fn say(&mut self, who: &str, what: &str, outcome: &str) {
         let at = self.started.elapsed().as_secs_f64();
         if !self.json {
-            println!("[{at:>6.3}s] {who:<8} {what:<34} {outcome}");
+            crate::output::line(format_args!("[{at:>6.3}s] {who:<8} {what:<34} {outcome}"));
         }
         self.entries.push(json!({"at_secs": at, "who": who, "action": what, "outcome": outcome}));
     }
@@ -184,9 +184,9 @@ pub fn run(out: &Output, with_hub: bool) -> Result<(), Failure> {
         version: env!("CARGO_PKG_VERSION"),
     };
     if !out.json {
-        println!("lanes demo: a repository with two worktrees in {}", root.display());
-        println!("  {}  (branch main: alice, carol, dave)", main.display());
-        println!("  {}  (branch feature: bob)\n", feature.display());
+        crate::output::line(format_args!("lanes demo: a repository with two worktrees in {}", root.display()));
+        crate::output::line(format_args!("  {}  (branch main: alice, carol, dave)", main.display()));
+        crate::output::line(format_args!("  {}  (branch feature: bob)\n", feature.display()));
     }
     let client = launcher
         .connect_or_start(Duration::from_secs(5))
@@ -308,16 +308,16 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
 
     let status = t.client.call_value(method::STATUS, &json!({}))?;
     if !t.json {
-        println!("\nLive claims at the end:");
+        crate::output::line("\nLive claims at the end:");
         for c in status["claims"].as_array().into_iter().flatten() {
-            println!(
+            crate::output::line(format_args!(
                 "  claim {:<3} {:<6} {:<22} epoch {:<3} worktree {}",
                 c["id"],
                 c["session"].as_str().unwrap_or("?"),
                 joined(&c["scopes"], " "),
                 c["epoch"],
                 c["worktree"].as_str().unwrap_or("?")
-            );
+            ));
         }
     }
     Ok(status)

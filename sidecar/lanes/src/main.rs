@@ -429,7 +429,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                     cli::rewind(&env, &out, checkpoint, dry_run, paths, force)
                 }
                 Cmd::Doctor => doctor::run(&env, &out),
-                Cmd::Watch => watch::run(&env),
+                Cmd::Watch => watch::run(&env, out.json),
                 Cmd::Worktrees => worktrees::worktrees(&env, &out),
                 Cmd::Gc { force, dry_run } => worktrees::gc(&env, &out, force, dry_run),
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),

@@ -16,13 +16,27 @@ impl Output {
     /// Prints `value` as JSON, or the text `human` renders from it.
     pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
         if self.json {
-            println!("{value}");
+            line(value);
         } else {
             let text = human(value);
             if !text.is_empty() {
-                println!("{}", text.trim_end());
+                line(text.trim_end());
             }
         }
+    }
+}
+
+/// Writes one line to stdout. A reader that went away (`lanes events | head -1`) ends the command quietly,
+/// with success: what it wanted was printed.
+pub fn line(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("lanes: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -36,7 +50,7 @@ pub fn failure(failure: &Failure, json_mode: bool) {
         if let Some(conflicts) = failure.data.get("conflicts") {
             error["conflicts"] = conflicts.clone();
         }
-        println!("{}", json!({ "error": error }));
+        line(json!({ "error": error }));
     } else {
         eprintln!("lanes: {}", failure.message);
     }

@@ -422,11 +422,21 @@ async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
     let who = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
     let scopes = resolve_all(&p.paths, &root)?;
-    let Answer::Holders(holders) = cx.ask(Command::Check { who, worktree, scopes }).await? else {
-        unreachable!("check answers Holders")
+    let command = Command::Check { who: who.clone(), worktree, scopes: scopes.clone() };
+    let Answer::Holders(holders) = cx.ask(command).await? else { unreachable!("check answers Holders") };
+    let yours = if holders.is_empty() {
+        let Answer::Claims(own) = cx.ask(Command::OwnHoldings { who, scopes }).await? else {
+            unreachable!("own holdings answers Claims")
+        };
+        own
+    } else {
+        Vec::new()
     };
     let now = now();
-    reply(&CheckReply { holders: holders.iter().map(|c| conflict_view(c, now)).collect() })
+    reply(&CheckReply {
+        holders: holders.iter().map(|c| conflict_view(c, now)).collect(),
+        yours: yours.iter().map(|c| claim_view(c, now)).collect(),
+    })
 }
 
 async fn wait(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -671,7 +681,7 @@ pub(crate) fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
         mode: mode_view(claim.mode),
         epoch: claim.epoch.0,
         expires_at: rfc3339(claim.expires_at),
-        expires_in_secs: claim.expires_at.remaining(now).as_secs(),
+        expires_in_secs: secs_left(claim.expires_at, now),
         note: claim.note.clone(),
         task: claim.task.clone(),
     }
@@ -684,8 +694,13 @@ pub(crate) fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView
         scope: conflict.scope.to_string(),
         worktree: conflict.worktree.root.clone(),
         expires_at: rfc3339(conflict.expires_at),
-        expires_in_secs: conflict.expires_at.remaining(now).as_secs(),
+        expires_in_secs: secs_left(conflict.expires_at, now),
     }
+}
+
+/// Whole seconds left, rounded up: a live claim never shows `expires in 0s`.
+fn secs_left(expires_at: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from(expires_at.remaining(now).as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn rfc3339(t: Timestamp) -> String {

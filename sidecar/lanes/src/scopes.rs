@@ -31,6 +31,10 @@ pub fn resolve(input: &str, worktree: &Path) -> Result<Scope, ScopeError> {
             let literal = relative.split('/').take_while(|c| !c.contains(['*', '?', '[', '{'])).collect::<Vec<_>>();
             let prefix: Vec<String> =
                 literal.iter().filter(|c| !c.is_empty() && **c != ".").map(|c| (*c).to_owned()).collect();
+            if prefix.is_empty() {
+                // `*.md`, `**/*.toml`: the glob starts at the worktree root, which is no symlink.
+                return Ok(scope);
+            }
             let resolved = resolve_symlinks(input, &prefix, worktree)?;
             if resolved != Scope::parse(&prefix.join("/")).unwrap_or(Scope::Repo) {
                 return Err(ScopeError(format!(
@@ -55,8 +59,15 @@ fn resolve_symlinks(input: &str, components: &[String], worktree: &Path) -> Resu
         match std::fs::symlink_metadata(&next) {
             Ok(meta) if meta.file_type().is_symlink() => match next.canonicalize() {
                 Ok(target) => canonical = target,
-                // A dangling link: claimed by its own name, like a path that does not exist yet.
-                Err(_) => break,
+                // A dangling link: a write through it creates its target, so the claim is on the target,
+                // resolved lexically, and refused if that leaves the worktree.
+                Err(_) => {
+                    let target = std::fs::read_link(&next)
+                        .map_err(|e| ScopeError(format!("{input}: cannot read the symlink {}: {e}", next.display())))?;
+                    canonical = lexical_normalize(&canonical.join(target));
+                    existing += 1;
+                    break;
+                }
             },
             Ok(_) => canonical = next,
             Err(_) => break,
@@ -118,12 +129,19 @@ mod tests {
         assert_eq!(ok(&format!("{}/src/..", wt.display()), &wt), ".");
         assert_eq!(ok("alias/a.rs", &wt), "src/a.rs");
         assert_eq!(ok("src/**/*.rs", &wt), "src/**/*.rs");
+        assert_eq!(ok("*.md", &wt), "*.md");
+        assert_eq!(ok("**/*.toml", &wt), "**/*.toml");
+        std::os::unix::fs::symlink("src/later.rs", wt.join("dangling")).expect("symlink");
+        assert_eq!(ok("dangling", &wt), "src/later.rs", "a dangling link inside is claimed as its target");
     }
 
     #[test]
     fn refuses_escapes() {
         let (_dir, wt) = setup();
-        for bad in ["../x", "/etc/passwd", "escape/file", "escape", "src/../../x", "escape/*.rs", ".git/config"] {
+        std::os::unix::fs::symlink(wt.join("../outside/new"), wt.join("src/dl-out")).expect("symlink");
+        for bad in
+            ["../x", "/etc/passwd", "escape/file", "escape", "src/../../x", "escape/*.rs", ".git/config", "src/dl-out"]
+        {
             let bad = bad.to_owned();
             assert!(resolve(&bad, &wt).is_err(), "{bad} should be refused");
         }

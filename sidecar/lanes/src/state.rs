@@ -69,6 +69,11 @@ pub enum Command {
         worktree: Worktree,
         scopes: Vec<Scope>,
     },
+    /// The caller's own live claims over these scopes.
+    OwnHoldings {
+        who: Principal,
+        scopes: Vec<Scope>,
+    },
     Ensure(AcquireRequest),
     /// What `Ensure` finds without granting: used while no hub answers, when nothing new may be granted.
     EnsureHeld(AcquireRequest),
@@ -162,6 +167,7 @@ impl Command {
             | Command::Renew { who, .. }
             | Command::Handoff { who, .. }
             | Command::Check { who, .. }
+            | Command::OwnHoldings { who, .. }
             | Command::Wait { who, .. }
             | Command::Activity { who, .. }
             | Command::TaskNext { who, .. }
@@ -195,6 +201,7 @@ pub enum Answer {
     Claim(Claim),
     Released(Vec<ClaimId>),
     Holders(Vec<Conflict>),
+    Claims(Vec<Claim>),
     Ensured(Ensured),
     Held(Option<Claim>),
     Started(StartSnapshot),
@@ -405,6 +412,7 @@ impl StateOwner {
                 Answer::Claim(book.handoff(&who, id, to, epoch, now).map_err(Failure::Refused)?)
             }
             Command::Check { who, worktree, scopes } => Answer::Holders(book.holders(&who, &worktree, &scopes, now)),
+            Command::OwnHoldings { who, scopes } => Answer::Claims(book.own_holdings(&who, &scopes, now)),
             Command::Wait { who, worktree, claim, scopes } => {
                 let conflicts = match claim {
                     Some(id) => {
@@ -537,7 +545,7 @@ impl StateOwner {
                 Answer::Explained(stories)
             }
             Command::FindCheckpoint { prefix } => Answer::Checkpoints(
-                self.store.checkpoint(&prefix).map_err(|e| Failure::Unavailable(e.to_string()))?.into_iter().collect(),
+                self.store.checkpoints_matching(&prefix).map_err(|e| Failure::Unavailable(e.to_string()))?,
             ),
             Command::Status => {
                 let claims = live_claims(book, now);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lanes_proto::{EventsParams, method};
 use ratatui::Frame;
-use ratatui::crossterm::event::{self, Event, KeyCode};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
@@ -41,7 +41,14 @@ impl View {
     }
 }
 
-pub fn run(env: &Env) -> Result<(), Failure> {
+pub fn run(env: &Env, json: bool) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    if json || !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Failure::invalid(
+            "lanes watch is a live view and needs a terminal; for scripts use `lanes status --json` or \
+             `lanes events --follow`",
+        ));
+    }
     let mut client = env.connect()?;
     let mut view = View::default();
     let mut terminal = ratatui::init();
@@ -53,7 +60,8 @@ pub fn run(env: &Env) -> Result<(), Failure> {
             terminal.draw(|frame| render(frame, &view)).map_err(|e| Failure::internal(e.to_string()))?;
             if event::poll(Duration::from_millis(500)).map_err(|e| Failure::internal(e.to_string()))?
                 && let Event::Key(key) = event::read().map_err(|e| Failure::internal(e.to_string()))?
-                && matches!(key.code, KeyCode::Char('q') | KeyCode::Esc)
+                && (matches!(key.code, KeyCode::Char('q') | KeyCode::Esc)
+                    || (key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL)))
             {
                 return Ok(());
             }
@@ -152,7 +160,8 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             )))
         })
         .collect();
-    frame.render_widget(List::new(items).block(title("events, newest first", view.events.len())), events_area);
+    let events_block = title("events, newest first", view.events.len()).title_bottom(" q, Esc or Ctrl-C quits ");
+    frame.render_widget(List::new(items).block(events_block), events_area);
 }
 
 #[cfg(test)]
@@ -186,6 +195,7 @@ mod tests {
             "write the API",
             "grant",
             "claim 7",
+            "Ctrl-C quits",
         ] {
             assert!(screen.contains(expected), "{expected:?} missing from the screen");
         }

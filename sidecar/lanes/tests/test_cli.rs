@@ -273,3 +273,106 @@ fn messages_survive_a_restart_and_are_delivered_once() {
     let again = env.lanes(&repo, &["--session", "bob", "--json", "inbox"]).success().json();
     assert_eq!(again["messages"], serde_json::json!([]));
 }
+
+#[test]
+fn a_holder_is_told_it_holds_and_claiming_again_renews_the_same_claim() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let first = env.lanes(&repo, &["--session", "a", "--json", "claim", "src/a.rs", "--ttl", "1h30m"]).success().json();
+    assert!(first["claim"]["expires_in_secs"].as_u64().expect("secs") > 5000, "{first}");
+    let again = env.lanes(&repo, &["--session", "a", "--json", "claim", "src/a.rs"]).success().json();
+    assert_eq!(again["claim"]["id"], first["claim"]["id"], "a second claim on what a already holds");
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert_eq!(status["claims"].as_array().expect("claims").len(), 1);
+
+    let mine = env.lanes(&repo, &["--session", "a", "check", "src/a.rs"]).success();
+    assert!(mine.stdout.starts_with("you hold it: claim"), "{}", mine.stdout);
+    let json = env.lanes(&repo, &["--session", "a", "--json", "check", "src/a.rs"]).success().json();
+    assert_eq!(json["yours"][0]["id"], first["claim"]["id"]);
+    let free = env.lanes(&repo, &["--session", "a", "check", "src/b.rs"]).success();
+    assert!(free.stdout.starts_with("free"), "{}", free.stdout);
+
+    let bare = env.lanes(&repo, &["--session", "a", "--json", "claim", "docs", "--ttl", "45"]);
+    assert_eq!(bare.code, 2);
+    assert!(bare.json()["error"]["message"].as_str().expect("message").contains("45s"));
+}
+
+#[test]
+fn empty_scopes_are_refused_and_root_globs_are_claimed() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    for args in [&["claim", ""][..], &["check", ""], &["task", "add", "t", "--scope", ""]] {
+        let mut full = vec!["--session", "a", "--json"];
+        full.extend_from_slice(args);
+        let run = env.lanes(&repo, &full);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stdout);
+        assert_eq!(run.json()["error"]["code"], "invalid_scope", "{args:?}");
+    }
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert!(
+        status["claims"].as_array().expect("claims").is_empty() && status["tasks"].as_array().expect("t").is_empty()
+    );
+    env.lanes(&repo, &["--session", "a", "claim", "*.md"]).success();
+    env.lanes(&repo, &["--session", "a", "claim", "**/*.toml"]).success();
+    let other = env.lanes(&repo, &["--session", "b", "--json", "claim", "docs/guide.md"]);
+    assert_eq!(other.code, 3, "`*.md` at the root did not cover docs/guide.md? {}", other.stdout);
+}
+
+#[test]
+fn rewind_refuses_an_empty_or_ambiguous_checkpoint() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut ids: Vec<String> = Vec::new();
+    // Seventeen checkpoints share a first hex digit somewhere (pigeonhole); usually far fewer are needed.
+    let prefix = loop {
+        std::fs::write(repo.join("src/a.rs"), format!("fn a() {{ {} }}\n", ids.len())).expect("write");
+        let made = env.lanes(&repo, &["--session", "a", "--json", "checkpoint"]).success().json();
+        let id = made["checkpoint"]["id"].as_str().expect("id").to_owned();
+        if let Some(twin) = ids.iter().find(|other| other[..1] == id[..1]) {
+            break twin[..1].to_owned();
+        }
+        ids.push(id);
+    };
+    let empty = env.lanes(&repo, &["--session", "a", "--json", "rewind", ""]);
+    assert_eq!(empty.code, 2, "{}", empty.stdout);
+    let ambiguous = env.lanes(&repo, &["--session", "a", "--json", "rewind", &prefix, "--dry-run"]);
+    assert_eq!(ambiguous.code, 2, "{}", ambiguous.stdout);
+    let message = ambiguous.json()["error"]["message"].as_str().expect("message").to_owned();
+    assert!(message.contains("matches") && message.matches(&format!(" {prefix}")).count() >= 1, "{message}");
+}
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly_and_watch_needs_a_terminal() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    for i in 0..30 {
+        env.lanes(&repo, &["--session", "a", "claim", &format!("src/f{i}.rs")]).success();
+    }
+    for _ in 0..10 {
+        let mut events = env
+            .lanes_command(&repo, &["events"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("events");
+        drop(events.stdout.take());
+        let run = crate::common::run_of(events.wait_with_output().expect("wait"));
+        assert!(run.code == 0 && !run.stderr.contains("panicked"), "exit {}: {}", run.code, run.stderr);
+    }
+    for args in [&["watch"][..], &["--json", "watch"]] {
+        let run = env.lanes(&repo, args);
+        assert_eq!(run.code, 2, "{args:?}: {} {}", run.stdout, run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn init_leaves_the_lower_config_layers_in_effect() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    std::fs::write(repo.join(".lanes.toml"), "default_ttl = \"2h\"\n").expect("write");
+    env.lanes(&repo, &["init"]).success();
+    let claim = env.lanes(&repo, &["--session", "a", "--json", "claim", "src/a.rs"]).success().json();
+    let secs = claim["claim"]["expires_in_secs"].as_u64().expect("secs");
+    assert!(secs > 3600, ".lanes.toml's default_ttl = 2h was overridden by the local file: {secs}s");
+}

@@ -200,3 +200,57 @@ fn hooks_chain_existing_ones_work_in_linked_worktrees_and_undo_restores() {
     assert!(restored.contains("old-hook.log") && !restored.contains("lanes"), "{restored}");
     assert!(!hooks.join("prepare-commit-msg").exists());
 }
+
+/// `git commit -v`, `commit.verbose` and every `commit.cleanup` mode, through a scripted editor: the trailer is
+/// where git keeps it, in the final trailer block of the committed message.
+#[test]
+fn trailers_survive_every_cleanup_mode_with_and_without_verbose() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["init"]).success();
+    let editor = env.root().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i '1i written in the editor' \"$1\"\n").expect("write");
+    Command::new("chmod").arg("755").arg(&editor).status().expect("chmod");
+    let mut round = 0;
+    for cleanup in ["default", "strip", "whitespace", "verbatim", "scissors"] {
+        for verbose in [false, true] {
+            round += 1;
+            std::fs::write(repo.join("src/a.rs"), format!("fn a() {{ {round} }}\n")).expect("write");
+            let mut args = vec!["-c".to_owned(), format!("commit.verbose={verbose}")];
+            if cleanup != "default" {
+                args.extend(["-c".to_owned(), format!("commit.cleanup={cleanup}")]);
+            }
+            args.extend(["commit".to_owned(), "-qa".to_owned()]);
+            let mut command = Command::new("git");
+            env.hermetic(&mut command)
+                .env("PATH", hooks_on_path())
+                .env("LANES_SESSION", "s1")
+                .env("GIT_EDITOR", &editor)
+                .current_dir(&repo)
+                .args(&args)
+                .stdin(Stdio::null());
+            let output = command.output().expect("git commit");
+            assert!(output.status.success(), "{cleanup} -v={verbose}: {}", String::from_utf8_lossy(&output.stderr));
+            let body = message(&env, &repo, "HEAD");
+            assert!(body.starts_with("written in the editor"), "{cleanup} -v={verbose}: {body}");
+            let mut parse = Command::new("git");
+            env.hermetic(&mut parse).current_dir(&repo).args(["interpret-trailers", "--parse"]);
+            let parsed = parse
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child.stdin.take().expect("stdin").write_all(body.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .expect("interpret-trailers");
+            let trailers = String::from_utf8_lossy(&parsed.stdout);
+            assert!(
+                trailers.contains("Lanes-Session: s1"),
+                "{cleanup} -v={verbose}: no Lanes-Session trailer in\n{body}"
+            );
+            assert!(!body.contains("diff --git"), "{cleanup} -v={verbose}: the diff was committed: {body}");
+        }
+    }
+}

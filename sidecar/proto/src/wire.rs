@@ -197,6 +197,9 @@ pub struct CheckParams {
 pub struct CheckReply {
     /// Live claims of others that cover the paths; empty when they are free.
     pub holders: Vec<ConflictView>,
+    /// When no one else holds them: the caller's own live claims over the paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub yours: Vec<ClaimView>,
 }
 
 /// `session.start` / `session.end` parameters.

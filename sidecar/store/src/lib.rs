@@ -335,11 +335,17 @@ impl Store {
     }
 
     /// One checkpoint by id prefix.
-    pub fn checkpoint(&self, prefix: &str) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(self
-            .checkpoints(None, u32::MAX)?
-            .into_iter()
-            .find(|c| c.id.starts_with(prefix) || c.commit.starts_with(prefix)))
+    /// The checkpoints whose id or commit starts with `prefix`, newest first (none for an empty prefix); a
+    /// full id or commit matches only its own checkpoint.
+    pub fn checkpoints_matching(&self, prefix: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        if prefix.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self.checkpoints(None, u32::MAX)?;
+        if let Some(exact) = all.iter().find(|c| c.id == prefix || c.commit == prefix) {
+            return Ok(vec![exact.clone()]);
+        }
+        Ok(all.into_iter().filter(|c| c.id.starts_with(prefix) || c.commit.starts_with(prefix)).collect())
     }
 
     /// Sessions (not subagents) that touched any of `files` after `since`, in order of first touch.
