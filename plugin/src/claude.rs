@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 /// The hot-path bound: connect (or start) and answer within this, or allow.
 const BUDGET: Duration = Duration::from_millis(250);
+/// The edit hook's bound (DESIGN.md §3): a right answer on a claim is worth waiting for under load.
+const EDIT_BUDGET: Duration = Duration::from_secs(1);
 /// SessionEnd may take longer: Claude Code gives it 1.5 s, and releasing claims matters.
 const SESSION_END_BUDGET: Duration = Duration::from_millis(1200);
 /// Making a worktree runs `git worktree add`, which takes what it takes in a large repository.
@@ -96,6 +98,8 @@ impl Hook {
             return self.before_shell(input.get("tool_input")?.get("command")?.as_str()?, started);
         }
         let path = self.edited_path(tool, input.get("tool_input")?)?;
+        // Through symlinks to where the file really is: a link into another worktree is that worktree's file.
+        let path = real_path(&path);
         let location = RepoLocation::discover(existing_ancestor(&path)?).ok()?;
         let params = AcquireParams {
             session: self.principal.clone(),
@@ -107,7 +111,21 @@ impl Hook {
             task: None,
             bound_worktree: RepoLocation::discover(&self.cwd).ok().map(|l| l.worktree.to_string_lossy().into_owned()),
         };
-        match call::<_, ClaimReply>(&location, started, BUDGET, method::CLAIM_ENSURE, &params)? {
+        let answer = match try_call::<_, ClaimReply>(&location, started, EDIT_BUDGET, method::CLAIM_ENSURE, &params) {
+            Ok(answer) => answer,
+            Err(why) => {
+                record_unchecked(&location, &self.principal, &path);
+                let context = format!(
+                    "lanes: this edit of {} was NOT checked against other agents' claims ({why}); it went ahead \
+                     unchecked. Run `lanes status` to see who works on what before you edit further.",
+                    path.display()
+                );
+                return Some(
+                    json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}),
+                );
+            }
+        };
+        match answer {
             Ok(reply) if reply.warning.is_some() => {
                 let context = reply.warning.unwrap_or_default();
                 Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
@@ -167,7 +185,20 @@ impl Hook {
                     "permissionDecisionReason": format!("lanes: {message}"),
                 }}))
             }
-            Err(_) => None,
+            // An edit lanes cannot judge (a path it refuses, a session or agent id it cannot use) is refused
+            // with the reason: letting it through would skip the check on a file someone may hold.
+            Err(CallError::Refused { code: ErrorCode::InvalidScope | ErrorCode::InvalidArgument, message, .. }) => {
+                Some(deny(format!("lanes cannot check this edit, so it is refused: {message}")))
+            }
+            Err(e) => {
+                record_unchecked(&location, &self.principal, &path);
+                let context = format!(
+                    "lanes: this edit of {} was NOT checked against other agents' claims ({e}); it went ahead \
+                     unchecked.",
+                    path.display()
+                );
+                Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+            }
         }
     }
 
@@ -327,7 +358,17 @@ impl Hook {
         };
         match call::<_, WorktreeCreateReply>(&location, started, WORKTREE_BUDGET, method::WORKTREE_CREATE, &params) {
             Some(Ok(reply)) => Some(reply.path),
+            // The sidecar refused the name: so does the fallback.
+            Some(Err(CallError::Refused { .. })) => None,
             _ => {
+                // The same rule as the sidecar's: a plain name, never a path (`/tmp/evil`, `../x`).
+                let agent = name.strip_prefix("agent-").unwrap_or(&name);
+                if agent.is_empty()
+                    || agent.starts_with('.')
+                    || !agent.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return None;
+                }
                 let main = location.common_dir.parent()?.to_path_buf();
                 let path = main.join(".claude/worktrees").join(&name);
                 let status = std::process::Command::new("git")
@@ -364,6 +405,17 @@ fn call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
     method: &str,
     params: &P,
 ) -> Option<Result<R, CallError>> {
+    try_call(location, started, budget, method, params).ok()
+}
+
+/// [`call`], saying why lanes could not answer when it could not.
+fn try_call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+    location: &RepoLocation,
+    started: Instant,
+    budget: Duration,
+    method: &str,
+    params: &P,
+) -> Result<Result<R, CallError>, String> {
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
     let program = lanes_program();
     let launcher = Launcher {
@@ -373,18 +425,64 @@ fn call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
         client: "lanes-hook",
         version: env!("CARGO_PKG_VERSION"),
     };
-    let remaining = || budget.checked_sub(started.elapsed()).filter(|d| !d.is_zero());
-    let mut client = launcher.connect_fast(remaining()?).ok()?;
-    client.set_timeout(remaining()?).ok()?;
+    let out_of_time = || format!("the sidecar did not answer within {} ms", budget.as_millis());
+    let remaining = || budget.checked_sub(started.elapsed()).filter(|d| !d.is_zero()).ok_or_else(out_of_time);
+    let mut client = launcher.connect_fast(remaining()?).map_err(|e| e.to_string())?;
+    client.set_timeout(remaining()?).map_err(|e| e.to_string())?;
     match client.call(method, params) {
         Err(CallError::ProtocolMismatch { .. }) => {
-            let mut client = launcher.connect_or_start(remaining()?).ok()?;
-            client.set_timeout(remaining()?).ok()?;
-            Some(client.call(method, params))
+            let mut client = launcher.connect_or_start(remaining()?).map_err(|e| e.to_string())?;
+            client.set_timeout(remaining()?).map_err(|e| e.to_string())?;
+            Ok(client.call(method, params))
         }
-        Err(CallError::Io(_)) => None,
-        result => Some(result),
+        Err(CallError::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(out_of_time())
+        }
+        Err(CallError::Io(e)) => Err(e.to_string()),
+        result => Ok(result),
     }
+}
+
+/// The answer to a PreToolUse whose input is over `limit` bytes.
+pub fn too_large_to_check(limit: u64) -> Value {
+    deny(format!(
+        "lanes cannot check this tool call: its input is over {} MiB, too large to read. Write the file in \
+         smaller parts (Write a first part, then Edit to add the rest).",
+        limit / (1024 * 1024)
+    ))
+}
+
+/// A PreToolUse deny with its reason.
+fn deny(reason: String) -> Value {
+    json!({"hookSpecificOutput": {
+        "hookEventName": "PreToolUse",
+        "permissionDecision": "deny",
+        "permissionDecisionReason": reason,
+    }})
+}
+
+/// Notes an edit that went ahead without a check, for `lanes status` and `lanes doctor` to count: one line
+/// per edit in `<git-common-dir>/lanes/unchecked.log`, written without the sidecar (which did not answer).
+fn record_unchecked(location: &RepoLocation, principal: &str, path: &Path) {
+    let log = location.common_dir.join("lanes").join("unchecked.log");
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let line = json!({"at": at, "session": principal, "path": path}).to_string();
+    let _ = std::fs::create_dir_all(log.parent().unwrap_or(Path::new("."))).and_then(|()| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log)?;
+        writeln!(file, "{line}")
+    });
+}
+
+/// `path` with its longest existing prefix resolved through symlinks (the file itself may not exist yet).
+fn real_path(path: &Path) -> PathBuf {
+    for ancestor in path.ancestors() {
+        if let Ok(real) = ancestor.canonicalize() {
+            let rest = path.strip_prefix(ancestor).unwrap_or(Path::new(""));
+            return if rest.as_os_str().is_empty() { real } else { real.join(rest) };
+        }
+    }
+    path.to_path_buf()
 }
 
 /// Whether the worktree's HEAD has commits the main worktree's HEAD lacks (work a subagent committed in its

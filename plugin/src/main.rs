@@ -21,7 +21,15 @@ fn main() -> ExitCode {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["claude", event] => {
             let mut input = Vec::new();
-            if std::io::stdin().take(MAX_INPUT_BYTES).read_to_end(&mut input).is_err() {
+            if std::io::stdin().take(MAX_INPUT_BYTES + 1).read_to_end(&mut input).is_err() {
+                return ExitCode::SUCCESS;
+            }
+            if input.len() as u64 > MAX_INPUT_BYTES {
+                // Too large to read whole, so the edited path is unknown: an edit is refused rather than let
+                // through unchecked; other events carry nothing that needs a check.
+                if *event == "PreToolUse" {
+                    println!("{}", claude::too_large_to_check(MAX_INPUT_BYTES));
+                }
                 return ExitCode::SUCCESS;
             }
             let Ok(input) = serde_json::from_slice::<serde_json::Value>(&input) else {

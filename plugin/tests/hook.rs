@@ -115,7 +115,7 @@ fn bad_input_and_unknown_events_exit_zero_silently() {
         serde_json::json!({"session_id": "s", "cwd": "/", "tool_name": "Write", "tool_input": {"file_path": "/tmp/x"}});
     assert_silent_success(&env.hook(&["claude", "PreToolUse"], outside.to_string().as_bytes()), "outside a repository");
     let huge = vec![b'x'; 20 * 1024 * 1024];
-    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &huge), "huge input");
+    assert_silent_success(&env.hook(&["claude", "PostToolUse"], &huge), "huge input");
 }
 
 #[test]
@@ -178,7 +178,46 @@ fn a_hung_sidecar_means_allow() {
     assert!(Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
     let output = env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "bob", "src/a.rs"));
     assert!(Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
-    assert_silent_success(&output, "hung sidecar");
+    assert_eq!(output.status.code(), Some(0));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the hook answers in JSON");
+    let hook = &answer["hookSpecificOutput"];
+    assert!(hook.get("permissionDecision").is_none(), "a hung sidecar must not block the edit: {answer}");
+    assert!(hook["additionalContext"].as_str().expect("context").contains("NOT checked"), "{answer}");
+    // The sidecar is still up and still holds alice's claim; the unchecked edit is on record.
+    let status: serde_json::Value = serde_json::from_slice(&env.lanes(&["--json", "status"]).stdout).expect("status");
+    assert_eq!(status["sidecar"]["pid"].to_string(), pid, "the sidecar did not stay up");
+    assert_eq!(status["claims"][0]["session"], "alice", "{status}");
+    let log = std::fs::read_to_string(repo.join(".git/lanes/unchecked.log")).expect("unchecked.log");
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("\"session\":\"bob\""), "{log}");
+    let status: serde_json::Value = serde_json::from_slice(&env.lanes(&["--json", "status"]).stdout).expect("status");
+    assert_eq!(status["unchecked_edits"]["bob"], 1, "{status}");
+}
+
+#[test]
+fn an_edit_lanes_cannot_judge_is_refused_with_the_reason() {
+    let env = Env::new();
+    let repo = env.repo();
+    env.lanes(&["--session", "alice", "claim", "src/a.rs"]);
+    let deny = |output: &Output, what: &str| {
+        assert_eq!(output.status.code(), Some(0), "{what}");
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {:?}", String::from_utf8_lossy(&output.stdout)));
+        assert_eq!(answer["hookSpecificOutput"]["permissionDecision"], "deny", "{what}: {answer}");
+        answer["hookSpecificOutput"]["permissionDecisionReason"].as_str().expect("reason").to_owned()
+    };
+    let long_session = "s".repeat(129);
+    deny(&env.hook(&["claude", "PreToolUse"], &edit_event(&repo, &long_session, "src/a.rs")), "long session id");
+    let mut event: serde_json::Value = serde_json::from_slice(&edit_event(&repo, "bob", "src/a.rs")).expect("json");
+    event["agent_id"] = "a/b".into();
+    deny(&env.hook(&["claude", "PreToolUse"], event.to_string().as_bytes()), "agent id with a slash");
+    // Over the stdin limit: the path cannot be read, so the edit is refused, not let through.
+    let mut huge = edit_event(&repo, "bob", "src/a.rs");
+    huge.truncate(huge.len() - 3);
+    huge.extend(std::iter::repeat_n(b'x', 17 * 1024 * 1024));
+    huge.extend(b"\"}}");
+    let reason = deny(&env.hook(&["claude", "PreToolUse"], &huge), "17 MiB write");
+    assert!(reason.contains("too large"), "{reason}");
 }
 
 #[test]

@@ -13,13 +13,15 @@ pub const MASK: &str = "[REDACTED]";
 static KNOWN: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-        r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",
-        r"\bgithub_pat_[A-Za-z0-9_]{40,}\b",
-        r"\bglpat-[A-Za-z0-9_\-]{20,}\b",
-        r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b",
+        // Distinctive prefixes match inside a word too (`xAKIA…y`, a key pasted against other text); `sk-`
+        // keeps its word boundary, since it also ends words such as `task-`.
+        r"(?:AKIA|ASIA)[0-9A-Z]{16}",
+        r"gh[pousr]_[A-Za-z0-9]{30,}",
+        r"github_pat_[A-Za-z0-9_]{40,}",
+        r"glpat-[A-Za-z0-9_\-]{20,}",
+        r"xox[abprs]-[A-Za-z0-9\-]{10,}",
         r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{20,}\b",
-        r"\bAIza[0-9A-Za-z_\-]{35}\b",
+        r"AIza[0-9A-Za-z_\-]{35}",
         r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\b",
         r"(?i)\bbearer\s+[A-Za-z0-9_\-.=+/]{16,}",
         r"\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:[^\s@/]+@",
@@ -84,6 +86,13 @@ mod tests {
             "Authorization: Bearer abcdefghijklmnop1234567890",
             "db at postgres://admin:s3cr3t@db.internal:5432/app",
             "key Zx9QpL2mK8vR4tY7wN1sB6cF3hJ0gD5e",
+            "glued xAKIAIOSFODNN7EXAMPLEy here",
+            "slack xoxb-1234567890-abcdefghij",
+            "gitlab glpat-abcdefghijklmnopqrst",
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789",
+            "maps AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
         ];
         for case in cases {
             let masked = redact(case);

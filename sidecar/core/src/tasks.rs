@@ -61,7 +61,8 @@ impl ClaimBook {
         scopes: Vec<Scope>,
         now: Timestamp,
     ) -> Result<Task, Refusal> {
-        let title = title.trim();
+        let title = crate::redact::redact(title.trim());
+        let title = title.as_str();
         if title.is_empty() || title.len() > MAX_TITLE_BYTES {
             return Err(Refusal::new(
                 RefusalCode::InvalidArgument,

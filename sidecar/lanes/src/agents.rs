@@ -21,7 +21,10 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: WorktreeCreateParams = parse(&params)?;
     let session = principal(&p.session)?.session;
     let agent = p.name.strip_prefix("agent-").unwrap_or(&p.name).to_owned();
-    if agent.is_empty() || !agent.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if agent.is_empty()
+        || agent.starts_with('.')
+        || !agent.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(error(ErrorCode::InvalidArgument, format!("invalid worktree name {:?}", p.name), Vec::new()));
     }
     let main = cx.common_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| cx.common_dir.clone());

@@ -126,6 +126,9 @@ pub async fn take(
     root: &Path,
     message: &str,
 ) -> Result<Option<Checkpoint>, ErrorObjectOwned> {
+    // Typed by a person or an agent: masked before it reaches the store or the checkpoint commit.
+    let message = lanes_core::redact(message);
+    let message = message.as_str();
     let index = git::private_index(&cx.common_dir, session);
     let Answer::Prompt(prompt) = cx.ask(Command::LastPrompt { session: session.to_owned() }).await? else {
         unreachable!("last prompt answers Prompt")

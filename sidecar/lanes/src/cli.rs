@@ -168,7 +168,13 @@ pub fn init(env: &Env, out: &Output) -> Result<(), Failure> {
         false
     } else {
         std::fs::create_dir_all(config.parent().unwrap_or(Path::new(".")))
-            .and_then(|()| std::fs::write(&config, commented_template()))
+            .and_then(|()| {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file =
+                    std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&config)?;
+                file.write_all(commented_template().as_bytes())
+            })
             .map_err(|e| Failure::internal(format!("failed to write {}: {e}", config.display())))?;
         true
     };
@@ -368,9 +374,23 @@ pub fn wait(env: &Env, out: &Output, targets: &[String]) -> Result<(), Failure> 
 }
 
 pub fn status(env: &Env, out: &Output) -> Result<(), Failure> {
-    let value = env.call(method::STATUS, &json!({}))?;
+    let mut value = env.call(method::STATUS, &json!({}))?;
+    value["unchecked_edits"] = json!(unchecked_edits(&env.location.common_dir));
     out.print(&value, |v| render_status(v, &env.session));
     Ok(())
+}
+
+/// How many edits each session made that lanes could not check (the hook found no sidecar answering and
+/// let them through), from `<git-common-dir>/lanes/unchecked.log`.
+pub fn unchecked_edits(common_dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    let log = std::fs::read_to_string(common_dir.join("lanes").join("unchecked.log")).unwrap_or_default();
+    for line in log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        if let Some(session) = line["session"].as_str() {
+            *counts.entry(session.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 pub fn sessions(env: &Env, out: &Output, all: bool) -> Result<(), Failure> {
@@ -415,6 +435,10 @@ fn render_status(v: &Value, me: &str) -> String {
         sidecar["version"].as_str().unwrap_or("?"),
         sidecar["protocol"]
     );
+    if let Some(unchecked) = v["unchecked_edits"].as_object().filter(|u| !u.is_empty()) {
+        let counts: Vec<String> = unchecked.iter().map(|(session, n)| format!("{session} {n}")).collect();
+        text.push_str(&format!("unchecked edits (went ahead while lanes could not answer): {}\n", counts.join(", ")));
+    }
     let hub = &v["hub"];
     if hub.is_object() {
         let outbox =

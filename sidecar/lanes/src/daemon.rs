@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -55,6 +55,9 @@ pub fn run(dir: &Path, options: RunOptions) -> Result<()> {
 
     let state_dir = location.common_dir.join("lanes");
     std::fs::create_dir_all(&state_dir).with_context(|| format!("failed to create {}", state_dir.display()))?;
+    // Prompts, notes and paths live here: private to the user, whatever the umask.
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to make {} private", state_dir.display()))?;
     init_logging(&state_dir, options.foreground);
     // A sidecar started by a client has no terminal: its reason for stopping must be in the log.
     let served =
@@ -77,6 +80,14 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
     let owner =
         StateOwner::open(location.common_dir.clone(), &config, inbox).context("failed to open the state database")?;
     tracing::info!("restored {} claims in {:?}", owner.claim_count(), started.elapsed());
+    // SQLite creates its files with the umask's mode; older versions of lanes left them 0644.
+    for name in ["state.db", "state.db-wal", "state.db-shm", "sidecar.log.1", "config.toml"] {
+        let file = location.common_dir.join("lanes").join(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("failed to make {} private", file.display()))?;
+        }
+    }
 
     let sidecar = SidecarView {
         pid: std::process::id(),
@@ -322,9 +333,27 @@ async fn handle_line(module: &RpcModule<Arc<Context>>, line: &[u8]) -> Option<St
     };
     let id = object.get("id")?.clone();
     match module.raw_json_request(text, 1).await {
-        Ok((response, _)) => Some(response.get().to_owned()),
+        Ok((response, _)) => Some(with_protocol_in_error(response.get())),
         Err(e) => Some(error_reply(id, -32600, ErrorCode::InvalidArgument, format!("invalid request: {e}"))),
     }
+}
+
+/// jsonrpsee's own errors (method not found, invalid params shape) carry no `data`; every reply carries
+/// `protocol` (ARCHITECTURE.md), so they get it here. Replies of our handlers pass through untouched.
+fn with_protocol_in_error(response: &str) -> String {
+    if !response.contains("\"error\"") {
+        return response.to_owned();
+    }
+    let Ok(mut reply) = serde_json::from_str::<Value>(response) else { return response.to_owned() };
+    let error = &mut reply["error"];
+    if error.is_object() && error["data"]["protocol"].is_null() {
+        if !error["data"].is_object() {
+            error["data"] = json!({"code": ErrorCode::InvalidArgument});
+        }
+        error["data"]["protocol"] = json!(PROTOCOL_VERSION);
+        return reply.to_string();
+    }
+    response.to_owned()
 }
 
 fn error_reply(id: Value, rpc_code: i32, code: ErrorCode, message: String) -> String {
@@ -336,10 +365,19 @@ fn error_reply(id: Value, rpc_code: i32, code: ErrorCode, message: String) -> St
     .to_string()
 }
 
-fn init_logging(state_dir: &Path, foreground: bool) {
+/// The log filter from `LANES_LOG` (default `warn`). jsonrpsee logs whole requests (prompts, before any
+/// redaction) at debug and trace, so its target never goes below info, whatever `LANES_LOG` asks.
+pub(crate) fn log_filter() -> tracing_subscriber::EnvFilter {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    match "jsonrpsee=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
+}
+
+fn init_logging(state_dir: &Path, foreground: bool) {
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_ansi(false);
     if foreground {
         let _ = builder.with_writer(std::io::stderr).try_init();
         return;
@@ -348,7 +386,7 @@ fn init_logging(state_dir: &Path, foreground: bool) {
     if std::fs::metadata(&log).is_ok_and(|m| m.len() > 5 * 1024 * 1024) {
         let _ = std::fs::rename(&log, log.with_extension("log.1"));
     }
-    match OpenOptions::new().create(true).append(true).open(&log) {
+    match OpenOptions::new().create(true).append(true).mode(0o600).open(&log) {
         Ok(file) => {
             let _ = builder.with_writer(std::sync::Mutex::new(file)).try_init();
         }

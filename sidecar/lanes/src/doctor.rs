@@ -48,6 +48,7 @@ pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
         hub(env),
         hook_binary(),
         plugin(),
+        unchecked(&env.location.common_dir),
     ];
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     let value = json!({
@@ -194,6 +195,24 @@ fn hub(env: &Env) -> Check {
             )),
         ),
     }
+}
+
+fn unchecked(common_dir: &Path) -> Check {
+    let counts = crate::cli::unchecked_edits(common_dir);
+    if counts.is_empty() {
+        return Check::new("unchecked edits", Status::Ok, "every edit was checked", None);
+    }
+    let listed: Vec<String> = counts.iter().map(|(session, n)| format!("{session}: {n}")).collect();
+    Check::new(
+        "unchecked edits",
+        Status::Warn,
+        format!("edits that went ahead while lanes could not answer: {}", listed.join(", ")),
+        Some(format!(
+            "see why the sidecar did not answer in {}; remove {} once you have looked",
+            common_dir.join("lanes/sidecar.log").display(),
+            common_dir.join("lanes/unchecked.log").display()
+        )),
+    )
 }
 
 fn store(db: &Path, sidecar_running: bool) -> Check {

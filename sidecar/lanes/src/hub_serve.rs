@@ -11,9 +11,12 @@ use crate::output::Output;
 /// Serves until told to stop. Prints one line (or JSON object) once it accepts connections.
 /// The token comes from `LANES_HUB_TOKEN`, else `token_file`.
 pub fn run(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf>) -> Result<(), Failure> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(crate::daemon::log_filter())
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
     options.token =
         crate::hub_link::read_token(token_file.as_deref()).map_err(|e| Failure::invalid(format!("{e:#}")))?;
     let scheme = if options.tls.is_some() { "wss" } else { "ws" };

@@ -376,3 +376,31 @@ fn init_leaves_the_lower_config_layers_in_effect() {
     let secs = claim["claim"]["expires_in_secs"].as_u64().expect("secs");
     assert!(secs > 3600, ".lanes.toml's default_ttl = 2h was overridden by the local file: {secs}s");
 }
+
+#[test]
+fn typed_secrets_are_masked_everywhere_and_state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let key = "AKIAIOSFODNN7EXAMPLE";
+    env.lanes(&repo, &["init"]).success();
+    env.lanes(&repo, &["--session", "a", "task", "add", &format!("rotate x{key}y now")]).success();
+    std::fs::write(repo.join("src/a.rs"), "changed\n").expect("write");
+    env.lanes(&repo, &["--session", "a", "checkpoint", "-m", &format!("before rotating {key}")]).success();
+    let status = env.lanes(&repo, &["--json", "status"]).success().stdout;
+    let events = env.lanes(&repo, &["--json", "events"]).success().stdout;
+    let commits = env.git(&repo, &["log", "--format=%B", "refs/lanes/checkpoints/a"]);
+    for (what, text) in [("status", &status), ("events", &events), ("checkpoint commit", &commits)] {
+        assert!(!text.contains(key), "{what} shows the key: {text}");
+    }
+    assert!(status.contains("[REDACTED]"), "{status}");
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    let state = repo.join(".git/lanes");
+    assert_eq!(std::fs::metadata(&state).expect("dir").permissions().mode() & 0o777, 0o700);
+    for name in ["state.db", "sidecar.log", "config.toml"] {
+        let mode = std::fs::metadata(state.join(name)).expect(name).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+    let db = std::fs::read(state.join("state.db")).expect("db");
+    assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()), "the key is in state.db");
+}

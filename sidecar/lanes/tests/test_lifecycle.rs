@@ -228,3 +228,75 @@ fn a_claim_racing_a_stop_is_answered_as_decided() {
     }
     eprintln!("granted {} times, refused {} times", outcomes.0, outcomes.1);
 }
+
+/// Another user makes the `/tmp` runtime directory first (no XDG_RUNTIME_DIR) and listens there: no client,
+/// neither the CLI nor the hook, sends it a byte, and the CLI says why.
+#[test]
+fn a_runtime_dir_planted_by_another_user_is_never_used() {
+    if crate::common::current_uid() != 0
+        || !std::path::Path::new("/usr/bin/setpriv").exists()
+        || !std::path::Path::new("/usr/bin/python3").exists()
+    {
+        eprintln!("skipped: needs root, setpriv and /usr/bin/python3 to act as another user");
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    for (dir, mode) in [(env.root(), 0o755), (env.root().join("tmp"), 0o1777)] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let planted =
+        env.root().join(format!("tmp/lanes-{}/v{}", crate::common::current_uid(), lanes_proto::PROTOCOL_VERSION));
+    let common_dir = repo.join(".git").canonicalize().expect("common dir");
+    let socket = planted.join(format!("{}.sock", lanes_proto::paths::repo_key(&common_dir)));
+    let script = "import os,socket,sys,time\nd=sys.argv[1]\nos.makedirs(d)\nos.chmod(d,0o777)\nos.chmod(os.path.dirname(d),0o777)\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[2])\nos.chmod(sys.argv[2],0o777)\ns.listen(16)\ns.settimeout(0.2)\nprint('ready',flush=True)\nend=time.time()+30\nwhile time.time()<end:\n    try:\n        c,_=s.accept()\n    except socket.timeout:\n        continue\n    c.settimeout(0.5)\n    try:\n        data=c.recv(65536)\n    except socket.timeout:\n        data=b''\n    print('got',len(data),flush=True)\n    if data:\n        c.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocol\":1,\"version\":\"evil\",\"pid\":1}}\\n')\n    c.close()\n";
+    let mut fake = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
+        .arg(&planted)
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("fake sidecar");
+    let mut lines = std::io::BufReader::new(fake.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().expect("line").expect("read"), "ready");
+
+    let without_runtime_dir = |mut command: std::process::Command| {
+        command.env_remove("XDG_RUNTIME_DIR");
+        crate::common::run_of(command.output().expect("run"))
+    };
+    let claim = without_runtime_dir(env.lanes_command(&repo, &["--session", "a", "--json", "claim", "src/a.rs"]));
+    assert_ne!(claim.code, 0, "a claim was answered by the planted socket: {}", claim.stdout);
+    assert!(claim.stdout.contains("refusing to use"), "{}", claim.stdout);
+
+    let hook = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
+    let cwd = repo.to_string_lossy();
+    for (event, input) in [
+        ("SessionStart", serde_json::json!({"session_id": "s1", "cwd": cwd, "source": "startup"})),
+        (
+            "UserPromptSubmit",
+            serde_json::json!({"session_id": "s1", "cwd": cwd, "prompt": "key sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        ),
+        (
+            "PreToolUse",
+            serde_json::json!({"session_id": "s1", "cwd": cwd, "tool_name": "Write",
+            "tool_input": {"file_path": repo.join("src/a.rs").to_string_lossy(), "content": "x"}}),
+        ),
+    ] {
+        let mut command = std::process::Command::new(&hook);
+        env.hermetic(&mut command)
+            .current_dir(&repo)
+            .args(["claude", event])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        command.env_remove("XDG_RUNTIME_DIR");
+        let mut child = command.spawn().expect("hook");
+        child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write");
+        let run = crate::common::run_of(child.wait_with_output().expect("wait"));
+        assert!(!run.stdout.contains("evil"), "{event}: {}", run.stdout);
+    }
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let received: Vec<String> = lines.map_while(Result::ok).filter(|l| l != "got 0").collect();
+    assert!(received.is_empty(), "clients sent bytes to the planted socket: {received:?}");
+}

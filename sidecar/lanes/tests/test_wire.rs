@@ -178,7 +178,9 @@ fn every_method_with_random_params_gets_a_well_formed_reply() {
             let reply = wire.borrow_mut().call(method, params.clone());
             prop_assert_eq!(&reply["jsonrpc"], "2.0");
             let well_formed = reply["result"]["protocol"].is_u64()
-                || (reply["error"]["code"].is_i64() && reply["error"]["message"].is_string());
+                || (reply["error"]["code"].is_i64()
+                    && reply["error"]["message"].is_string()
+                    && reply["error"]["data"]["protocol"].is_u64());
             prop_assert!(well_formed, "{} {} -> {}", method, params, reply);
             Ok(())
         })
@@ -203,4 +205,18 @@ fn thousands_of_idle_connections_do_not_take_the_sidecar_down() {
     let mut fresh = Wire::connect(&socket);
     assert_eq!(fresh.call("status", json!({}))["result"]["claims"].as_array().map(Vec::len), Some(1));
     assert_eq!(env.sidecar_pid(&repo), Some(pid));
+}
+
+#[test]
+fn unknown_methods_carry_the_protocol_and_a_huge_cursor_does_not_replay_the_log() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, _) = env.start_sidecar(&repo);
+    let mut wire = Wire::connect(&socket);
+    let unknown = wire.call("no.such.method", json!({}));
+    assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
+    assert!(unknown["error"]["data"]["protocol"].is_u64(), "{unknown}");
+    wire.call("claim.acquire", json!({"session": "a", "worktree": repo, "scopes": ["src/a.rs"]}));
+    let replay = wire.call("events", json!({"since": 1u64 << 63}));
+    assert_eq!(replay["result"]["events"], json!([]), "a cursor past i64::MAX replayed the log: {replay}");
 }

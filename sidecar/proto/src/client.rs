@@ -67,8 +67,11 @@ impl From<io::Error> for CallError {
 }
 
 impl Client {
-    /// Connects to the socket; every later read and write gives up after `timeout`.
+    /// Connects to the socket; every later read and write gives up after `timeout`. The socket must be ours,
+    /// in a directory only we can write (see [`crate::paths::check_private`]): nothing is sent to a socket
+    /// another user could have planted.
     pub fn connect(socket: &Path, timeout: Duration) -> io::Result<Client> {
+        crate::paths::check_socket(socket)?;
         Client::over(UnixStream::connect(socket)?, timeout)
     }
 

@@ -178,18 +178,28 @@ pub fn wait_until_stopped(paths: &SidecarPaths, deadline: Instant) -> io::Result
 /// Creates `dir` with mode 0700 if needed, tightens one that others can enter, and refuses one that
 /// belongs to another user (someone could have planted it in a shared /tmp).
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let meta = std::fs::metadata(dir)?;
-    if meta.uid() != crate::paths::current_uid() {
-        return Err(io::Error::new(
-            ErrorKind::PermissionDenied,
-            format!("{} belongs to uid {}, not to you: remove it or set XDG_RUNTIME_DIR", dir.display(), meta.uid()),
-        ));
+    // Made one level at a time, so neither the runtime directory nor its parent is ever someone else's.
+    if let Some(parent) = dir.parent() {
+        if let Some(base) = parent.parent().filter(|base| !base.exists()) {
+            std::fs::create_dir_all(base)?;
+        }
+        make_private(parent)?;
     }
-    if meta.permissions().mode() & 0o077 != 0 {
+    make_private(dir)
+}
+
+fn make_private(dir: &Path) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    // Ours but too open (an old umask, a chmod): tighten it; anyone else's is refused below.
+    if meta.file_type().is_dir() && meta.uid() == crate::paths::current_uid() && meta.permissions().mode() & 0o077 != 0
+    {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    Ok(())
+    crate::paths::check_private(dir)
 }
 
 /// Removes a socket file nobody listens on; leaves one that accepts connections.

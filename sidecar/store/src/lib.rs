@@ -293,7 +293,8 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, at, kind, session, claim, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let mut rows = stmt.query(params![since as i64, limit])?;
+        // A cursor past i64::MAX (a client's garbage) means "after everything", never a wrap to the start.
+        let mut rows = stmt.query(params![i64::try_from(since).unwrap_or(i64::MAX), limit])?;
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
             let data: String = row.get(5)?;
