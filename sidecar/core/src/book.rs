@@ -676,6 +676,28 @@ impl ClaimBook {
         }
     }
 
+    /// Ends the sessions no client hook started (CLI sessions: a `--session` name, a typo, a script) that hold
+    /// no live claim and have not acted for `idle`, so they stop filling every SessionStart context. Such a
+    /// session that acts again starts afresh. Returns the sessions ended.
+    pub fn end_idle_sessions(&mut self, idle: std::time::Duration, now: Timestamp) -> Vec<String> {
+        let mut idle_ones: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| {
+                s.live
+                    && s.info.source.is_none()
+                    && s.last_seen.after(idle) <= now
+                    && !self.claims.values().any(|c| &c.holder.session == *id && c.expires_at > now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        idle_ones.sort();
+        for session in &idle_ones {
+            self.end_session(session, now);
+        }
+        idle_ones
+    }
+
     /// Records that a principal touched files (kept in the event log for attribution).
     pub fn touch(&mut self, who: &Principal, files: Vec<String>, now: Timestamp) {
         if !files.is_empty() {
@@ -792,6 +814,13 @@ impl ClaimBook {
         let request = AcquireRequest { note: request.note.as_deref().map(crate::redact::redact), ..request };
         let ttl = check_ttl(request.ttl.unwrap_or(self.policy.default_ttl))
             .map_err(|bounds| Refusal::new(RefusalCode::InvalidArgument, format!("invalid ttl: {bounds}")))?;
+        if self.session_state(&request.holder.session) == Some(SessionState::Ended)
+            && self.sessions.get(&request.holder.session).is_some_and(|s| s.info.source.is_none())
+        {
+            // A CLI session that ended for idleness is the same person coming back: it starts again.
+            let info = SessionInfo { worktree: Some(request.worktree.root.clone()), ..SessionInfo::default() };
+            self.start_session(&request.holder.session, info, now);
+        }
         if self.session_state(&request.holder.session) == Some(SessionState::Ended) {
             return Err(Refusal::new(
                 RefusalCode::InvalidArgument,
@@ -807,7 +836,11 @@ impl ClaimBook {
             let claim = self.renew(&request.holder, id, Some(ttl), None, now)?;
             return Ok(Grant { claim, notes: Vec::new() });
         }
-        self.register_session(&request.holder.session, now);
+        if !self.sessions.contains_key(&request.holder.session) {
+            // A session first seen claiming (the CLI, a script) records the worktree it works in.
+            let info = SessionInfo { worktree: Some(request.worktree.root.clone()), ..SessionInfo::default() };
+            self.start_session(&request.holder.session, info, now);
+        }
         let (notes, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lapsed)
             .into_iter()
             .partition(|n| n.scopes.iter().any(|a| request.scopes.iter().any(|b| a.overlaps(b))));

@@ -57,6 +57,14 @@ pub fn check_claim(claim: &HubClaim) -> Result<Vec<Scope>, String> {
     parse_scopes(claim)
 }
 
+/// Whether two holders (`session` or `session/agent`) never contend: the same principal, or a session and one
+/// of its own subagents (DESIGN.md §5). Sibling subagents contend.
+fn nested(a: &str, b: &str) -> bool {
+    let split = |h: &str| h.split_once('/').map_or((h.to_owned(), None), |(s, a)| (s.to_owned(), Some(a.to_owned())));
+    let ((session_a, agent_a), (session_b, agent_b)) = (split(a), split(b));
+    session_a == session_b && (agent_a.is_none() || agent_b.is_none() || agent_a == agent_b)
+}
+
 /// Parses a claim's scopes, refusing any that would leave the repository.
 fn parse_scopes(claim: &HubClaim) -> Result<Vec<Scope>, String> {
     if claim.scopes.is_empty() {
@@ -77,7 +85,7 @@ impl Space {
         for ((held_origin, id), (held, scopes)) in &self.held {
             let same_claim = held_origin == origin && *id == claim.id;
             let both_shared = held.claim.mode == Mode::Shared && claim.mode == Mode::Shared;
-            if same_claim || both_shared || held.claim.holder == claim.holder || held.expires_at_ms <= now_ms {
+            if same_claim || both_shared || nested(&held.claim.holder, &claim.holder) || held.expires_at_ms <= now_ms {
                 continue;
             }
             if let Some(scope) = scopes.iter().find(|s| wanted.iter().any(|w| w.overlaps(s))) {

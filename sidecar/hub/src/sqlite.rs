@@ -40,9 +40,12 @@ fn db_error(e: rusqlite::Error) -> HubError {
 impl SqliteStore {
     /// Opens (or creates) the store and loads every claim.
     pub fn open(path: &Path) -> Result<SqliteStore, HubError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| HubError::Unavailable(format!("failed to create {}: {e}", dir.display())))?;
+        // A missing directory is a typo more often than a wish: make no tree of directories (as root, say).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+            return Err(HubError::Invalid(format!(
+                "{} does not exist: create it first, or give the store a path in an existing directory",
+                dir.display()
+            )));
         }
         let db = Connection::open(path).map_err(db_error)?;
         db.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;

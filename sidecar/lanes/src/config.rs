@@ -65,6 +65,8 @@ pub struct Config {
     pub durability: Durability,
     /// How long an ended session (and its checkpoints) is kept.
     pub keep_ended_sessions: Duration,
+    /// A session no client hook started ends after this long without acting and without a live claim.
+    pub end_idle_sessions: Duration,
     /// Binding policy for sessions.
     pub binding_sessions: Binding,
     /// Binding policy for subagents in worktrees lanes made for them.
@@ -110,6 +112,7 @@ impl Config {
             idle_timeout: Duration::from_secs(1800),
             durability: Durability::Full,
             keep_ended_sessions: Duration::from_secs(7 * 86_400),
+            end_idle_sessions: Duration::from_secs(2 * 3600),
             binding_sessions: Binding::Warn,
             binding_subagents: Binding::Strict,
             stall_flag_after: Duration::from_secs(30 * 60),
@@ -148,6 +151,7 @@ impl Config {
                     for (key, value) in sessions {
                         match (key.as_str(), value) {
                             ("keep_ended", toml::Value::String(s)) => self.keep_ended_sessions = ttl(s, origin, key)?,
+                            ("end_idle", toml::Value::String(s)) => self.end_idle_sessions = ttl(s, origin, key)?,
                             _ => self.warnings.push(format!("{origin}: unknown key sessions.{key}")),
                         }
                     }

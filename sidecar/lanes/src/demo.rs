@@ -172,6 +172,7 @@ pub fn run(out: &Output, with_hub: bool) -> Result<(), Failure> {
     let main = root.join("app");
     let feature = root.join("app-feature");
     make_repo(&main, &feature)?;
+    write_demo_config(&main, None)?;
     let hub = if with_hub { Some(DemoHub::start(&root, &main)?) } else { None };
     let location = RepoLocation::discover(&main).map_err(|e| Failure::internal(e.to_string()))?;
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
@@ -364,7 +365,7 @@ impl DemoHub {
             .map_err(|_| Failure::internal("the demo's hub did not start".to_owned()))?
             .map_err(|e| Failure::internal(format!("the demo's hub did not start: {e}")))?;
         let url = format!("ws://{address}");
-        write_hub_config(main, &url)?;
+        write_demo_config(main, Some(&url))?;
         Ok(DemoHub { url, stop, thread })
     }
 
@@ -374,17 +375,24 @@ impl DemoHub {
     }
 }
 
-fn write_hub_config(repo: &Path, url: &str) -> Result<(), Failure> {
+/// Pins the demo repository to the embedded defaults (plus the demo's own hub, or none), in its local config
+/// layer, above whatever the user's `~/.config/lanes/config.toml` says: a `[hub]` there, a stricter binding or
+/// another contention would change the story, or stop the demo's sidecar from starting at all.
+fn write_demo_config(repo: &Path, hub_url: Option<&str>) -> Result<(), Failure> {
     let dir = repo.join(".git/lanes");
     std::fs::create_dir_all(&dir).map_err(|e| Failure::internal(e.to_string()))?;
-    let config = format!("[hub]\nurls = [\"{url}\"]\nproject = \"lanes-demo\"\n");
+    let hub = match hub_url {
+        Some(url) => format!("[hub]\nurls = [\"{url}\"]\nproject = \"lanes-demo\"\n"),
+        None => "[hub]\nurls = []\n".to_owned(),
+    };
+    let config = format!("{}\n{hub}", crate::config::TEMPLATE);
     std::fs::write(dir.join("config.toml"), config).map_err(|e| Failure::internal(e.to_string()))
 }
 
 /// `--hub`: erin works on a second machine (a clone with its own sidecar); the hub keeps one claim space.
 fn across_machines(t: &mut Timeline, program: &Path, hub: DemoHub, main: &Path, laptop: &Path) -> Result<(), Failure> {
     git(main.parent().unwrap_or(main), &["clone", "-q", &main.to_string_lossy(), &laptop.to_string_lossy()])?;
-    write_hub_config(laptop, &hub.url)?;
+    write_demo_config(laptop, Some(&hub.url))?;
     let location = RepoLocation::discover(laptop).map_err(|e| Failure::internal(e.to_string()))?;
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
     let launcher =

@@ -34,7 +34,7 @@ impl Check {
 }
 
 pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
-    let checks = [
+    let checks = vec![
         Check::new(
             "repository",
             Status::Ok,
@@ -50,6 +50,28 @@ pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
         plugin(),
         unchecked(&env.location.common_dir),
     ];
+    report(&checks, out)
+}
+
+/// `lanes doctor` outside a repository: what does not need one (the runtime directory, the hook binary,
+/// the Claude Code plugin), and that the rest needs one.
+pub fn run_outside(why: &str, out: &Output) -> Result<(), Failure> {
+    let dir = lanes_proto::paths::runtime_dir().join(format!("v{}", lanes_proto::PROTOCOL_VERSION));
+    let checks = vec![
+        Check::new(
+            "repository",
+            Status::Warn,
+            format!("not in a git repository ({why})"),
+            Some("run `lanes doctor` inside a repository to check its sidecar, store and config".into()),
+        ),
+        runtime_dir(&dir),
+        hook_binary(),
+        plugin(),
+    ];
+    report(&checks, out)
+}
+
+fn report(checks: &[Check], out: &Output) -> Result<(), Failure> {
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     let value = json!({
         "ok": !failed,
@@ -258,10 +280,17 @@ fn config(common_dir: &Path) -> Check {
             "config",
             Status::Ok,
             format!(
-                "contention {:?}, default ttl {}s, {} file(s) read",
-                config.contention,
-                config.default_ttl.as_secs(),
-                config.sources.len()
+                "contention = \"{}\", default_ttl = \"{}\"; read {}",
+                match config.contention {
+                    lanes_core::Contention::Repo => "repo",
+                    lanes_core::Contention::Worktree => "worktree",
+                },
+                lanes_core::human_duration(config.default_ttl),
+                if config.sources.is_empty() {
+                    "no config file (built-in defaults)".to_owned()
+                } else {
+                    config.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                }
             ),
             None,
         ),

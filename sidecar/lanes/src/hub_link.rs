@@ -210,6 +210,39 @@ impl HubLink {
         }
     }
 
+    /// The claims of other machines, held at the hub, that stand in `who`'s way on `scopes`: what `lanes check`
+    /// and `lanes wait` add to the local answer. This sidecar's own claims are the local book's to report.
+    pub async fn holders(&self, who: &str, scopes: &[String]) -> Result<Vec<lanes_proto::ConflictView>, HubFailure> {
+        let params = lanes_proto::hub::HubProjectParams { project: self.project.clone() };
+        let reply: lanes_proto::hub::HubClaimsReply = self.call(method::CLAIMS, &params).await?;
+        let now_ms = crate::state::now().0;
+        let mut space = lanes_hub::space::Space::default();
+        for view in reply.claims.into_iter().filter(|c| c.origin != self.origin) {
+            let expires_at_ms = now_ms + view.claim.ttl_secs * 1000;
+            space.insert(lanes_hub::space::Held {
+                origin: view.origin,
+                claim: view.claim,
+                epoch: view.epoch,
+                expires_at_ms,
+                lease: 0,
+            });
+        }
+        let probe = HubClaim {
+            id: u64::MAX,
+            holder: who.to_owned(),
+            scopes: scopes.to_vec(),
+            mode: lanes_proto::Mode::Exclusive,
+            ttl_secs: 1,
+        };
+        space.conflicts(&self.origin, &probe, now_ms).map_err(|e| {
+            HubFailure::Refused(ErrorObjectOwned::owned(
+                ErrorCode::InvalidScope.rpc_code(),
+                e,
+                Some(ErrorData::new(ErrorCode::InvalidScope, Vec::new())),
+            ))
+        })
+    }
+
     /// `unavailable`, with what `[hub] offline` tells the edit hook to do.
     fn unavailable(&self, message: &str) -> ErrorObjectOwned {
         let offline = Some(if self.offline_deny { "deny" } else { "allow" }.to_owned());

@@ -22,6 +22,12 @@ pub fn run(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf>)
     let scheme = if options.tls.is_some() { "wss" } else { "ws" };
     let store = options.store.clone();
     let json = out.json;
+    // A start that fails (a port in use, a bad certificate) leaves no new database behind.
+    let new_database = store
+        .strip_prefix("sqlite:")
+        .map(PathBuf::from)
+        .filter(|db| !db.exists() && db.parent().is_none_or(|d| d.as_os_str().is_empty() || d.is_dir()));
+    let mut listening = false;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,6 +35,7 @@ pub fn run(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf>)
     let served = runtime.block_on(lanes_hub::serve(
         options,
         |address| {
+            listening = true;
             let url = format!("{scheme}://{address}");
             let line = if json {
                 serde_json::json!({"listening": url, "store": store}).to_string()
@@ -47,6 +54,14 @@ pub fn run(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf>)
             }
         },
     ));
+    if served.is_err()
+        && !listening
+        && let Some(db) = &new_database
+    {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    }
     served.map_err(|e| match e {
         lanes_hub::HubError::Invalid(message) => Failure::invalid(message),
         other => Failure::internal(other.to_string()),

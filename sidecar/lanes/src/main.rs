@@ -398,6 +398,10 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             let options = lanes_hub::ServeOptions { listen, store, token: None, tls, insecure, rate_limit };
             hub_serve::run(&out, options, token_file)
         }
+        Cmd::Doctor => match cli::Env::discover(&dir, cli.session) {
+            Ok(env) => doctor::run(&env, &out),
+            Err(outside) => doctor::run_outside(&outside.message, &out),
+        },
         command => {
             let env = cli::Env::discover(&dir, cli.session)?;
             match command {
@@ -428,7 +432,6 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Rewind { checkpoint, dry_run, paths, force } => {
                     cli::rewind(&env, &out, checkpoint, dry_run, paths, force)
                 }
-                Cmd::Doctor => doctor::run(&env, &out),
                 Cmd::Watch => watch::run(&env, out.json),
                 Cmd::Worktrees => worktrees::worktrees(&env, &out),
                 Cmd::Gc { force, dry_run } => worktrees::gc(&env, &out, force, dry_run),
@@ -436,7 +439,10 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
                 Cmd::Hub(HubCmd::Claims) => hub_link::claims(&env.location.common_dir, &out),
-                Cmd::Sidecar(SidecarCmd::Run { .. }) | Cmd::Demo { .. } | Cmd::Hub(HubCmd::Serve { .. }) => {
+                Cmd::Sidecar(SidecarCmd::Run { .. })
+                | Cmd::Demo { .. }
+                | Cmd::Doctor
+                | Cmd::Hub(HubCmd::Serve { .. }) => {
                     unreachable!("handled above")
                 }
             }

@@ -424,6 +424,9 @@ async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
     let scopes = resolve_all(&p.paths, &root)?;
     let command = Command::Check { who: who.clone(), worktree, scopes: scopes.clone() };
     let Answer::Holders(holders) = cx.ask(command).await? else { unreachable!("check answers Holders") };
+    let now = now();
+    let mut holders: Vec<ConflictView> = holders.iter().map(|c| conflict_view(c, now)).collect();
+    holders.extend(hub_holders(cx, &who, &scopes).await?);
     let yours = if holders.is_empty() {
         let Answer::Claims(own) = cx.ask(Command::OwnHoldings { who, scopes }).await? else {
             unreachable!("own holdings answers Claims")
@@ -432,11 +435,7 @@ async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
     } else {
         Vec::new()
     };
-    let now = now();
-    reply(&CheckReply {
-        holders: holders.iter().map(|c| conflict_view(c, now)).collect(),
-        yours: yours.iter().map(|c| claim_view(c, now)).collect(),
-    })
+    reply(&CheckReply { holders, yours: yours.iter().map(|c| claim_view(c, now)).collect() })
 }
 
 async fn wait(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -444,10 +443,37 @@ async fn wait(params: Params<'static>, cx: &Context) -> RpcResult {
     let who = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
     let scopes = resolve_all(&p.paths, &root)?;
-    let command = Command::Wait { who, worktree, claim: p.claim.map(ClaimId), scopes };
-    let Answer::Holders(conflicts) = cx.ask(command).await? else { unreachable!("wait answers Holders") };
+    let command = Command::Wait { who: who.clone(), worktree, claim: p.claim.map(ClaimId), scopes: scopes.clone() };
+    let conflicts = match cx.ask(command).await {
+        Ok(Answer::Holders(conflicts)) => conflicts,
+        Ok(_) => unreachable!("wait answers Holders"),
+        // Nobody here holds the paths: another machine may, through the hub.
+        Err(refused) if cx.hub.is_some() && !scopes.is_empty() => {
+            let remote = hub_holders(cx, &who, &scopes).await?;
+            if remote.is_empty() {
+                return Err(refused);
+            }
+            return reply(&WaitReply { waiting_for: remote });
+        }
+        Err(refused) => return Err(refused),
+    };
     let now = now();
     reply(&WaitReply { waiting_for: conflicts.iter().map(|c| conflict_view(c, now)).collect() })
+}
+
+/// With a hub, the claims other machines hold over `scopes` (none without a hub). No hub answering is
+/// `unavailable`: "free" would be a guess.
+async fn hub_holders(cx: &Context, who: &Principal, scopes: &[Scope]) -> Result<Vec<ConflictView>, ErrorObjectOwned> {
+    let Some(hub) = &cx.hub else { return Ok(Vec::new()) };
+    let scopes: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    hub.holders(&who.to_string(), &scopes).await.map_err(|e| match e {
+        crate::hub_link::HubFailure::Refused(error) => error,
+        crate::hub_link::HubFailure::Unavailable(message) => error(
+            ErrorCode::Unavailable,
+            format!("no hub answers ({message}): other machines' claims are unknown"),
+            Vec::new(),
+        ),
+    })
 }
 
 async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {

@@ -279,6 +279,8 @@ pub struct StateOwner {
     keep_ended: Duration,
     common_dir: PathBuf,
     stall: (Duration, Duration),
+    /// A session no hook started ends after this long without acting (and without a live claim).
+    idle_sessions: Duration,
     /// Committed batches that wait for a log sync, oldest first, each with the number of its sync.
     unanswered: VecDeque<(u64, Answers)>,
     /// Log syncs asked for so far, and the newest one finished.
@@ -311,6 +313,7 @@ impl StateOwner {
             keep_ended: config.keep_ended_sessions,
             common_dir,
             stall: (config.stall_flag_after, config.stall_offer_after),
+            idle_sessions: config.end_idle_sessions,
             unanswered: VecDeque::new(),
             syncs_asked: 0,
             syncs_done: 0,
@@ -361,6 +364,7 @@ impl StateOwner {
                 last_worktree_sweep = std::time::Instant::now();
                 self.drop_removed_worktrees(now);
                 self.prune_ended_sessions(now);
+                self.book.end_idle_sessions(self.idle_sessions, now);
                 self.book.supervise(now, self.stall.0, self.stall.1);
             }
             let (replies, commands): (Vec<_>, Vec<_>) =

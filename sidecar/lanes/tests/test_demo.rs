@@ -43,3 +43,19 @@ fn demo_with_a_hub_shares_claims_with_a_second_machine() {
     let leftovers: Vec<_> = std::fs::read_dir(env.root().join("run/lanes/v1")).expect("runtime dir").collect();
     assert!(leftovers.is_empty(), "the demo left files in the runtime dir: {leftovers:?}");
 }
+
+#[test]
+fn the_demo_runs_on_its_own_defaults_whatever_the_user_config_says() {
+    let env = TestEnv::new();
+    let config = env.root().join("home/.config/lanes");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(
+        config.join("config.toml"),
+        "contention = \"worktree\"\n[binding]\nsessions = \"strict\"\n[hub]\nurls = [\"ws://127.0.0.1:9\"]\n",
+    )
+    .expect("write");
+    let run = env.lanes(&env.root(), &["--json", "demo"]);
+    assert_eq!(run.code, 0, "a global [hub] broke the demo: {} {}", run.stdout, run.stderr);
+    let outcomes = run.json()["timeline"].to_string();
+    assert!(outcomes.contains("held by alice"), "the demo's story changed with the user's config: {outcomes}");
+}

@@ -548,3 +548,44 @@ fn a_claim_the_hub_gave_away_is_released_by_its_old_holder() {
     let refused = claim(&a_env, &a, "alice", "src/a.rs").json();
     assert_eq!(refused["error"]["conflicts"][0]["session"], "bob", "{refused}");
 }
+
+#[test]
+fn with_a_hub_subagents_use_their_sessions_claims_and_check_and_wait_see_other_machines() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let (_hub, url) = start_hub(&hub_env, &store, free_port());
+    let (a_env, a) = machine(&upstream, "a", &[&url], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url], "");
+
+    claim(&a_env, &a, "bob", "docs").success();
+    let nested = claim(&a_env, &a, "bob/sub1", "docs/a.md");
+    assert_eq!(nested.code, 0, "a subagent was refused its own session's claim: {nested:?}");
+    claim(&a_env, &a, "bob/sub1", "src/x.rs").success();
+    assert_eq!(claim(&a_env, &a, "bob/sub2", "src/x.rs").code, 3, "sibling subagents contend at the hub too");
+
+    let check = b_env.lanes(&b, &["--session", "carol", "--json", "check", "docs/guide.md"]);
+    assert_eq!(check.code, 3, "check on machine b says free for what machine a holds: {}", check.stdout);
+    assert_eq!(check.json()["holders"][0]["session"], "bob", "{}", check.stdout);
+    let wait = b_env.lanes(&b, &["--session", "carol", "--json", "wait", "docs/guide.md"]).success().json();
+    assert_eq!(wait["waiting_for"][0]["session"], "bob", "{wait}");
+}
+
+#[test]
+fn a_hub_start_that_fails_makes_no_directories_and_leaves_no_database() {
+    let env = TestEnv::new();
+    let missing = env.root().join("no/such/dir/h.db");
+    let store = format!("sqlite:{}", missing.display());
+    let run = env.lanes(&env.root(), &["hub", "serve", "--listen", "127.0.0.1:0", "--store", &store]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(!env.root().join("no").exists(), "the hub made the directory tree");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = taken.local_addr().expect("addr").to_string();
+    let db = env.root().join("h.db");
+    let store = format!("sqlite:{}", db.display());
+    let run = env.lanes(&env.root(), &["hub", "serve", "--listen", &listen, "--store", &store]);
+    assert_ne!(run.code, 0, "the hub started on a port in use");
+    assert!(!db.exists(), "a failed start left {} behind", db.display());
+}

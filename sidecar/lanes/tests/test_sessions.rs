@@ -75,3 +75,29 @@ fn ended_sessions_are_forgotten_after_the_retention_period() {
         .git(&repo, &["for-each-ref", "refs/lanes/checkpoints/"])
         .is_empty()));
 }
+
+#[test]
+fn idle_cli_sessions_end_and_come_back_when_they_claim() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    std::fs::write(repo.join(".lanes.toml"), "[sessions]\nend_idle = \"1s\"\n").expect("write");
+    env.lanes(&repo, &["--session", "typo", "claim", "src/a.rs", "--ttl", "1s"]).success();
+    let state = |id: &str| {
+        let status = env.lanes(&repo, &["--json", "status"]).success().json();
+        status["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| (s["state"].as_str().unwrap_or("?").to_owned(), s["worktree"].clone()))
+    };
+    let (live, worktree) = state("typo").expect("typo is known");
+    assert_eq!(live, "live");
+    assert_eq!(worktree, repo.to_string_lossy().as_ref(), "a CLI session records its worktree");
+    assert!(
+        eventually(Duration::from_secs(30), || state("typo").is_some_and(|(s, _)| s == "ended")),
+        "an idle CLI session with no live claim stays live forever"
+    );
+    env.lanes(&repo, &["--session", "typo", "claim", "src/b.rs"]).success();
+    assert_eq!(state("typo").expect("typo").0, "live", "a CLI session that acts again starts again");
+}

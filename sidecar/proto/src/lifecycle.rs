@@ -47,6 +47,20 @@ pub enum Probe {
 }
 
 impl Launcher<'_> {
+    /// Why a sidecar that exited as it started did so: the last line of its log, and where the log is.
+    fn start_failure(&self, status: &str) -> String {
+        let log = crate::repo::RepoLocation::discover(self.repo_dir)
+            .map(|l| l.common_dir.join("lanes").join("sidecar.log"))
+            .unwrap_or_else(|_| Path::new("<git common dir>/lanes/sidecar.log").to_path_buf());
+        let last = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|text| text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned));
+        match last {
+            Some(line) => format!("the sidecar exited as it started ({status}): {line} (log: {})", log.display()),
+            None => format!("the sidecar exited as it started ({status}); its log, {}, says why", log.display()),
+        }
+    }
+
     /// Connects and says hello, without starting anything.
     pub fn probe(&self, timeout: Duration) -> Probe {
         let mut client = match Client::connect(&self.paths.socket, timeout) {
@@ -125,9 +139,7 @@ impl Launcher<'_> {
             if let Some(status) = spawned.as_mut().and_then(|child| child.try_wait().ok().flatten())
                 && !sidecar_alive(self.paths)?
             {
-                return Err(io::Error::other(format!(
-                    "the sidecar exited as it started ({status}); its log, <git common dir>/lanes/sidecar.log, says why"
-                )));
+                return Err(io::Error::other(self.start_failure(&status.to_string())));
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match self.probe(remaining.max(POLL)) {
