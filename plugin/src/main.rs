@@ -44,6 +44,17 @@ fn main() -> ExitCode {
             git::handle(hook, rest);
             ExitCode::SUCCESS
         }
+        ["--help" | "-h" | "help"] => {
+            println!(
+                "lanes-hook {}: the hook client of lanes, run by Claude Code and git, not by hand.\n\n\
+                 Usage:\n  lanes-hook claude <Event>      a Claude Code hook event, its JSON on stdin\n  \
+                 lanes-hook git <hook> [args]   a git hook installed by `lanes init`\n\n\
+                 It answers within a hard time bound and lets the work go ahead when lanes cannot answer.\n\
+                 Set-up and diagnosis: `lanes init`, `lanes doctor`.",
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::SUCCESS
+        }
         ["--version"] => {
             println!("lanes-hook {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

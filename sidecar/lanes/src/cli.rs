@@ -373,6 +373,39 @@ pub fn wait(env: &Env, out: &Output, targets: &[String]) -> Result<(), Failure> 
     Ok(())
 }
 
+/// `lanes claims`: the acting session's live claims (its subagents' too).
+pub fn claims(env: &Env, out: &Output) -> Result<(), Failure> {
+    let status = env.call(method::STATUS, &json!({}))?;
+    let mine = |c: &&Value| {
+        c["session"].as_str().is_some_and(|holder| {
+            holder == env.session || holder.strip_prefix(env.session.as_str()).is_some_and(|r| r.starts_with('/'))
+        })
+    };
+    let claims: Vec<Value> = status["claims"].as_array().into_iter().flatten().filter(mine).cloned().collect();
+    out.print(&json!({ "session": env.session, "claims": claims }), |v| {
+        let rows: Vec<Vec<String>> = v["claims"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                vec![
+                    c["id"].to_string(),
+                    joined(&c["scopes"], " "),
+                    c["mode"].as_str().unwrap_or("?").to_owned(),
+                    secs(&c["expires_in_secs"]),
+                    c["note"].as_str().unwrap_or("").to_owned(),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            format!("{} holds no claims", env.session)
+        } else {
+            crate::output::table(&["CLAIM", "SCOPES", "MODE", "LEFT", "NOTE"], &rows)
+        }
+    });
+    Ok(())
+}
+
 pub fn status(env: &Env, out: &Output) -> Result<(), Failure> {
     let mut value = env.call(method::STATUS, &json!({}))?;
     value["unchecked_edits"] = json!(unchecked_edits(&env.location.common_dir));

@@ -86,8 +86,9 @@ enum Cmd {
         after_help = "Examples:\n  lanes claim src/api.rs\n  lanes claim src/ docs/guide.md --ttl 2h --note 'moving docs'\n  lanes claim '**/*.toml' --shared"
     )]
     Claim {
-        /// Paths (relative to here, or absolute inside the repository), globs, or `.` for everything.
-        #[arg(required = true, value_name = "SCOPE")]
+        /// Paths (relative to here, or absolute inside the repository), globs, or `.` for everything. None:
+        /// list this session's claims (as `lanes claims`).
+        #[arg(value_name = "SCOPE")]
         scopes: Vec<String>,
         /// Share the scopes with other shared claims (exclusive by default).
         #[arg(long)]
@@ -102,6 +103,8 @@ enum Cmd {
         #[arg(long, value_name = "ID")]
         task: Option<String>,
     },
+    /// This session's live claims (with `--session`, another's).
+    Claims,
     /// Release claims of this session.
     #[command(after_help = "Examples:\n  lanes release 12 13\n  lanes release --all\n  lanes release 12 --epoch 40")]
     Release {
@@ -253,6 +256,17 @@ enum Cmd {
     Watch,
     /// Check the set-up and say what is wrong and how to fix it.
     Doctor,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  lanes completions bash > ~/.local/share/bash-completion/completions/lanes\n  lanes completions zsh > ~/.zfunc/_lanes\n  lanes completions fish > ~/.config/fish/completions/lanes.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(after_help = "Examples:\n  lanes man | man -l -\n  lanes man > ~/.local/share/man/man1/lanes.1")]
+    Man,
     /// Run, start, stop or inspect this repository's sidecar.
     #[command(subcommand)]
     Sidecar(SidecarCmd),
@@ -371,7 +385,17 @@ enum SidecarCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // With --json a script gets one JSON object even for a usage error; help and --version print as usual.
+        Err(e) if e.use_stderr() && std::env::args_os().any(|a| a == "--json") => {
+            let message = e.render().to_string();
+            let first = message.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            output::failure(&cli::Failure::invalid(format!("{first} (see lanes --help)")), true);
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let json = cli.json;
     let result = match cli.dir.clone().map_or_else(std::env::current_dir, Ok) {
         Ok(dir) => dispatch(cli, dir),
@@ -398,6 +422,22 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             let options = lanes_hub::ServeOptions { listen, store, token: None, tls, insecure, rate_limit };
             hub_serve::run(&out, options, token_file)
         }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lanes", &mut script);
+            output::bytes(&script);
+            Ok(())
+        }
+        Cmd::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| cli::Failure::internal(format!("cannot render the manual page: {e}")))?;
+            output::bytes(&page);
+            Ok(())
+        }
         Cmd::Doctor => match cli::Env::discover(&dir, cli.session) {
             Ok(env) => doctor::run(&env, &out),
             Err(outside) => doctor::run_outside(&outside.message, &out),
@@ -407,6 +447,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             match command {
                 Cmd::Init { undo: false } => cli::init(&env, &out),
                 Cmd::Init { undo: true } => cli::uninit(&env, &out),
+                Cmd::Claims => cli::claims(&env, &out),
+                Cmd::Claim { scopes, .. } if scopes.is_empty() => cli::claims(&env, &out),
                 Cmd::Claim { scopes, shared, ttl, note, task } => {
                     cli::claim(&env, &out, &scopes, shared, ttl, note, task)
                 }
@@ -442,6 +484,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Run { .. })
                 | Cmd::Demo { .. }
                 | Cmd::Doctor
+                | Cmd::Completions { .. }
+                | Cmd::Man
                 | Cmd::Hub(HubCmd::Serve { .. }) => {
                     unreachable!("handled above")
                 }

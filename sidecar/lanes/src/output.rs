@@ -29,9 +29,14 @@ impl Output {
 /// Writes one line to stdout. A reader that went away (`lanes events | head -1`) ends the command quietly,
 /// with success: what it wanted was printed.
 pub fn line(text: impl std::fmt::Display) {
+    bytes(format!("{text}\n").as_bytes());
+}
+
+/// Writes `bytes` to stdout, as [`line`] does.
+pub fn bytes(bytes: &[u8]) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+    if let Err(e) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

@@ -628,7 +628,18 @@ async fn events(params: Params<'static>, cx: &Context) -> RpcResult {
 
 /// An event of the log as the wire shows it.
 pub(crate) fn event_view(e: lanes_store::LoggedEvent) -> EventView {
-    EventView { seq: e.seq, at: rfc3339(e.at), kind: e.kind, session: e.session, claim: e.claim, data: e.data }
+    let mut data = e.data;
+    // The log keeps times as epoch milliseconds; the wire shows every time as ISO 8601.
+    if let Some(fields) = data.as_object_mut() {
+        for (key, value) in fields.iter_mut() {
+            if (key == "at" || key.ends_with("_at"))
+                && let Some(ms) = value.as_u64()
+            {
+                *value = Value::String(rfc3339(Timestamp(ms)));
+            }
+        }
+    }
+    EventView { seq: e.seq, at: rfc3339(e.at), kind: e.kind, session: e.session, claim: e.claim, data }
 }
 
 fn shutdown(cx: &Context) -> RpcResult {

@@ -404,3 +404,41 @@ fn typed_secrets_are_masked_everywhere_and_state_files_are_private() {
     let db = std::fs::read(state.join("state.db")).expect("db");
     assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()), "the key is in state.db");
 }
+
+#[test]
+fn usage_errors_follow_json_and_completions_man_and_claims_are_there() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let bad = env.lanes(&repo, &["--json", "claim", "src/a.rs", "--ttl"]);
+    assert_eq!(bad.code, 2);
+    assert_eq!(bad.json()["error"]["code"], "invalid_argument", "{}", bad.stdout);
+    for shell in ["bash", "zsh", "fish"] {
+        let script = env.lanes(&repo, &["completions", shell]).success().stdout;
+        assert!(script.contains("claim") && script.contains("release"), "{shell}: {script}");
+    }
+    assert!(env.lanes(&repo, &["man"]).success().stdout.contains(".TH lanes"));
+    env.lanes(&repo, &["--session", "a", "claim", "src/a.rs"]).success();
+    env.lanes(&repo, &["--session", "a/sub", "claim", "docs"]).success();
+    env.lanes(&repo, &["--session", "b", "claim", "src/b.rs"]).success();
+    let mine = env.lanes(&repo, &["--session", "a", "--json", "claims"]).success().json();
+    let scopes: Vec<String> =
+        mine["claims"].as_array().expect("claims").iter().map(|c| c["scopes"][0].to_string()).collect();
+    assert_eq!(scopes, ["\"src/a.rs\"", "\"docs\""], "{mine}");
+    let bare = env.lanes(&repo, &["--session", "b", "claim"]).success().stdout;
+    assert!(bare.contains("src/b.rs") && !bare.contains("src/a.rs"), "{bare}");
+    let hook = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
+    let help = std::process::Command::new(hook).arg("--help").output().expect("lanes-hook --help");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("hook client of lanes"));
+}
+
+#[test]
+fn event_times_are_iso_8601() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "a", "claim", "src/a.rs"]).success();
+    let events = env.lanes(&repo, &["--json", "events"]).success().json();
+    let grant = events["events"].as_array().expect("events").iter().find(|e| e["kind"] == "grant").expect("grant");
+    for time in [&grant["at"], &grant["data"]["expires_at"]] {
+        assert!(time.as_str().is_some_and(|t| t.contains('T') && t.ends_with('Z')), "{grant}");
+    }
+}
