@@ -84,6 +84,9 @@ impl Hook {
         };
         let reply: SessionStartReply = call(&location, started, BUDGET, method::SESSION_START, &params)?.ok()?;
         let mut context = start_context(&reply, &location, params.branch.as_deref());
+        if let Some(warning) = &reply.warning {
+            context = format!("{warning}\n\n{context}");
+        }
         // A worktree made by `lanes team up` carries its role's instructions.
         if let Ok(role) = std::fs::read_to_string(location.git_dir.join("lanes-role.md")) {
             context.push_str("\n\n");

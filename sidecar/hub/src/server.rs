@@ -89,6 +89,10 @@ impl RateLimiter {
 struct Guesses(Mutex<HashMap<IpAddr, (u32, Instant)>>);
 
 const GUESSES: u32 = 5;
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+/// How many TLS handshakes may be under way at once; connections past that are dropped at once.
+const MAX_PENDING_HANDSHAKES: usize = 256;
 const GUESS_WINDOW: Duration = Duration::from_secs(10);
 
 impl Guesses {
@@ -166,6 +170,7 @@ pub async fn serve(
         .to_service_builder();
     let token = options.token.clone().map(|t| Arc::<[u8]>::from(format!("Bearer {t}").into_bytes()));
     let guesses = Arc::new(Guesses::default());
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     ready(address);
     tokio::pin!(stop);
     loop {
@@ -187,13 +192,16 @@ pub async fn serve(
         let (token, guesses) = (token.clone(), Arc::clone(&guesses));
         let service = tower::service_fn(move |mut request: HttpRequest<hyper::body::Incoming>| {
             let mut inner = builder.clone().build(methods.clone(), stop_handle.clone());
+            // Only failures are throttled: the right token always gets in, however hard someone else at the
+            // same address (a NAT, a shared host) is guessing.
             let verdict = match &token {
                 None => None,
-                Some(_) if guesses.blocked(peer.ip()) => Some(refusal(429, "too many wrong tokens: wait and retry\n")),
                 Some(expected) => {
                     let given = request.headers().get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
                     if same_token(given, expected) {
                         None
+                    } else if guesses.blocked(peer.ip()) {
+                        Some(refusal(429, "too many wrong tokens: wait and retry\n"))
                     } else {
                         guesses.failed(peer.ip());
                         tracing::warn!("refused {peer}: missing or wrong token");
@@ -214,15 +222,23 @@ pub async fn serve(
                 tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(socket, service, stopped));
             }
             Some(acceptor) => {
-                let handshake = acceptor.accept(socket);
+                // A peer that connects and stays silent must not hold a descriptor for long, nor can many.
+                let Ok(pending) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    tracing::debug!("{peer}: too many TLS handshakes under way; connection dropped");
+                    continue;
+                };
+                let handshake = tokio::time::timeout(TLS_HANDSHAKE_LIMIT, acceptor.accept(socket));
                 tokio::spawn(async move {
-                    match handshake.await {
-                        Ok(stream) => {
+                    let handshake = handshake.await;
+                    drop(pending);
+                    match handshake {
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                        Ok(Ok(stream)) => {
                             let served: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
                                 Box::pin(jsonrpsee::server::serve_with_graceful_shutdown(stream, service, stopped));
                             let _ = served.await;
                         }
-                        Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                     }
                 });
             }

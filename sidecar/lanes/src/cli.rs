@@ -468,6 +468,9 @@ fn render_status(v: &Value, me: &str) -> String {
         sidecar["version"].as_str().unwrap_or("?"),
         sidecar["protocol"]
     );
+    if let Some(lost) = sidecar["data_lost"].as_str() {
+        text.push_str(&format!("WARNING  {lost}\n"));
+    }
     if let Some(unchecked) = v["unchecked_edits"].as_object().filter(|u| !u.is_empty()) {
         let counts: Vec<String> = unchecked.iter().map(|(session, n)| format!("{session} {n}")).collect();
         text.push_str(&format!("unchecked edits (went ahead while lanes could not answer): {}\n", counts.join(", ")));

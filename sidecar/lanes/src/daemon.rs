@@ -75,6 +75,10 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         tracing::warn!("{warning}");
     }
 
+    let data_lost = set_aside_lost_database(&location.common_dir.join("lanes"))?;
+    if let Some(lost) = &data_lost {
+        tracing::error!("{lost}");
+    }
     let started = std::time::Instant::now();
     let (sender, inbox) = tokio::sync::mpsc::unbounded_channel();
     let owner =
@@ -94,7 +98,10 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         version: options.report_version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
         protocol: PROTOCOL_VERSION,
         socket: paths.socket.to_string_lossy().into_owned(),
+        data_lost,
     };
+    // From now on an empty database means its contents were lost, not that it is new.
+    let _ = std::fs::write(location.common_dir.join("lanes").join(HELD_DATA_MARKER), b"");
     let mut context = Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar);
     context.agent_worktree_dir = config.agent_worktree_dir.clone();
     context.binding_sessions = config.binding_sessions;
@@ -184,6 +191,37 @@ async fn serve(
     drop(listener);
     drain(&context).await;
     Ok(())
+}
+
+/// A file beside `state.db` saying the database held data once: a database that is empty or gone while it
+/// exists lost its contents (truncated, deleted, replaced), which must not pass for a new repository.
+const HELD_DATA_MARKER: &str = "state.db.held-data";
+
+/// Moves a database that lost its contents aside (`state.db.lost-<time>`) so the sidecar can start on a
+/// fresh one, and returns what to tell everyone. A database that was never used is left alone.
+fn set_aside_lost_database(state_dir: &Path) -> Result<Option<String>> {
+    let db = state_dir.join("state.db");
+    let empty = std::fs::metadata(&db).map_or(true, |m| m.len() == 0);
+    if !empty || !state_dir.join(HELD_DATA_MARKER).exists() {
+        return Ok(None);
+    }
+    let stamp = crate::rpc::rfc3339(now()).replace(':', "-");
+    let kept = state_dir.join(format!("state.db.lost-{stamp}"));
+    let moved = if db.exists() {
+        std::fs::rename(&db, &kept).with_context(|| format!("failed to move {} aside", db.display()))?;
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::rename(state_dir.join(format!("state.db{suffix}")), format!("{}{suffix}", kept.display()));
+        }
+        format!("kept as {}", kept.display())
+    } else {
+        "the file is gone".to_owned()
+    };
+    Ok(Some(format!(
+        "lanes lost its state: {} was empty although it held claims and sessions before ({moved}); it started \
+         from an empty database, so every earlier claim is gone. Re-claim what you work on; restore a backup of \
+         the file if you have one (stop the sidecar first: `lanes sidecar stop`).",
+        db.display()
+    )))
 }
 
 /// Whether the config files changed into a valid configuration other than the running one. A change that

@@ -127,18 +127,32 @@ fn runtime_dir(dir: &Path) -> Check {
 fn sidecar(env: &Env) -> Check {
     let program = std::env::current_exe().unwrap_or_default();
     match env.launcher(&program).probe(Duration::from_secs(2)) {
-        Probe::Ready(_, hello) => Check::new(
-            "sidecar",
-            Status::Ok,
-            format!(
-                "pid {}, version {}, protocol {}, socket {}",
-                hello.pid,
-                hello.version,
-                hello.protocol,
-                env.paths.socket.display()
-            ),
-            None,
-        ),
+        Probe::Ready(mut client, hello) => {
+            let status = client.call_value(lanes_proto::method::STATUS, &json!({})).unwrap_or_default();
+            if let Some(lost) = status["sidecar"]["data_lost"].as_str() {
+                return Check::new(
+                    "sidecar",
+                    Status::Fail,
+                    lost.to_owned(),
+                    Some(
+                        "once you have re-claimed (or restored the file), `lanes sidecar stop`: the warning ends"
+                            .into(),
+                    ),
+                );
+            }
+            Check::new(
+                "sidecar",
+                Status::Ok,
+                format!(
+                    "pid {}, version {}, protocol {}, socket {}",
+                    hello.pid,
+                    hello.version,
+                    hello.protocol,
+                    env.paths.socket.display()
+                ),
+                None,
+            )
+        }
         Probe::NeedsRestart(_, hello) => Check::new(
             "sidecar",
             Status::Warn,
@@ -263,13 +277,21 @@ fn store(db: &Path, sidecar_running: bool) -> Check {
             "store",
             Status::Fail,
             format!("{}: {integrity}", db.display()),
-            Some("stop the sidecar, move the file aside, and start again (claims in it are lost)".into()),
+            Some(format!(
+                "`lanes sidecar stop`, then `mv {0} {0}.corrupt` (and its -wal and -shm files), then any lanes \
+                 command starts on a fresh database (the claims in the old one are lost; keep it for recovery)",
+                db.display()
+            )),
         ),
         Err(e) => Check::new(
             "store",
             Status::Fail,
             format!("{}: {e}", db.display()),
-            Some("see the message; `lanes sidecar stop` then retry".into()),
+            Some(format!(
+                "if it is damaged: `lanes sidecar stop`, then `mv {0} {0}.corrupt` (and its -wal and -shm files); \
+                 the next lanes command starts on a fresh database",
+                db.display()
+            )),
         ),
     }
 }

@@ -99,3 +99,26 @@ fn claim_until_stopped(
     }
     attempts
 }
+
+#[test]
+fn a_database_that_lost_its_contents_is_set_aside_and_reported_loudly() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["--session", "a", "claim", "src/a.rs"]).success();
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    let state = repo.join(".git/lanes");
+    std::fs::File::create(state.join("state.db")).expect("truncate");
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    let lost = status["sidecar"]["data_lost"].as_str().unwrap_or_else(|| panic!("no warning: {status}")).to_owned();
+    assert!(lost.contains("lost its state"), "{lost}");
+    let kept: Vec<_> = std::fs::read_dir(&state)
+        .expect("state dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state.db.lost-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the damaged file was not kept aside");
+    assert!(env.lanes(&repo, &["status"]).success().stdout.contains("WARNING"));
+    let doctor = env.lanes(&repo, &["--json", "doctor"]);
+    assert_ne!(doctor.code, 0);
+    assert!(doctor.stdout.contains("lost its state"), "{}", doctor.stdout);
+}

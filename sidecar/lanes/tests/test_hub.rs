@@ -232,8 +232,8 @@ fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_limits_connections_an
     // The attempt without a token counted too: four more wrong ones, then the door closes.
     assert_eq!(&statuses[..4], &[401; 4], "{statuses:?}");
     assert!(statuses[4..].iter().all(|s| *s == 429), "guessing is cut off: {statuses:?}");
-    let blocked = hub_call(&url, Some(TOKEN), "hub.hello", hello).expect_err("even the right token waits");
-    assert!(blocked.contains("429"), "{blocked}");
+    let still = hub_call(&url, Some(TOKEN), "hub.hello", hello).expect("the right token is never locked out");
+    assert_eq!(still["protocol"], lanes_proto::PROTOCOL_VERSION);
 
     hub.kill();
     let log = std::fs::read_to_string(env.root().join(format!("hub-{port}.log"))).expect("log");
@@ -352,8 +352,26 @@ fn a_hub_with_tls_serves_wss() {
     assert_eq!(run.code, 0, "a claim over wss:// is confirmed: {run:?}");
     assert!(run.json()["hub_epoch"].as_u64().is_some(), "{run:?}");
 
-    // A plain ws:// client gets nowhere.
-    assert!(hub_call(&format!("ws://127.0.0.1:{port}"), Some(TOKEN), "hub.hello", json!({})).is_err());
+    // A plain ws:// client with a valid hello and the right token gets nowhere.
+    let hello = json!({"client": "test", "version": "0", "protocol": lanes_proto::PROTOCOL_VERSION});
+    let plain = hub_call(&format!("ws://127.0.0.1:{port}"), Some(TOKEN), "hub.hello", hello);
+    assert!(plain.is_err(), "plain ws:// reached a TLS hub: {plain:?}");
+
+    // Silent connections that never start a handshake are closed after the handshake limit.
+    use std::io::Read;
+    let silent: Vec<std::net::TcpStream> =
+        (0..50).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect")).collect();
+    for mut stream in silent {
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut byte = [0u8; 1];
+        let read = stream.read(&mut byte);
+        let closed = match &read {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "a silent connection to the TLS port was not closed: {read:?}");
+    }
 }
 
 #[test]

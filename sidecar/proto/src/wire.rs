@@ -247,6 +247,9 @@ pub struct SessionStartReply {
     pub own_claims: Vec<ClaimView>,
     /// Unread messages, now delivered.
     pub inbox: Vec<MessageView>,
+    /// Something every session must hear about (the sidecar lost its state, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// `session.activity` parameters.
@@ -386,6 +389,10 @@ pub struct SidecarView {
     pub protocol: u32,
     /// Its socket path.
     pub socket: String,
+    /// Set when the sidecar found its database had lost its contents (truncated, replaced) and started
+    /// from an empty one: what happened and where the damaged file was put.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_lost: Option<String>,
 }
 
 /// `status` reply.
