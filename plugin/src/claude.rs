@@ -11,9 +11,8 @@ use lanes_proto::lifecycle::Launcher;
 use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, HandoffParams, MessageView,
-    ReleaseParams, SessionParams, SessionStartReply, StatusReply, WorktreeCreateParams, WorktreeCreateReply,
-    WorktreeFinishParams, method,
+    AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, MessageView, SessionParams,
+    SessionStartReply, WorktreeCreateParams, WorktreeCreateReply, WorktreeFinishParams, method,
 };
 use serde_json::{Value, json};
 
@@ -305,29 +304,15 @@ impl Hook {
         Some(json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": notes.join("\n")}}))
     }
 
-    /// A finished subagent's claims are released, unless it committed work in its worktree: then its
-    /// session keeps them (handed off), since that work is not merged yet.
+    /// A finished subagent ends as a session does: its claims are released, except its pending work (what it
+    /// changed in its worktree and has not landed), which stays claimed by that worktree.
     fn subagent_stop(&self, started: Instant) -> Option<Value> {
         if self.principal == self.session {
             return None;
         }
         let location = RepoLocation::discover(&self.cwd).ok()?;
-        if committed_beyond_main(&location) {
-            let status: StatusReply = call(&location, started, BUDGET, method::STATUS, &json!({}))?.ok()?;
-            for claim in status.claims.iter().filter(|c| c.session == self.principal) {
-                let params = HandoffParams {
-                    session: self.principal.clone(),
-                    claim: claim.id,
-                    to: self.session.clone(),
-                    epoch: None,
-                };
-                let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_HANDOFF, &params);
-            }
-            self.finish_worktree(&location, started);
-            return None;
-        }
-        let params = ReleaseParams { session: self.principal.clone(), all: Some(true), ..ReleaseParams::default() };
-        let _ = call::<_, Value>(&location, started, BUDGET, method::CLAIM_RELEASE, &params);
+        let params = SessionParams { session: self.principal.clone(), ..SessionParams::default() };
+        let _ = call::<_, Value>(&location, started, SESSION_END_BUDGET, method::SESSION_END, &params);
         self.finish_worktree(&location, started);
         None
     }
@@ -488,25 +473,6 @@ fn real_path(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Whether the worktree's HEAD has commits the main worktree's HEAD lacks (work a subagent committed in its
-/// own worktree).
-fn committed_beyond_main(location: &RepoLocation) -> bool {
-    if location.git_dir == location.common_dir {
-        return false;
-    }
-    let main = location.common_dir.parent().map(Path::to_path_buf).unwrap_or_default();
-    let main_head = std::process::Command::new("git").current_dir(&main).args(["rev-parse", "HEAD"]).output();
-    let Some(main_head) = main_head.ok().filter(|o| o.status.success()) else { return false };
-    let range = format!("{}..HEAD", String::from_utf8_lossy(&main_head.stdout).trim());
-    std::process::Command::new("git")
-        .current_dir(&location.worktree)
-        .args(["rev-list", "--count", &range])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
-}
-
 /// The `lanes` binary: beside this one (where the installer puts both), else whatever PATH finds.
 fn lanes_program() -> PathBuf {
     std::env::current_exe()
@@ -573,20 +539,43 @@ fn human_secs(secs: u64) -> String {
 
 fn deny_reason(path: &Path, worktree: &Path, conflicts: &[ConflictView]) -> String {
     let shown = path.strip_prefix(worktree).unwrap_or(path).display().to_string();
+    let branch = |c: &ConflictView| c.branch.as_deref().map(|b| format!(", branch {b}")).unwrap_or_default();
     let holders: Vec<String> = conflicts
         .iter()
-        .map(|c| {
-            format!(
-                "session {} (claim {} on {}, worktree {}, expires in {})",
-                c.session,
+        .map(|c| match (&c.session, c.pending) {
+            (None, _) => format!(
+                "uncommitted or unmerged changes in worktree {}{} that no agent claimed (a person's or a tool's)",
+                c.worktree,
+                branch(c)
+            ),
+            (Some(left_by), true) => format!(
+                "pending work in worktree {}{} (claim {} on {}): session {left_by} changed it and ended before it \
+                 landed",
+                c.worktree,
+                branch(c),
+                c.claim_id,
+                c.scope
+            ),
+            (Some(session), false) => format!(
+                "session {session} (claim {} on {}, worktree {}, expires in {})",
                 c.claim_id,
                 c.scope,
                 c.worktree,
                 human_secs(c.expires_in_secs)
-            )
+            ),
         })
         .collect();
-    let holder = conflicts.first().map_or("<session>", |c| c.session.as_str());
+    if conflicts.iter().all(|c| c.pending) {
+        let claim =
+            conflicts.iter().find(|c| !c.latent).map_or_else(|| "<claim>".to_owned(), |c| c.claim_id.to_string());
+        return format!(
+            "lanes: {shown} is held by {}. Do not edit it: that change has not landed on the base branch yet, and a \
+             second change to the same file would make the merge conflict. Work on another file; the path is free \
+             once that work is merged (`lanes land`), or after a person gives it up (`lanes release --pending {claim}`).",
+            holders.join("; ")
+        );
+    }
+    let holder = conflicts.iter().find_map(|c| c.session.as_deref().filter(|_| !c.pending)).unwrap_or("<session>");
     let claim = conflicts.first().map_or_else(|| "<claim>".to_owned(), |c| c.claim_id.to_string());
     format!(
         "lanes: {shown} is held by {}. Do not edit it now. Ask the holder: `lanes send {holder} \"<what you need>\"`, \

@@ -221,7 +221,7 @@ fn an_edit_lanes_cannot_judge_is_refused_with_the_reason() {
 }
 
 #[test]
-fn a_subagents_claims_end_with_it_unless_it_committed_work() {
+fn a_subagents_claims_end_with_it_except_the_work_it_left() {
     let env = Env::new();
     let repo = env.repo();
     let git = |dir: &Path, args: &[&str]| env.git(dir, args);
@@ -235,32 +235,37 @@ fn a_subagents_claims_end_with_it_unless_it_committed_work() {
         event["agent_id"] = agent.into();
         assert_silent_success(&env.hook(&["claude", "PreToolUse"], event.to_string().as_bytes()), "edit");
     };
-    let holders = || -> Vec<String> {
+    let claims = || -> Vec<(String, bool)> {
         let status: serde_json::Value =
             serde_json::from_slice(&env.lanes(&["--json", "status"]).stdout).expect("status");
         status["claims"]
             .as_array()
             .expect("claims")
             .iter()
-            .map(|c| c["session"].as_str().expect("session").to_owned())
+            .map(|c| (c["session"].as_str().expect("session").to_owned(), c["pending"] == true))
             .collect()
     };
-    // A subagent that only edited: its claim ends with it.
+    // A subagent that claimed a file and changed nothing: its claim ends with it.
     let idle = repo.parent().expect("root").join("wt-idle");
     git(&repo, &["worktree", "add", "-q", "-b", "idle", &idle.to_string_lossy()]);
     edit(&idle, "idle", "src/idle.rs");
-    assert_eq!(holders(), ["alice/idle"]);
+    assert_eq!(claims(), [("alice/idle".to_owned(), false)]);
     stop(&idle, "idle");
-    assert!(holders().is_empty());
-    // A subagent that committed in its worktree: its session keeps the claim.
-    let busy = repo.parent().expect("root").join("wt-busy");
-    git(&repo, &["worktree", "add", "-q", "-b", "busy", &busy.to_string_lossy()]);
-    edit(&busy, "busy", "src/busy.rs");
-    std::fs::write(busy.join("src/busy.rs"), "work\n").expect("write");
-    git(&busy, &["add", "-A"]);
-    git(&busy, &["commit", "-qm", "subagent work"]);
-    stop(&busy, "busy");
-    assert_eq!(holders(), ["alice"]);
+    assert!(claims().is_empty());
+    // A subagent that wrote a file (committed or not) and ended: the file stays claimed as pending work.
+    for (name, commit) in [("dirty", false), ("committed", true)] {
+        let tree = repo.parent().expect("root").join(format!("wt-{name}"));
+        git(&repo, &["worktree", "add", "-q", "-b", name, &tree.to_string_lossy()]);
+        let file = format!("src/{name}.rs");
+        edit(&tree, name, &file);
+        std::fs::write(tree.join(&file), "work\n").expect("write");
+        if commit {
+            git(&tree, &["add", "-A"]);
+            git(&tree, &["commit", "-qm", "subagent work"]);
+        }
+        stop(&tree, name);
+        assert!(claims().contains(&(format!("alice/{name}"), true)), "{name}: {:?}", claims());
+    }
 }
 
 #[test]

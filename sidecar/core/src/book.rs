@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::index::OverlapIndex;
 use crate::messages::Message;
+use crate::pending::{Latent, Pending, WorktreeWork};
 use crate::scope::Scope;
 use crate::tasks::{Board, Task};
 use crate::time::{Timestamp, check_ttl};
@@ -53,11 +54,13 @@ pub struct Policy {
     pub contention: Contention,
     /// The lease length of a claim that asks for none.
     pub default_ttl: Duration,
+    /// What latent work does to a claim.
+    pub latent: Latent,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { contention: Contention::Repo, default_ttl: Duration::from_secs(30 * 60) }
+        Policy { contention: Contention::Repo, default_ttl: Duration::from_secs(30 * 60), latent: Latent::Refuse }
     }
 }
 
@@ -143,6 +146,9 @@ pub struct Claim {
     pub note: Option<String>,
     /// The task it was taken for.
     pub task: Option<String>,
+    /// Set once its holder ended or its lease ran out while its paths were still pending in its worktree:
+    /// it is pending work now, held by that worktree until the work lands (see [`crate::pending`]).
+    pub pending: Option<Pending>,
 }
 
 /// The note a lapsed claim left for the next claimant.
@@ -169,6 +175,8 @@ pub enum ReleaseReason {
     WorktreeGone,
     /// Its session ended.
     SessionEnded,
+    /// It was pending work, and its paths are no longer pending: landed on the base, or reverted.
+    Landed,
 }
 
 /// A change to the book, in the order it happened. The store keeps these as the event log.
@@ -307,6 +315,22 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A claim became pending work, or its pending paths shrank (part of the work landed).
+    Pending {
+        /// The claim as it is now.
+        claim: Claim,
+        /// When.
+        at: Timestamp,
+    },
+    /// Pending work was taken over by a principal editing in its worktree.
+    TakenOver {
+        /// The claim as it is now (live, held by the new principal).
+        claim: Claim,
+        /// Who left the work.
+        from: Principal,
+        /// When.
+        at: Timestamp,
+    },
     /// A claim moved to another principal.
     HandedOff {
         /// The claim.
@@ -358,6 +382,10 @@ pub struct Conflict {
     pub worktree: Worktree,
     /// When it expires, unless renewed.
     pub expires_at: Timestamp,
+    /// Set for pending work (and latent work): the work waits to land.
+    pub pending: Option<Pending>,
+    /// Latent work: pending in `worktree`, and no claim covers it (`holder` is empty).
+    pub latent: bool,
 }
 
 /// Why a request was refused; the message says what happened and what to do.
@@ -405,6 +433,8 @@ pub struct Grant {
     pub claim: Claim,
     /// Notes left by lapsed claims that overlapped it.
     pub notes: Vec<LapsedNote>,
+    /// Pending work in the same worktree this grant took over, as it was: whose work the holder continues.
+    pub continues: Vec<Claim>,
 }
 
 /// A checkpoint: a commit of a whole worktree (tracked and untracked files) made without touching the user's
@@ -469,8 +499,10 @@ pub const MAX_SCOPES: usize = 256;
 #[derive(Debug, Default)]
 pub struct ClaimBook {
     policy: Policy,
-    claims: HashMap<ClaimId, Claim>,
-    index: OverlapIndex,
+    pub(crate) claims: HashMap<ClaimId, Claim>,
+    pub(crate) index: OverlapIndex,
+    /// Each worktree's pending paths, as the caller last read them.
+    pub(crate) work: HashMap<String, WorktreeWork>,
     deadlines: BTreeSet<(Timestamp, ClaimId)>,
     lapsed: Vec<LapsedNote>,
     sessions: HashMap<String, Session>,
@@ -777,10 +809,12 @@ impl ClaimBook {
     pub fn end_session(&mut self, session: &str, now: Timestamp) -> Vec<ClaimId> {
         self.expire_due(now);
         let principal = Principal { session: session.to_owned(), agent: None };
-        let ids = self.held_by(&principal);
-        for id in &ids {
-            self.remove(*id, ReleaseReason::SessionEnded, now);
-        }
+        let live: Vec<ClaimId> = self
+            .held_by(&principal)
+            .into_iter()
+            .filter(|id| self.claims.get(id).is_some_and(|c| c.pending.is_none()))
+            .collect();
+        let ids = self.end_claims(live, now);
         let record = self.sessions.entry(session.to_owned()).or_insert_with(|| Session {
             live: true,
             info: SessionInfo::default(),
@@ -793,6 +827,38 @@ impl ClaimBook {
             self.journal.push(Event::SessionEnded { session: session.to_owned(), at: now });
         }
         ids
+    }
+
+    /// Ends one principal (a subagent: SubagentStop) as [`ClaimBook::end_session`] ends a session: its claims
+    /// are released, except what is pending in its worktree, which stays claimed as pending work.
+    pub fn end_principal(&mut self, who: &Principal, now: Timestamp) -> Vec<ClaimId> {
+        if who.agent.is_none() {
+            return self.end_session(&who.session, now);
+        }
+        self.expire_due(now);
+        let mut ids: Vec<ClaimId> =
+            self.claims.values().filter(|c| &c.holder == who && c.pending.is_none()).map(|c| c.id).collect();
+        ids.sort_unstable();
+        self.end_claims(ids, now)
+    }
+
+    /// The claims of a holder that ended: each leaves its pending work claimed, or is released. Returns the
+    /// released ones.
+    fn end_claims(&mut self, ids: Vec<ClaimId>, now: Timestamp) -> Vec<ClaimId> {
+        let mut released = Vec::new();
+        for id in ids {
+            // What the holder changed and did not land stays claimed, by its worktree.
+            if !self.leave_pending(id, now) {
+                self.remove(id, ReleaseReason::SessionEnded, now);
+                released.push(id);
+            }
+        }
+        released
+    }
+
+    /// The claims `who` holds (a session: its subagents' too), pending work included.
+    pub fn held_claims(&self, who: &Principal) -> Vec<Claim> {
+        self.held_by(who).into_iter().filter_map(|id| self.claims.get(&id).cloned()).collect()
     }
 
     /// Grants a claim, or refuses it naming every live claim in the way.
@@ -831,10 +897,11 @@ impl ClaimBook {
         if !conflicts.is_empty() {
             return Err(conflict_refusal(&request.scopes, conflicts, now));
         }
+        let continues = self.take_over_pending(&request.holder, &request.worktree, &request.scopes, ttl, now);
         if let Some(id) = self.same_claim(&request, now) {
             // Claiming again what one holds is a renewal, not a second claim on the same files.
             let claim = self.renew(&request.holder, id, Some(ttl), None, now)?;
-            return Ok(Grant { claim, notes: Vec::new() });
+            return Ok(Grant { claim, notes: Vec::new(), continues });
         }
         if !self.sessions.contains_key(&request.holder.session) {
             // A session first seen claiming (the CLI, a script) records the worktree it works in.
@@ -857,12 +924,13 @@ impl ClaimBook {
             expires_at: now.after(ttl),
             note: request.note,
             task: request.task,
+            pending: None,
         };
         self.next_id += 1;
         self.insert(claim.clone());
         self.journal
             .push(Event::Granted { claim: claim.clone(), consumed_notes: notes.iter().map(|n| n.claim).collect() });
-        Ok(Grant { claim, notes })
+        Ok(Grant { claim, notes, continues })
     }
 
     /// Releases the given claims (all or none), or with `all` every claim the principal holds.
@@ -927,6 +995,16 @@ impl ClaimBook {
     /// is running down); otherwise grant a new claim.
     pub fn ensure(&mut self, request: AcquireRequest, now: Timestamp) -> Result<Ensured, Refusal> {
         let covering = self.covering(&request, now)?;
+        let ttl = request.ttl.unwrap_or(self.policy.default_ttl);
+        let continues = self.take_over_pending(&request.holder, &request.worktree, &request.scopes, ttl, now);
+        if !continues.is_empty() {
+            // The editor continues work another left here: say whose, on the claim that now covers the edit.
+            let grant = match self.covering(&request, now)?.and_then(|id| self.claims.get(&id)).cloned() {
+                Some(claim) => Grant { claim, notes: Vec::new(), continues },
+                None => Grant { continues, ..self.acquire(request, now)? },
+            };
+            return Ok(Ensured::Granted(grant));
+        }
         match covering.and_then(|id| self.claims.get(&id)) {
             Some(claim) if !running_down(claim, now) => Ok(Ensured::Held(claim.clone())),
             Some(claim) => {
@@ -1099,6 +1177,10 @@ impl ClaimBook {
                 break;
             }
             self.deadlines.pop_first();
+            // A lease that runs out on work still pending in its worktree leaves that work claimed.
+            if self.leave_pending(id, now) {
+                continue;
+            }
             let Some(claim) = self.take(id) else { continue };
             self.clear_waits_on(id, now);
             if let Some(note) = &claim.note {
@@ -1148,11 +1230,19 @@ impl ClaimBook {
         for scope in scopes {
             self.index.for_each_overlap(scope, |id, held| {
                 let claim = &self.claims[&id];
+                let other_worktree = claim.worktree.root != worktree.root;
                 let counts = Some(id) != exclude
                     && claim.expires_at > now
-                    && !claim.holder.nested_with(who)
                     && !(claim.mode == Mode::Shared && mode == Mode::Shared)
-                    && !(self.policy.contention == Contention::Worktree && claim.worktree.root != worktree.root);
+                    && match claim.pending {
+                        // Pending work is the worktree's: whoever edits there takes it over; anyone else
+                        // meets it, unless worktrees are independent claim spaces.
+                        Some(_) => other_worktree && self.policy.contention == Contention::Repo,
+                        None => {
+                            let independent = self.policy.contention == Contention::Worktree && other_worktree;
+                            !(claim.holder.nested_with(who) || independent)
+                        }
+                    };
                 if counts && !found.iter().any(|c| c.claim_id == id && &c.scope == held) {
                     found.push(Conflict {
                         claim_id: id,
@@ -1160,9 +1250,14 @@ impl ClaimBook {
                         scope: held.clone(),
                         worktree: claim.worktree.clone(),
                         expires_at: claim.expires_at,
+                        pending: claim.pending.clone(),
+                        latent: false,
                     });
                 }
             });
+        }
+        if self.policy.latent == Latent::Refuse && self.policy.contention == Contention::Repo {
+            found.extend(self.latent_conflicts(worktree, scopes, now));
         }
         found.sort_by_key(|c| c.claim_id);
         found
@@ -1202,20 +1297,23 @@ impl ClaimBook {
         ids
     }
 
-    fn bump_epoch(&mut self) -> Epoch {
+    pub(crate) fn bump_epoch(&mut self) -> Epoch {
         self.epoch.0 += 1;
         self.epoch
     }
 
-    fn insert(&mut self, claim: Claim) {
+    pub(crate) fn insert(&mut self, claim: Claim) {
         for scope in &claim.scopes {
             self.index.insert(claim.id, scope);
         }
-        self.deadlines.insert((claim.expires_at, claim.id));
+        // Pending work does not run out: it ends when it lands (see `set_worktree_work`).
+        if claim.pending.is_none() {
+            self.deadlines.insert((claim.expires_at, claim.id));
+        }
         self.claims.insert(claim.id, claim);
     }
 
-    fn take(&mut self, id: ClaimId) -> Option<Claim> {
+    pub(crate) fn take(&mut self, id: ClaimId) -> Option<Claim> {
         let claim = self.claims.remove(&id)?;
         for scope in &claim.scopes {
             self.index.remove(id, scope);
@@ -1224,7 +1322,7 @@ impl ClaimBook {
         Some(claim)
     }
 
-    fn remove(&mut self, id: ClaimId, reason: ReleaseReason, now: Timestamp) {
+    pub(crate) fn remove(&mut self, id: ClaimId, reason: ReleaseReason, now: Timestamp) {
         if let Some(claim) = self.take(id) {
             self.clear_waits_on(id, now);
             if claim.task.is_some() {
@@ -1251,27 +1349,48 @@ fn check_note(note: Option<&str>) -> Result<(), Refusal> {
 }
 
 fn conflict_refusal(requested: &[Scope], conflicts: Vec<Conflict>, now: Timestamp) -> Refusal {
-    let holders: Vec<String> = conflicts
-        .iter()
-        .map(|c| {
-            format!(
-                "{} (claim {}, scope {}, worktree {}, expires in {})",
-                c.holder,
-                c.claim_id,
-                c.scope,
-                c.worktree.root,
-                crate::time::human_duration(c.expires_at.remaining(now))
-            )
-        })
-        .collect();
+    let holders: Vec<String> = conflicts.iter().map(|c| describe_conflict(c, now)).collect();
     let requested: Vec<String> = requested.iter().map(Scope::to_string).collect();
+    let live = conflicts.iter().any(|c| c.pending.is_none());
+    let what_to_do = if live {
+        "coordinate with `lanes send <session> <text>`, or `lanes wait <claim>` to be told when it is free"
+    } else {
+        "that work must land first (commit it and merge it, or `lanes land` it), or be given up with \
+         `lanes release --pending <claim>`; editing the same file elsewhere would make the merge conflict"
+    };
     Refusal {
         code: RefusalCode::Conflict,
-        message: format!(
-            "{} is held by {}; coordinate with `lanes send <session> <text>`, or `lanes wait <claim>` to be told when it is free",
-            requested.join(", "),
-            holders.join("; ")
-        ),
+        message: format!("{} is held by {}; {what_to_do}", requested.join(", "), holders.join("; ")),
         conflicts,
+    }
+}
+
+/// One conflict as a refusal names it: a live holder, pending work left in a worktree, or latent work.
+pub fn describe_conflict(c: &Conflict, now: Timestamp) -> String {
+    let branch = |p: &Pending| p.branch.as_deref().map(|b| format!(", branch {b}")).unwrap_or_default();
+    match &c.pending {
+        Some(p) if c.latent => format!(
+            "uncommitted or unmerged work in worktree {}{} that no claim covers (path {})",
+            c.worktree.root,
+            branch(p),
+            c.scope
+        ),
+        Some(p) => format!(
+            "pending work in worktree {}{} (claim {}, scope {}), left by {} {} ago, not landed yet",
+            c.worktree.root,
+            branch(p),
+            c.claim_id,
+            c.scope,
+            c.holder,
+            crate::time::human_duration(now.since(p.left_at))
+        ),
+        None => format!(
+            "{} (claim {}, scope {}, worktree {}, expires in {})",
+            c.holder,
+            c.claim_id,
+            c.scope,
+            c.worktree.root,
+            crate::time::human_duration(c.expires_at.remaining(now))
+        ),
     }
 }

@@ -12,6 +12,7 @@ mod book;
 mod glob;
 mod index;
 mod messages;
+mod pending;
 mod redact;
 mod scope;
 mod tasks;
@@ -21,9 +22,10 @@ mod waits;
 pub use book::{
     AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Contention, Ensured, Epoch, Event,
     Grant, LapsedNote, MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason,
-    Session, SessionInfo, SessionState, Snapshot, Worktree,
+    Session, SessionInfo, SessionState, Snapshot, Worktree, describe_conflict,
 };
 pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
+pub use pending::{Latent, PENDING_EXPIRY, Pending, WorktreeWork};
 pub use redact::{MASK, redact};
 pub use scope::{Scope, ScopeError};
 pub use tasks::{MAX_TITLE_BYTES, Task, TaskStatus};

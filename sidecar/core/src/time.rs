@@ -21,6 +21,11 @@ impl Timestamp {
     pub fn remaining(self, now: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(now.0))
     }
+
+    /// How long ago `earlier` was, as of `self` (zero if it is later).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
 }
 
 /// Parses a lease length such as `90s`, `5m`, `2h` or `1d` and checks it lies within [`MIN_TTL`]..=[`MAX_TTL`].

@@ -317,7 +317,15 @@ fn to_rpc(e: HubError) -> ErrorObjectOwned {
         HubError::Conflict(conflicts) => {
             let names: Vec<String> = conflicts
                 .iter()
-                .map(|c| format!("{} is held by {} on {}, {}s left", c.scope, c.session, c.worktree, c.expires_in_secs))
+                .map(|c| {
+                    format!(
+                        "{} is held by {} on {}, {}s left",
+                        c.scope,
+                        c.session.as_deref().unwrap_or("?"),
+                        c.worktree,
+                        c.expires_in_secs
+                    )
+                })
                 .collect();
             let message = format!("{}: wait for it, or ask the holder to release or hand it off", names.join("; "));
             with_conflicts(ErrorCode::Conflict, message, conflicts)

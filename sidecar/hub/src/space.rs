@@ -91,11 +91,15 @@ impl Space {
             if let Some(scope) = scopes.iter().find(|s| wanted.iter().any(|w| w.overlaps(s))) {
                 found.push(ConflictView {
                     claim_id: *id,
-                    session: held.claim.holder.clone(),
+                    session: Some(held.claim.holder.clone()),
                     scope: scope.to_string(),
                     worktree: format!("{held_origin} (through the hub)"),
                     expires_at: rfc3339(held.expires_at_ms),
                     expires_in_secs: held.expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
+                    pending: false,
+                    latent: false,
+                    branch: None,
+                    left_at: None,
                 });
             }
         }
@@ -199,7 +203,7 @@ mod tests {
         let wanted = claim(7, "b", "src/lib.rs", Mode::Exclusive);
         let conflicts = space.conflicts("m2", &wanted, 5_000).expect("valid scopes");
         assert_eq!(conflicts.len(), 1);
-        assert_eq!(conflicts[0].session, "a");
+        assert_eq!(conflicts[0].session.as_deref(), Some("a"));
         assert_eq!(conflicts[0].worktree, "m1 (through the hub)");
         assert!(space.conflicts("m2", &wanted, 10_000).expect("valid").is_empty(), "expired at the instant");
         assert!(space.conflicts("m2", &claim(7, "b", "docs/", Mode::Exclusive), 5_000).expect("valid").is_empty());

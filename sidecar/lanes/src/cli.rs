@@ -263,17 +263,27 @@ pub fn claim(
     Ok(())
 }
 
-pub fn release(env: &Env, out: &Output, claims: Vec<u64>, all: bool, epoch: Option<u64>) -> Result<(), Failure> {
+pub fn release(
+    env: &Env,
+    out: &Output,
+    claims: Vec<u64>,
+    all: bool,
+    epoch: Option<u64>,
+    pending: bool,
+) -> Result<(), Failure> {
     let params = ReleaseParams {
         session: env.session.clone(),
         claims: (!claims.is_empty()).then_some(claims),
         all: all.then_some(true),
         epoch,
+        pending: pending.then_some(true),
     };
     let value = env.call(method::CLAIM_RELEASE, &params)?;
-    out.print(&value, |v| match joined(&v["released"], ", ") {
-        ids if ids.is_empty() => "nothing to release".to_owned(),
-        ids => format!("released claim {ids}"),
+    out.print(&value, |v| match (joined(&v["released"], ", "), pending) {
+        (ids, true) if ids.is_empty() => "no pending work to give up".to_owned(),
+        (ids, true) => format!("gave up pending work {ids}: its paths are free (the changes themselves stay)"),
+        (ids, false) if ids.is_empty() => "nothing to release".to_owned(),
+        (ids, false) => format!("released claim {ids}"),
     });
     Ok(())
 }

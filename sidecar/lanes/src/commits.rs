@@ -43,6 +43,8 @@ pub async fn record(params: Params<'static>, cx: &Context) -> RpcResult {
     }
     let command = Command::RecordCommit { commit: p.commit, sessions, checkpoint, rewritten_from: p.rewritten_from };
     cx.ask(command).await?;
+    // A commit on the base lands work of every worktree; one on a branch moves that branch's pending paths.
+    cx.scanner.all_soon();
     reply(&serde_json::json!({}))
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lanes_core::{Contention, Policy, parse_ttl};
+use lanes_core::{Contention, Latent, Policy, parse_ttl};
 use lanes_store::Durability;
 
 /// The commented default configuration, also written by `lanes init`.
@@ -34,6 +34,17 @@ pub enum Binding {
     /// The edit is refused, naming the bound worktree and the path to use instead.
     Strict,
     /// The edit is allowed, with a warning in the agent's context.
+    Warn,
+    /// No check.
+    Off,
+}
+
+/// What the pre-commit guard does (`[git] guard`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// The commit is refused, naming the holder and `git commit --no-verify`.
+    Refuse,
+    /// The commit goes ahead with a warning.
     Warn,
     /// No check.
     Off,
@@ -79,6 +90,12 @@ pub struct Config {
     pub agent_worktree_dir: String,
     /// Subagent worktree branch names, with `{session}` and `{agent}`.
     pub agent_branch: String,
+    /// What latent work (paths pending in another worktree that no claim covers) does to a claim.
+    pub latent: Latent,
+    /// The branch work lands on (`[land] base`); default: what `origin/HEAD` names, else main, else master.
+    pub land_base: Option<String>,
+    /// What the pre-commit guard does with a commit that stages another principal's files.
+    pub git_guard: Guard,
     /// The shared hub, if any.
     pub hub: HubConfig,
     /// Files read, in order, for `lanes doctor`.
@@ -119,6 +136,9 @@ impl Config {
             stall_offer_after: Duration::from_secs(60 * 60),
             agent_worktree_dir: ".claude/worktrees".to_owned(),
             agent_branch: "lanes/{session}/{agent}".to_owned(),
+            latent: Latent::Refuse,
+            land_base: None,
+            git_guard: Guard::Refuse,
             hub: HubConfig::default(),
             sources: Vec::new(),
             warnings: Vec::new(),
@@ -129,7 +149,7 @@ impl Config {
 
     /// The claim policy these settings give.
     pub fn policy(&self) -> Policy {
-        Policy { contention: self.contention, default_ttl: self.default_ttl }
+        Policy { contention: self.contention, default_ttl: self.default_ttl, latent: self.latent }
     }
 
     fn apply(&mut self, text: &str, origin: &str) -> Result<()> {
@@ -171,6 +191,30 @@ impl Config {
                             ("sessions", toml::Value::String(s)) => self.binding_sessions = parse_binding(s, origin)?,
                             ("subagents", toml::Value::String(s)) => self.binding_subagents = parse_binding(s, origin)?,
                             _ => self.warnings.push(format!("{origin}: unknown key binding.{key}")),
+                        }
+                    }
+                }
+                ("claims", toml::Value::Table(claims)) => {
+                    for (key, value) in claims {
+                        match (key.as_str(), value) {
+                            ("latent", toml::Value::String(s)) => self.latent = parse_latent(s, origin)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key claims.{key}")),
+                        }
+                    }
+                }
+                ("land", toml::Value::Table(land)) => {
+                    for (key, value) in land {
+                        match (key.as_str(), value) {
+                            ("base", toml::Value::String(s)) => self.land_base = Some(s.clone()),
+                            _ => self.warnings.push(format!("{origin}: unknown key land.{key}")),
+                        }
+                    }
+                }
+                ("git", toml::Value::Table(git)) => {
+                    for (key, value) in git {
+                        match (key.as_str(), value) {
+                            ("guard", toml::Value::String(s)) => self.git_guard = parse_guard(s, origin)?,
+                            _ => self.warnings.push(format!("{origin}: unknown key git.{key}")),
                         }
                     }
                 }
@@ -270,6 +314,24 @@ fn parse_binding(s: &str, origin: &str) -> Result<Binding> {
         "warn" => Ok(Binding::Warn),
         "off" => Ok(Binding::Off),
         _ => bail!("{origin}: binding must be \"strict\", \"warn\" or \"off\", not {s:?}"),
+    }
+}
+
+fn parse_latent(s: &str, origin: &str) -> Result<Latent> {
+    match s {
+        "refuse" => Ok(Latent::Refuse),
+        "warn" => Ok(Latent::Warn),
+        "off" => Ok(Latent::Off),
+        _ => bail!("{origin}: claims.latent must be \"refuse\", \"warn\" or \"off\", not {s:?}"),
+    }
+}
+
+fn parse_guard(s: &str, origin: &str) -> Result<Guard> {
+    match s {
+        "refuse" => Ok(Guard::Refuse),
+        "warn" => Ok(Guard::Warn),
+        "off" => Ok(Guard::Off),
+        _ => bail!("{origin}: git.guard must be \"refuse\", \"warn\" or \"off\", not {s:?}"),
     }
 }
 

@@ -107,6 +107,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
     context.binding_sessions = config.binding_sessions;
     context.binding_subagents = config.binding_subagents;
     context.agent_branch = config.agent_branch.clone();
+    context.scanner = Arc::new(crate::work::Scanner::new(config.land_base.clone()));
     context.hub = HubLink::from_config(&location.common_dir, &config.hub)
         .context("the [hub] configuration is not usable")?
         .map(Arc::new);
@@ -117,6 +118,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         .context("failed to start the async runtime")?;
     let served = runtime.block_on(async {
         tokio::spawn(owner.run());
+        tokio::spawn(crate::work::refresh(Arc::clone(&context)));
         if let Some(hub) = &context.hub {
             tokio::spawn(crate::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
         }

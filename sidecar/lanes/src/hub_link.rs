@@ -357,7 +357,8 @@ pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubCl
         holder: claim.holder.to_string(),
         scopes: claim.scopes.iter().map(ToString::to_string).collect(),
         mode: rpc::mode_view(claim.mode),
-        ttl_secs: claim.expires_at.remaining(now).as_secs().max(1),
+        // Pending work does not run out; the hub holds it a lease at a time, renewed by every sync.
+        ttl_secs: claim.expires_at.remaining(now).as_secs().clamp(1, lanes_core::MAX_TTL.as_secs()),
     }
 }
 

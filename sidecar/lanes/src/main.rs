@@ -23,6 +23,7 @@ mod state;
 mod tasks;
 mod team;
 mod watch;
+mod work;
 mod worktrees;
 
 use std::path::PathBuf;
@@ -106,17 +107,22 @@ enum Cmd {
     /// This session's live claims (with `--session`, another's).
     Claims,
     /// Release claims of this session.
-    #[command(after_help = "Examples:\n  lanes release 12 13\n  lanes release --all\n  lanes release 12 --epoch 40")]
+    #[command(
+        after_help = "Examples:\n  lanes release 12 13\n  lanes release --all\n  lanes release 12 --epoch 40\n  lanes release --pending 7         give up pending work: its paths are free again, the changes stay"
+    )]
     Release {
         /// Claim ids.
         #[arg(value_name = "CLAIM", required_unless_present = "all")]
         claims: Vec<u64>,
-        /// Release every claim of this session.
+        /// Release every claim of this session (with --pending: every pending work it left).
         #[arg(long, conflicts_with = "claims")]
         all: bool,
         /// Refuse unless the claim is still at this epoch.
         #[arg(long, value_name = "N")]
         epoch: Option<u64>,
+        /// Give up pending work (changes left in a worktree that have not landed), anyone's, by claim id.
+        #[arg(long)]
+        pending: bool,
     },
     /// Extend a claim's lease.
     Renew {
@@ -452,7 +458,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Claim { scopes, shared, ttl, note, task } => {
                     cli::claim(&env, &out, &scopes, shared, ttl, note, task)
                 }
-                Cmd::Release { claims, all, epoch } => cli::release(&env, &out, claims, all, epoch),
+                Cmd::Release { claims, all, epoch, pending } => cli::release(&env, &out, claims, all, epoch, pending),
                 Cmd::Renew { claim, ttl, epoch } => cli::renew(&env, &out, claim, ttl, epoch),
                 Cmd::Check { paths } => cli::check(&env, &out, &paths),
                 Cmd::Status => cli::status(&env, &out),

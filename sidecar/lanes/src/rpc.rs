@@ -58,6 +58,8 @@ pub struct Context {
     heads: Mutex<HashMap<(String, String), (String, bool)>>,
     /// The shared hub, when `[hub]` is configured: it decides claims.
     pub hub: Option<Arc<crate::hub_link::HubLink>>,
+    /// Reads each worktree's pending paths for the book.
+    pub scanner: Arc<crate::work::Scanner>,
     /// What each worktree's last prepare-commit-msg was told, for its post-commit.
     pending_stamps: Mutex<HashMap<String, (Vec<lanes_proto::StampView>, std::time::Instant)>>,
 }
@@ -75,6 +77,7 @@ impl Context {
             worktrees: Mutex::new(HashMap::new()),
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
+            scanner: Arc::new(crate::work::Scanner::new(None)),
             hub: None,
             heads: Mutex::new(HashMap::new()),
             binding_sessions: Binding::Warn,
@@ -387,8 +390,16 @@ fn claim_reply(claim: &Claim, held: bool) -> RpcResult {
 async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: ReleaseParams = parse(&params)?;
     let who = principal(&p.session)?;
-    let ids = p.claims.unwrap_or_default().into_iter().map(ClaimId).collect();
-    let command = Command::Release { who, ids, all: p.all.unwrap_or(false), epoch: p.epoch.map(Epoch) };
+    let ids: Vec<ClaimId> = p.claims.unwrap_or_default().into_iter().map(ClaimId).collect();
+    let command = if p.pending.unwrap_or(false) {
+        if ids.is_empty() && !p.all.unwrap_or(false) {
+            let message = "give the pending claims to give up, or --all for every one this session left".to_owned();
+            return Err(error(ErrorCode::InvalidArgument, message, Vec::new()));
+        }
+        Command::ReleasePending { who, ids }
+    } else {
+        Command::Release { who, ids, all: p.all.unwrap_or(false), epoch: p.epoch.map(Epoch) }
+    };
     let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("release answers Released") };
     reply(&ReleaseReply { released: ids.into_iter().map(|id| id.0).collect() })
 }
@@ -531,6 +542,9 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
         (Some(worktree), Some(head)) => cx.branch_guard(&who.to_string(), worktree, head, p.moving_head),
         _ => None,
     };
+    if let Some(root) = &root {
+        cx.scanner.soon(root);
+    }
     let command = Command::Activity { who, worktree, files, turn: p.turn, deliver: p.deliver, prompt: p.prompt };
     let Answer::Activity { renewed, inbox, neighbours, bound } = cx.ask(command).await? else {
         unreachable!("activity answers Activity")
@@ -579,10 +593,22 @@ fn message_view(message: &Message) -> MessageView {
 
 async fn session_end(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: SessionParams = parse(&params)?;
-    let session = principal(&p.session)?.session;
-    let Answer::Released(ids) = cx.ask(Command::SessionEnd { session }).await? else {
-        unreachable!("session end answers Released")
+    let who = principal(&p.session)?;
+    // What the holder wrote a moment ago must be seen before its claims end, or it would not stay claimed.
+    let Answer::Claims(held) = cx.ask(Command::HeldBy { who: who.clone() }).await? else {
+        unreachable!("held by answers Claims")
     };
+    let mut roots: Vec<&str> = held.iter().map(|c| c.worktree.root.as_str()).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    for root in roots {
+        crate::work::scan_now(cx, Path::new(root)).await;
+    }
+    let command = match who.agent {
+        Some(_) => Command::PrincipalEnd { who },
+        None => Command::SessionEnd { session: who.session },
+    };
+    let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("session end answers Released") };
     reply(&SessionEndReply { released: ids.into_iter().map(|id| id.0).collect() })
 }
 
@@ -722,17 +748,24 @@ pub(crate) fn claim_view(claim: &Claim, now: Timestamp) -> ClaimView {
         expires_in_secs: secs_left(claim.expires_at, now),
         note: claim.note.clone(),
         task: claim.task.clone(),
+        pending: claim.pending.is_some(),
+        branch: claim.pending.as_ref().and_then(|p| p.branch.clone()),
+        left_at: claim.pending.as_ref().map(|p| rfc3339(p.left_at)),
     }
 }
 
 pub(crate) fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView {
     ConflictView {
         claim_id: conflict.claim_id.0,
-        session: conflict.holder.to_string(),
+        session: (!conflict.latent).then(|| conflict.holder.to_string()),
         scope: conflict.scope.to_string(),
         worktree: conflict.worktree.root.clone(),
         expires_at: rfc3339(conflict.expires_at),
         expires_in_secs: secs_left(conflict.expires_at, now),
+        pending: conflict.pending.is_some(),
+        latent: conflict.latent,
+        branch: conflict.pending.as_ref().and_then(|p| p.branch.clone()),
+        left_at: conflict.pending.as_ref().filter(|_| !conflict.latent).map(|p| rfc3339(p.left_at)),
     }
 }
 

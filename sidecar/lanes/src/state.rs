@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lanes_core::{
     AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message,
     Policy, Principal, Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
+    WorktreeWork,
 };
 use lanes_store::{Commit, LoggedEvent, Store, StoreError, WalSync};
 use tokio::sync::mpsc::error::TryRecvError;
@@ -83,6 +84,24 @@ pub enum Command {
     },
     SessionEnd {
         session: String,
+    },
+    /// A subagent ended: its claims are released, except its pending work.
+    PrincipalEnd {
+        who: Principal,
+    },
+    /// The claims a principal holds (its subagents' too, for a session).
+    HeldBy {
+        who: Principal,
+    },
+    /// Give up pending work.
+    ReleasePending {
+        who: Principal,
+        ids: Vec<ClaimId>,
+    },
+    /// A worktree's pending paths as git shows them now; `None` when the worktree is gone.
+    SetWork {
+        root: String,
+        work: Option<WorktreeWork>,
     },
     Activity {
         who: Principal,
@@ -176,7 +195,11 @@ impl Command {
             Command::Inbox { session } => Some(session),
             Command::RecordCheckpoint(checkpoint) => Some(&checkpoint.session),
             Command::LastPrompt { session } => Some(session),
+            Command::PrincipalEnd { who } | Command::HeldBy { who } | Command::ReleasePending { who, .. } => {
+                Some(&who.session)
+            }
             Command::SessionStart { .. }
+            | Command::SetWork { .. }
             | Command::SessionEnd { .. }
             | Command::Status
             | Command::Events { .. }
@@ -453,6 +476,14 @@ impl StateOwner {
                 Answer::Started(StartSnapshot { others, own_claims, inbox, now })
             }
             Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
+            Command::PrincipalEnd { who } => Answer::Released(book.end_principal(&who, now)),
+            Command::HeldBy { who } => Answer::Claims(book.held_claims(&who)),
+            Command::ReleasePending { who, ids } => Answer::Released(book.release_pending(&who, &ids, now)),
+            Command::SetWork { root, work: Some(work) } => Answer::Released(book.set_worktree_work(&root, work, now)),
+            Command::SetWork { root, work: None } => {
+                book.forget_worktree_work(&root);
+                Answer::Released(Vec::new())
+            }
             Command::Activity { who, worktree, files, turn, deliver, prompt } => {
                 let renewed = book.refresh_all(&who, now).len();
                 if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {

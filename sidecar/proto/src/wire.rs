@@ -88,6 +88,16 @@ pub struct ClaimView {
     pub note: Option<String>,
     /// Its task.
     pub task: Option<String>,
+    /// Pending work: its holder ended (or its lease ran out) while its paths were not on the base branch yet;
+    /// the worktree holds it until they land.
+    #[serde(default)]
+    pub pending: bool,
+    /// For pending work: the worktree's branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// For pending work: when its holder left it, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<String>,
 }
 
 /// A note left by a lapsed claim on an overlapping scope.
@@ -140,6 +150,10 @@ pub struct ReleaseParams {
     /// Refuse unless this is the claims' current epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// Give up pending work instead: the claims named (anyone's), or with `all` every pending claim this
+    /// session left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<bool>,
 }
 
 /// `claim.release` reply.
@@ -454,10 +468,10 @@ pub struct EventsReply {
 /// A live claim standing in the way, as in a refusal's `conflicts`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConflictView {
-    /// The claim in the way.
+    /// The claim in the way (0 for latent work, which no claim covers).
     pub claim_id: u64,
-    /// Its holder.
-    pub session: String,
+    /// Its holder (for pending work, the session that left it); `null` for latent work.
+    pub session: Option<String>,
     /// Its scope that overlaps.
     pub scope: String,
     /// Its worktree.
@@ -466,6 +480,18 @@ pub struct ConflictView {
     pub expires_at: String,
     /// Seconds until it expires.
     pub expires_in_secs: u64,
+    /// Pending work (or latent work): changes in `worktree` that have not landed on the base branch.
+    #[serde(default)]
+    pub pending: bool,
+    /// Latent work: pending in `worktree`, and no claim covers it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub latent: bool,
+    /// The branch of that worktree, for pending and latent work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// When its holder left the pending work, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<String>,
 }
 
 /// Why a request failed; the string codes of DESIGN.md §6.

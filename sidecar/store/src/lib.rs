@@ -22,8 +22,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lanes_core::{
-    AgentWorktree, Checkpoint, Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Principal, ReleaseReason,
-    Scope, Session, SessionInfo, Snapshot, Task, TaskStatus, Timestamp, Worktree,
+    AgentWorktree, Checkpoint, Claim, ClaimId, Epoch, Event, LapsedNote, Message, Mode, Pending, Principal,
+    ReleaseReason, Scope, Session, SessionInfo, Snapshot, Task, TaskStatus, Timestamp, Worktree,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -144,7 +144,8 @@ impl Store {
             Ok(value.map_or(0, |v| v as u64))
         };
         let claims = self.select(
-            "SELECT id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at, expires_at, note, task
+            "SELECT id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at, expires_at, note, task,
+                    pending_at, pending_branch
              FROM claims ORDER BY id",
             claim_from_row,
         )?;
@@ -264,9 +265,12 @@ impl Store {
             return Ok(Commit::Done);
         }
         let needs_sync = self.durability == Durability::Full
-            && events
-                .iter()
-                .any(|e| matches!(e, Event::Granted { .. } | Event::Renewed { .. } | Event::HandedOff { .. }));
+            && events.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Granted { .. } | Event::Renewed { .. } | Event::HandedOff { .. } | Event::TakenOver { .. }
+                )
+            });
         let tx = self.conn.transaction()?;
         for event in events {
             apply(&tx, event)?;
@@ -504,25 +508,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
             .execute(params![session, at.0 as i64])?;
         }
         Event::Granted { claim, consumed_notes } => {
-            tx.prepare_cached(
-                "INSERT INTO claims (id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at, expires_at, note, task)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
-                claim.id.0 as i64,
-                claim.holder.session,
-                claim.holder.agent,
-                claim.worktree.root,
-                claim.worktree.git_dir,
-                scopes_json(&claim.scopes),
-                mode_name(claim.mode),
-                claim.epoch.0 as i64,
-                claim.ttl.as_millis() as i64,
-                claim.granted_at.0 as i64,
-                claim.expires_at.0 as i64,
-                claim.note,
-                claim.task,
-            ])?;
+            write_claim(tx, claim)?;
             for note in consumed_notes {
                 tx.prepare_cached("DELETE FROM lapsed_notes WHERE claim = ?1")?.execute([note.0 as i64])?;
             }
@@ -538,6 +524,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
             tx.prepare_cached("UPDATE claims SET session = ?2, agent = ?3, epoch = ?4, expires_at = ?5 WHERE id = ?1")?
                 .execute(params![id.0 as i64, to.session, to.agent, epoch.0 as i64, expires_at.0 as i64])?;
         }
+        Event::Pending { claim, .. } | Event::TakenOver { claim, .. } => write_claim(tx, claim)?,
         Event::Released { claim, .. } => {
             tx.prepare_cached("DELETE FROM claims WHERE id = ?1")?.execute([claim.id.0 as i64])?;
         }
@@ -646,6 +633,7 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
                     ReleaseReason::Released => "released",
                     ReleaseReason::WorktreeGone => "worktree_gone",
                     ReleaseReason::SessionEnded => "session_ended",
+                    ReleaseReason::Landed => "landed",
                 },
                 "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
             }),
@@ -656,6 +644,28 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             Some(claim.holder.to_string()),
             Some(claim.id.0),
             json!({"scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(), "note": claim.note}),
+        ),
+        Event::Pending { claim, at } => (
+            "pending",
+            *at,
+            Some(claim.holder.to_string()),
+            Some(claim.id.0),
+            json!({
+                "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
+                "worktree": claim.worktree.root,
+                "branch": claim.pending.as_ref().and_then(|p| p.branch.clone()),
+            }),
+        ),
+        Event::TakenOver { claim, from, at } => (
+            "take_over",
+            *at,
+            Some(claim.holder.to_string()),
+            Some(claim.id.0),
+            json!({
+                "from": from.to_string(),
+                "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
+                "epoch": claim.epoch.0,
+            }),
         ),
         Event::HandedOff { id, from, to, epoch, at, .. } => (
             "handoff",
@@ -681,7 +691,40 @@ fn claim_from_row(row: &Row<'_>) -> Result<Claim, StoreError> {
         expires_at: Timestamp(row.get::<_, i64>(10)? as u64),
         note: row.get(11)?,
         task: row.get(12)?,
+        pending: row
+            .get::<_, Option<i64>>(13)?
+            .map(|at| -> Result<Pending, StoreError> {
+                Ok(Pending { left_at: Timestamp(at as u64), branch: row.get(14)? })
+            })
+            .transpose()?,
     })
+}
+
+/// Writes a claim as it is now (a grant, or a claim that became or stopped being pending work).
+fn write_claim(tx: &rusqlite::Transaction<'_>, claim: &Claim) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO claims (id, session, agent, worktree, git_dir, scopes, mode, epoch, ttl_ms, granted_at,
+                                        expires_at, note, task, pending_at, pending_branch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        claim.id.0 as i64,
+        claim.holder.session,
+        claim.holder.agent,
+        claim.worktree.root,
+        claim.worktree.git_dir,
+        scopes_json(&claim.scopes),
+        mode_name(claim.mode),
+        claim.epoch.0 as i64,
+        claim.ttl.as_millis() as i64,
+        claim.granted_at.0 as i64,
+        claim.expires_at.0 as i64,
+        claim.note,
+        claim.task,
+        claim.pending.as_ref().map(|p| p.left_at.0 as i64),
+        claim.pending.as_ref().and_then(|p| p.branch.clone()),
+    ])?;
+    Ok(())
 }
 
 fn task_status_name(status: TaskStatus) -> &'static str {

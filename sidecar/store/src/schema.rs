@@ -98,6 +98,9 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO events_new (seq, at, kind, session, claim, data) SELECT seq, at, kind, session, claim, data FROM events;
      DROP TABLE events;
      ALTER TABLE events_new RENAME TO events;",
+    // 8: pending work (a claim that outlived its holder because its paths are not on the base yet).
+    "ALTER TABLE claims ADD COLUMN pending_at INTEGER;
+     ALTER TABLE claims ADD COLUMN pending_branch TEXT;",
 ];
 
 /// The schema version this build writes.

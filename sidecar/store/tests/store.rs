@@ -56,7 +56,7 @@ fn committed_state_survives_reopen() {
     let told = restored.take_inbox("bob", now);
     assert_eq!(told.len(), 1);
     assert!(told[0].text.contains("expired"), "{}", told[0].text);
-    assert_eq!(store.schema_version().expect("version"), 7);
+    assert_eq!(store.schema_version().expect("version"), 8);
 }
 
 #[test]

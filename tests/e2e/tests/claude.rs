@@ -111,14 +111,32 @@ fn sessions_in_two_worktrees_coordinate_through_claims_and_messages() {
     let last = world.request_at("task B1", 4);
     assert_eq!(occurrences(&last, "ping-7f3a"), 1, "the message should appear exactly once in B's next request");
 
-    // A ends; its SessionEnd releases its claims, and B's edit goes through.
+    // A ends with its change uncommitted: the claim follows the work, so src/a.rs stays claimed as pending
+    // work of A's worktree; once the change lands on main, the path is free and B's edit goes through.
     world.open_gate("a-done");
     world.wait_claude(a, LIMIT);
-    let status: serde_json::Value =
-        serde_json::from_slice(&world.lanes(&main, &["--json", "status"]).stdout).expect("status");
+    let claims_of_a = || -> Vec<serde_json::Value> {
+        let status: serde_json::Value =
+            serde_json::from_slice(&world.lanes(&main, &["--json", "status"]).stdout).expect("status");
+        status["claims"]
+            .as_array()
+            .expect("claims")
+            .iter()
+            .filter(|c| c["session"] == a_session.as_str())
+            .cloned()
+            .collect()
+    };
+    let left = claims_of_a();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["pending"], true, "A's uncommitted change was released with its session: {left:?}");
+    assert_eq!(left[0]["scopes"], json!(["src/a.rs"]));
+    let check = world.lanes(&wt_b, &["--session", "someone", "--json", "check", "src/a.rs"]);
+    assert_eq!(check.status.code(), Some(3), "another worktree may take A's pending work");
+    world.git(&main, &["commit", "-qam", "A's change"]);
     assert!(
-        status["claims"].as_array().expect("claims").iter().all(|c| c["session"] != a_session.as_str()),
-        "{status}"
+        common::eventually(Duration::from_secs(20), || claims_of_a().is_empty()),
+        "A's work landed on main but stays claimed: {:?}",
+        claims_of_a()
     );
     // A's turn changed a file, so its Stop hook left a checkpoint of the worktree.
     let checkpointed = common::eventually(Duration::from_secs(20), || {

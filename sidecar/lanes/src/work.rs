@@ -1,0 +1,235 @@
+//! Each worktree's pending paths, read from git and handed to the book (DESIGN.md §5, "Lifetime" and
+//! "Latent work"): what is changed there and not yet on the base branch. The claim decision never waits on
+//! git: it uses what the last scan found. Scans run after a worktree's hook events and git hooks, before a
+//! holder ends (so what it just wrote stays claimed), and on a timer for changes made outside lanes.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use lanes_core::WorktreeWork;
+use lanes_proto::repo::RepoLocation;
+
+use crate::rpc::Context;
+use crate::state::Command;
+
+/// How often every worktree is scanned for changes made without any lanes activity (a person's editor, a
+/// tool outside the hooks). DESIGN.md asks for such a change to be seen within 10 s.
+const FULL_SCAN: Duration = Duration::from_secs(5);
+/// Requests for a scan that arrive this close together are served by one.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// The scanner's state: which worktrees asked for a scan, and the committed paths of each branch, which only
+/// change when its HEAD or the base moves.
+pub struct Scanner {
+    /// The configured base branch (`[land] base`); else found from the repository.
+    base: Option<String>,
+    wanted: Mutex<HashSet<PathBuf>>,
+    wake: tokio::sync::Notify,
+    committed: Mutex<HashMap<PathBuf, ((String, String), BTreeSet<String>)>>,
+}
+
+impl Scanner {
+    pub fn new(base: Option<String>) -> Scanner {
+        Scanner {
+            base,
+            wanted: Mutex::new(HashSet::new()),
+            wake: tokio::sync::Notify::new(),
+            committed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Asks for a scan of `worktree` soon (after a hook event there).
+    pub fn soon(&self, worktree: &Path) {
+        self.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(worktree.to_path_buf());
+        self.wake.notify_one();
+    }
+
+    /// Asks for a scan of every worktree soon (after a commit: the base may have moved).
+    pub fn all_soon(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The base branch for `dir`'s repository.
+    fn base(&self, dir: &Path) -> Option<String> {
+        self.base.clone().or_else(|| crate::git::base_branch(dir))
+    }
+
+    /// Reads one worktree's pending paths from git (blocking).
+    pub fn read(&self, root: &Path) -> Result<WorktreeWork> {
+        let location = RepoLocation::discover(root)?;
+        let head = std::fs::read_to_string(location.git_dir.join("HEAD")).unwrap_or_default();
+        let branch = head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned);
+        let mut paths = uncommitted(root)?;
+        if let Some(base) = self.base(root).filter(|base| branch.as_deref() != Some(base.as_str())) {
+            paths.extend(self.committed_since_fork(root, &location, &base)?);
+        }
+        Ok(WorktreeWork { branch, paths })
+    }
+
+    /// Paths the branch changed since it forked from `base`, cached by HEAD and base commit.
+    fn committed_since_fork(&self, root: &Path, location: &RepoLocation, base: &str) -> Result<BTreeSet<String>> {
+        let (Some(head), Some(base_commit)) =
+            (location.head_commit(), location.read_ref(&format!("refs/heads/{base}")))
+        else {
+            return Ok(BTreeSet::new());
+        };
+        let key = (head.clone(), base_commit.clone());
+        let cache = || self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, paths)) = cache().get(root)
+            && *cached == key
+        {
+            return Ok(paths.clone());
+        }
+        let paths = match crate::git::run(root, &["merge-base", &head, &base_commit]) {
+            Ok(fork) => nul_separated(&git_raw(root, &["diff", "--name-only", "-z", "--no-renames", &fork, &head])?),
+            // No common history (an orphan branch): everything it has is its own.
+            Err(_) => BTreeSet::new(),
+        };
+        cache().insert(root.to_path_buf(), (key, paths.clone()));
+        Ok(paths)
+    }
+}
+
+/// Uncommitted paths: modified, added, deleted, untracked and not ignored (renames as their two paths).
+fn uncommitted(root: &Path) -> Result<BTreeSet<String>> {
+    let status = git_raw(root, &["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"])?;
+    Ok(status.split('\0').filter_map(|entry| entry.get(3..)).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+}
+
+fn nul_separated(text: &str) -> BTreeSet<String> {
+    text.split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect()
+}
+
+/// Runs git without trimming its output (paths may end in spaces), and without taking the index lock or
+/// refreshing the index: a scan must never get in the way of the user's own git commands.
+fn git_raw(root: &Path, args: &[&str]) -> Result<String> {
+    let output = std::process::Command::new("git")
+        .current_dir(root)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .args(["-c", "core.quotepath=off"])
+        .args(args)
+        .output()
+        .context("failed to run git")?;
+    if !output.status.success() {
+        anyhow::bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The worktrees of the repository, from `git worktree list` (bare entries and ones whose directory is
+/// gone left out).
+fn worktrees(common_dir: &Path) -> Vec<PathBuf> {
+    let Ok(list) = crate::git::run(common_dir, &["worktree", "list", "--porcelain"]) else { return Vec::new() };
+    list.split("\n\n")
+        .filter(|block| !block.lines().any(|l| l == "bare" || l.starts_with("prunable")))
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("worktree ")).map(PathBuf::from))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+/// Scans `root` now and hands the result to the book. Returns what was found.
+pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
+    let read = {
+        let (scanner, root) = (Arc::clone(&cx.scanner), root.to_path_buf());
+        tokio::task::spawn_blocking(move || scanner.read(&root)).await
+    };
+    match read {
+        Ok(Ok(work)) => {
+            let command = Command::SetWork { root: root.to_string_lossy().into_owned(), work: Some(work.clone()) };
+            cx.ask(command).await.ok()?;
+            Some(work)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("cannot read the pending paths of {}: {e:#}", root.display());
+            None
+        }
+        Err(e) => {
+            tracing::warn!("the scan of {} failed: {e}", root.display());
+            None
+        }
+    }
+}
+
+/// Keeps every worktree's pending paths current, forever: the ones a hook event asked for at once, all of
+/// them every [`FULL_SCAN`].
+pub async fn refresh(cx: Arc<Context>) {
+    let mut known: HashSet<PathBuf> = HashSet::new();
+    loop {
+        let woken = tokio::time::timeout(FULL_SCAN, cx.scanner.wake.notified()).await.is_ok();
+        if woken {
+            tokio::time::sleep(COALESCE).await;
+        }
+        let wanted: Vec<PathBuf> =
+            cx.scanner.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
+        let roots: Vec<PathBuf> = if woken && !wanted.is_empty() {
+            wanted
+        } else {
+            let common_dir = cx.common_dir.clone();
+            let listed = tokio::task::spawn_blocking(move || worktrees(&common_dir)).await.unwrap_or_default();
+            // Worktrees that went away take their pending paths with them.
+            for gone in known.iter().filter(|root| !listed.contains(root)) {
+                let command = Command::SetWork { root: gone.to_string_lossy().into_owned(), work: None };
+                let _ = cx.ask(command).await;
+            }
+            known = listed.iter().cloned().collect();
+            listed
+        };
+        for root in roots {
+            scan_now(&cx, &root).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    }
+
+    #[test]
+    fn reads_uncommitted_and_committed_paths_until_they_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().canonicalize().expect("canonical").join("r");
+        std::fs::create_dir_all(repo.join("src")).expect("mkdir");
+        std::fs::write(repo.join("src/a.rs"), "a\n").expect("write");
+        std::fs::write(repo.join("gone.rs"), "g\n").expect("write");
+        std::fs::write(repo.join(".gitignore"), "target/\n").expect("write");
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "initial"]);
+        let scanner = Scanner::new(None);
+        assert!(scanner.read(&repo).expect("read").paths.is_empty());
+
+        git(&repo, &["checkout", "-qb", "feat"]);
+        std::fs::write(repo.join("src/a.rs"), "changed\n").expect("write");
+        std::fs::write(repo.join("new file.rs"), "n\n").expect("write");
+        std::fs::remove_file(repo.join("gone.rs")).expect("rm");
+        std::fs::create_dir_all(repo.join("target")).expect("mkdir");
+        std::fs::write(repo.join("target/ignored"), "i\n").expect("write");
+        let work = scanner.read(&repo).expect("read");
+        assert_eq!(work.branch.as_deref(), Some("feat"));
+        let paths: Vec<&str> = work.paths.iter().map(String::as_str).collect();
+        assert_eq!(paths, ["gone.rs", "new file.rs", "src/a.rs"]);
+
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", "work"]);
+        assert_eq!(scanner.read(&repo).expect("read").paths.len(), 3, "committed on the branch, not on main yet");
+        git(&repo, &["checkout", "-q", "main"]);
+        git(&repo, &["merge", "-q", "--ff-only", "feat"]);
+        git(&repo, &["checkout", "-q", "feat"]);
+        assert!(scanner.read(&repo).expect("read").paths.is_empty(), "landed on main");
+    }
+}
