@@ -28,8 +28,11 @@ pub struct Scanner {
     base: Option<String>,
     wanted: Mutex<HashSet<PathBuf>>,
     wake: tokio::sync::Notify,
-    committed: Mutex<HashMap<PathBuf, ((String, String), BTreeSet<String>)>>,
+    committed: Mutex<HashMap<PathBuf, CommittedPaths>>,
 }
+
+/// A branch's paths changed since it forked from the base, keyed by (HEAD, base commit).
+type CommittedPaths = ((String, String), BTreeSet<String>);
 
 impl Scanner {
     pub fn new(base: Option<String>) -> Scanner {
