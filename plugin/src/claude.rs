@@ -12,7 +12,8 @@ use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
     AcquireParams, ActivityParams, ActivityReply, ClaimReply, ConflictView, ErrorCode, MessageView, SessionParams,
-    SessionStartReply, WorktreeCreateParams, WorktreeCreateReply, WorktreeFinishParams, method,
+    SessionStartReply, ShellScanParams, ShellScanReply, WorktreeCreateParams, WorktreeCreateReply,
+    WorktreeFinishParams, method,
 };
 use serde_json::{Value, json};
 
@@ -208,11 +209,16 @@ impl Hook {
     /// move that follows is not reported back as someone else's), and warned about when other live
     /// sessions work in the same worktree, since it switches their checkout too.
     fn before_shell(&self, command: &str, started: Instant) -> Option<Value> {
-        let switches = command.split(['&', ';', '|', '\n']).any(|part| {
-            let words: Vec<&str> = part.split_whitespace().collect();
-            words.first() == Some(&"git") && words.iter().any(|w| *w == "checkout" || *w == "switch")
-        });
-        if !switches {
+        let runs_git = |verbs: &[&str]| {
+            command.split(['&', ';', '|', '\n']).any(|part| {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                words.first() == Some(&"git") && words.iter().any(|w| verbs.contains(w))
+            })
+        };
+        if runs_git(&["stash"]) {
+            return self.before_stash(started);
+        }
+        if !runs_git(&["checkout", "switch"]) {
             return None;
         }
         let location = RepoLocation::discover(&self.cwd).ok()?;
@@ -250,13 +256,74 @@ impl Hook {
                 files.extend(self.edited_path(tool, tool_input));
             }
         }
-        self.activity(event, files.iter().map(|f| f.to_string_lossy().into_owned()).collect(), false, true, started)
+        let shell = input.get("tool_name").and_then(Value::as_str) == Some("Bash");
+        let found = if shell { self.after_shell(started) } else { Vec::new() };
+        let files = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+        self.activity_with(event, files, false, true, None, found, started)
+    }
+
+    /// `git stash` while other live sessions work in the repository: the stash is one list shared by every
+    /// worktree, so a `git stash pop` may take someone else's changes. Said to the model before it runs.
+    fn before_stash(&self, started: Instant) -> Option<Value> {
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let status: lanes_proto::StatusReply = call(&location, started, BUDGET, method::STATUS, &json!({}))?.ok()?;
+        let others: Vec<String> = status
+            .sessions
+            .iter()
+            .filter(|s| s.state == "live" && s.id != self.session)
+            .map(|s| format!("{} ({})", s.id, s.worktree.as_deref().unwrap_or("?")))
+            .collect();
+        if others.is_empty() {
+            return None;
+        }
+        let context = format!(
+            "lanes: careful with `git stash`: the stash is one list shared by every worktree of this repository, and \
+             other sessions work here: {}. A `git stash pop` or `apply` may take their changes, and theirs yours. \
+             Prefer a commit on your own branch; if you stash, use `git stash push -m <your session>` and pop only \
+             that entry.",
+            others.join(", ")
+        );
+        Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+    }
+
+    /// The shell-edit scan (DESIGN.md §5): what the command changed is claimed for this principal; what it
+    /// changed in others' claims or pending work is said to the model at once, with how to undo it.
+    fn after_shell(&self, started: Instant) -> Vec<String> {
+        let Ok(location) = RepoLocation::discover(&self.cwd) else { return Vec::new() };
+        let params = ShellScanParams {
+            session: self.principal.clone(),
+            worktree: location.worktree.to_string_lossy().into_owned(),
+        };
+        let Some(Ok(reply)) =
+            call::<_, ShellScanReply>(&location, started, EDIT_BUDGET, method::WORKTREE_SCAN, &params)
+        else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        for taken in &reply.taken {
+            let reason = deny_reason(Path::new(&taken.path), Path::new(""), &taken.holders);
+            notes.push(format!(
+                "lanes: your shell command changed {}, which you may not change: {} Undo your change now: \
+                 `git checkout -- {}` if git tracks the file, or delete it if your command created it. Its holder \
+                 has been told.",
+                taken.path,
+                reason.trim_start_matches("lanes: "),
+                taken.path
+            ));
+        }
+        if !reply.claimed.is_empty() {
+            notes.push(format!(
+                "lanes: your shell command changed {}; claimed for you, as an edit would be.",
+                reply.claimed.join(", ")
+            ));
+        }
+        notes
     }
 
     /// Records the prompt (the sidecar masks secrets before storing it) and hands out unread messages.
     fn prompt(&self, input: &Value, started: Instant) -> Option<Value> {
         let prompt = input.get("prompt").and_then(Value::as_str).map(str::to_owned);
-        self.activity_with("UserPromptSubmit", Vec::new(), false, true, prompt, started)
+        self.activity_with("UserPromptSubmit", Vec::new(), false, true, prompt, Vec::new(), started)
     }
 
     fn stop(&self, started: Instant) -> Option<Value> {
@@ -264,11 +331,12 @@ impl Hook {
     }
 
     fn activity(&self, event: &str, files: Vec<String>, turn: bool, deliver: bool, started: Instant) -> Option<Value> {
-        self.activity_with(event, files, turn, deliver, None, started)
+        self.activity_with(event, files, turn, deliver, None, Vec::new(), started)
     }
 
     /// Renews the principal's claims, records files, prompts and turns, and hands out unread messages as
-    /// context.
+    /// context, after `notes` the caller already has for the model.
+    #[expect(clippy::too_many_arguments, reason = "each event sets a different few of them")]
     fn activity_with(
         &self,
         event: &str,
@@ -276,6 +344,7 @@ impl Hook {
         turn: bool,
         deliver: bool,
         prompt: Option<String>,
+        mut notes: Vec<String>,
         started: Instant,
     ) -> Option<Value> {
         let location = RepoLocation::discover(&self.cwd).ok()?;
@@ -290,8 +359,12 @@ impl Hook {
             head: if event == "Stop" { None } else { head_of(&location) },
             moving_head: false,
         };
-        let reply: ActivityReply = call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params)?.ok()?;
-        let mut notes: Vec<String> = reply.head_moved.into_iter().collect();
+        let reply: ActivityReply = match call(&location, started, BUDGET, method::SESSION_ACTIVITY, &params) {
+            Some(Ok(reply)) => reply,
+            _ if notes.is_empty() => return None,
+            _ => ActivityReply::default(),
+        };
+        notes.extend(reply.head_moved);
         if event == "PostToolBatch" {
             notes.extend(stray_changes(&location, reply.bound_worktree.as_deref()));
         }

@@ -19,10 +19,12 @@ const BUDGET: Duration = Duration::from_millis(250);
 const SESSION_KEY: &str = "Lanes-Session";
 const CHECKPOINT_KEY: &str = "Lanes-Checkpoint";
 
-pub fn handle(hook: &str, args: &[&str]) {
-    let Ok(cwd) = std::env::current_dir() else { return };
-    let Ok(location) = RepoLocation::discover(&cwd) else { return };
+/// Handles one git hook; `false` when the commit must not go ahead (only the pre-commit guard refuses).
+pub fn handle(hook: &str, args: &[&str]) -> bool {
+    let Ok(cwd) = std::env::current_dir() else { return true };
+    let Ok(location) = RepoLocation::discover(&cwd) else { return true };
     match hook {
+        "pre-commit" => return pre_commit(&location),
         "prepare-commit-msg" => {
             if let Some(file) = args.first() {
                 prepare_commit_msg(&location, Path::new(file), args.get(1).copied());
@@ -37,6 +39,56 @@ pub fn handle(hook: &str, args: &[&str]) {
         "post-rewrite" => post_rewrite(&location),
         _ => {}
     }
+    true
+}
+
+/// The commit guard (DESIGN.md §8): a commit that stages a path inside another principal's live claim or
+/// pending work is refused, naming the holder and the way out. Merges are not checked, and with no sidecar
+/// running the commit goes ahead.
+fn pre_commit(location: &RepoLocation) -> bool {
+    if location.git_dir.join("MERGE_HEAD").exists() {
+        return true;
+    }
+    let Some(mut client) = connect(location) else { return true };
+    let Some(staged) = git(&location.worktree, &["diff", "--cached", "--name-only", "-z", "--no-renames"]) else {
+        return true;
+    };
+    let files: Vec<String> = staged.split('\0').filter(|f| !f.is_empty()).map(str::to_owned).collect();
+    if files.is_empty() {
+        return true;
+    }
+    let params = lanes_proto::CommitCheckParams {
+        session: std::env::var("LANES_SESSION").ok().filter(|s| !s.is_empty()),
+        worktree: location.worktree.to_string_lossy().into_owned(),
+        files,
+    };
+    let Ok(reply) = client.call::<_, lanes_proto::CommitCheckReply>(method::COMMIT_CHECK, &params) else { return true };
+    if reply.conflicts.is_empty() || reply.guard == "off" {
+        return true;
+    }
+    let holders: Vec<String> = reply
+        .conflicts
+        .iter()
+        .map(|c| match (&c.session, c.pending) {
+            (None, _) => format!("  {}: uncommitted work in {} that no agent claimed", c.scope, c.worktree),
+            (Some(s), true) => {
+                format!("  {}: pending work of {s} in {} (claim {}), not landed", c.scope, c.worktree, c.claim_id)
+            }
+            (Some(s), false) => format!("  {}: claimed by {s} in {} (claim {})", c.scope, c.worktree, c.claim_id),
+        })
+        .collect();
+    let refuse = reply.guard == "refuse";
+    eprintln!(
+        "lanes: this commit stages files other agents hold:\n{}\n{}",
+        holders.join("\n"),
+        if refuse {
+            "Unstage them (`git restore --staged <path>`) or agree with the holder first (`lanes send <session> \
+             <text>`); to commit anyway: `git commit --no-verify`. ([git] guard = \"warn\" only warns.)"
+        } else {
+            "Committing anyway ([git] guard = \"warn\")."
+        }
+    );
+    !refuse
 }
 
 fn prepare_commit_msg(location: &RepoLocation, message_file: &Path, source: Option<&str>) {

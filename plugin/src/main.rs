@@ -41,8 +41,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["git", hook, rest @ ..] => {
-            git::handle(hook, rest);
-            ExitCode::SUCCESS
+            if git::handle(hook, rest) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         ["--help" | "-h" | "help"] => {
             println!(

@@ -731,7 +731,25 @@ impl ClaimBook {
     }
 
     /// Records that a principal touched files (kept in the event log for attribution).
+    /// Only files the principal (or its session) holds a live claim on count: an edit that was refused never
+    /// happened, so no session, trailer or explain is credited with it.
     pub fn touch(&mut self, who: &Principal, files: Vec<String>, now: Timestamp) {
+        let files: Vec<String> = files
+            .into_iter()
+            .filter(|file| {
+                let Ok(Scope::Path(path)) = Scope::parse(file) else { return false };
+                let mut held = false;
+                self.index.for_each_overlap(&Scope::Path(path.clone()), |id, _| {
+                    held |= self.claims.get(&id).is_some_and(|c| {
+                        c.expires_at > now
+                            && c.pending.is_none()
+                            && c.holder.nested_with(who)
+                            && c.scopes.iter().any(|s| s.covers(&path))
+                    });
+                });
+                held
+            })
+            .collect();
         if !files.is_empty() {
             self.journal.push(Event::FilesTouched { principal: who.clone(), files, at: now });
         }

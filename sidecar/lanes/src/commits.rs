@@ -87,3 +87,35 @@ pub async fn explain(params: Params<'static>, cx: &Context) -> RpcResult {
         .collect();
     reply(&ExplainReply { commit: p.commit, sessions })
 }
+
+/// `commit.check`, the pre-commit guard (DESIGN.md §8): the staged paths inside another principal's live
+/// claim or pending work. Without a session (a person committing), claims made in the committing worktree are
+/// its own work, not another's; a session's commit meets every other principal's claims.
+pub async fn check(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: lanes_proto::CommitCheckParams = parse(&params)?;
+    let guard = match cx.git_guard {
+        crate::config::Guard::Refuse => "refuse",
+        crate::config::Guard::Warn => "warn",
+        crate::config::Guard::Off => "off",
+    };
+    let (root, worktree) = cx.worktree(&p.worktree).map_err(crate::rpc::failure_to_rpc)?;
+    if cx.git_guard == crate::config::Guard::Off || p.files.is_empty() {
+        return reply(&lanes_proto::CommitCheckReply { conflicts: Vec::new(), guard: guard.to_owned() });
+    }
+    let who = match &p.session {
+        Some(session) => principal(session)?,
+        None => lanes_core::Principal { session: "git commit".to_owned(), agent: None },
+    };
+    let scopes =
+        crate::rpc::resolve_all(&p.files.iter().take(lanes_core::MAX_SCOPES).cloned().collect::<Vec<_>>(), &root)?;
+    let Answer::Holders(holders) = cx.ask(Command::Check { who, worktree: worktree.clone(), scopes }).await? else {
+        unreachable!("check answers Holders")
+    };
+    let now = crate::state::now();
+    let conflicts = holders
+        .iter()
+        .filter(|c| p.session.is_some() || c.worktree.root != worktree.root)
+        .map(|c| crate::rpc::conflict_view(c, now))
+        .collect();
+    reply(&lanes_proto::CommitCheckReply { conflicts, guard: guard.to_owned() })
+}

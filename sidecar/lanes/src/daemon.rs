@@ -108,6 +108,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
     context.binding_subagents = config.binding_subagents;
     context.agent_branch = config.agent_branch.clone();
     context.scanner = Arc::new(crate::work::Scanner::new(config.land_base.clone()));
+    context.git_guard = config.git_guard;
     context.hub = HubLink::from_config(&location.common_dir, &config.hub)
         .context("the [hub] configuration is not usable")?
         .map(Arc::new);

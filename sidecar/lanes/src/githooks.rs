@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 const SHIM: &str = include_str!("../../../templates/git-hook.sh");
 const MARKER: &str = "# lanes: installed by `lanes init`";
 /// The hooks lanes installs.
-pub const HOOKS: [&str; 4] = ["prepare-commit-msg", "commit-msg", "post-commit", "post-rewrite"];
+pub const HOOKS: [&str; 5] = ["pre-commit", "prepare-commit-msg", "commit-msg", "post-commit", "post-rewrite"];
 
 /// What happened to one hook.
 #[derive(Debug)]

@@ -58,6 +58,8 @@ pub struct Context {
     heads: Mutex<HashMap<(String, String), (String, bool)>>,
     /// The shared hub, when `[hub]` is configured: it decides claims.
     pub hub: Option<Arc<crate::hub_link::HubLink>>,
+    /// What the pre-commit guard does (`[git] guard`).
+    pub git_guard: crate::config::Guard,
     /// Reads each worktree's pending paths for the book.
     pub scanner: Arc<crate::work::Scanner>,
     /// What each worktree's last prepare-commit-msg was told, for its post-commit.
@@ -78,6 +80,7 @@ impl Context {
             git: tokio::sync::Mutex::new(()),
             pending_stamps: Mutex::new(HashMap::new()),
             scanner: Arc::new(crate::work::Scanner::new(None)),
+            git_guard: crate::config::Guard::Refuse,
             hub: None,
             heads: Mutex::new(HashMap::new()),
             binding_sessions: Binding::Warn,
@@ -252,6 +255,15 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
             .map(|_| ()),
         module
             .register_async_method(method::WORKTREE_FINISH, |p, cx, _| async move { agents::finish(p, &cx).await })
+            .map(|_| ()),
+        module
+            .register_async_method(
+                method::WORKTREE_SCAN,
+                |p, cx, _| async move { crate::work::shell_scan(p, &cx).await },
+            )
+            .map(|_| ()),
+        module
+            .register_async_method(method::COMMIT_CHECK, |p, cx, _| async move { commits::check(p, &cx).await })
             .map(|_| ()),
         module
             .register_async_method(method::WORKTREE_LIST, |_, cx, _| async move { agents::list(&cx).await })

@@ -98,6 +98,10 @@ pub enum Command {
         who: Principal,
         ids: Vec<ClaimId>,
     },
+    /// The pending paths last read for a worktree.
+    Work {
+        root: String,
+    },
     /// A worktree's pending paths as git shows them now; `None` when the worktree is gone.
     SetWork {
         root: String,
@@ -200,6 +204,7 @@ impl Command {
             }
             Command::SessionStart { .. }
             | Command::SetWork { .. }
+            | Command::Work { .. }
             | Command::SessionEnd { .. }
             | Command::Status
             | Command::Events { .. }
@@ -225,6 +230,7 @@ pub enum Answer {
     Released(Vec<ClaimId>),
     Holders(Vec<Conflict>),
     Claims(Vec<Claim>),
+    Work(Option<WorktreeWork>),
     Ensured(Ensured),
     Held(Option<Claim>),
     Started(StartSnapshot),
@@ -480,6 +486,7 @@ impl StateOwner {
             Command::HeldBy { who } => Answer::Claims(book.held_claims(&who)),
             Command::ReleasePending { who, ids } => Answer::Released(book.release_pending(&who, &ids, now)),
             Command::SetWork { root, work: Some(work) } => Answer::Released(book.set_worktree_work(&root, work, now)),
+            Command::Work { root } => Answer::Work(book.worktree_work(&root).cloned()),
             Command::SetWork { root, work: None } => {
                 book.forget_worktree_work(&root);
                 Answer::Released(Vec::new())

@@ -29,6 +29,8 @@ pub struct Scanner {
     wanted: Mutex<HashSet<PathBuf>>,
     wake: tokio::sync::Notify,
     committed: Mutex<HashMap<PathBuf, CommittedPaths>>,
+    /// Every worktree whose pending paths were handed to the book, to forget them when it goes.
+    scanned: Mutex<HashSet<PathBuf>>,
 }
 
 /// A branch's paths changed since it forked from the base, keyed by (HEAD, base commit).
@@ -41,6 +43,7 @@ impl Scanner {
             wanted: Mutex::new(HashSet::new()),
             wake: tokio::sync::Notify::new(),
             committed: Mutex::new(HashMap::new()),
+            scanned: Mutex::new(HashSet::new()),
         }
     }
 
@@ -87,8 +90,16 @@ impl Scanner {
             return Ok(paths.clone());
         }
         let paths = match crate::git::run(root, &["merge-base", &head, &base_commit]) {
-            Ok(fork) => nul_separated(&git_raw(root, &["diff", "--name-only", "-z", "--no-renames", &fork, &head])?),
-            // No common history (an orphan branch): everything it has is its own.
+            Ok(fork) => {
+                // Changed on the branch since it forked, and still different on the base: a change that
+                // reached the base by another commit (cherry-pick, squash, rebase) has landed.
+                let changed =
+                    nul_separated(&git_raw(root, &["diff", "--name-only", "-z", "--no-renames", &fork, &head])?);
+                let differs =
+                    nul_separated(&git_raw(root, &["diff", "--name-only", "-z", "--no-renames", &base_commit, &head])?);
+                changed.intersection(&differs).cloned().collect()
+            }
+            // No common history (an orphan branch): nothing to compare with.
             Err(_) => BTreeSet::new(),
         };
         cache().insert(root.to_path_buf(), (key, paths.clone()));
@@ -143,6 +154,7 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
         Ok(Ok(work)) => {
             let command = Command::SetWork { root: root.to_string_lossy().into_owned(), work: Some(work.clone()) };
             cx.ask(command).await.ok()?;
+            cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(root.to_path_buf());
             Some(work)
         }
         Ok(Err(e)) => {
@@ -159,7 +171,6 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
 /// Keeps every worktree's pending paths current, forever: the ones a hook event asked for at once, all of
 /// them every [`FULL_SCAN`].
 pub async fn refresh(cx: Arc<Context>) {
-    let mut known: HashSet<PathBuf> = HashSet::new();
     loop {
         let woken = tokio::time::timeout(FULL_SCAN, cx.scanner.wake.notified()).await.is_ok();
         if woken {
@@ -173,17 +184,73 @@ pub async fn refresh(cx: Arc<Context>) {
             let common_dir = cx.common_dir.clone();
             let listed = tokio::task::spawn_blocking(move || worktrees(&common_dir)).await.unwrap_or_default();
             // Worktrees that went away take their pending paths with them.
-            for gone in known.iter().filter(|root| !listed.contains(root)) {
-                let command = Command::SetWork { root: gone.to_string_lossy().into_owned(), work: None };
-                let _ = cx.ask(command).await;
+            let gone: Vec<PathBuf> = {
+                let mut scanned = cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let gone = scanned.iter().filter(|root| !listed.contains(root)).cloned().collect();
+                scanned.retain(|root| listed.contains(root));
+                gone
+            };
+            for root in gone {
+                let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
             }
-            known = listed.iter().cloned().collect();
             listed
         };
         for root in roots {
             scan_now(&cx, &root).await;
         }
     }
+}
+
+/// `worktree.scan`, after a shell command (DESIGN.md §5, "Shell edits"): the paths that became pending in the
+/// principal's worktree are claimed for it as an edit would be; a path inside another principal's claim or
+/// pending work is reported back, and its holder is told.
+pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context) -> crate::rpc::RpcResult {
+    use lanes_proto::{ShellScanParams, ShellScanReply, TakenPath};
+
+    use crate::rpc::{conflict_view, failure_to_rpc, parse, principal, reply};
+    use crate::state::{Answer, Failure};
+    let p: ShellScanParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+    let root_text = root.to_string_lossy().into_owned();
+    let Answer::Work(before) = cx.ask(Command::Work { root: root_text.clone() }).await? else {
+        unreachable!("work answers Work")
+    };
+    let Some(after) = scan_now(cx, &root).await else { return reply(&ShellScanReply::default()) };
+    let before = before.map(|w| w.paths).unwrap_or_default();
+    let mut answer = ShellScanReply::default();
+    for path in after.paths.difference(&before) {
+        let Ok(scope) = lanes_core::Scope::parse(path) else { continue };
+        let request = lanes_core::AcquireRequest {
+            holder: who.clone(),
+            worktree: worktree.clone(),
+            scopes: vec![scope],
+            mode: lanes_core::Mode::Exclusive,
+            ttl: None,
+            note: None,
+            task: None,
+        };
+        match cx.state.ask(Command::Ensure(request)).await {
+            Ok(_) => answer.claimed.push(path.clone()),
+            Err(Failure::Refused(refusal)) if refusal.code == lanes_core::RefusalCode::Conflict => {
+                let now = crate::state::now();
+                for holder in refusal.conflicts.iter().filter(|c| !c.latent) {
+                    let text = format!(
+                        "lanes: a shell command of {who} in {} changed {path}, which you hold (claim {}); ask them \
+                         to undo it (`git checkout -- {path}`) or agree on who keeps it",
+                        root.display(),
+                        holder.claim_id
+                    );
+                    let to = lanes_core::Recipient::parse(&holder.holder.session);
+                    let _ = cx.ask(Command::Send { from: who.session.clone(), to, text }).await;
+                }
+                let holders = refusal.conflicts.iter().map(|c| conflict_view(c, now)).collect();
+                answer.taken.push(TakenPath { path: path.clone(), holders });
+            }
+            Err(e) => tracing::debug!("shell scan of {path}: {}", failure_to_rpc(e).message()),
+        }
+    }
+    reply(&answer)
 }
 
 #[cfg(test)]

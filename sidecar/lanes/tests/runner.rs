@@ -19,6 +19,8 @@ mod test_git;
 mod test_hub;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
 mod test_lifecycle;
+/// Claims follow the work: pending work, latent work, shell edits, the commit guard.
+mod test_pending;
 /// Sessions: prompts with secrets masked, retention of ended sessions.
 mod test_sessions;
 /// The task board: dependencies, next, done, lapses, racing agents.

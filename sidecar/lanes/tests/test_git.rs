@@ -110,15 +110,18 @@ fn commits_are_stamped_once_and_only_when_a_session_made_them() {
     let hook = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
     let event = serde_json::json!({"session_id": "s2", "cwd": repo, "tool_name": "Write",
         "tool_input": {"file_path": repo.join("docs/guide.md"), "content": "x"}});
-    let mut child = env
-        .hermetic(&mut Command::new(&hook))
-        .args(["claude", "PostToolUse"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("hook");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), event.to_string().as_bytes())
-        .expect("write event");
-    assert!(child.wait().expect("hook").success());
+    for step in ["PreToolUse", "PostToolUse"] {
+        let mut child = env
+            .hermetic(&mut Command::new(&hook))
+            .args(["claude", step])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("hook");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), event.to_string().as_bytes())
+            .expect("write event");
+        assert!(child.wait().expect("hook").success());
+    }
     std::fs::write(repo.join("docs/guide.md"), "# guide, edited\n").expect("write");
     git(&env, &repo, None, &["commit", "-qam", "docs"]);
     assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: s2"]);
@@ -170,7 +173,11 @@ fn hooks_chain_existing_ones_work_in_linked_worktrees_and_undo_restores() {
     let updated = env.lanes(&repo, &["--json", "init"]).success().json();
     let actions: Vec<&str> =
         updated["git_hooks"].as_array().expect("hooks").iter().map(|h| h["action"].as_str().expect("action")).collect();
-    assert_eq!(actions, ["already installed", "updated", "already installed", "already installed"], "{updated}");
+    assert_eq!(
+        actions,
+        ["already installed", "already installed", "updated", "already installed", "already installed"],
+        "{updated}"
+    );
     assert_eq!(std::fs::read_to_string(hooks.join("commit-msg")).expect("shim"), current);
 
     let feature = env.worktree(&repo, "feature");

@@ -1,21 +1,9 @@
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{TestEnv, eventually};
 
 fn hook(env: &TestEnv, event: &str, input: serde_json::Value) {
-    let hook = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
-    let mut child = env
-        .hermetic(&mut Command::new(hook))
-        .args(["claude", event])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("hook");
-    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write");
-    assert!(child.wait().expect("hook").success());
+    crate::common::hook(env, event, input);
 }
 
 #[test]

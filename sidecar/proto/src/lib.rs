@@ -89,6 +89,10 @@ pub mod method {
     pub const WORKTREE_CREATE: &str = "worktree.create";
     /// A subagent (or session) finished: remove its worktrees that hold no work.
     pub const WORKTREE_FINISH: &str = "worktree.finish";
+    /// After a shell command: claim the paths it changed for its principal, report those others hold.
+    pub const WORKTREE_SCAN: &str = "worktree.scan";
+    /// The commit guard (pre-commit): which staged paths other principals hold.
+    pub const COMMIT_CHECK: &str = "commit.check";
     /// The worktrees lanes made for subagents, with their session, agent and branch (what `lanes gc` may remove).
     pub const WORKTREE_LIST: &str = "worktree.list";
     /// Sessions, claims, tasks, hub.

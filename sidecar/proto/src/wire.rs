@@ -296,7 +296,7 @@ pub struct ActivityParams {
 }
 
 /// `session.activity` reply.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ActivityReply {
     /// How many claims were renewed.
     pub renewed: usize,
@@ -895,6 +895,57 @@ pub struct WorktreeCreateReply {
     pub path: String,
     /// Its branch.
     pub branch: String,
+}
+
+/// `worktree.scan` parameters: a principal's shell command (or any tool whose edits the hook cannot see)
+/// just ran in `worktree`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellScanParams {
+    /// The acting principal.
+    pub session: String,
+    /// Absolute path of its worktree.
+    pub worktree: String,
+}
+
+/// A path a shell command changed that another principal holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TakenPath {
+    /// The repo-relative path.
+    pub path: String,
+    /// Who holds it.
+    pub holders: Vec<ConflictView>,
+}
+
+/// `worktree.scan` reply.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ShellScanReply {
+    /// Paths that became pending and are now claimed for the principal.
+    pub claimed: Vec<String>,
+    /// Paths that became pending inside another principal's claim or pending work (its holder is told).
+    pub taken: Vec<TakenPath>,
+}
+
+/// `commit.check` parameters (the pre-commit guard).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitCheckParams {
+    /// The committing session (`$LANES_SESSION`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Absolute path of the committing worktree.
+    pub worktree: String,
+    /// The staged paths, repo-relative.
+    pub files: Vec<String>,
+}
+
+/// `commit.check` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CommitCheckReply {
+    /// Claims and pending work of others over the staged paths.
+    pub conflicts: Vec<ConflictView>,
+    /// `[git] guard`: `refuse`, `warn` or `off`.
+    pub guard: String,
 }
 
 /// One worktree lanes made for a subagent, as `worktree.list` answers it.

@@ -151,6 +151,23 @@ pub fn run_of(output: Output) -> Run {
     }
 }
 
+/// Runs `lanes-hook claude <event>` with `input` on stdin, as Claude Code would; it must exit 0.
+pub fn hook(env: &TestEnv, event: &str, input: Value) -> Run {
+    let hook = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).with_file_name("lanes-hook");
+    let mut child = env
+        .hermetic(&mut Command::new(hook))
+        .args(["claude", event])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hook");
+    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write");
+    let run = run_of(child.wait_with_output().expect("hook"));
+    assert_eq!(run.code, 0, "lanes-hook claude {event}: {}", run.stderr);
+    run
+}
+
 /// A raw line-oriented connection to a sidecar socket.
 pub struct Wire {
     reader: BufReader<UnixStream>,

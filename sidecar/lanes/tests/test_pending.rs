@@ -1,0 +1,246 @@
+//! Claims follow the work until it lands (DESIGN.md §5): pending work outlives its holder, survives restarts
+//! and kill -9, ends when its paths land on the base by any route (merge, rebase and fast-forward,
+//! cherry-pick) or are reverted, or when the worktree goes; latent work, shell edits and the commit guard.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{TestEnv, Wire, eventually, hook, kill9};
+
+/// A generous bound for the sidecar's timer scan (every 5 s) to see a change made outside lanes.
+const SEEN: Duration = Duration::from_secs(20);
+
+/// Ends a session as its SessionEnd hook does.
+fn end(env: &TestEnv, repo: &Path, session: &str) {
+    let (socket, _) = env.start_sidecar(repo);
+    let reply = Wire::connect(&socket).call("session.end", json!({"session": session}));
+    assert!(reply["result"].is_object(), "{reply}");
+}
+
+/// The live and pending claims, as (holder, scopes, pending).
+fn claims(env: &TestEnv, repo: &Path) -> Vec<(String, Vec<String>, bool)> {
+    let status = env.lanes(repo, &["--json", "status"]).success().json();
+    status["claims"]
+        .as_array()
+        .expect("claims")
+        .iter()
+        .map(|c| {
+            let scopes = c["scopes"].as_array().expect("scopes").iter().map(|s| s.as_str().expect("s").to_owned());
+            (c["session"].as_str().expect("session").to_owned(), scopes.collect(), c["pending"] == true)
+        })
+        .collect()
+}
+
+/// Session `a` claims `src` in `tree`, writes `file` there, and ends.
+fn leave_work(env: &TestEnv, repo: &Path, tree: &Path, file: &str) {
+    env.lanes(tree, &["--session", "a", "claim", "src"]).success();
+    std::fs::write(tree.join(file), "a's work\n").expect("write");
+    end(env, repo, "a");
+}
+
+fn commit_all(env: &TestEnv, dir: &Path, message: &str) {
+    env.git(dir, &["add", "-A"]);
+    env.git(dir, &["commit", "-qm", message]);
+}
+
+#[test]
+fn an_ended_session_leaves_its_uncommitted_work_claimed_across_restarts_and_kill_9() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let wt1 = env.worktree(&repo, "wt1");
+    let wt2 = env.worktree(&repo, "wt2");
+    leave_work(&env, &repo, &wt1, "src/shared.rs");
+    assert_eq!(claims(&env, &repo), [("a".to_owned(), vec!["src/shared.rs".to_owned()], true)]);
+    let refused = env.lanes(&wt2, &["--session", "b", "--json", "claim", "src/shared.rs"]);
+    assert_eq!(refused.code, 3, "{}", refused.stdout);
+    let error = refused.json();
+    assert_eq!(error["error"]["conflicts"][0]["pending"], true, "{error}");
+    assert_eq!(error["error"]["conflicts"][0]["branch"], "wt1", "{error}");
+    assert!(error["error"]["message"].as_str().expect("message").contains("pending work"), "{error}");
+    env.lanes(&wt2, &["--session", "b", "claim", "src/other.rs"]).success();
+
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    assert_eq!(env.lanes(&wt2, &["--session", "b", "--json", "claim", "src/shared.rs"]).code, 3, "after a restart");
+    let (_, pid) = env.start_sidecar(&repo);
+    kill9(pid);
+    assert_eq!(env.lanes(&wt2, &["--session", "b", "--json", "claim", "src/shared.rs"]).code, 3, "after kill -9");
+
+    // Someone editing in wt1 continues that work: it is theirs now, and they are told whose it was.
+    let took = env.lanes(&wt1, &["--session", "c", "--json", "claim", "src/shared.rs"]).success().json();
+    assert_eq!(took["claim"]["pending"], false, "{took}");
+    assert_eq!(took["claim"]["session"], "c");
+}
+
+#[test]
+fn pending_work_ends_when_it_lands_by_merge_rebase_or_cherry_pick_or_is_reverted_or_its_worktree_goes() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    for (round, route) in ["merge", "rebase", "cherry-pick", "revert", "remove"].into_iter().enumerate() {
+        let name = format!("wt{round}");
+        let file = format!("src/shared{round}.rs");
+        let free = || env.lanes(&repo, &["--session", "probe", "--json", "check", &file]).code == 0;
+        let tree = env.worktree(&repo, &name);
+        leave_work(&env, &repo, &tree, &file);
+        assert!(!free(), "{route}: the work is not claimed before it lands");
+        match route {
+            "merge" => {
+                commit_all(&env, &tree, "a's work");
+                env.git(&repo, &["merge", "-q", "--no-ff", "-m", "merge", &name]);
+            }
+            "rebase" => {
+                commit_all(&env, &tree, "a's work");
+                env.git(&tree, &["rebase", "-q", "main"]);
+                env.git(&repo, &["merge", "-q", "--ff-only", &name]);
+            }
+            "cherry-pick" => {
+                commit_all(&env, &tree, "a's work");
+                env.git(&repo, &["cherry-pick", &name]);
+            }
+            "revert" => {
+                env.git(&tree, &["clean", "-fdq", "src"]);
+            }
+            _ => {
+                env.git(&repo, &["worktree", "remove", "--force", &tree.to_string_lossy()]);
+            }
+        }
+        assert!(
+            eventually(SEEN, free),
+            "{route}: the path stays claimed: {:?} {}",
+            claims(&env, &repo),
+            env.lanes(&repo, &["--session", "probe", "--json", "check", &file]).stdout
+        );
+    }
+}
+
+#[test]
+fn a_persons_uncommitted_edit_in_another_worktree_blocks_a_claim_within_seconds() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let person = env.worktree(&repo, "person");
+    env.start_sidecar(&repo);
+    std::fs::write(person.join("docs/guide.md"), "a person's edit\n").expect("write");
+    let blocked = || {
+        let run = env.lanes(&repo, &["--session", "agent", "--json", "claim", "docs/guide.md"]);
+        if run.code == 0 {
+            env.lanes(&repo, &["--session", "agent", "release", "--all"]).success();
+        }
+        run.code == 3 && run.stdout.contains("no claim covers")
+    };
+    assert!(eventually(SEEN, blocked), "latent work in another worktree was not seen");
+    let refused = env.lanes(&repo, &["--session", "agent", "--json", "claim", "docs"]).json();
+    let conflict = &refused["error"]["conflicts"][0];
+    assert!(conflict["session"].is_null() && conflict["pending"] == true, "{refused}");
+    assert_eq!(conflict["worktree"], person.to_string_lossy().as_ref());
+
+    std::fs::write(repo.join(".lanes.toml"), "[claims]\nlatent = \"off\"\n").expect("write");
+    assert!(
+        eventually(SEEN, || env.lanes(&repo, &["--session", "agent", "--json", "claim", "docs/guide.md"]).code == 0),
+        "latent = \"off\" still refuses"
+    );
+}
+
+#[test]
+fn a_shell_command_claims_what_it_changed_and_reports_what_others_hold() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let other = env.worktree(&repo, "other");
+    env.lanes(&other, &["--session", "holder", "claim", "src/a.rs"]).success();
+    // The agent's Bash command changes a free file and a held one (`sed -i`, `cat >`).
+    std::fs::write(repo.join("docs/guide.md"), "rewritten by a script\n").expect("write");
+    std::fs::write(repo.join("src/a.rs"), "changed by sed\n").expect("write");
+    let bash = json!({"session_id": "agent", "cwd": repo, "hook_event_name": "PostToolUse", "tool_name": "Bash",
+        "tool_input": {"command": "sed -i s/a/b/ src/a.rs; cat > docs/guide.md"}, "tool_response": {}});
+    let run = hook(&env, "PostToolUse", bash);
+    let answer: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    let context = answer["hookSpecificOutput"]["additionalContext"].as_str().expect("context").to_owned();
+    assert!(context.contains("changed src/a.rs") && context.contains("holder"), "{context}");
+    assert!(context.contains("git checkout -- src/a.rs"), "{context}");
+    assert!(context.contains("docs/guide.md; claimed for you"), "{context}");
+    assert!(claims(&env, &repo).contains(&("agent".to_owned(), vec!["docs/guide.md".to_owned()], false)));
+    let inbox = env.lanes(&other, &["--session", "holder", "--json", "inbox"]).success().json();
+    assert!(inbox["messages"].to_string().contains("changed src/a.rs"), "the holder was not told: {inbox}");
+}
+
+fn hooks_path() -> String {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).parent().expect("bin dir").to_path_buf();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// `git commit` with lanes' hooks on PATH; returns its exit code and stderr.
+fn commit(env: &TestEnv, dir: &Path, args: &[&str]) -> (i32, String) {
+    let mut command = Command::new("git");
+    env.hermetic(&mut command).env("PATH", hooks_path()).current_dir(dir).arg("commit").args(args);
+    let output = command.stdin(Stdio::null()).output().expect("git commit");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn the_commit_guard_refuses_another_agents_files_and_chains_existing_hooks() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let hooks = repo.join(".git/hooks");
+    std::fs::create_dir_all(&hooks).expect("hooks");
+    std::fs::write(hooks.join("pre-commit"), "#!/bin/sh\necho ran-existing-pre-commit >&2\n").expect("write");
+    Command::new("chmod").arg("755").arg(hooks.join("pre-commit")).status().expect("chmod");
+    env.lanes(&repo, &["init"]).success();
+    let other = env.worktree(&repo, "other");
+    env.lanes(&other, &["--session", "holder", "claim", "src/a.rs"]).success();
+
+    std::fs::write(repo.join("src/a.rs"), "taken\n").expect("write");
+    env.git(&repo, &["add", "src/a.rs"]);
+    let (code, stderr) = commit(&env, &repo, &["-qm", "takes a held file"]);
+    assert_ne!(code, 0, "the commit of a held file went ahead");
+    assert!(stderr.contains("holder") && stderr.contains("--no-verify"), "{stderr}");
+    assert!(stderr.contains("ran-existing-pre-commit"), "the existing pre-commit hook did not run: {stderr}");
+
+    std::fs::write(repo.join(".lanes.toml"), "[git]\nguard = \"warn\"\n").expect("write");
+    // The sidecar restarts on the changed config; git hooks never start it, so the test does.
+    let warned = eventually(SEEN, || {
+        env.lanes(&repo, &["sidecar", "start"]).success();
+        let (code, stderr) = commit(&env, &repo, &["-qm", "warned"]);
+        if code == 0 {
+            env.git(&repo, &["reset", "-q", "--soft", "HEAD~1"]);
+        }
+        code == 0 && stderr.contains("Committing anyway")
+    });
+    assert!(warned, "guard = \"warn\" still refuses");
+    std::fs::remove_file(repo.join(".lanes.toml")).expect("rm");
+    let refused_again = eventually(SEEN, || {
+        env.lanes(&repo, &["sidecar", "start"]).success();
+        let (code, stderr) = commit(&env, &repo, &["-qm", "again"]);
+        if code == 0 {
+            env.git(&repo, &["reset", "-q", "--soft", "HEAD~1"]);
+        }
+        code != 0 && stderr.contains("--no-verify")
+    });
+    assert!(refused_again, "refuse is back");
+    let (code, stderr) = commit(&env, &repo, &["-qm", "overridden", "--no-verify"]);
+    assert_eq!(code, 0, "--no-verify: {stderr}");
+
+    // A merge is not checked.
+    env.git(&other, &["commit", "-qm", "empty side", "--allow-empty"]);
+    let merged = Command::new("git")
+        .args(["merge", "--no-ff", "-m", "merge", "other"])
+        .current_dir(&repo)
+        .env("PATH", hooks_path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .expect("merge");
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+
+    // With no sidecar running the commit goes ahead (and the git hook starts none).
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    std::fs::write(repo.join("src/a.rs"), "taken again\n").expect("write");
+    env.git(&repo, &["add", "src/a.rs"]);
+    let (code, stderr) = commit(&env, &repo, &["-qm", "sidecar down"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(env.sidecar_pid(&repo), None, "a git hook started the sidecar");
+}
