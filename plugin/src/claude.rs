@@ -707,6 +707,23 @@ fn start_context(reply: &SessionStartReply, location: &RepoLocation, branch: Opt
             text.push_str(&format!("\n- and {} more (`lanes status` lists them all)", reply.others.len() - SHOWN));
         }
     }
+    if !reply.pending_work.is_empty() {
+        text.push_str(
+            "\nWork left in worktrees that has not landed on the base branch yet; its files are taken until it does \
+             (editing them elsewhere would make the merge conflict):",
+        );
+        for work in reply.pending_work.iter().take(20) {
+            let mine = work.worktree == location.worktree.to_string_lossy();
+            text.push_str(&format!(
+                "\n- {} in {}{}, left by {}{}",
+                work.scopes.join(", "),
+                work.worktree,
+                work.branch.as_deref().map(|b| format!(" (branch {b})")).unwrap_or_default(),
+                work.session,
+                if mine { " — in your worktree: editing it continues that work" } else { "" }
+            ));
+        }
+    }
     if !reply.own_claims.is_empty() {
         let own: Vec<String> =
             reply.own_claims.iter().map(|c| format!("{} (claim {})", c.scopes.join(", "), c.id)).collect();

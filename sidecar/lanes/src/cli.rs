@@ -530,11 +530,16 @@ fn render_status(v: &Value, me: &str) -> String {
         let rows: Vec<Vec<String>> = claims
             .iter()
             .map(|c| {
+                let expires = if c["pending"] == true {
+                    format!("pending ({})", c["branch"].as_str().unwrap_or("no branch"))
+                } else {
+                    secs(&c["expires_in_secs"])
+                };
                 vec![
                     c["id"].to_string(),
                     c["session"].as_str().unwrap_or("?").to_owned(),
                     c["mode"].as_str().unwrap_or("?").to_owned(),
-                    secs(&c["expires_in_secs"]),
+                    expires,
                     c["epoch"].to_string(),
                     joined(&c["scopes"], " "),
                     c["worktree"].as_str().unwrap_or("?").to_owned(),
@@ -544,6 +549,12 @@ fn render_status(v: &Value, me: &str) -> String {
         text.push('\n');
         text.push_str(&table(&["CLAIM", "SESSION", "MODE", "EXPIRES", "EPOCH", "SCOPES", "WORKTREE"], &rows));
         text.push('\n');
+        if claims.iter().any(|c| c["pending"] == true) {
+            text.push_str(
+                "pending: the session ended (or its lease ran out) before its changes landed; the paths stay taken \
+                 until they are merged into the base, reverted, or given up (`lanes release --pending <claim>`)\n",
+            );
+        }
     }
     text
 }

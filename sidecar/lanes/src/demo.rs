@@ -11,8 +11,8 @@ use lanes_proto::lifecycle::{Launcher, wait_until_stopped};
 use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, CheckParams, CheckpointParams, HandoffParams, ReleaseParams, RenewParams, RewindParams, SendParams,
-    SessionParams, TaskAddParams, TaskDoneParams, TaskNextParams, WaitParams, method,
+    AcquireParams, CheckParams, CheckpointParams, HandoffParams, RecordParams, ReleaseParams, RenewParams,
+    RewindParams, SendParams, SessionParams, TaskAddParams, TaskDoneParams, TaskNextParams, WaitParams, method,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -78,6 +78,7 @@ impl Timeline {
                 // The advice after the first `;` is for people at a prompt; the timeline keeps the facts.
                 let facts = message.split("; coordinate").next().unwrap_or(&message);
                 let facts = facts.split(": wait for it").next().unwrap_or(facts);
+                let facts = facts.split("; that work must land").next().unwrap_or(facts);
                 self.say(who, what, &format!("REFUSED ({}): {facts}", code.as_str().unwrap_or("?")));
                 Ok(None)
             }
@@ -111,6 +112,10 @@ fn describe(method: &str, reply: &Value) -> String {
             claim["epoch"]
         ),
         method::CLAIM_RENEW => format!("renewed (epoch {})", claim["epoch"]),
+        method::SESSION_END => match joined(&reply["released"], ", ") {
+            ids if ids.is_empty() => "ended; nothing released: its uncommitted work stays claimed".to_owned(),
+            ids => format!("ended; released claim {ids}"),
+        },
         method::TASK_ADD => format!("task {} added", reply["task"]["id"]),
         method::CLAIM_WAIT => format!(
             "waiting for {}",
@@ -306,6 +311,7 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
 
     board(t, main, feature)?;
     commit_and_rewind(t, feature)?;
+    work_outlives_its_session(t, main, feature)?;
 
     let status = t.client.call_value(method::STATUS, &json!({}))?;
     if !t.json {
@@ -531,6 +537,67 @@ fn commit_and_rewind(t: &mut Timeline, feature: &Path) -> Result<(), Failure> {
     t.act("bob", "rewind", method::CHECKPOINT_REWIND, &rewind(false))?;
     let restored = std::fs::read_to_string(feature.join("src/api.rs")).unwrap_or_default();
     t.say("bob", "(src/api.rs after the rewind)", restored.lines().nth(1).unwrap_or("").trim());
+    Ok(())
+}
+
+/// The claim follows the work: erin ends with a new file uncommitted, alice (another worktree) is refused it,
+/// erin's work is committed and merged into main, and the path is free again.
+fn work_outlives_its_session(t: &mut Timeline, main: &Path, feature: &Path) -> Result<(), Failure> {
+    let erin = SessionParams {
+        session: "erin".into(),
+        worktree: Some(feature.to_string_lossy().into_owned()),
+        source: Some("demo".into()),
+        ..SessionParams::default()
+    };
+    t.client.call_value(method::SESSION_START, &erin)?;
+    let claim = |who: &str, dir: &Path| AcquireParams {
+        session: who.to_owned(),
+        worktree: dir.to_string_lossy().into_owned(),
+        scopes: vec!["src/cache.rs".into()],
+        mode: None,
+        ttl_secs: None,
+        note: None,
+        task: None,
+        bound_worktree: None,
+    };
+    t.act("erin", "claim src/cache.rs (feature)", method::CLAIM_ACQUIRE, &claim("erin", feature))?;
+    std::fs::write(feature.join("src/cache.rs"), "pub struct Cache;\n")
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    t.say("erin", "(writes src/cache.rs, does not commit)", "");
+    t.act(
+        "erin",
+        "session ends",
+        method::SESSION_END,
+        &SessionParams { session: "erin".into(), ..SessionParams::default() },
+    )?;
+    t.act("alice", "claim src/cache.rs (main)", method::CLAIM_ACQUIRE, &claim("alice", main))?;
+    git_as(feature, Some("erin"), &["add", "src/cache.rs"])?;
+    git_as(feature, Some("erin"), &["commit", "-qm", "cache: a first cut"])?;
+    git(main, &["merge", "-q", "--no-ff", "--no-edit", "feature"])?;
+    t.say("*", "erin's commit is merged into main", "");
+    // What main's post-commit hook tells the sidecar; it then reads every worktree's changes again.
+    let merged = git_output(main, &["rev-parse", "HEAD"])?;
+    let record = RecordParams {
+        commit: merged.trim().to_owned(),
+        sessions: Vec::new(),
+        checkpoint: None,
+        rewritten_from: None,
+        worktree: Some(main.to_string_lossy().into_owned()),
+    };
+    t.client.call_value(method::COMMIT_RECORD, &record)?;
+    let check = CheckParams {
+        session: "alice".into(),
+        worktree: main.to_string_lossy().into_owned(),
+        paths: vec!["src/cache.rs".into()],
+    };
+    for _ in 0..50 {
+        let holders = t.client.call_value(method::CLAIM_CHECK, &check)?;
+        if holders["holders"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.act("alice", "claim src/cache.rs (landed)", method::CLAIM_ACQUIRE, &claim("alice", main))?;
     Ok(())
 }
 

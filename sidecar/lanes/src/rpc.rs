@@ -526,6 +526,7 @@ async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
         others,
         own_claims: start.own_claims.iter().map(|c| claim_view(c, start.now)).collect(),
         inbox: start.inbox.iter().map(message_view).collect(),
+        pending_work: start.pending.iter().map(|c| claim_view(c, start.now)).collect(),
         warning: cx.sidecar.data_lost.clone(),
     })
 }

@@ -277,6 +277,8 @@ pub struct SessionLine {
 pub struct StartSnapshot {
     pub others: Vec<(String, Session, Vec<Claim>)>,
     pub own_claims: Vec<Claim>,
+    /// Work left in worktrees that has not landed, whoever left it.
+    pub pending: Vec<Claim>,
     pub inbox: Vec<Message>,
     pub now: Timestamp,
 }
@@ -464,7 +466,8 @@ impl StateOwner {
             Command::EnsureHeld(request) => Answer::Held(book.ensure_held(&request, now).map_err(Failure::Refused)?),
             Command::SessionStart { session, info } => {
                 book.start_session(&session, info, now);
-                let live = live_claims(book, now);
+                let (pending, live): (Vec<Claim>, Vec<Claim>) =
+                    live_claims(book, now).into_iter().partition(|c| c.pending.is_some());
                 let mut others: Vec<(String, Session, Vec<Claim>)> = book
                     .sessions()
                     .filter(|(id, s)| s.live && *id != session)
@@ -479,7 +482,7 @@ impl StateOwner {
                 others.sort_by(|a, b| a.0.cmp(&b.0));
                 let own_claims = live.into_iter().filter(|c| c.holder.session == session).collect();
                 let inbox = book.take_inbox(&session, now);
-                Answer::Started(StartSnapshot { others, own_claims, inbox, now })
+                Answer::Started(StartSnapshot { others, own_claims, pending, inbox, now })
             }
             Command::SessionEnd { session } => Answer::Released(book.end_session(&session, now)),
             Command::PrincipalEnd { who } => Answer::Released(book.end_principal(&who, now)),

@@ -109,7 +109,7 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             c["id"].to_string(),
             text(&c["session"]),
             joined(&c["scopes"], " "),
-            secs(&c["expires_in_secs"]),
+            if c["pending"] == true { "pending".to_owned() } else { secs(&c["expires_in_secs"]) },
             text(&c["mode"]),
         ])
     });

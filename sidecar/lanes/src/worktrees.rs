@@ -97,11 +97,12 @@ pub fn worktrees(env: &Env, out: &Output) -> Result<(), Failure> {
                 .filter(|s| s["state"] == "live" && s["worktree"] == path.as_str())
                 .filter_map(|s| s["id"].as_str())
                 .collect();
-            let claims =
-                status["claims"].as_array().into_iter().flatten().filter(|c| c["worktree"] == path.as_str()).count();
+            let here = || status["claims"].as_array().into_iter().flatten().filter(|c| c["worktree"] == path.as_str());
+            let claims = here().count();
+            let pending = here().filter(|c| c["pending"] == true).count();
             json!({
                 "path": path, "main": tree.main, "branch": tree.branch, "head": tree.head,
-                "owners": owners, "dirty_files": dirty, "claims": claims,
+                "owners": owners, "dirty_files": dirty, "claims": claims, "pending_claims": pending,
                 "ahead": ahead_behind.map(|(a, _)| a), "behind": ahead_behind.map(|(_, b)| b),
                 "age_secs": age, "locked": tree.locked, "prunable": tree.prunable,
             })
@@ -120,7 +121,10 @@ pub fn worktrees(env: &Env, out: &Output) -> Result<(), Failure> {
                     crate::output::joined(&w["owners"], ",").chars().take(40).collect(),
                     n("dirty_files"),
                     format!("{}/{}", n("ahead"), n("behind")),
-                    n("claims"),
+                    match w["pending_claims"].as_u64() {
+                        Some(pending) if pending > 0 => format!("{} ({pending} pending)", n("claims")),
+                        _ => n("claims"),
+                    },
                     w["age_secs"]
                         .as_u64()
                         .map_or("-".to_owned(), |s| lanes_core::human_duration(std::time::Duration::from_secs(s))),

@@ -18,6 +18,15 @@ fn demo_runs_collides_hands_off_and_cleans_up() {
     assert!(outcomes.iter().any(|o| o.starts_with("took task 2")), "{outcomes:#?}");
     assert!(outcomes.iter().any(|o| o == &"waiting for bob"), "{outcomes:#?}");
     assert!(outcomes.iter().any(|o| o.contains("from alice: \"the db index is in")), "{outcomes:#?}");
+    assert!(outcomes.iter().any(|o| o.contains("its uncommitted work stays claimed")), "{outcomes:#?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.starts_with("REFUSED (conflict)") && o.contains("pending work") && o.contains("erin")),
+        "{outcomes:#?}"
+    );
+    let landed = timeline.iter().find(|e| e["action"] == "claim src/cache.rs (landed)").expect("the landed step");
+    assert!(landed["outcome"].as_str().expect("outcome").starts_with("granted"), "{landed}");
     let repo = report["repo"].as_str().expect("repo");
     assert!(!std::path::Path::new(repo).exists(), "the demo left its repository behind");
     let leftovers: Vec<_> = std::fs::read_dir(env.root().join("run/lanes/v1")).expect("runtime dir").collect();

@@ -61,6 +61,12 @@ fn an_ended_session_leaves_its_uncommitted_work_claimed_across_restarts_and_kill
     assert_eq!(error["error"]["conflicts"][0]["branch"], "wt1", "{error}");
     assert!(error["error"]["message"].as_str().expect("message").contains("pending work"), "{error}");
     env.lanes(&wt2, &["--session", "b", "claim", "src/other.rs"]).success();
+    let text = env.lanes(&repo, &["status"]).success().stdout;
+    assert!(text.contains("pending (wt1)"), "{text}");
+    let listed = env.lanes(&repo, &["--json", "worktrees"]).success().json();
+    assert!(listed["worktrees"].to_string().contains("\"pending_claims\":1"), "{listed}");
+    let start = hook(&env, "SessionStart", json!({"session_id": "newcomer", "cwd": wt2, "source": "startup"}));
+    assert!(start.stdout.contains("has not landed") && start.stdout.contains("src/shared.rs"), "{}", start.stdout);
 
     env.lanes(&repo, &["sidecar", "stop"]).success();
     assert_eq!(env.lanes(&wt2, &["--session", "b", "--json", "claim", "src/shared.rs"]).code, 3, "after a restart");

@@ -261,6 +261,9 @@ pub struct SessionStartReply {
     pub own_claims: Vec<ClaimView>,
     /// Unread messages, now delivered.
     pub inbox: Vec<MessageView>,
+    /// Work left in worktrees that has not landed on the base branch: its paths are taken until it does.
+    #[serde(default)]
+    pub pending_work: Vec<ClaimView>,
     /// Something every session must hear about (the sidecar lost its state, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
