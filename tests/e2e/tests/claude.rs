@@ -273,3 +273,61 @@ fn team_up_launches_a_claude_per_role_in_tmux() {
     world.tmux(&["kill-server"]);
     assert!(started, "claude did not start in the backend window:\n{pane}");
 }
+
+/// The scenario of the "claims follow the work" report: eight real sessions in eight worktrees start together;
+/// each writes one shared new file, then one of its own. Exactly one worktree gets the shared file: the others
+/// are refused while its session works, and still refused once that session has ended with the file
+/// uncommitted (pending work); every own file is written. `tests/bench/eight_sessions.sh 20` runs it 20 times.
+#[test]
+fn eight_sessions_in_eight_worktrees_end_with_one_shared_file() {
+    const SESSIONS: usize = 8;
+    let Some(mut world) = World::new() else { return };
+    let trees: Vec<_> = (1..=SESSIONS).map(|n| world.worktree(&format!("w{n}"))).collect();
+    let conversations: Vec<_> = (1..=SESSIONS)
+        .map(|n| {
+            let gate = world.gate(&format!("retry-{n}"));
+            json!({"match": format!("eight {n}:"), "steps": [
+                {"tools": [{"name": "Write", "input": {"file_path": "{cwd}/src/shared.rs", "content": format!("shared, from {n}\n")}}]},
+                {"tools": [{"name": "Write", "input": {"file_path": format!("{{cwd}}/src/own{n}.rs"), "content": format!("own {n}\n")}}]},
+                {"wait_for_file": gate.to_string_lossy(), "tools": [{"name": "Write", "input": {"file_path": "{cwd}/src/shared.rs", "content": format!("shared again, from {n}\n")}}]},
+                {"text": "DONE"}
+            ]})
+        })
+        .collect();
+    world.serve(&json!({ "conversations": conversations }));
+    let runs: Vec<usize> = (1..=SESSIONS)
+        .map(|n| world.start_claude(&trees[n - 1], &format!("eight-{n}"), &format!("eight {n}: shared then own")))
+        .collect();
+    for n in 1..=SESSIONS {
+        world.request_at(&format!("eight {n}:"), 2);
+    }
+    let holders: Vec<usize> = (1..=SESSIONS).filter(|n| trees[n - 1].join("src/shared.rs").exists()).collect();
+    assert_eq!(holders.len(), 1, "worktrees holding src/shared.rs after the race: {holders:?}");
+    let winner = holders[0];
+
+    // The winner writes its file again (its own claim) and ends with the change uncommitted.
+    world.open_gate(&format!("retry-{winner}"));
+    world.wait_claude(runs[winner - 1], LIMIT);
+    // Every other session tries again now: the claim followed the work, so they are refused again.
+    for n in (1..=SESSIONS).filter(|n| *n != winner) {
+        world.open_gate(&format!("retry-{n}"));
+    }
+    for n in (1..=SESSIONS).filter(|n| *n != winner) {
+        world.wait_claude(runs[n - 1], LIMIT);
+    }
+    let holders: Vec<usize> = (1..=SESSIONS).filter(|n| trees[n - 1].join("src/shared.rs").exists()).collect();
+    assert_eq!(holders, [winner], "a second worktree wrote src/shared.rs after the first session ended");
+    for n in 1..=SESSIONS {
+        assert!(trees[n - 1].join(format!("src/own{n}.rs")).exists(), "session {n} could not write its own file");
+        if n == winner {
+            continue;
+        }
+        let first = tool_results(&world.request_at(&format!("eight {n}:"), 1)).join("\n");
+        assert!(first.contains("is held by"), "session {n} was not refused the shared file: {first}");
+        let retry = tool_results(&world.request_at(&format!("eight {n}:"), 3)).join("\n");
+        assert!(
+            retry.contains("pending work") && retry.contains(&trees[winner - 1].to_string_lossy().into_owned()),
+            "session {n}'s retry after the winner ended was not refused as pending work: {retry}"
+        );
+    }
+}
