@@ -30,6 +30,9 @@ verbatim python3 tests/bench/hook_vs_node.py
 section "Checkpoints and commit stamping"
 echo "==> git_costs.py" >&2
 verbatim python3 tests/bench/git_costs.py
+section "Following the work: 20 worktrees of 10,000 files"
+echo "==> cargo bench -p lanes --bench sidecar -- work" >&2
+verbatim cargo bench --quiet -p lanes --bench sidecar -- work
 section "Fault injection"
 echo "==> kill9.py $rounds" >&2
 verbatim python3 tests/bench/kill9.py "$rounds"

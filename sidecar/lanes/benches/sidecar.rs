@@ -3,7 +3,8 @@
 //! clients, restart time with 10,000 claims, and idle memory; then the hub (DESIGN.md §9) on a real etcd
 //! on loopback: claim+release at the hub and through a sidecar, 32 sidecars beside 32 without a hub, and
 //! what the edit hook's question costs when the hub is down.
-//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only, `-- sidecar` without them).
+//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only, `-- sidecar` without them,
+//! `-- work` for what following the work costs: 20 worktrees of 10,000 files).
 //! It prints figures; it asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ fn main() {
         hub::run();
         return;
     }
+    if std::env::args().any(|a| a == "work") {
+        work::run();
+        return;
+    }
     overlap_decision();
     for durability in ["full", "process"] {
         let world = World::new(durability);
@@ -48,6 +53,8 @@ fn main() {
 
 #[path = "sidecar/hub.rs"]
 mod hub;
+#[path = "sidecar/work.rs"]
+mod work;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -17,7 +17,7 @@ use crate::state::Command;
 
 /// How often every worktree is scanned for changes made without any lanes activity (a person's editor, a
 /// tool outside the hooks). DESIGN.md asks for such a change to be seen within 10 s.
-const FULL_SCAN: Duration = Duration::from_secs(5);
+const FULL_SCAN: Duration = Duration::from_secs(8);
 /// Requests for a scan that arrive this close together are served by one.
 const COALESCE: Duration = Duration::from_millis(100);
 
@@ -68,7 +68,7 @@ impl Scanner {
         let location = RepoLocation::discover(root)?;
         let head = std::fs::read_to_string(location.git_dir.join("HEAD")).unwrap_or_default();
         let branch = head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned);
-        let mut paths = uncommitted(root)?;
+        let mut paths = uncommitted(&location)?;
         if let Some(base) = self.base(root).filter(|base| branch.as_deref() != Some(base.as_str())) {
             paths.extend(self.committed_since_fork(root, &location, &base)?);
         }
@@ -108,9 +108,45 @@ impl Scanner {
 }
 
 /// Uncommitted paths: modified, added, deleted, untracked and not ignored (renames as their two paths).
-fn uncommitted(root: &Path) -> Result<BTreeSet<String>> {
-    let status = git_raw(root, &["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"])?;
+///
+/// git reads them against a private copy of the worktree's index (`<common dir>/lanes/scan/`), taken again
+/// whenever the real one changes. git may refresh that copy's file stats and keep its untracked cache there,
+/// which makes the next scan of an unchanged tree a fraction of the first, without ever writing (or locking)
+/// the index the user's git commands use.
+fn uncommitted(location: &RepoLocation) -> Result<BTreeSet<String>> {
+    let private = scan_index(location)?;
+    let output = std::process::Command::new("git")
+        .current_dir(&location.worktree)
+        .env("GIT_INDEX_FILE", &private)
+        .args(["-c", "core.quotepath=off", "-c", "core.untrackedCache=true"])
+        .args(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"])
+        .output()
+        .context("failed to run git")?;
+    if !output.status.success() {
+        anyhow::bail!("git status failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let status = String::from_utf8_lossy(&output.stdout);
     Ok(status.split('\0').filter_map(|entry| entry.get(3..)).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+}
+
+/// The private copy of `location`'s index for scans, copied again when the real index is newer or another
+/// size (a worktree without an index yet gets none: git then sees every file as untracked, as it is).
+fn scan_index(location: &RepoLocation) -> Result<PathBuf> {
+    let real = location.git_dir.join("index");
+    let dir = location.common_dir.join("lanes").join("scan");
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let private = dir.join(format!("{}.index", lanes_proto::paths::repo_key(&location.git_dir)));
+    let stamp = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+    let copied = dir.join(format!("{}.source", lanes_proto::paths::repo_key(&location.git_dir)));
+    let source = stamp(&real).map(|(time, len)| format!("{time:?} {len}"));
+    let seen = std::fs::read_to_string(&copied).ok();
+    if source.is_none() {
+        let _ = std::fs::remove_file(&private);
+    } else if seen != source || !private.exists() {
+        std::fs::copy(&real, &private).with_context(|| format!("failed to copy {}", real.display()))?;
+        std::fs::write(&copied, source.unwrap_or_default())?;
+    }
+    Ok(private)
 }
 
 fn nul_separated(text: &str) -> BTreeSet<String> {
