@@ -73,25 +73,46 @@ pub async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
         move || git::rewind_plan(&root, &now_tree, &target)
     })
     .await?;
-    let changes: Vec<git::Change> = plan.into_iter().filter(|c| selected(&c.path, &p.paths)).collect();
-
-    if !p.force && !changes.is_empty() {
-        let scopes: Vec<Scope> = changes.iter().filter_map(|c| Scope::parse(&c.path).ok()).collect();
+    // Paths as claims take them (relative to the caller's directory, or absolute), inside the repository.
+    let wanted: Vec<String> = crate::rpc::resolve_all(&p.paths, &root)?.iter().map(ToString::to_string).collect();
+    let changes: Vec<git::Change> = plan.into_iter().filter(|c| selected(&c.path, &wanted)).collect();
+    for path in wanted.iter().filter(|w| !changes.iter().any(|c| selected(&c.path, std::slice::from_ref(*w)))) {
+        let known = blocking(cx, {
+            let (root, spec) = (root.clone(), format!("{target}:{path}"));
+            move || Ok(git::run(&root, &["cat-file", "-e", &spec]).is_ok())
+        })
+        .await?;
+        if !known && path != "." {
+            return Err(error(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{path} is not in checkpoint {}: `lanes checkpoints` lists what each one holds",
+                    short(&target)
+                ),
+                Vec::new(),
+            ));
+        }
+    }
+    let scopes: Vec<Scope> = changes.iter().filter_map(|c| Scope::parse(&c.path).ok()).collect();
+    let holders = if scopes.is_empty() {
+        Vec::new()
+    } else {
         let Answer::Holders(holders) = cx.ask(Command::Check { who: who.clone(), worktree, scopes }).await? else {
             unreachable!("check answers Holders")
         };
-        if !holders.is_empty() {
-            let now = now();
-            let names: Vec<String> = holders.iter().map(|h| format!("{} ({})", h.scope, h.holder)).collect();
-            return Err(error(
-                ErrorCode::Conflict,
-                format!(
-                    "the rewind would overwrite files other live sessions hold: {}; ask them, narrow it with --paths, or pass --force",
-                    names.join(", ")
-                ),
-                holders.iter().map(|h| conflict_view(h, now)).collect(),
-            ));
-        }
+        holders
+    };
+    if !p.force && !p.dry_run && !holders.is_empty() {
+        let now = now();
+        let names: Vec<String> = holders.iter().map(|h| format!("{} ({})", h.scope, h.holder)).collect();
+        return Err(error(
+            ErrorCode::Conflict,
+            format!(
+                "the rewind would overwrite files other live sessions hold: {}; ask them, narrow it with --paths, or pass --force",
+                names.join(", ")
+            ),
+            holders.iter().map(|h| conflict_view(h, now)).collect(),
+        ));
     }
     let views = changes
         .iter()
@@ -103,12 +124,17 @@ pub async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
             }
             .to_owned(),
             path: c.path.clone(),
+            held_by: Scope::parse(&c.path)
+                .ok()
+                .and_then(|scope| holders.iter().find(|h| h.scope.overlaps(&scope)).map(|h| h.holder.to_string())),
         })
         .collect();
     if p.dry_run || changes.is_empty() {
         return reply(&RewindReply { checkpoint: short(&target), changes: views, dry_run: p.dry_run, backup: None });
     }
-    let backup = take(cx, &who.session, &root, &format!("before rewind to {}", short(&target))).await?;
+    let overwritten: Vec<String> = changes.iter().map(|c| c.path.clone()).collect();
+    let message = format!("before rewind to {}", short(&target));
+    let backup = take_with(cx, &who.session, &root, &message, &overwritten).await?;
     let backup_id = match backup {
         Some(made) => Some(made.id),
         None => found_last(cx, &who).await,
@@ -125,6 +151,18 @@ pub async fn take(
     session: &str,
     root: &Path,
     message: &str,
+) -> Result<Option<Checkpoint>, ErrorObjectOwned> {
+    take_with(cx, session, root, message, &[]).await
+}
+
+/// [`take`], recording `files` among its files too: the backup before a rewind records what the rewind
+/// overwrites, which its private index (just refreshed for the plan) no longer shows as changed.
+async fn take_with(
+    cx: &Context,
+    session: &str,
+    root: &Path,
+    message: &str,
+    files: &[String],
 ) -> Result<Option<Checkpoint>, ErrorObjectOwned> {
     // Typed by a person or an agent: masked before it reaches the store or the checkpoint commit.
     let message = lanes_core::redact(message);
@@ -150,7 +188,11 @@ pub async fn take(
         session: session.to_owned(),
         worktree: root.to_string_lossy().into_owned(),
         head: made.head,
-        files: made.files,
+        files: {
+            let mut all = made.files;
+            all.extend(files.iter().filter(|f| !all.contains(f)).cloned().collect::<Vec<_>>());
+            all
+        },
         message: message.to_owned(),
         prompt,
         at: now(),
@@ -184,7 +226,7 @@ fn selected(path: &str, wanted: &[String]) -> bool {
     wanted.is_empty()
         || wanted.iter().any(|w| {
             let w = w.trim_end_matches('/');
-            path == w || path.starts_with(&format!("{w}/"))
+            w == "." || path == w || path.starts_with(&format!("{w}/"))
         })
 }
 

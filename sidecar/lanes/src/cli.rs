@@ -667,6 +667,7 @@ pub fn rewind(
     paths: Vec<String>,
     force: bool,
 ) -> Result<(), Failure> {
+    let paths = paths.iter().map(|p| env.scope_arg(p)).collect::<Result<_, _>>()?;
     let params =
         RewindParams { session: env.session.clone(), worktree: env.worktree(), checkpoint, paths, dry_run, force };
     let value = env.call(method::CHECKPOINT_REWIND, &params)?;
@@ -675,7 +676,10 @@ pub fn rewind(
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| format!("  {:<7} {}", c["action"].as_str().unwrap_or("?"), c["path"].as_str().unwrap_or("?")))
+            .map(|c| {
+                let held = c["held_by"].as_str().map(|h| format!("   (held by {h})")).unwrap_or_default();
+                format!("  {:<7} {}{held}", c["action"].as_str().unwrap_or("?"), c["path"].as_str().unwrap_or("?"))
+            })
             .collect();
         let target = v["checkpoint"].as_str().unwrap_or("?");
         if changes.is_empty() {

@@ -217,7 +217,8 @@ enum Cmd {
         /// Only show what would change.
         #[arg(long)]
         dry_run: bool,
-        /// Only these paths (relative to the repository root; a directory covers what is below it).
+        /// Only these paths (relative to the current directory, or absolute inside the repository; a
+        /// directory covers what is below it).
         #[arg(long, num_args = 1.., value_name = "PATH")]
         paths: Vec<String>,
         /// Also overwrite files inside other live sessions' claims.

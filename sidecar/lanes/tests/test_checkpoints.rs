@@ -110,3 +110,31 @@ fn a_checkpoint_lists_the_files_changed_since_the_sessions_last_one() {
         "the next: against the session's previous checkpoint"
     );
 }
+
+#[test]
+fn rewind_paths_resolve_like_claims_and_a_dry_run_marks_held_files() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    std::fs::write(repo.join("src/a.rs"), "checkpointed\n").expect("write");
+    let id = checkpoint(&env, &repo, "before")["checkpoint"]["id"].as_str().expect("id").to_owned();
+    std::fs::write(repo.join("src/a.rs"), "changed since\n").expect("write");
+    let src = repo.join("src");
+    let plan =
+        env.lanes(&src, &["--session", "s1", "--json", "rewind", &id, "--dry-run", "--paths", "a.rs"]).success().json();
+    assert_eq!(plan["changes"][0]["path"], "src/a.rs", "--paths is relative to the current directory: {plan}");
+    for (bad, why) in [("../../outside", "outside"), ("nosuch.rs", "not in checkpoint")] {
+        let run = env.lanes(&src, &["--session", "s1", "--json", "rewind", &id, "--dry-run", "--paths", bad]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stdout);
+        assert!(run.stdout.contains(why), "{bad}: {}", run.stdout);
+    }
+    env.lanes(&repo, &["--session", "s2", "claim", "src/a.rs"]).success();
+    let plan = env.lanes(&repo, &["--session", "s1", "--json", "rewind", &id, "--dry-run"]).success().json();
+    assert_eq!(plan["changes"][0]["held_by"], "s2", "a dry run shows the plan, marking held files: {plan}");
+    assert_eq!(env.lanes(&repo, &["--session", "s1", "--json", "rewind", &id]).code, 3);
+    let done = env.lanes(&repo, &["--session", "s1", "--json", "rewind", &id, "--force"]).success().json();
+    let backup = done["backup"].as_str().expect("backup").to_owned();
+    let listed = env.lanes(&repo, &["--session", "s1", "--json", "checkpoints"]).success().json();
+    let entry = listed["checkpoints"].as_array().expect("list").iter().find(|c| c["id"] == backup.as_str()).cloned();
+    let files = entry.map(|c| c["files"].clone()).unwrap_or_default();
+    assert!(files.as_array().is_some_and(|f| f.contains(&serde_json::json!("src/a.rs"))), "backup files: {files}");
+}

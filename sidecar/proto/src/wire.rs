@@ -681,6 +681,9 @@ pub struct ChangeView {
     pub action: String,
     /// Repo-relative path.
     pub path: String,
+    /// Who else holds the path (a dry run shows the plan anyway; a real rewind refuses it without --force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// `checkpoint.rewind` reply.
