@@ -98,7 +98,7 @@ impl Principal {
     }
 
     /// A principal acts for its own claims; a session also acts for its subagents' claims.
-    fn acts_for(&self, holder: &Principal) -> bool {
+    pub(crate) fn acts_for(&self, holder: &Principal) -> bool {
         self == holder || (self.agent.is_none() && self.session == holder.session)
     }
 }

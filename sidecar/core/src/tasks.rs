@@ -20,6 +20,8 @@ pub enum TaskStatus {
     Taken,
     /// Finished.
     Done,
+    /// Taken off the board (`lanes task drop`): never ready, never taken.
+    Dropped,
 }
 
 /// One task of the board.
@@ -163,7 +165,7 @@ impl ClaimBook {
                 match self.acquire(request, now) {
                     Ok(grant) => Some(grant),
                     Err(refusal) if refusal.code == RefusalCode::Conflict => {
-                        blocked.push(id);
+                        blocked.push((id, refusal.conflicts));
                         continue;
                     }
                     Err(refusal) => return Err(refusal),
@@ -180,34 +182,26 @@ impl ClaimBook {
         let why = if blocked.is_empty() {
             "no task is ready: every open task waits for another, or the board is empty".to_owned()
         } else {
-            format!(
-                "the ready tasks ({}) touch files others hold; try again later",
-                blocked.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-            )
+            let held: Vec<String> = blocked
+                .iter()
+                .map(|(id, conflicts)| {
+                    let holders: Vec<String> =
+                        conflicts.iter().map(|c| crate::book::describe_conflict(c, now)).collect();
+                    format!("task {id} needs files held by {}", holders.join(", "))
+                })
+                .collect();
+            format!("the ready tasks touch files others hold: {}; try again later", held.join("; "))
         };
-        Err(Refusal::new(RefusalCode::NotFound, why))
+        let conflicts = blocked.into_iter().flat_map(|(_, conflicts)| conflicts).collect();
+        Err(Refusal { conflicts, ..Refusal::new(RefusalCode::NotFound, why) })
     }
 
     /// Marks a taken task done and releases its claim.
     pub fn finish_task(&mut self, who: &Principal, id: u64, now: Timestamp) -> Result<Task, Refusal> {
-        let task =
-            self.board.tasks.get(&id).ok_or_else(|| Refusal::new(RefusalCode::NotFound, format!("no task {id}")))?;
-        match (&task.status, &task.holder) {
-            (TaskStatus::Taken, Some(holder))
-                if holder == who || (who.agent.is_none() && holder.session == who.session) => {}
-            (TaskStatus::Taken, Some(holder)) => {
-                return Err(Refusal::new(RefusalCode::NotHolder, format!("task {id} is taken by {holder}, not {who}")));
-            }
-            (TaskStatus::Done, _) => {
-                return Err(Refusal::new(RefusalCode::InvalidArgument, format!("task {id} is already done")));
-            }
-            _ => {
-                return Err(Refusal::new(
-                    RefusalCode::InvalidArgument,
-                    format!("task {id} is not taken: `lanes task next` takes it"),
-                ));
-            }
+        if self.board.tasks.get(&id).is_some_and(|t| t.status == TaskStatus::Done) {
+            return Err(Refusal::new(RefusalCode::InvalidArgument, format!("task {id} is already done")));
         }
+        let task = self.taken_by(who, id)?;
         let claim = task.claim;
         let task = self.board.tasks.get_mut(&id).expect("checked above");
         task.status = TaskStatus::Done;
@@ -219,6 +213,134 @@ impl ClaimBook {
             let holder = task.holder.clone().expect("a taken task has a holder");
             let _ = self.release(&holder, &[claim], false, None, now);
         }
+        Ok(task)
+    }
+
+    /// The task `who` took, or why `who` may not act on it.
+    fn taken_by(&self, who: &Principal, id: u64) -> Result<&Task, Refusal> {
+        let task =
+            self.board.tasks.get(&id).ok_or_else(|| Refusal::new(RefusalCode::NotFound, format!("no task {id}")))?;
+        match (&task.status, &task.holder) {
+            (TaskStatus::Taken, Some(holder)) if who.acts_for(holder) => Ok(task),
+            (TaskStatus::Taken, Some(holder)) => {
+                Err(Refusal::new(RefusalCode::NotHolder, format!("task {id} is taken by {holder}, not {who}")))
+            }
+            _ => Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!("task {id} is not taken: `lanes task next` takes it"),
+            )),
+        }
+    }
+
+    /// Gives a taken task back to the board (`lanes task give-back`), releasing its claim and keeping `note`
+    /// for whoever takes it next.
+    pub fn give_back_task(
+        &mut self,
+        who: &Principal,
+        id: u64,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<Task, Refusal> {
+        let claim = self.taken_by(who, id)?.claim;
+        let note = note.map(|n| crate::redact::redact(&n));
+        match claim {
+            Some(claim) => {
+                self.release(who, &[claim], false, None, now)?;
+            }
+            None => self.reopen(id, now),
+        }
+        let task = self.board.tasks.get_mut(&id).expect("checked above");
+        if note.is_some() {
+            task.note = note;
+            let task = task.clone();
+            self.journal.push(Event::TaskChanged { task, at: now });
+        }
+        self.board.stalled.remove(&id);
+        Ok(self.board.tasks[&id].clone())
+    }
+
+    fn reopen(&mut self, id: u64, now: Timestamp) {
+        if let Some(task) = self.board.tasks.get_mut(&id) {
+            task.status = TaskStatus::Open;
+            task.holder = None;
+            task.claim = None;
+            let task = task.clone();
+            self.journal.push(Event::TaskChanged { task, at: now });
+        }
+    }
+
+    /// Changes an open task's title or scopes (`lanes task edit`).
+    pub fn edit_task(
+        &mut self,
+        id: u64,
+        title: Option<&str>,
+        scopes: Option<Vec<Scope>>,
+        now: Timestamp,
+    ) -> Result<Task, Refusal> {
+        let task =
+            self.board.tasks.get(&id).ok_or_else(|| Refusal::new(RefusalCode::NotFound, format!("no task {id}")))?;
+        if task.status != TaskStatus::Open {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!("task {id} is not open: only an open task can be edited (give it back first)"),
+            ));
+        }
+        let title = title.map(|t| crate::redact::redact(t.trim()));
+        if title.as_ref().is_some_and(|t| t.is_empty() || t.len() > MAX_TITLE_BYTES) {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!("a task title is 1 to {MAX_TITLE_BYTES} bytes"),
+            ));
+        }
+        let task = self.board.tasks.get_mut(&id).expect("checked above");
+        if let Some(title) = title {
+            task.title = title;
+        }
+        if let Some(scopes) = scopes {
+            task.scopes = scopes;
+        }
+        let task = task.clone();
+        self.journal.push(Event::TaskChanged { task: task.clone(), at: now });
+        Ok(task)
+    }
+
+    /// Takes a task off the board (`lanes task drop`): an open one, or one `who` took (its claim is released).
+    /// A task others wait for is refused, naming them.
+    pub fn drop_task(&mut self, who: &Principal, id: u64, now: Timestamp) -> Result<Task, Refusal> {
+        let task =
+            self.board.tasks.get(&id).ok_or_else(|| Refusal::new(RefusalCode::NotFound, format!("no task {id}")))?;
+        let waiting: Vec<String> = self
+            .board
+            .tasks
+            .values()
+            .filter(|t| t.after.contains(&id) && !matches!(t.status, TaskStatus::Done | TaskStatus::Dropped))
+            .map(|t| t.id.to_string())
+            .collect();
+        if !waiting.is_empty() {
+            return Err(Refusal::new(
+                RefusalCode::InvalidArgument,
+                format!("task {id} is waited for by task {}: drop or edit those first", waiting.join(", ")),
+            ));
+        }
+        match task.status {
+            TaskStatus::Taken => {
+                let claim = self.taken_by(who, id)?.claim;
+                if let Some(claim) = claim {
+                    self.release(who, &[claim], false, None, now)?;
+                }
+            }
+            TaskStatus::Done | TaskStatus::Dropped => {
+                return Err(Refusal::new(RefusalCode::InvalidArgument, format!("task {id} is already off the board")));
+            }
+            TaskStatus::Open => {}
+        }
+        let task = self.board.tasks.get_mut(&id).expect("checked above");
+        task.status = TaskStatus::Dropped;
+        task.holder = None;
+        task.claim = None;
+        let task = task.clone();
+        self.board.stalled.remove(&id);
+        self.journal.push(Event::TaskChanged { task: task.clone(), at: now });
         Ok(task)
     }
 

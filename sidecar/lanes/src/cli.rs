@@ -846,6 +846,46 @@ pub fn task_done(env: &Env, out: &Output, id: u64) -> Result<(), Failure> {
     Ok(())
 }
 
+pub fn task_change(
+    env: &Env,
+    out: &Output,
+    id: u64,
+    action: &str,
+    title: Option<String>,
+    scopes: &[String],
+    note: Option<String>,
+) -> Result<(), Failure> {
+    let scopes = if scopes.is_empty() {
+        None
+    } else {
+        Some(scopes.iter().map(|s| env.scope_arg(s)).collect::<Result<Vec<_>, _>>()?)
+    };
+    let params = lanes_proto::TaskChangeParams {
+        session: env.session.clone(),
+        worktree: env.worktree(),
+        task: id,
+        action: action.to_owned(),
+        title,
+        scopes,
+        note,
+    };
+    let value = env.call(method::TASK_CHANGE, &params)?;
+    out.print(&value, |v| {
+        let task = &v["task"];
+        match action {
+            "drop" => format!("task {} dropped from the board", task["id"]),
+            "give_back" => format!("task {} is back on the board; its claim is released", task["id"]),
+            _ => format!(
+                "task {} is now \"{}\" on {}",
+                task["id"],
+                task["title"].as_str().unwrap_or(""),
+                joined(&task["scopes"], ", ")
+            ),
+        }
+    });
+    Ok(())
+}
+
 pub fn task_show(env: &Env, out: &Output, id: u64) -> Result<(), Failure> {
     let value = env.call(method::TASK_LIST, &TaskListParams { ready: false })?;
     let task = value["tasks"].as_array().into_iter().flatten().find(|t| t["id"] == id).cloned();

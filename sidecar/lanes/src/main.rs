@@ -370,6 +370,37 @@ enum TaskCmd {
         /// Task id.
         id: u64,
     },
+    /// Take a task off the board (an open one, or one you took: its claim is released).
+    Drop {
+        /// Task id.
+        id: u64,
+    },
+    /// Change an open task's title or scopes.
+    #[command(
+        after_help = "Examples:\n  lanes task edit 3 --title 'write the API and its tests'\n  lanes task edit 3 --scope src/api/ --scope tests/api/"
+    )]
+    Edit {
+        /// Task id.
+        id: u64,
+        /// The new title.
+        #[arg(long)]
+        title: Option<String>,
+        /// The new scopes (repeatable; replaces the old ones).
+        #[arg(long, value_name = "S")]
+        scope: Vec<String>,
+    },
+    /// Give a task you took back to the board (its claim is released), with a note for whoever takes it next.
+    #[command(
+        name = "give-back",
+        after_help = "Examples:\n  lanes task give-back 3 --note 'schema done, API half written'"
+    )]
+    GiveBack {
+        /// Task id.
+        id: u64,
+        /// A progress note for the next taker.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -476,6 +507,13 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Task(TaskCmd::Next) => cli::task_next(&env, &out),
                 Cmd::Task(TaskCmd::Done { id }) => cli::task_done(&env, &out, id),
                 Cmd::Task(TaskCmd::Show { id }) => cli::task_show(&env, &out, id),
+                Cmd::Task(TaskCmd::Drop { id }) => cli::task_change(&env, &out, id, "drop", None, &[], None),
+                Cmd::Task(TaskCmd::Edit { id, title, scope }) => {
+                    cli::task_change(&env, &out, id, "edit", title, &scope, None)
+                }
+                Cmd::Task(TaskCmd::GiveBack { id, note }) => {
+                    cli::task_change(&env, &out, id, "give_back", None, &[], note)
+                }
                 Cmd::Checkpoint { message } => cli::checkpoint(&env, &out, message),
                 Cmd::Checkpoints { all, limit } => cli::checkpoints(&env, &out, all, limit),
                 Cmd::Rewind { checkpoint, dry_run, paths, force } => {

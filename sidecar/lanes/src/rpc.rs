@@ -251,6 +251,9 @@ pub fn module(context: Arc<Context>) -> RpcModule<Arc<Context>> {
             .register_async_method(method::TASK_DONE, |p, cx, _| async move { tasks::done(p, &cx).await })
             .map(|_| ()),
         module
+            .register_async_method(method::TASK_CHANGE, |p, cx, _| async move { tasks::change(p, &cx).await })
+            .map(|_| ()),
+        module
             .register_async_method(method::WORKTREE_CREATE, |p, cx, _| async move { agents::create(p, &cx).await })
             .map(|_| ()),
         module

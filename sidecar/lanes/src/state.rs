@@ -172,6 +172,11 @@ pub enum Command {
         who: Principal,
         task: u64,
     },
+    TaskChange {
+        who: Principal,
+        task: u64,
+        change: TaskChange,
+    },
     Status,
     Events {
         since: u64,
@@ -194,7 +199,8 @@ impl Command {
             | Command::Wait { who, .. }
             | Command::Activity { who, .. }
             | Command::TaskNext { who, .. }
-            | Command::TaskDone { who, .. } => Some(&who.session),
+            | Command::TaskDone { who, .. }
+            | Command::TaskChange { who, .. } => Some(&who.session),
             Command::Send { from, .. } => Some(from),
             Command::Inbox { session } => Some(session),
             Command::RecordCheckpoint(checkpoint) => Some(&checkpoint.session),
@@ -281,6 +287,14 @@ pub struct StartSnapshot {
     pub pending: Vec<Claim>,
     pub inbox: Vec<Message>,
     pub now: Timestamp,
+}
+
+/// What `task.change` does to a task.
+#[derive(Debug)]
+pub enum TaskChange {
+    Drop,
+    Edit { title: Option<String>, scopes: Option<Vec<Scope>> },
+    GiveBack { note: Option<String> },
 }
 
 /// Why a command failed.
@@ -551,6 +565,14 @@ impl StateOwner {
             Command::TaskDone { who, task } => {
                 Answer::Task(book.finish_task(&who, task, now).map_err(Failure::Refused)?)
             }
+            Command::TaskChange { who, task, change } => Answer::Task(
+                match change {
+                    TaskChange::Drop => book.drop_task(&who, task, now),
+                    TaskChange::Edit { title, scopes } => book.edit_task(task, title.as_deref(), scopes, now),
+                    TaskChange::GiveBack { note } => book.give_back_task(&who, task, note, now),
+                }
+                .map_err(Failure::Refused)?,
+            ),
             Command::Stamp { session, files, since } => {
                 let sessions = match session {
                     Some(session) => vec![session],

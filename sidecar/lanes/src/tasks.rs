@@ -1,4 +1,5 @@
-//! The task board over the wire: add, list, next (take and claim in one step), done.
+//! The task board over the wire: add, list, next (take and claim in one step), done, and change (drop, edit,
+//! give back).
 
 use jsonrpsee::types::Params;
 use lanes_core::{Task, TaskStatus};
@@ -7,7 +8,7 @@ use lanes_proto::{
 };
 
 use crate::rpc::{Context, RpcResult, claim_view, failure_to_rpc, parse, principal, reply, resolve_all};
-use crate::state::{Answer, Command, now};
+use crate::state::{Answer, Command, TaskChange, now};
 
 pub async fn add(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskAddParams = parse(&params)?;
@@ -42,6 +43,33 @@ pub async fn next(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&TaskNextReply { task: view(&task, false, false), claim: grant.map(|g| claim_view(&g.claim, now)) })
 }
 
+pub async fn change(params: Params<'static>, cx: &Context) -> RpcResult {
+    let p: lanes_proto::TaskChangeParams = parse(&params)?;
+    let who = principal(&p.session)?;
+    let change = match p.action.as_str() {
+        "drop" => TaskChange::Drop,
+        "give_back" => TaskChange::GiveBack { note: p.note },
+        "edit" => {
+            let scopes = match &p.scopes {
+                Some(scopes) => {
+                    let (root, _) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
+                    Some(resolve_all(scopes, &root)?)
+                }
+                None => None,
+            };
+            TaskChange::Edit { title: p.title, scopes }
+        }
+        other => {
+            let message = format!("unknown task change {other:?}: use drop, edit or give_back");
+            return Err(crate::rpc::error(lanes_proto::ErrorCode::InvalidArgument, message, Vec::new()));
+        }
+    };
+    let Answer::Task(task) = cx.ask(Command::TaskChange { who, task: p.task, change }).await? else {
+        unreachable!("task change answers Task")
+    };
+    reply(&TaskReply { task: view(&task, false, false) })
+}
+
 pub async fn done(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskDoneParams = parse(&params)?;
     let who = principal(&p.session)?;
@@ -58,6 +86,7 @@ pub(crate) fn view(task: &Task, ready: bool, stalled: bool) -> TaskView {
         TaskStatus::Taken if stalled => "stalled",
         TaskStatus::Taken => "taken",
         TaskStatus::Done => "done",
+        TaskStatus::Dropped => "dropped",
     };
     TaskView {
         id: task.id,

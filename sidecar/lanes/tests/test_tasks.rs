@@ -110,3 +110,49 @@ fn a_stalled_task_is_flagged_then_offered_to_others_with_its_note() {
         told["messages"].as_array().expect("messages").iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.iter().any(|t| t.contains("no progress")), "{texts:?}");
 }
+
+#[test]
+fn a_task_can_be_given_back_edited_and_dropped_and_next_names_who_is_in_the_way() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let add = |args: &[&str]| {
+        let mut full = vec!["--session", "lead", "--json", "task", "add"];
+        full.extend_from_slice(args);
+        env.lanes(&repo, &full).success().json()["task"]["id"].as_u64().expect("id")
+    };
+    let first = add(&["write the API", "--scope", "src/a.rs"]);
+    let second = add(&["document it", "--after", &first.to_string(), "--scope", "docs"]);
+    env.lanes(&repo, &["--session", "other", "claim", "src/a.rs"]).success();
+    let blocked = env.lanes(&repo, &["--session", "worker", "--json", "task", "next"]);
+    assert_eq!(blocked.code, 3, "{}", blocked.stdout);
+    assert!(blocked.stdout.contains("other"), "task next does not name who holds the files: {}", blocked.stdout);
+    env.lanes(&repo, &["--session", "other", "release", "--all"]).success();
+
+    let taken = env.lanes(&repo, &["--session", "worker", "--json", "task", "next"]).success().json();
+    assert_eq!(taken["task"]["id"], first);
+    let back = env.lanes(
+        &repo,
+        &["--session", "worker", "--json", "task", "give-back", &first.to_string(), "--note", "half done"],
+    );
+    let back = back.success().json();
+    assert_eq!(back["task"]["status"], "open", "{back}");
+    assert_eq!(back["task"]["note"], "half done");
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert!(status["claims"].as_array().expect("claims").is_empty(), "giving back did not release the claim");
+
+    let edited = env.lanes(
+        &repo,
+        &["--json", "task", "edit", &first.to_string(), "--title", "write the API, tested", "--scope", "src"],
+    );
+    let edited = edited.success().json();
+    assert_eq!(edited["task"]["title"], "write the API, tested");
+    assert_eq!(edited["task"]["scopes"], serde_json::json!(["src"]));
+
+    let refused = env.lanes(&repo, &["--json", "task", "drop", &first.to_string()]);
+    assert_eq!(refused.code, 2, "a task others wait for was dropped: {}", refused.stdout);
+    assert!(refused.stdout.contains(&format!("task {second}")), "{}", refused.stdout);
+    env.lanes(&repo, &["task", "drop", &second.to_string()]).success();
+    env.lanes(&repo, &["task", "drop", &first.to_string()]).success();
+    let ready = env.lanes(&repo, &["--json", "task", "list", "--ready"]).success().json();
+    assert!(ready["tasks"].as_array().expect("tasks").is_empty(), "{ready}");
+}

@@ -85,6 +85,8 @@ pub mod method {
     pub const TASK_NEXT: &str = "task.next";
     /// Mark a taken task done (releases its claim).
     pub const TASK_DONE: &str = "task.done";
+    /// Drop a task, edit an open one, or give a taken one back to the board.
+    pub const TASK_CHANGE: &str = "task.change";
     /// Make a worktree for a subagent (Claude Code's WorktreeCreate hook).
     pub const WORKTREE_CREATE: &str = "worktree.create";
     /// A subagent (or session) finished: remove its worktrees that hold no work.

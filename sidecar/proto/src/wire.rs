@@ -859,6 +859,30 @@ pub struct TaskDoneParams {
     pub task: u64,
 }
 
+/// `task.change` parameters: `action` is `drop` (off the board), `edit` (an open task's title or scopes) or
+/// `give_back` (a taken task back to the board, its claim released, with an optional note for the next taker).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskChangeParams {
+    /// The acting principal.
+    pub session: String,
+    /// Absolute path of the worktree new scopes are relative to.
+    pub worktree: String,
+    /// The task.
+    pub task: u64,
+    /// `drop`, `edit` or `give_back`.
+    pub action: String,
+    /// A new title (`edit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// New scopes (`edit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// A note for whoever takes it next (`give_back`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// `task.add` and `task.done` reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskReply {

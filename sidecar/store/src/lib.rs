@@ -206,6 +206,7 @@ impl Store {
                     status: match row.get::<_, String>(2)?.as_str() {
                         "taken" => TaskStatus::Taken,
                         "done" => TaskStatus::Done,
+                        "dropped" => TaskStatus::Dropped,
                         _ => TaskStatus::Open,
                     },
                     after: serde_json::from_str(&row.get::<_, String>(3)?)
@@ -731,6 +732,7 @@ fn task_status_name(status: TaskStatus) -> &'static str {
     match status {
         TaskStatus::Open => "open",
         TaskStatus::Taken => "taken",
+        TaskStatus::Dropped => "dropped",
         TaskStatus::Done => "done",
     }
 }
