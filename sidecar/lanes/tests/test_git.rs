@@ -261,3 +261,16 @@ fn trailers_survive_every_cleanup_mode_with_and_without_verbose() {
         }
     }
 }
+
+/// A session that checkpointed the files from a shell (`lanes checkpoint`) is named by the commit a person
+/// then makes of them, without LANES_SESSION.
+#[test]
+fn a_commit_after_a_sessions_checkpoint_of_its_files_names_that_session() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["init"]).success();
+    std::fs::write(repo.join("src/a.rs"), "fn a() { 7 }\n").expect("write");
+    env.lanes(&repo, &["--session", "s5", "checkpoint", "-m", "shell work"]).success();
+    git(&env, &repo, None, &["commit", "-qam", "committed by hand"]);
+    assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: s5"], "{}", message(&env, &repo, "HEAD"));
+}

@@ -356,16 +356,23 @@ impl Store {
 
     /// Sessions (not subagents) that touched any of `files` after `since`, in order of first touch.
     pub fn sessions_touching(&self, files: &[String], since: Timestamp) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT session, data FROM events WHERE kind = 'touch' AND at > ?1 ORDER BY seq")?;
+        // Edits the hooks saw, and checkpoints a session took of the files (`lanes checkpoint` from a shell),
+        // in the order they happened.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, session, files FROM (
+                 SELECT at, seq AS ord, session, json_extract(data, '$.files') AS files FROM events
+                     WHERE kind = 'touch' AND at > ?1
+                 UNION ALL
+                 SELECT created_at AS at, 0 AS ord, session, files FROM checkpoints WHERE created_at > ?1
+             ) ORDER BY at, ord",
+        )?;
         let mut rows = stmt.query([since.0 as i64])?;
         let mut sessions: Vec<String> = Vec::new();
         while let Some(row) = rows.next()? {
-            let principal: Option<String> = row.get(0)?;
-            let data: String = row.get(1)?;
-            let touched: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-            let hit = touched["files"]
+            let principal: Option<String> = row.get(1)?;
+            let listed: Option<String> = row.get(2)?;
+            let touched: Value = listed.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or(Value::Null);
+            let hit = touched
                 .as_array()
                 .into_iter()
                 .flatten()
