@@ -435,6 +435,8 @@ pub struct Grant {
     pub notes: Vec<LapsedNote>,
     /// Pending work in the same worktree this grant took over, as it was: whose work the holder continues.
     pub continues: Vec<Claim>,
+    /// With `latent = "warn"`: latent work in other worktrees that overlaps the grant.
+    pub latent: Vec<Conflict>,
 }
 
 /// A checkpoint: a commit of a whole worktree (tracked and untracked files) made without touching the user's
@@ -919,13 +921,18 @@ impl ClaimBook {
         if let Some(id) = self.same_claim(&request, now) {
             // Claiming again what one holds is a renewal, not a second claim on the same files.
             let claim = self.renew(&request.holder, id, Some(ttl), None, now)?;
-            return Ok(Grant { claim, notes: Vec::new(), continues });
+            return Ok(Grant { claim, notes: Vec::new(), continues, latent: Vec::new() });
         }
         if !self.sessions.contains_key(&request.holder.session) {
             // A session first seen claiming (the CLI, a script) records the worktree it works in.
             let info = SessionInfo { worktree: Some(request.worktree.root.clone()), ..SessionInfo::default() };
             self.start_session(&request.holder.session, info, now);
         }
+        let latent = if self.policy.latent == Latent::Warn && self.policy.contention == Contention::Repo {
+            self.latent_conflicts(&request.worktree, &request.scopes, now)
+        } else {
+            Vec::new()
+        };
         let (notes, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lapsed)
             .into_iter()
             .partition(|n| n.scopes.iter().any(|a| request.scopes.iter().any(|b| a.overlaps(b))));
@@ -948,7 +955,7 @@ impl ClaimBook {
         self.insert(claim.clone());
         self.journal
             .push(Event::Granted { claim: claim.clone(), consumed_notes: notes.iter().map(|n| n.claim).collect() });
-        Ok(Grant { claim, notes, continues })
+        Ok(Grant { claim, notes, continues, latent })
     }
 
     /// Releases the given claims (all or none), or with `all` every claim the principal holds.
@@ -1018,7 +1025,7 @@ impl ClaimBook {
         if !continues.is_empty() {
             // The editor continues work another left here: say whose, on the claim that now covers the edit.
             let grant = match self.covering(&request, now)?.and_then(|id| self.claims.get(&id)).cloned() {
-                Some(claim) => Grant { claim, notes: Vec::new(), continues },
+                Some(claim) => Grant { claim, notes: Vec::new(), continues, latent: Vec::new() },
                 None => Grant { continues, ..self.acquire(request, now)? },
             };
             return Ok(Ensured::Granted(grant));

@@ -305,7 +305,13 @@ mod tests {
         assert!(refused.conflicts[0].latent);
         assert_eq!(refused.conflicts[0].worktree.root, "/wt2");
         book.acquire(request("a", "/wt2", "docs/guide.md"), t0).expect("its own worktree may claim it");
+        book.set_worktree_work("/wt5", work("person", &["notes.md"]), t0);
+        book.set_policy(Policy { latent: Latent::Warn, ..Policy::default() });
+        let warned = book.acquire(request("b", "/wt3", "notes.md"), t0).expect("warn grants");
+        assert_eq!(warned.latent.len(), 1, "warn mode names the latent work");
         book.set_policy(Policy { latent: Latent::Off, ..Policy::default() });
-        book.acquire(request("b", "/wt3", "src"), t0).expect("off");
+        book.set_worktree_work("/wt6", work("person", &["todo.md"]), t0);
+        let quiet = book.acquire(request("c", "/wt4", "todo.md"), t0).expect("off");
+        assert!(quiet.latent.is_empty());
     }
 }

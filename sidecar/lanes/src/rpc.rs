@@ -163,7 +163,7 @@ impl Context {
 
     /// With a hub, a grant stands only once the hub confirms it; otherwise it is taken back and the hub's
     /// answer (a conflict, or `unavailable`) is the caller's. Returns the hub's epoch.
-    async fn confirm_with_hub(&self, claim: &Claim) -> Result<Option<u64>, ErrorObjectOwned> {
+    pub(crate) async fn confirm_with_hub(&self, claim: &Claim) -> Result<Option<u64>, ErrorObjectOwned> {
         let Some(hub) = &self.hub else { return Ok(None) };
         match hub.confirm(crate::hub_link::hub_claim(claim, now())).await {
             Ok(epoch) => Ok(Some(epoch)),
@@ -334,7 +334,11 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
         Ensured::Held(claim) => claim_reply(&claim, true)?,
     };
     if let Some(warning) = warning {
-        value["warning"] = warning.into();
+        value["warning"] = match value["warning"].as_str() {
+            Some(grant_warning) => format!("{warning}\n{grant_warning}"),
+            None => warning,
+        }
+        .into();
     }
     Ok(value)
 }
@@ -394,7 +398,32 @@ fn grant_reply(grant: &Grant, hub_epoch: Option<u64>) -> RpcResult {
             expired_at: rfc3339(n.expired_at),
         })
         .collect();
-    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, warning: None, notes, hub_epoch })
+    let mut warnings: Vec<String> = grant
+        .latent
+        .iter()
+        .map(|c| {
+            format!(
+                "lanes: {} is also changed in worktree {}{} and no one claimed it there; the merge may conflict \
+                 (allowed: [claims] latent = \"warn\")",
+                c.scope,
+                c.worktree.root,
+                c.pending
+                    .as_ref()
+                    .and_then(|p| p.branch.as_deref())
+                    .map(|b| format!(" (branch {b})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    warnings.extend(grant.continues.iter().map(|c| {
+        format!(
+            "lanes: you continue the work {} left in this worktree on {} (not landed yet)",
+            c.holder,
+            c.scopes.iter().map(Scope::to_string).collect::<Vec<_>>().join(", ")
+        )
+    }));
+    let warning = (!warnings.is_empty()).then(|| warnings.join("\n"));
+    reply(&ClaimReply { claim: claim_view(&grant.claim, now), held: false, warning, notes, hub_epoch })
 }
 
 /// A claim as `claim.renew`, `claim.handoff` and a held `claim.ensure` answer it.

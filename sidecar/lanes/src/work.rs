@@ -31,7 +31,12 @@ pub struct Scanner {
     committed: Mutex<HashMap<PathBuf, CommittedPaths>>,
     /// Every worktree whose pending paths were handed to the book, to forget them when it goes.
     scanned: Mutex<HashSet<PathBuf>>,
+    /// The base branch found from the repository, and when: finding it takes git processes, and it rarely moves.
+    found_base: Mutex<Option<(std::time::Instant, Option<String>)>>,
 }
+
+/// How long a base branch found from the repository is trusted before it is looked up again.
+const BASE_LIFETIME: Duration = Duration::from_secs(60);
 
 /// A branch's paths changed since it forked from the base, keyed by (HEAD, base commit).
 type CommittedPaths = ((String, String), BTreeSet<String>);
@@ -44,6 +49,7 @@ impl Scanner {
             wake: tokio::sync::Notify::new(),
             committed: Mutex::new(HashMap::new()),
             scanned: Mutex::new(HashSet::new()),
+            found_base: Mutex::new(None),
         }
     }
 
@@ -60,7 +66,18 @@ impl Scanner {
 
     /// The base branch for `dir`'s repository.
     fn base(&self, dir: &Path) -> Option<String> {
-        self.base.clone().or_else(|| crate::git::base_branch(dir))
+        if self.base.is_some() {
+            return self.base.clone();
+        }
+        let mut found = self.found_base.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*found {
+            Some((at, base)) if at.elapsed() < BASE_LIFETIME => base.clone(),
+            _ => {
+                let base = crate::git::base_branch(dir);
+                *found = Some((std::time::Instant::now(), base.clone()));
+                base
+            }
+        }
     }
 
     /// Reads one worktree's pending paths from git (blocking).
@@ -267,6 +284,18 @@ pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context)
             task: None,
         };
         match cx.state.ask(Command::Ensure(request)).await {
+            // With a hub, a new grant stands only once the hub confirms it, as for an edit.
+            Ok(Answer::Ensured(lanes_core::Ensured::Granted(grant))) => match cx.confirm_with_hub(&grant.claim).await {
+                Ok(_) => answer.claimed.push(path.clone()),
+                Err(refused) => {
+                    let holders = refused
+                        .data()
+                        .and_then(|d| serde_json::from_str::<serde_json::Value>(d.get()).ok())
+                        .and_then(|d| serde_json::from_value(d["conflicts"].clone()).ok())
+                        .unwrap_or_default();
+                    answer.taken.push(TakenPath { path: path.clone(), holders });
+                }
+            },
             Ok(_) => answer.claimed.push(path.clone()),
             Err(Failure::Refused(refusal)) if refusal.code == lanes_core::RefusalCode::Conflict => {
                 let now = crate::state::now();
