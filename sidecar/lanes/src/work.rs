@@ -17,7 +17,7 @@ use crate::state::Command;
 
 /// How often every worktree is scanned for changes made without any lanes activity (a person's editor, a
 /// tool outside the hooks). DESIGN.md asks for such a change to be seen within 10 s.
-const FULL_SCAN: Duration = Duration::from_secs(8);
+const FULL_SCAN: Duration = Duration::from_secs(9);
 /// Requests for a scan that arrive this close together are served by one.
 const COALESCE: Duration = Duration::from_millis(100);
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::common::{TestEnv, Wire, eventually, hook, kill9};
 
-/// A generous bound for the sidecar's timer scan (every 5 s) to see a change made outside lanes.
+/// A generous bound for the sidecar's timer scan (every 9 s) to see a change made outside lanes.
 const SEEN: Duration = Duration::from_secs(20);
 
 /// Ends a session as its SessionEnd hook does.

@@ -30,12 +30,12 @@ pub fn run() {
         started.elapsed().as_secs_f64()
     );
     let socket = world.start();
-    // Let the sidecar's first scans see every worktree.
-    std::thread::sleep(Duration::from_secs(7));
+    // Let the sidecar's first full round (cold: private index copies, fork points) see every worktree.
+    std::thread::sleep(Duration::from_secs(12));
     claim_release_with_pending_work(&socket, &trees[0]);
     shell_scan(&socket, &trees[0]);
     pre_commit(&world, &trees[1]);
-    idle_refresh(&world, Duration::from_secs(30));
+    idle_refresh(&world, Duration::from_secs(45));
     world.stop();
 }
 
