@@ -157,15 +157,22 @@ fn a_live_claim_keeps_an_idle_sidecar_running() {
     assert!(!process_gone(pid), "the sidecar exited while a claim was live");
 }
 
+/// Whether this test run can run code as uid 65534 (root, setpriv and python3); says so when it cannot.
+fn can_act_as_another_user() -> bool {
+    let can = crate::common::current_uid() == 0
+        && std::path::Path::new("/usr/bin/setpriv").exists()
+        && std::path::Path::new("/usr/bin/python3").exists();
+    if !can {
+        eprintln!("skipped: needs root, setpriv and /usr/bin/python3 to act as another user");
+    }
+    can
+}
+
 /// The socket's directory is private, but even if someone opens it up, a peer with another uid is refused
 /// (SO_PEERCRED): the sidecar closes the connection without answering.
 #[test]
 fn a_peer_with_another_uid_is_refused() {
-    if crate::common::current_uid() != 0
-        || !std::path::Path::new("/usr/bin/setpriv").exists()
-        || !std::path::Path::new("/usr/bin/python3").exists()
-    {
-        eprintln!("skipped: needs root, setpriv and /usr/bin/python3 to act as another user");
+    if !can_act_as_another_user() {
         return;
     }
     let env = TestEnv::new();
@@ -233,11 +240,7 @@ fn a_claim_racing_a_stop_is_answered_as_decided() {
 /// neither the CLI nor the hook, sends it a byte, and the CLI says why.
 #[test]
 fn a_runtime_dir_planted_by_another_user_is_never_used() {
-    if crate::common::current_uid() != 0
-        || !std::path::Path::new("/usr/bin/setpriv").exists()
-        || !std::path::Path::new("/usr/bin/python3").exists()
-    {
-        eprintln!("skipped: needs root, setpriv and /usr/bin/python3 to act as another user");
+    if !can_act_as_another_user() {
         return;
     }
     use std::io::{BufRead, Write};
