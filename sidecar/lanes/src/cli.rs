@@ -499,6 +499,16 @@ fn render_status(v: &Value, me: &str) -> String {
             ),
         };
         text.push_str(&line);
+        for claim in hub["claims"].as_array().into_iter().flatten() {
+            text.push_str(&format!(
+                "         {} holds {} on {} (claim {}, {}s left)\n",
+                claim["holder"].as_str().unwrap_or("?"),
+                joined(&claim["scopes"], " "),
+                claim["origin"].as_str().unwrap_or("?"),
+                claim["id"],
+                claim["ttl_secs"]
+            ));
+        }
     }
     let live: Vec<&Value> = v["sessions"].as_array().into_iter().flatten().filter(|s| s["state"] == "live").collect();
     if !live.is_empty() {

@@ -210,14 +210,19 @@ impl HubLink {
         }
     }
 
+    /// The live claims other machines hold at the hub (this sidecar's own are the local book's).
+    pub async fn remote_claims(&self) -> Result<Vec<lanes_proto::hub::HubClaimView>, HubFailure> {
+        let params = lanes_proto::hub::HubProjectParams { project: self.project.clone() };
+        let reply: lanes_proto::hub::HubClaimsReply = self.call(method::CLAIMS, &params).await?;
+        Ok(reply.claims.into_iter().filter(|c| c.origin != self.origin).collect())
+    }
+
     /// The claims of other machines, held at the hub, that stand in `who`'s way on `scopes`: what `lanes check`
     /// and `lanes wait` add to the local answer. This sidecar's own claims are the local book's to report.
     pub async fn holders(&self, who: &str, scopes: &[String]) -> Result<Vec<lanes_proto::ConflictView>, HubFailure> {
-        let params = lanes_proto::hub::HubProjectParams { project: self.project.clone() };
-        let reply: lanes_proto::hub::HubClaimsReply = self.call(method::CLAIMS, &params).await?;
         let now_ms = crate::state::now().0;
         let mut space = lanes_hub::space::Space::default();
-        for view in reply.claims.into_iter().filter(|c| c.origin != self.origin) {
+        for view in self.remote_claims().await? {
             let expires_at_ms = now_ms + view.claim.ttl_secs * 1000;
             space.insert(lanes_hub::space::Held {
                 origin: view.origin,

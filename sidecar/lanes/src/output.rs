@@ -1,6 +1,8 @@
 //! Printing results: one JSON object on stdout with `--json`, readable text otherwise. Errors go to stderr
 //! as text, or to stdout as `{"error":{…}}` with `--json`, so a script always gets one object.
 
+use std::io::IsTerminal;
+
 use serde_json::{Value, json};
 
 use crate::cli::Failure;
@@ -20,7 +22,7 @@ impl Output {
         } else {
             let text = human(value);
             if !text.is_empty() {
-                line(text.trim_end());
+                line(paint(text.trim_end(), colour_on(std::io::stdout().is_terminal())));
             }
         }
     }
@@ -45,6 +47,34 @@ pub fn bytes(bytes: &[u8]) {
     }
 }
 
+/// Whether to colour text for a stream: only a terminal, and never with `NO_COLOR` set (no-color.org).
+fn colour_on(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// What a person should see first, coloured: refusals and warnings red, pending work yellow, what is free or
+/// theirs green. Plain text when `enabled` is false.
+fn paint(text: &str, enabled: bool) -> String {
+    if !enabled {
+        return text.to_owned();
+    }
+    const MARKS: [(&str, &str); 8] = [
+        ("REFUSED", "31"),
+        ("held by", "31"),
+        ("WARNING", "31"),
+        ("NOT CONNECTED", "31"),
+        ("NOT checked", "31"),
+        ("pending (", "33"),
+        ("free:", "32"),
+        ("you hold it", "32"),
+    ];
+    let mut out = text.to_owned();
+    for (mark, colour) in MARKS {
+        out = out.replace(mark, &format!("\x1b[{colour}m{mark}\x1b[0m"));
+    }
+    out
+}
+
 /// Prints a failure the way the output mode wants it.
 pub fn failure(failure: &Failure, json_mode: bool) {
     if failure.message.is_empty() {
@@ -56,6 +86,8 @@ pub fn failure(failure: &Failure, json_mode: bool) {
             error["conflicts"] = conflicts.clone();
         }
         line(json!({ "error": error }));
+    } else if colour_on(std::io::stderr().is_terminal()) {
+        eprintln!("\x1b[31mlanes:\x1b[0m {}", failure.message);
     } else {
         eprintln!("lanes: {}", failure.message);
     }
@@ -95,4 +127,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = vec![line(header.to_vec())];
     out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_marks_what_matters_and_only_when_enabled() {
+        assert_eq!(paint("REFUSED (conflict)", false), "REFUSED (conflict)");
+        assert_eq!(paint("REFUSED (conflict)", true), "\x1b[31mREFUSED\x1b[0m (conflict)");
+        assert!(paint("  pending (feat)", true).contains("\x1b[33m"));
+        assert!(!colour_on(false));
+    }
 }

@@ -683,7 +683,17 @@ async fn status(cx: &Context) -> RpcResult {
         sessions,
         claims: snapshot.claims.iter().map(|c| claim_view(c, snapshot.now)).collect(),
         tasks: snapshot.tasks.iter().map(|(t, ready, stalled)| tasks::view(t, *ready, *stalled)).collect(),
-        hub: cx.hub.as_ref().map(|hub| hub.view()),
+        hub: match &cx.hub {
+            // With a hub, status sees what the hub sees: the claims of the other machines too.
+            Some(hub) => {
+                let mut view = hub.view();
+                if hub.refusal_while_down().is_none() {
+                    view["claims"] = hub.remote_claims().await.ok().map_or(Value::Null, |c| serde_json::json!(c));
+                }
+                Some(view)
+            }
+            None => None,
+        },
         epoch: snapshot.epoch.0,
     })
 }

@@ -587,6 +587,10 @@ fn with_a_hub_subagents_use_their_sessions_claims_and_check_and_wait_see_other_m
     assert_eq!(check.json()["holders"][0]["session"], "bob", "{}", check.stdout);
     let wait = b_env.lanes(&b, &["--session", "carol", "--json", "wait", "docs/guide.md"]).success().json();
     assert_eq!(wait["waiting_for"][0]["session"], "bob", "{wait}");
+    let status = b_env.lanes(&b, &["--json", "status"]).success().json();
+    let remote = status["hub"]["claims"].as_array().cloned().unwrap_or_default();
+    assert!(remote.iter().any(|c| c["holder"] == "bob"), "status on machine b does not show a's claims: {status}");
+    assert!(b_env.lanes(&b, &["status"]).success().stdout.contains("bob holds docs"));
 }
 
 #[test]
