@@ -12,7 +12,15 @@ rounds="${1:-200}"
 cargo build --release --quiet -p lanes -p lanes-hook
 out="$(mktemp)"
 section() { printf '\n## %s\n\n' "$1" >> "$out"; }
-verbatim() { echo "\$ $*" >> "$out"; printf '```\n' >> "$out"; "$@" >> "$out" 2>&1 || true; printf '```\n' >> "$out"; }
+failed=""
+# Runs a command into the report; a failing one (a lost grant, a path held twice) is remembered, and the run
+# fails at the end, after the report is written.
+verbatim() {
+  echo "\$ $*" >> "$out"; printf '```\n' >> "$out"
+  "$@" >> "$out" 2>&1 || failed="$failed
+  $*"
+  printf '```\n' >> "$out"
+}
 
 echo "# Benchmarks" > "$out"
 {
@@ -40,3 +48,7 @@ echo "==> kill9_hub.py $rounds" >&2
 verbatim python3 tests/bench/kill9_hub.py "$rounds"
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
+if [ -n "$failed" ]; then
+  echo "FAILED:$failed" >&2
+  exit 1
+fi
