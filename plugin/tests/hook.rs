@@ -316,7 +316,13 @@ fn the_branch_guard_reports_a_head_moved_by_someone_else_and_warns_before_a_shar
     env.initial_commit();
     let run = |event: &str, input: serde_json::Value| -> serde_json::Value {
         let output = env.hook(&["claude", event], input.to_string().as_bytes());
-        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+        assert_eq!(output.status.code(), Some(0), "{event}");
+        // Nothing said is Null; anything said must be the hook's JSON.
+        if output.stdout.is_empty() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{event}: not JSON ({e}): {:?}", String::from_utf8_lossy(&output.stdout)))
     };
     for session in ["alice", "bob"] {
         run("SessionStart", serde_json::json!({"session_id": session, "cwd": repo, "source": "startup"}));

@@ -200,6 +200,10 @@ mod tests {
             assert!(screen.contains(expected), "{expected:?} missing from the screen");
         }
         assert!(!screen.contains("gone"), "ended sessions are not shown");
-        assert_eq!(view.cursor, 3);
+        // The next read starts after what was shown: the reply's cursor, not the last event's seq.
+        view.update(json!({}), &json!({"events": [], "cursor": 9}));
+        assert_eq!(view.cursor, 9);
+        view.update(json!({}), &json!({"events": []}));
+        assert_eq!(view.cursor, 9, "a reply without a cursor keeps the old one");
     }
 }

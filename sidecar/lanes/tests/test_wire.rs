@@ -81,16 +81,19 @@ fn sixty_four_clients_racing_for_one_scope_get_exactly_one_winner() {
             std::thread::spawn(move || {
                 let mut wire = Wire::connect(&socket);
                 barrier.wait();
-                let reply = wire.call(
+                wire.call(
                     "claim.acquire",
                     json!({"session": format!("agent{i}"), "worktree": worktree, "scopes": ["src/a.rs"]}),
-                );
-                reply.get("result").is_some()
+                )
             })
         })
         .collect();
-    let winners = handles.into_iter().map(|h| h.join().expect("thread")).filter(|won| *won).count();
+    let replies: Vec<serde_json::Value> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let winners = replies.iter().filter(|r| r.get("result").is_some()).count();
     assert_eq!(winners, 1);
+    for loser in replies.iter().filter(|r| r.get("result").is_none()) {
+        assert_eq!(loser["error"]["data"]["code"], "conflict", "a loser failed otherwise: {loser}");
+    }
     let status = env.lanes(&repo, &["--json", "status"]).success().json();
     assert_eq!(status["claims"].as_array().expect("claims").len(), 1);
 }
