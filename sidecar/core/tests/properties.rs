@@ -77,6 +77,7 @@ proptest! {
         for session in ["s0", "s1", "s2"] {
             book.register_session(session, now);
         }
+        let mut grants = 0;
         for op in ops {
             let ids: Vec<ClaimId> = {
                 let mut ids: Vec<_> = book.claims().map(|c| c.id).collect();
@@ -91,7 +92,11 @@ proptest! {
                         holder: who, worktree: worktree(w), scopes, mode,
                         ttl: Some(Duration::from_secs(ttl_secs)), note: Some("progress".into()), task: None,
                     };
-                    let _ = book.acquire(request, now);
+                    let first = grants == 0 && book.claims().next().is_none();
+                    let granted = book.acquire(request, now);
+                    // On an empty book nothing is in the way: the property is not vacuous.
+                    prop_assert!(!first || granted.is_ok(), "the first claim on an empty book was refused: {granted:?}");
+                    grants += usize::from(granted.is_ok());
                 }
                 Op::Release { who, pick: p } => { let _ = book.release(&who, &[pick(p)], false, None, now); }
                 Op::Renew { who, pick: p } => { let _ = book.renew(&who, pick(p), None, None, now); }
@@ -109,14 +114,27 @@ proptest! {
         book.register_session("s1", now);
         let mut last = Epoch(0);
         for op in ops {
-            if let Op::Acquire { who, scopes, .. } = op {
-                let request = AcquireRequest {
-                    holder: who, worktree: worktree(0), scopes, mode: Mode::Exclusive, ttl: None, note: None, task: None,
-                };
-                if let Ok(grant) = book.acquire(request, now) {
-                    prop_assert!(grant.claim.epoch > last);
-                    last = grant.claim.epoch;
+            let ids: Vec<ClaimId> = {
+                let mut ids: Vec<_> = book.claims().map(|c| c.id).collect();
+                ids.sort_unstable();
+                ids
+            };
+            let pick = |p: usize| ids.get(p % ids.len().max(1)).copied().unwrap_or(ClaimId(0));
+            // Every grant, renewal and handoff takes a higher epoch than any before it.
+            let epoch = match op {
+                Op::Acquire { who, scopes, .. } => {
+                    let request = AcquireRequest {
+                        holder: who, worktree: worktree(0), scopes, mode: Mode::Exclusive, ttl: None, note: None, task: None,
+                    };
+                    book.acquire(request, now).ok().map(|g| g.claim.epoch)
                 }
+                Op::Renew { who, pick: p } => book.renew(&who, pick(p), None, None, now).ok().map(|c| c.epoch),
+                Op::Handoff { who, pick: p, to } => book.handoff(&who, pick(p), to, None, now).ok().map(|c| c.epoch),
+                Op::Release { .. } | Op::Wait { .. } => None,
+            };
+            if let Some(epoch) = epoch {
+                prop_assert!(epoch > last, "epoch {epoch:?} after {last:?}");
+                last = epoch;
             }
         }
     }
@@ -158,10 +176,26 @@ proptest! {
 
     /// The redactor accepts any text and never lets a known token format through.
     #[test]
-    fn redaction_never_panics_and_masks_keys(prefix in ".{0,40}", key in "[A-Za-z0-9]{40}", suffix in ".{0,40}") {
-        let text = format!("{prefix} ghp_{key} {suffix}");
+    fn redaction_never_panics_and_masks_keys(
+        prefix in ".{0,40}",
+        key in "[A-Za-z0-9]{40}",
+        upper in "[A-Z0-9]{16}",
+        kind in 0..8usize,
+        suffix in ".{0,40}",
+    ) {
+        // Every token format the redactor claims, with random key material.
+        let token = match kind {
+            0 => format!("ghp_{key}"),
+            1 => format!("github_pat_{key}"),
+            2 => format!("glpat-{}", &key[..24]),
+            3 => format!("xoxb-{}", &key[..20]),
+            4 => format!("AKIA{upper}"),
+            5 => format!("AIza{}", &key[..35]),
+            6 => format!("sk-ant-api03-{key}"),
+            _ => format!("eyJ{}.{}.{}", &key[..12], &key[12..26], &key[26..]),
+        };
+        let text = format!("{prefix} {token} {suffix}");
         let masked = lanes_core::redact(&text);
-        let token = format!("ghp_{key}");
         prop_assert!(!masked.contains(&token), "{} kept {}", masked, token);
     }
 }

@@ -85,16 +85,20 @@ fn stale_socket_is_replaced_and_stop_waits_until_gone() {
 fn a_killed_sidecar_still_holding_its_lock_is_waited_for() {
     let (env, repo, socket, pid) = killed_sidecar();
     // A process whose last thread is still exiting (in an fsync, say) holds the pidfile lock for a moment after
-    // it stops answering; stand in for it, and let go while the next command waits.
+    // it stops answering; stand in for it. While the lock is held, the next command must wait: it starts no
+    // second sidecar and does not answer; once the lock goes, it starts exactly one and answers.
     let pidfile = std::fs::OpenOptions::new().write(true).open(socket.with_extension("pid")).expect("pidfile");
     pidfile.lock().expect("lock");
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(400));
-        drop(pidfile);
-    });
-    let status = env.lanes(&repo, &["--json", "status"]).success().json();
-    release.join().expect("release");
+    let mut waiting = env.lanes_command(&repo, &["--json", "status"]).stdout(Stdio::piped()).spawn().expect("status");
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(25));
+        assert_eq!(count_sidecars_for(&repo), 0, "a sidecar was started while the old one held its lock");
+        assert!(waiting.try_wait().expect("try_wait").is_none(), "the command answered while the lock was held");
+    }
+    drop(pidfile);
+    let status = crate::common::run_of(waiting.wait_with_output().expect("wait")).success().json();
     assert_ne!(status["sidecar"]["pid"].as_u64().expect("pid") as u32, pid);
+    assert_eq!(count_sidecars_for(&repo), 1);
 }
 
 #[test]
