@@ -611,3 +611,29 @@ fn a_hub_start_that_fails_makes_no_directories_and_leaves_no_database() {
     assert_ne!(run.code, 0, "the hub started on a port in use");
     assert!(!db.exists(), "a failed start left {} behind", db.display());
 }
+
+#[test]
+fn pending_work_left_on_one_machine_holds_at_the_hub_for_the_others() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let (_hub, url) = start_hub(&hub_env, &store, free_port());
+    let (a_env, a) = machine(&upstream, "a", &[&url], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url], "");
+    // A short lease: once it has run out at the hub, only the pending work the sidecar synced can refuse b.
+    a_env.lanes(&a, &["--session", "alice", "claim", "src/shared.rs", "--ttl", "3s"]).success();
+    // The control: a path alice claimed and did not change is free at the hub once she ends.
+    a_env.lanes(&a, &["--session", "alice", "claim", "src/untouched.rs", "--ttl", "3s"]).success();
+    std::fs::write(a.join("src/shared.rs"), "alice's uncommitted work\n").expect("write");
+    let (socket, _) = a_env.start_sidecar(&a);
+    let ended = crate::common::Wire::connect(&socket).call("session.end", json!({"session": "alice"}));
+    assert!(ended["result"].is_object(), "{ended}");
+    let status = a_env.lanes(&a, &["--json", "status"]).success().json();
+    let claims = status["claims"].as_array().expect("claims");
+    assert_eq!(claims.len(), 1, "{status}");
+    assert_eq!(claims[0]["pending"], true, "{status}");
+    std::thread::sleep(Duration::from_secs(5));
+    let refused = claim(&b_env, &b, "bob", "src/shared.rs");
+    assert_eq!(refused.code, 3, "another machine took alice's pending work: {}", refused.stdout);
+    claim(&b_env, &b, "bob", "src/untouched.rs").success();
+}
