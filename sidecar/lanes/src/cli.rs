@@ -941,17 +941,24 @@ pub fn sidecar_stop(env: &Env, out: &Output) -> Result<(), Failure> {
         Probe::Unreachable(_) => None,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    wait_until_stopped(&env.paths, deadline).map_err(|e| Failure {
+    let timed_out = |why: String| Failure {
         code: ErrorCode::Unavailable,
-        message: format!("{e}; its pid is in {}", env.paths.pidfile.display()),
+        message: format!("{why}; its pid is in {}", env.paths.pidfile.display()),
         data: Value::Null,
-    })?;
-    // The sidecar lets go of its pidfile lock just before it exits; wait for the exit itself, so that
-    // `stop` then `start` never overlap.
-    if let Some(pid) = pid {
-        while process_alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
+    };
+    match pid {
+        // Wait for the exit of the sidecar that was told to stop (its lock goes just before), so `stop` then
+        // `start` never overlap. A client racing the stop may already have started the next one; that one is
+        // not this command's to wait for.
+        Some(pid) => {
+            while process_alive(pid) {
+                if Instant::now() >= deadline {
+                    return Err(timed_out(format!("the sidecar (pid {pid}) did not stop in time")));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
+        None => wait_until_stopped(&env.paths, deadline).map_err(|e| timed_out(e.to_string()))?,
     }
     out.print(&json!({"stopped": pid.is_some(), "pid": pid}), |_| match pid {
         Some(pid) => format!("sidecar stopped (pid {pid})"),
