@@ -500,7 +500,7 @@ pub const MAX_SCOPES: usize = 256;
 /// All claims of one repository (or of one hub project).
 #[derive(Debug, Default)]
 pub struct ClaimBook {
-    policy: Policy,
+    pub(crate) policy: Policy,
     pub(crate) claims: HashMap<ClaimId, Claim>,
     pub(crate) index: OverlapIndex,
     /// Each worktree's pending paths, as the caller last read them.
@@ -900,14 +900,14 @@ impl ClaimBook {
         let request = AcquireRequest { note: request.note.as_deref().map(crate::redact::redact), ..request };
         let ttl = check_ttl(request.ttl.unwrap_or(self.policy.default_ttl))
             .map_err(|bounds| Refusal::new(RefusalCode::InvalidArgument, format!("invalid ttl: {bounds}")))?;
-        if self.session_state(&request.holder.session) == Some(SessionState::Ended)
-            && self.sessions.get(&request.holder.session).is_some_and(|s| s.info.source.is_none())
-        {
-            // A CLI session that ended for idleness is the same person coming back: it starts again.
-            let info = SessionInfo { worktree: Some(request.worktree.root.clone()), ..SessionInfo::default() };
-            self.start_session(&request.holder.session, info, now);
-        }
-        if self.session_state(&request.holder.session) == Some(SessionState::Ended) {
+        // A session no client hook started (the CLI, a script) that ended for idleness is the same person
+        // coming back: it starts again below; any other ended session may not claim.
+        let cli_session = |s: &Session| s.info.source.is_none();
+        let restart = match self.sessions.get(&request.holder.session) {
+            None => true,
+            Some(s) => !s.live && cli_session(s),
+        };
+        if !restart && self.session_state(&request.holder.session) == Some(SessionState::Ended) {
             return Err(Refusal::new(
                 RefusalCode::InvalidArgument,
                 format!("session {} has ended; start a new session to claim files", request.holder.session),
@@ -923,12 +923,12 @@ impl ClaimBook {
             let claim = self.renew(&request.holder, id, Some(ttl), None, now)?;
             return Ok(Grant { claim, notes: Vec::new(), continues, latent: Vec::new() });
         }
-        if !self.sessions.contains_key(&request.holder.session) {
-            // A session first seen claiming (the CLI, a script) records the worktree it works in.
+        if restart {
+            // A session first seen (or seen again) claiming records the worktree it works in.
             let info = SessionInfo { worktree: Some(request.worktree.root.clone()), ..SessionInfo::default() };
             self.start_session(&request.holder.session, info, now);
         }
-        let latent = if self.policy.latent == Latent::Warn && self.policy.contention == Contention::Repo {
+        let latent = if self.policy.latent == Latent::Warn {
             self.latent_conflicts(&request.worktree, &request.scopes, now)
         } else {
             Vec::new()
@@ -1065,10 +1065,7 @@ impl ClaimBook {
             c.expires_at > now
                 && (c.holder == request.holder
                     || (c.holder.agent.is_none() && c.holder.session == request.holder.session))
-                && request.scopes.iter().all(|wanted| match wanted {
-                    Scope::Path(path) => c.scopes.iter().any(|held| held.covers(path)),
-                    _ => c.scopes.contains(wanted),
-                })
+                && covers_all(c, &request.scopes)
         });
         Ok(covering.map(|c| c.id))
     }
@@ -1085,10 +1082,7 @@ impl ClaimBook {
                 && c.mode == request.mode
                 && c.worktree.root == request.worktree.root
                 && request.task.as_ref().is_none_or(|task| c.task.as_ref() == Some(task))
-                && request.scopes.iter().all(|wanted| match wanted {
-                    Scope::Path(path) => c.scopes.iter().any(|held| held.covers(path)),
-                    _ => c.scopes.contains(wanted),
-                })
+                && covers_all(c, &request.scopes)
         });
         same.map(|c| c.id)
     }
@@ -1281,7 +1275,7 @@ impl ClaimBook {
                 }
             });
         }
-        if self.policy.latent == Latent::Refuse && self.policy.contention == Contention::Repo {
+        if self.policy.latent == Latent::Refuse {
             found.extend(self.latent_conflicts(worktree, scopes, now));
         }
         found.sort_by_key(|c| c.claim_id);
@@ -1356,6 +1350,15 @@ impl ClaimBook {
             self.journal.push(Event::Released { claim, reason, at: now });
         }
     }
+}
+
+/// Whether `claim` covers every scope of `wanted`: a path by a scope that covers it, anything else only by
+/// itself.
+fn covers_all(claim: &Claim, wanted: &[Scope]) -> bool {
+    wanted.iter().all(|wanted| match wanted {
+        Scope::Path(path) => claim.scopes.iter().any(|held| held.covers(path)),
+        _ => claim.scopes.contains(wanted),
+    })
 }
 
 /// Whether a claim has used up a quarter of its lease, so a refresh should renew it.

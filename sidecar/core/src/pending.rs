@@ -182,8 +182,12 @@ impl ClaimBook {
 
     /// Latent work in the way of `scopes` from `worktree`: paths pending in other worktrees that no claim
     /// made there covers.
+    /// With `contention = "worktree"` there is none: latent work conflicts only inside its own worktree.
     pub(crate) fn latent_conflicts(&self, worktree: &Worktree, scopes: &[Scope], now: Timestamp) -> Vec<Conflict> {
         let mut found = Vec::new();
+        if self.policy.contention != crate::book::Contention::Repo {
+            return found;
+        }
         for (root, work) in &self.work {
             if *root == worktree.root {
                 continue;
