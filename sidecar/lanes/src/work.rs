@@ -27,6 +27,8 @@ pub struct Scanner {
     /// The configured base branch (`[land] base`); else found from the repository.
     base: Option<String>,
     wanted: Mutex<HashSet<PathBuf>>,
+    /// A scan of every worktree was asked for (a commit: the base may have moved), whatever else was.
+    all_wanted: std::sync::atomic::AtomicBool,
     wake: tokio::sync::Notify,
     committed: Mutex<HashMap<PathBuf, CommittedPaths>>,
     /// Every worktree whose pending paths were handed to the book, to forget them when it goes.
@@ -46,6 +48,7 @@ impl Scanner {
         Scanner {
             base,
             wanted: Mutex::new(HashSet::new()),
+            all_wanted: std::sync::atomic::AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             committed: Mutex::new(HashMap::new()),
             scanned: Mutex::new(HashSet::new()),
@@ -61,6 +64,7 @@ impl Scanner {
 
     /// Asks for a scan of every worktree soon (after a commit: the base may have moved).
     pub fn all_soon(&self) {
+        self.all_wanted.store(true, std::sync::atomic::Ordering::SeqCst);
         self.wake.notify_one();
     }
 
@@ -231,7 +235,8 @@ pub async fn refresh(cx: Arc<Context>) {
         }
         let wanted: Vec<PathBuf> =
             cx.scanner.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
-        let roots: Vec<PathBuf> = if woken && !wanted.is_empty() {
+        let all = cx.scanner.all_wanted.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let roots: Vec<PathBuf> = if woken && !all {
             wanted
         } else {
             let common_dir = cx.common_dir.clone();
