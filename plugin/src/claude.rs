@@ -92,7 +92,7 @@ impl Hook {
             context.push_str("\n\n");
             context.push_str(role.trim());
         }
-        Some(json!({"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": context}}))
+        Some(tell("SessionStart", context))
     }
 
     fn pre_tool_use(&self, input: &Value, started: Instant) -> Option<Value> {
@@ -116,22 +116,12 @@ impl Hook {
         };
         let answer = match try_call::<_, ClaimReply>(&location, started, EDIT_BUDGET, method::CLAIM_ENSURE, &params) {
             Ok(answer) => answer,
-            Err(why) => {
-                record_unchecked(&location, &self.principal, &path);
-                let context = format!(
-                    "lanes: this edit of {} was NOT checked against other agents' claims ({why}); it went ahead \
-                     unchecked. Run `lanes status` to see who works on what before you edit further.",
-                    path.display()
-                );
-                return Some(
-                    json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}),
-                );
-            }
+            Err(why) => return Some(self.unchecked_edit(&location, &path, &why)),
         };
         match answer {
             Ok(reply) if reply.warning.is_some() => {
                 let context = reply.warning.unwrap_or_default();
-                Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+                Some(tell("PreToolUse", context))
             }
             Ok(reply) if !reply.notes.is_empty() => {
                 let notes: Vec<String> = reply
@@ -146,62 +136,42 @@ impl Hook {
                     reply.claim.scopes.join(", "),
                     notes.join("\n")
                 );
-                Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+                Some(tell("PreToolUse", context))
             }
             Ok(_) => None,
             Err(CallError::Refused { code: ErrorCode::Conflict, data, .. }) => {
                 let conflicts: Vec<ConflictView> =
                     serde_json::from_value(data.get("conflicts").cloned().unwrap_or_default()).unwrap_or_default();
                 let reason = deny_reason(&path, &location.worktree, &conflicts);
-                Some(json!({"hookSpecificOutput": {
-                    "hookEventName": "PreToolUse",
-                    "permissionDecision": "deny",
-                    "permissionDecisionReason": reason,
-                }}))
+                Some(deny(reason))
             }
             // A sidecar with a hub that no hub answers: `[hub] offline` says whether the edit goes ahead.
             Err(CallError::Refused { code: ErrorCode::Unavailable, message, data })
                 if data.get("offline").is_some() =>
             {
                 if data.get("offline").and_then(|o| o.as_str()) == Some("deny") {
-                    Some(json!({"hookSpecificOutput": {
-                        "hookEventName": "PreToolUse",
-                        "permissionDecision": "deny",
-                        "permissionDecisionReason": format!(
-                            "lanes: {message}. This repository is set to refuse edits while no hub answers \
-                             ([hub] offline = \"deny\"); try again when the hub is back."
-                        ),
-                    }}))
+                    Some(deny(format!(
+                        "lanes: {message}. This repository is set to refuse edits while no hub answers \
+                         ([hub] offline = \"deny\"); try again when the hub is back."
+                    )))
                 } else {
                     let context = format!(
                         "lanes: {message}. The edit went ahead without a check against other machines' claims."
                     );
-                    Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+                    Some(tell("PreToolUse", context))
                 }
             }
             Err(CallError::Refused { message, data, .. })
                 if data.get("bound_worktree").is_some_and(|b| !b.is_null()) =>
             {
-                Some(json!({"hookSpecificOutput": {
-                    "hookEventName": "PreToolUse",
-                    "permissionDecision": "deny",
-                    "permissionDecisionReason": format!("lanes: {message}"),
-                }}))
+                Some(deny(format!("lanes: {message}")))
             }
             // An edit lanes cannot judge (a path it refuses, a session or agent id it cannot use) is refused
             // with the reason: letting it through would skip the check on a file someone may hold.
             Err(CallError::Refused { code: ErrorCode::InvalidScope | ErrorCode::InvalidArgument, message, .. }) => {
                 Some(deny(format!("lanes cannot check this edit, so it is refused: {message}")))
             }
-            Err(e) => {
-                record_unchecked(&location, &self.principal, &path);
-                let context = format!(
-                    "lanes: this edit of {} was NOT checked against other agents' claims ({e}); it went ahead \
-                     unchecked.",
-                    path.display()
-                );
-                Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
-            }
+            Err(e) => Some(self.unchecked_edit(&location, &path, &e.to_string())),
         }
     }
 
@@ -239,7 +209,7 @@ impl Hook {
             reply.neighbours.join(", "),
             location.worktree.display()
         );
-        Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+        Some(tell("PreToolUse", context))
     }
 
     fn post_tool(&self, event: &str, input: &Value, started: Instant) -> Option<Value> {
@@ -260,6 +230,19 @@ impl Hook {
         let found = if shell { self.after_shell(started) } else { Vec::new() };
         let files = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
         self.activity_with(event, files, false, true, None, found, started)
+    }
+
+    /// An edit that went ahead because lanes could not answer (`why`): recorded, and said to the model.
+    fn unchecked_edit(&self, location: &RepoLocation, path: &Path, why: &str) -> Value {
+        record_unchecked(location, &self.principal, path);
+        tell(
+            "PreToolUse",
+            format!(
+                "lanes: this edit of {} was NOT checked against other agents' claims ({why}); it went ahead \
+                 unchecked. Run `lanes status` to see who works on what before you edit further.",
+                path.display()
+            ),
+        )
     }
 
     /// `git stash` while other live sessions work in the repository: the stash is one list shared by every
@@ -283,7 +266,7 @@ impl Hook {
              that entry.",
             others.join(", ")
         );
-        Some(json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": context}}))
+        Some(tell("PreToolUse", context))
     }
 
     /// The shell-edit scan (DESIGN.md §5): what the command changed is claimed for this principal; what it
@@ -374,7 +357,7 @@ impl Hook {
         if notes.is_empty() || event == "Stop" {
             return None;
         }
-        Some(json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": notes.join("\n")}}))
+        Some(tell(event, notes.join("\n")))
     }
 
     /// A finished subagent ends as a session does: its claims are released, except its pending work (what it
@@ -511,6 +494,11 @@ pub fn too_large_to_check(limit: u64) -> Value {
          smaller parts (Write a first part, then Edit to add the rest).",
         limit / (1024 * 1024)
     ))
+}
+
+/// Context for the model on `event` (what the hooks that cannot refuse say).
+fn tell(event: &str, context: impl Into<String>) -> Value {
+    json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": context.into()}})
 }
 
 /// A PreToolUse deny with its reason.
