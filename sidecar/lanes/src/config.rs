@@ -301,54 +301,42 @@ pub fn local_config_path(common_dir: &Path) -> PathBuf {
 }
 
 fn parse_contention(s: &str, origin: &str) -> Result<Contention> {
-    match s {
-        "repo" => Ok(Contention::Repo),
-        "worktree" => Ok(Contention::Worktree),
-        _ => bail!("{origin}: contention must be \"repo\" or \"worktree\", not {s:?}"),
-    }
+    one_of(s, origin, "contention", &[("repo", Contention::Repo), ("worktree", Contention::Worktree)])
 }
 
 fn parse_binding(s: &str, origin: &str) -> Result<Binding> {
-    match s {
-        "strict" => Ok(Binding::Strict),
-        "warn" => Ok(Binding::Warn),
-        "off" => Ok(Binding::Off),
-        _ => bail!("{origin}: binding must be \"strict\", \"warn\" or \"off\", not {s:?}"),
-    }
+    one_of(s, origin, "binding", &[("strict", Binding::Strict), ("warn", Binding::Warn), ("off", Binding::Off)])
 }
 
 fn parse_latent(s: &str, origin: &str) -> Result<Latent> {
-    match s {
-        "refuse" => Ok(Latent::Refuse),
-        "warn" => Ok(Latent::Warn),
-        "off" => Ok(Latent::Off),
-        _ => bail!("{origin}: claims.latent must be \"refuse\", \"warn\" or \"off\", not {s:?}"),
-    }
+    one_of(s, origin, "claims.latent", &[("refuse", Latent::Refuse), ("warn", Latent::Warn), ("off", Latent::Off)])
 }
 
 fn parse_guard(s: &str, origin: &str) -> Result<Guard> {
-    match s {
-        "refuse" => Ok(Guard::Refuse),
-        "warn" => Ok(Guard::Warn),
-        "off" => Ok(Guard::Off),
-        _ => bail!("{origin}: git.guard must be \"refuse\", \"warn\" or \"off\", not {s:?}"),
-    }
+    one_of(s, origin, "git.guard", &[("refuse", Guard::Refuse), ("warn", Guard::Warn), ("off", Guard::Off)])
 }
 
+/// `hub.offline`: whether edits are refused while no hub answers.
 fn parse_offline(s: &str, origin: &str) -> Result<bool> {
-    match s {
-        "allow" => Ok(false),
-        "deny" => Ok(true),
-        _ => bail!("{origin}: hub.offline must be \"allow\" or \"deny\", not {s:?}"),
-    }
+    one_of(s, origin, "hub.offline", &[("allow", false), ("deny", true)])
 }
 
 fn parse_durability(s: &str, origin: &str) -> Result<Durability> {
-    match s {
-        "full" => Ok(Durability::Full),
-        "process" => Ok(Durability::Process),
-        _ => bail!("{origin}: durability must be \"full\" or \"process\", not {s:?}"),
+    one_of(s, origin, "durability", &[("full", Durability::Full), ("process", Durability::Process)])
+}
+
+/// The value `s` names among `choices`, or an error listing them (`key must be "a", "b" or "c", not "x"`).
+fn one_of<T: Copy>(s: &str, origin: &str, key: &str, choices: &[(&str, T)]) -> Result<T> {
+    if let Some((_, value)) = choices.iter().find(|(name, _)| *name == s) {
+        return Ok(*value);
     }
+    let names: Vec<String> = choices.iter().map(|(name, _)| format!("{name:?}")).collect();
+    let listed = match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    bail!("{origin}: {key} must be {listed}, not {s:?}")
 }
 
 fn ttl(s: &str, origin: &str, key: &str) -> Result<Duration> {
@@ -388,6 +376,14 @@ mod tests {
         for line in TEMPLATE.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
             assert!(commented.lines().any(|c| c == format!("# {line}")), "{line:?} is not documented");
         }
+    }
+
+    #[test]
+    fn a_wrong_choice_names_the_right_ones() {
+        let error = parse_binding("loose", "user").expect_err("refused").to_string();
+        assert_eq!(error, "user: binding must be \"strict\", \"warn\" or \"off\", not \"loose\"");
+        let error = parse_contention("galaxy", "user").expect_err("refused").to_string();
+        assert_eq!(error, "user: contention must be \"repo\" or \"worktree\", not \"galaxy\"");
     }
 
     #[test]
