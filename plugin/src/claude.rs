@@ -468,6 +468,7 @@ fn try_call<P: serde::Serialize, R: serde::de::DeserializeOwned>(
         program: &program,
         client: "lanes-hook",
         version: env!("CARGO_PKG_VERSION"),
+        pass_setting_vars: false,
     };
     let out_of_time = || format!("the sidecar did not answer within {} ms", budget.as_millis());
     let remaining = || budget.checked_sub(started.elapsed()).filter(|d| !d.is_zero()).ok_or_else(out_of_time);

@@ -98,14 +98,21 @@ impl Env {
             program,
             client: "lanes-cli",
             version: env!("CARGO_PKG_VERSION"),
+            pass_setting_vars: false,
         }
     }
 
-    /// A connection to this repository's sidecar, started if needed.
+    /// A connection to this repository's sidecar, started if needed (on the config files alone).
     pub fn connect(&self) -> Result<Client, Failure> {
+        self.connect_passing(false)
+    }
+
+    /// [`Env::connect`]; a sidecar started here gets this process's `LANES_*` settings if `pass_setting_vars`.
+    fn connect_passing(&self, pass_setting_vars: bool) -> Result<Client, Failure> {
         let program =
             std::env::current_exe().map_err(|e| Failure::internal(format!("cannot find the lanes binary: {e}")))?;
-        let client = self.launcher(&program).connect_or_start(START_BUDGET).map_err(|e| Failure {
+        let launcher = Launcher { pass_setting_vars, ..self.launcher(&program) };
+        let client = launcher.connect_or_start(START_BUDGET).map_err(|e| Failure {
             code: ErrorCode::Unavailable,
             message: format!("cannot start the sidecar: {e}; `lanes doctor` says what is wrong"),
             data: Value::Null,
@@ -922,8 +929,9 @@ pub fn task_show(env: &Env, out: &Output, id: u64) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Starts the sidecar with this shell's `LANES_*` settings: the one place a client's environment reaches it.
 pub fn sidecar_start(env: &Env, out: &Output) -> Result<(), Failure> {
-    let hello = env.call(method::HELLO, &hello_params())?;
+    let hello = env.connect_passing(true)?.call_value(method::HELLO, &hello_params())?;
     out.print(
         &json!({"running": true, "pid": hello["pid"], "version": hello["version"], "socket": env.paths.socket}),
         |v| format!("sidecar running (pid {}) on {}", v["pid"], env.paths.socket.display()),

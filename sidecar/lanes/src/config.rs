@@ -2,11 +2,13 @@
 //! user file, the repository's `.lanes.toml`, the repository-local file under the git common dir, and
 //! `LANES_*` variables. Unknown keys are reported, not fatal.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lanes_core::{Contention, Latent, Policy, parse_ttl};
+use lanes_proto::lifecycle::SETTING_VARS;
 use lanes_store::Durability;
 
 /// The commented default configuration, also written by `lanes init`.
@@ -102,11 +104,21 @@ pub struct Config {
     pub sources: Vec<PathBuf>,
     /// Problems found on the way (unknown keys), for the log and `lanes doctor`.
     pub warnings: Vec<String>,
+    /// The `LANES_*` variables that set something, in [`SETTING_VARS`] order.
+    pub from_env: Vec<String>,
 }
 
 impl Config {
     /// Loads every layer for the repository whose git common dir is `common_dir`.
     pub fn load(common_dir: &Path) -> Result<Config> {
+        let mut config = Config::load_files(common_dir)?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Loads the built-in defaults and the config files, without the environment: what a sidecar that a
+    /// client started on demand runs with.
+    pub fn load_files(common_dir: &Path) -> Result<Config> {
         let mut config = Config::from_layer_text(TEMPLATE, "built-in defaults")?;
         for path in layer_paths(common_dir) {
             match std::fs::read_to_string(&path) {
@@ -118,7 +130,6 @@ impl Config {
                 Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
             }
         }
-        config.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 
@@ -142,9 +153,42 @@ impl Config {
             hub: HubConfig::default(),
             sources: Vec::new(),
             warnings: Vec::new(),
+            from_env: Vec::new(),
         };
         config.apply(text, origin)?;
         Ok(config)
+    }
+
+    /// Every setting as a config file writes it (`sidecar.idle_timeout` → `"30m"`), for `lanes doctor` and
+    /// the running sidecar's status.
+    pub fn settings(&self) -> BTreeMap<String, String> {
+        let duration = |d: Duration| format!("{:?}", lanes_core::human_duration(d));
+        let text = |s: &str| format!("{s:?}");
+        let optional = |s: &Option<String>| s.as_deref().map(text).unwrap_or_else(|| "(unset)".to_owned());
+        [
+            ("contention", name_in(&self.contention, CONTENTIONS)),
+            ("default_ttl", duration(self.default_ttl)),
+            ("durability", name_in(&self.durability, DURABILITIES)),
+            ("claims.latent", name_in(&self.latent, LATENTS)),
+            ("land.base", optional(&self.land_base)),
+            ("git.guard", name_in(&self.git_guard, GUARDS)),
+            ("sidecar.idle_timeout", duration(self.idle_timeout)),
+            ("sessions.keep_ended", duration(self.keep_ended_sessions)),
+            ("sessions.end_idle", duration(self.end_idle_sessions)),
+            ("worktrees.dir", text(&self.agent_worktree_dir)),
+            ("worktrees.branch", text(&self.agent_branch)),
+            ("binding.sessions", name_in(&self.binding_sessions, BINDINGS)),
+            ("binding.subagents", name_in(&self.binding_subagents, BINDINGS)),
+            ("stall.flag_after", duration(self.stall_flag_after)),
+            ("stall.offer_after", duration(self.stall_offer_after)),
+            ("hub.urls", format!("{:?}", self.hub.urls)),
+            ("hub.token_file", optional(&self.hub.token_file)),
+            ("hub.project", optional(&self.hub.project)),
+            ("hub.offline", name_in(&self.hub.offline_deny, OFFLINES)),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
     }
 
     /// The claim policy these settings give.
@@ -248,6 +292,7 @@ impl Config {
     }
 
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        self.from_env = SETTING_VARS.iter().filter(|name| var(name).is_some()).map(|name| (*name).to_owned()).collect();
         if let Some(s) = var("LANES_CONTENTION") {
             self.contention = parse_contention(&s, "LANES_CONTENTION")?;
         }
@@ -300,29 +345,41 @@ pub fn local_config_path(common_dir: &Path) -> PathBuf {
     common_dir.join("lanes").join("config.toml")
 }
 
+const CONTENTIONS: &[(&str, Contention)] = &[("repo", Contention::Repo), ("worktree", Contention::Worktree)];
+const BINDINGS: &[(&str, Binding)] = &[("strict", Binding::Strict), ("warn", Binding::Warn), ("off", Binding::Off)];
+const LATENTS: &[(&str, Latent)] = &[("refuse", Latent::Refuse), ("warn", Latent::Warn), ("off", Latent::Off)];
+const GUARDS: &[(&str, Guard)] = &[("refuse", Guard::Refuse), ("warn", Guard::Warn), ("off", Guard::Off)];
+/// `hub.offline`: whether edits are refused while no hub answers.
+const OFFLINES: &[(&str, bool)] = &[("allow", false), ("deny", true)];
+const DURABILITIES: &[(&str, Durability)] = &[("full", Durability::Full), ("process", Durability::Process)];
+
 fn parse_contention(s: &str, origin: &str) -> Result<Contention> {
-    one_of(s, origin, "contention", &[("repo", Contention::Repo), ("worktree", Contention::Worktree)])
+    one_of(s, origin, "contention", CONTENTIONS)
 }
 
 fn parse_binding(s: &str, origin: &str) -> Result<Binding> {
-    one_of(s, origin, "binding", &[("strict", Binding::Strict), ("warn", Binding::Warn), ("off", Binding::Off)])
+    one_of(s, origin, "binding", BINDINGS)
 }
 
 fn parse_latent(s: &str, origin: &str) -> Result<Latent> {
-    one_of(s, origin, "claims.latent", &[("refuse", Latent::Refuse), ("warn", Latent::Warn), ("off", Latent::Off)])
+    one_of(s, origin, "claims.latent", LATENTS)
 }
 
 fn parse_guard(s: &str, origin: &str) -> Result<Guard> {
-    one_of(s, origin, "git.guard", &[("refuse", Guard::Refuse), ("warn", Guard::Warn), ("off", Guard::Off)])
+    one_of(s, origin, "git.guard", GUARDS)
 }
 
-/// `hub.offline`: whether edits are refused while no hub answers.
 fn parse_offline(s: &str, origin: &str) -> Result<bool> {
-    one_of(s, origin, "hub.offline", &[("allow", false), ("deny", true)])
+    one_of(s, origin, "hub.offline", OFFLINES)
 }
 
 fn parse_durability(s: &str, origin: &str) -> Result<Durability> {
-    one_of(s, origin, "durability", &[("full", Durability::Full), ("process", Durability::Process)])
+    one_of(s, origin, "durability", DURABILITIES)
+}
+
+/// The name `value` has among `choices`, quoted as in a config file.
+fn name_in<T: PartialEq>(value: &T, choices: &[(&str, T)]) -> String {
+    choices.iter().find(|(_, v)| v == value).map(|(name, _)| format!("{name:?}")).unwrap_or_default()
 }
 
 /// The value `s` names among `choices`, or an error listing them (`key must be "a", "b" or "c", not "x"`).
@@ -366,6 +423,24 @@ mod tests {
         assert_eq!(config.warnings.len(), 1);
         config.apply_env(|name| (name == "LANES_DEFAULT_TTL").then(|| "2h".to_owned())).expect("valid");
         assert_eq!(config.default_ttl, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn every_setting_variable_changes_a_setting_and_is_recorded() {
+        let defaults = Config::from_layer_text(TEMPLATE, "template").expect("template parses");
+        let value = |name: &str| match name {
+            "LANES_CONTENTION" => "worktree",
+            "LANES_DURABILITY" => "process",
+            "LANES_HUB_URLS" => "ws://127.0.0.1:9",
+            "LANES_HUB_OFFLINE" => "deny",
+            _ => "7m",
+        };
+        for name in SETTING_VARS {
+            let mut config = defaults.clone();
+            config.apply_env(|asked| (asked == *name).then(|| value(name).to_owned())).expect("valid");
+            assert_ne!(config.settings(), defaults.settings(), "{name} changed nothing");
+            assert_eq!(config.from_env, vec![(*name).to_owned()]);
+        }
     }
 
     #[test]

@@ -99,6 +99,8 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         protocol: PROTOCOL_VERSION,
         socket: paths.socket.to_string_lossy().into_owned(),
         data_lost,
+        settings: config.settings(),
+        from_env: config.from_env.clone(),
     };
     // From now on an empty database means its contents were lost, not that it is new.
     let _ = std::fs::write(location.common_dir.join("lanes").join(HELD_DATA_MARKER), b"");

@@ -188,6 +188,7 @@ pub fn run(out: &Output, with_hub: bool) -> Result<(), Failure> {
         program: &program,
         client: "lanes-demo",
         version: env!("CARGO_PKG_VERSION"),
+        pass_setting_vars: false,
     };
     if !out.json {
         crate::output::line(format_args!("lanes demo: a repository with two worktrees in {}", root.display()));
@@ -401,8 +402,14 @@ fn across_machines(t: &mut Timeline, program: &Path, hub: DemoHub, main: &Path, 
     write_demo_config(laptop, Some(&hub.url))?;
     let location = RepoLocation::discover(laptop).map_err(|e| Failure::internal(e.to_string()))?;
     let paths = SidecarPaths::for_common_dir(&location.common_dir);
-    let launcher =
-        Launcher { paths: &paths, repo_dir: laptop, program, client: "lanes-demo", version: env!("CARGO_PKG_VERSION") };
+    let launcher = Launcher {
+        paths: &paths,
+        repo_dir: laptop,
+        program,
+        client: "lanes-demo",
+        version: env!("CARGO_PKG_VERSION"),
+        pass_setting_vars: false,
+    };
     let mut erin = launcher
         .connect_or_start(Duration::from_secs(5))
         .map_err(|e| Failure::internal(format!("failed to start the second machine's sidecar: {e}")))?;

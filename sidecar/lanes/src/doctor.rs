@@ -140,6 +140,14 @@ fn sidecar(env: &Env) -> Check {
                     ),
                 );
             }
+            if let Some(differences) = settings_unlike_files(&status["sidecar"], &env.location.common_dir) {
+                return Check::new(
+                    "sidecar",
+                    Status::Warn,
+                    format!("pid {} runs on other settings than the config files: {differences}", hello.pid),
+                    Some("`lanes sidecar stop`: the next lanes command starts one on the config files".into()),
+                );
+            }
             Check::new(
                 "sidecar",
                 Status::Ok,
@@ -185,6 +193,29 @@ fn sidecar(env: &Env) -> Check {
             Some("`lanes sidecar start` starts it now".into()),
         ),
     }
+}
+
+/// How the running sidecar's settings (its `status`) differ from what the config files say, if they do
+/// (`sidecar.idle_timeout = "1s" (the files say "30m")`, and the `LANES_*` variables it was started with).
+fn settings_unlike_files(sidecar: &Value, common_dir: &Path) -> Option<String> {
+    let files = Config::load_files(common_dir).ok()?.settings();
+    let running = sidecar["settings"].as_object()?;
+    let differences: Vec<String> = files
+        .iter()
+        .filter_map(|(key, wanted)| {
+            let runs = running.get(key)?.as_str()?;
+            (runs != wanted).then(|| format!("{key} = {runs} (the files say {wanted})"))
+        })
+        .collect();
+    if differences.is_empty() {
+        return None;
+    }
+    let from_env: Vec<&str> = sidecar["from_env"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let started = match from_env.as_slice() {
+        [] => String::new(),
+        names => format!("; it was started with {} set", names.join(", ")),
+    };
+    Some(format!("{}{started}", differences.join(", ")))
 }
 
 /// The hub as the running sidecar sees it: connected or not, and how many events wait in its outbox.

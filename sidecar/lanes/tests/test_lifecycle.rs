@@ -153,12 +153,45 @@ fn idle_sidecar_exits_and_restarts_on_demand() {
 fn a_live_claim_keeps_an_idle_sidecar_running() {
     let env = TestEnv::new();
     let repo = env.repo("r");
-    let mut command = env.lanes_command(&repo, &["--json", "claim", "src"]);
+    let mut command = env.lanes_command(&repo, &["sidecar", "start"]);
     command.env("LANES_IDLE_TIMEOUT", "1s");
     crate::common::run_of(command.output().expect("run")).success();
+    env.lanes(&repo, &["claim", "src"]).success();
     let pid = env.sidecar_pid(&repo).expect("running");
     std::thread::sleep(Duration::from_millis(2500));
     assert!(!process_gone(pid), "the sidecar exited while a claim was live");
+}
+
+/// A sidecar a client starts on demand runs on the config files, not on that client's `LANES_*` settings;
+/// `lanes sidecar start` takes them, and `lanes doctor` says the running settings differ from the files.
+#[test]
+fn only_an_explicit_start_passes_lanes_settings_to_the_sidecar() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut claim = env.lanes_command(&repo, &["--json", "claim", "src"]);
+    claim.env("LANES_DEFAULT_TTL", "2m").env("LANES_CONTENTION", "worktree");
+    crate::common::run_of(claim.output().expect("run")).success();
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert_eq!(status["sidecar"]["settings"]["default_ttl"], "\"30m\"", "{status}");
+    assert!(status["sidecar"]["from_env"].is_null(), "{status}");
+    let doctor = env.lanes(&repo, &["--json", "doctor"]).json();
+    let sidecar = doctor["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "sidecar").cloned();
+    assert_eq!(sidecar.expect("a sidecar check")["status"], "ok", "{doctor}");
+
+    env.lanes(&repo, &["sidecar", "stop"]).success();
+    let mut start = env.lanes_command(&repo, &["sidecar", "start"]);
+    start.env("LANES_DEFAULT_TTL", "2m");
+    crate::common::run_of(start.output().expect("run")).success();
+    let status = env.lanes(&repo, &["--json", "status"]).success().json();
+    assert_eq!(status["sidecar"]["settings"]["default_ttl"], "\"2m\"", "{status}");
+    assert_eq!(status["sidecar"]["from_env"], serde_json::json!(["LANES_DEFAULT_TTL"]));
+    let doctor = env.lanes(&repo, &["--json", "doctor"]).json();
+    let sidecar = doctor["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "sidecar").cloned();
+    let sidecar = sidecar.expect("a sidecar check");
+    assert_eq!(sidecar["status"], "warn", "{doctor}");
+    let detail = sidecar["detail"].as_str().expect("detail");
+    assert!(detail.contains("default_ttl = \"2m\" (the files say \"30m\")"), "{detail}");
+    assert!(detail.contains("started with LANES_DEFAULT_TTL set"), "{detail}");
 }
 
 /// Whether this test run can run code as uid 65534 (root, setpriv and python3); says so when it cannot.

@@ -20,6 +20,21 @@ use crate::{HelloParams, HelloReply, PROTOCOL_VERSION, method};
 /// How often a waiting client looks again.
 const POLL: Duration = Duration::from_millis(2);
 
+/// The `LANES_*` variables that change a sidecar's settings (DESIGN.md §10). A sidecar a client starts on
+/// demand runs on the config files alone, so one client's environment never becomes every client's
+/// setting; `lanes sidecar start` passes them on, because there the person asked for them.
+pub const SETTING_VARS: &[&str] = &[
+    "LANES_CONTENTION",
+    "LANES_DEFAULT_TTL",
+    "LANES_DURABILITY",
+    "LANES_STALL_FLAG_AFTER",
+    "LANES_STALL_OFFER_AFTER",
+    "LANES_KEEP_ENDED_SESSIONS",
+    "LANES_IDLE_TIMEOUT",
+    "LANES_HUB_URLS",
+    "LANES_HUB_OFFLINE",
+];
+
 /// How to reach and, when needed, start a sidecar.
 #[derive(Clone, Debug)]
 pub struct Launcher<'a> {
@@ -33,6 +48,8 @@ pub struct Launcher<'a> {
     pub client: &'a str,
     /// The version the sidecar must have; another version is stopped and replaced.
     pub version: &'a str,
+    /// Whether a sidecar started here gets the caller's [`SETTING_VARS`] (only `lanes sidecar start`).
+    pub pass_setting_vars: bool,
 }
 
 /// What a probe of the socket found.
@@ -125,7 +142,13 @@ impl Launcher<'_> {
             // after it stops answering: look again on every round instead of waiting for a socket nobody binds.
             if spawned.is_none() && !sidecar_alive(self.paths)? {
                 remove_stale_socket(&self.paths.socket)?;
-                let child = Command::new(self.program)
+                let mut command = Command::new(self.program);
+                if !self.pass_setting_vars {
+                    for name in SETTING_VARS {
+                        command.env_remove(name);
+                    }
+                }
+                let child = command
                     .args(["sidecar", "run"])
                     .current_dir(self.repo_dir)
                     .stdin(Stdio::null())

@@ -410,6 +410,12 @@ pub struct SidecarView {
     /// from an empty one: what happened and where the damaged file was put.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_lost: Option<String>,
+    /// The settings it runs with, as a config file writes them (`"sidecar.idle_timeout": "\"30m\""`).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// The `LANES_*` variables it was started with that set something (only `lanes sidecar start` passes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_env: Vec<String>,
 }
 
 /// `status` reply.

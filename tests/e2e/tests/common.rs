@@ -74,6 +74,10 @@ impl World {
         for sub in ["home", "run", "gates"] {
             std::fs::create_dir_all(root.join(sub)).expect("mkdir");
         }
+        // Sidecars left behind by a killed run go away soon; sidecars read config files, not the environment.
+        std::fs::create_dir_all(root.join("home/.config/lanes")).expect("mkdir");
+        std::fs::write(root.join("home/.config/lanes/config.toml"), "[sidecar]\nidle_timeout = \"10m\"\n")
+            .expect("write the user config");
         let repo = root.join("repo");
         let world = World {
             dir,
@@ -123,7 +127,6 @@ impl World {
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("DISABLE_TELEMETRY", "1")
             .env("DISABLE_AUTOUPDATER", "1")
-            .env("LANES_IDLE_TIMEOUT", "10m")
             // A tmux server of this world's own, with this world's environment.
             .env("TMUX_TMPDIR", self.root.join("run"))
             .stdin(Stdio::null())

@@ -44,6 +44,10 @@ impl TestEnv {
         for sub in ["home", "run", "tmp"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
+        // Sidecars a test leaves behind (a killed test run) go away soon; they read config files only.
+        std::fs::create_dir_all(dir.path().join("home/.config/lanes")).expect("mkdir");
+        std::fs::write(dir.path().join("home/.config/lanes/config.toml"), "[sidecar]\nidle_timeout = \"5m\"\n")
+            .expect("write the user config");
         TestEnv { dir, repos: std::cell::RefCell::new(Vec::new()) }
     }
 
@@ -67,7 +71,6 @@ impl TestEnv {
             .env("GIT_AUTHOR_EMAIL", "test@lanes.invalid")
             .env("GIT_COMMITTER_NAME", "test")
             .env("GIT_COMMITTER_EMAIL", "test@lanes.invalid")
-            .env("LANES_IDLE_TIMEOUT", "5m")
     }
 
     /// A command running `lanes` in `dir`.
