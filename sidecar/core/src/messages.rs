@@ -89,6 +89,16 @@ impl ClaimBook {
         Ok(recipients.iter().map(|to| self.queue_message(from, to, text.clone(), now)).collect())
     }
 
+    /// Queues a message that came from another machine (through the hub) for `to`, if `to` is live here;
+    /// the text is checked and redacted again, whoever sent it.
+    pub fn receive_message(&mut self, from: &str, to: &str, text: &str, now: Timestamp) -> Option<Message> {
+        let live = matches!(self.session_state(to), Some(SessionState::Live));
+        if !live || text.len() > MAX_MESSAGE_BYTES || from.is_empty() {
+            return None;
+        }
+        Some(self.queue_message(from, to, crate::redact::redact(text), now))
+    }
+
     /// Messages waiting for `session`, marked delivered: each is handed out once.
     pub fn take_inbox(&mut self, session: &str, now: Timestamp) -> Vec<Message> {
         let messages = self.inboxes.remove(session).unwrap_or_default();
@@ -141,6 +151,11 @@ mod tests {
             book.send_message("a", &Recipient::Session("zz".into()), "x", now).map(|_| ()).expect_err("refused").code,
             RefusalCode::NotFound
         );
+        let received = book.receive_message("remote", "b", "from afar ghp_0123456789abcdefghijklmnopqrstuvwxyz", now);
+        assert!(received.expect("queued").text.contains(crate::MASK), "a received message is redacted too");
+        assert!(book.receive_message("remote", "c", "x", now).is_none(), "ended sessions get no mail");
+        assert!(book.receive_message("remote", "zz", "x", now).is_none(), "unknown sessions get no mail");
+        assert_eq!(book.take_inbox("b", now)[0].from, "remote");
         let long = "x".repeat(MAX_MESSAGE_BYTES + 1);
         assert_eq!(
             book.send_message("a", &Recipient::All, &long, now).map(|_| ()).expect_err("refused").code,

@@ -5,21 +5,22 @@
 //! release and expiry to every hub on the same etcd.
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
-//! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard`, `events/<origin>/<seq>`, `cursor/<origin>`.
+//! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard`, `events/<origin>/<seq>`, `cursor/<origin>`,
+//! `presence/<origin>` (a [`Presence`]), `mail/<session>/<time>-<origin>-<id>` (a message waiting).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
-use lanes_proto::EventView;
 use lanes_proto::hub::{HubClaim, HubClaimView};
+use lanes_proto::{EventView, MessageView};
 
-use crate::HubError;
 use crate::space::{Held, Space};
+use crate::{HubError, Presence};
 
 /// How often a grant is retried when another hub granted in between.
 const GRANT_ATTEMPTS: usize = 16;
@@ -301,6 +302,76 @@ impl EtcdStore {
             }
         }
         Ok((events, stored_cursor(&responses[1..])))
+    }
+
+    /// Records which sessions a sidecar has live.
+    pub async fn set_presence(&self, name: &str, origin: &str, presence: &Presence) -> Result<(), HubError> {
+        let text = serde_json::to_vec(presence).map_err(|e| HubError::Invalid(e.to_string()))?;
+        let key = format!("lanes/{}/presence/{origin}", escape(name));
+        self.client.clone().put(key, text, None).await.map_err(etcd_error)?;
+        Ok(())
+    }
+
+    /// What every sidecar of a project last said it has live.
+    pub async fn presence(&self, name: &str) -> Result<Vec<(String, Presence)>, HubError> {
+        let prefix = format!("lanes/{}/presence/", escape(name));
+        let response =
+            self.client.clone().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        Ok(response
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let origin = kv.key_str().ok()?.strip_prefix(&prefix)?.to_owned();
+                Some((origin, serde_json::from_slice(kv.value()).ok()?))
+            })
+            .collect())
+    }
+
+    /// Leaves messages, each for the session it names, in Txns within etcd's operation limit.
+    pub async fn put_mail(
+        &self,
+        name: &str,
+        origin: &str,
+        messages: &[MessageView],
+        now_ms: u64,
+    ) -> Result<(), HubError> {
+        let prefix = format!("lanes/{}/mail/", escape(name));
+        for chunk in messages.chunks(crate::MAX_PUSH) {
+            let mut puts = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let text = serde_json::to_vec(message).map_err(|e| HubError::Invalid(e.to_string()))?;
+                let key = format!("{prefix}{}/{now_ms:020}-{origin}-{:020}", escape(&message.to), message.id);
+                puts.push(TxnOp::put(key, text, None));
+            }
+            self.client.clone().txn(Txn::new().and_then(puts)).await.map_err(etcd_error)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the messages waiting for `sessions`, oldest first: a delete that returns what it deleted, so
+    /// each is handed out once even when two hubs are asked at the same moment.
+    pub async fn take_mail(&self, name: &str, sessions: &[String]) -> Result<Vec<MessageView>, HubError> {
+        let prefix = format!("lanes/{}/mail/", escape(name));
+        let mut taken = Vec::new();
+        for chunk in sessions.chunks(crate::MAX_PUSH) {
+            let deletes = chunk.iter().map(|session| {
+                let options = DeleteOptions::new().with_prefix().with_prev_key();
+                TxnOp::delete(format!("{prefix}{}/", escape(session)), Some(options))
+            });
+            let response = self.client.clone().txn(Txn::new().and_then(deletes.collect::<Vec<_>>())).await;
+            for op in response.map_err(etcd_error)?.op_responses() {
+                if let TxnOpResponse::Delete(deleted) = op {
+                    for kv in deleted.prev_kvs() {
+                        let sent = kv.key_str().ok().and_then(|k| k.rsplit('/').next()).unwrap_or("").to_owned();
+                        if let Ok(message) = serde_json::from_slice::<MessageView>(kv.value()) {
+                            taken.push((sent, message));
+                        }
+                    }
+                }
+            }
+        }
+        taken.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(taken.into_iter().map(|(_, message)| message).collect())
     }
 }
 

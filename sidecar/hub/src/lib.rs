@@ -18,12 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonrpsee::Extensions;
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
+use lanes_proto::MessageView;
 use lanes_proto::hub::{
     HubAcquireParams, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHelloReply,
-    HubProjectParams, HubPushParams, HubSyncParams, HubSyncReply, method,
+    HubMailParams, HubMailReply, HubProjectParams, HubPushParams, HubSendParams, HubSendReply, HubSyncParams,
+    HubSyncReply, method,
 };
 use lanes_proto::{ConflictView, ErrorCode, ErrorData, HelloParams, PROTOCOL_VERSION};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use server::{ServeOptions, serve};
@@ -31,6 +33,22 @@ use space::{Held, plan_sync};
 
 /// The most events one `hub.push` may carry (etcd allows 128 operations in one Txn).
 pub const MAX_PUSH: usize = 100;
+
+/// How long a sidecar's word on its live sessions counts: it says it again every 10 s (a `hub.mail` with
+/// `present`), so a sidecar silent this long is gone and its sessions get no more mail.
+const PRESENCE_FRESH_MS: u64 = 30_000;
+
+/// The most sessions one `hub.mail` may name.
+const MAX_SESSIONS: usize = 1000;
+
+/// What a sidecar last said of its live sessions (`hub.mail`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Presence {
+    /// Its live sessions.
+    pub sessions: Vec<String>,
+    /// When it said so, Unix milliseconds.
+    pub at_ms: u64,
+}
 
 /// Why the hub refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +65,9 @@ pub enum HubError {
     /// The claim to renew is gone from the store (its lease ran out): it has to be granted again.
     #[error("the claim lapsed on the hub")]
     Lapsed,
+    /// What the request names is not there (a session no machine has live).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Where the hub keeps its state.
@@ -139,6 +160,38 @@ impl Store {
     }
 }
 
+impl Store {
+    async fn set_presence(&self, project: &str, origin: &str, presence: &Presence) -> Result<(), HubError> {
+        match self {
+            Store::Sqlite(s) => s.set_presence(project, origin, presence),
+            Store::Etcd(s) => retry(|| s.set_presence(project, origin, presence)).await,
+        }
+    }
+
+    async fn presence(&self, project: &str) -> Result<Vec<(String, Presence)>, HubError> {
+        match self {
+            Store::Sqlite(s) => s.presence(project),
+            Store::Etcd(s) => retry(|| s.presence(project)).await,
+        }
+    }
+
+    async fn put_mail(&self, project: &str, origin: &str, messages: &[MessageView]) -> Result<(), HubError> {
+        let now = now_ms();
+        match self {
+            Store::Sqlite(s) => s.put_mail(project, messages),
+            Store::Etcd(s) => retry(|| s.put_mail(project, origin, messages, now)).await,
+        }
+    }
+
+    async fn take_mail(&self, project: &str, sessions: &[String]) -> Result<Vec<MessageView>, HubError> {
+        match self {
+            Store::Sqlite(s) => s.take_mail(project, sessions),
+            // Not retried: a delete whose answer was lost took the messages with it.
+            Store::Etcd(s) => s.take_mail(project, sessions).await,
+        }
+    }
+}
+
 /// Runs an etcd operation again when it could not reach the cluster: the client balances over the
 /// endpoints, so the next attempt goes to another member when one died. Every operation is safe to repeat.
 async fn retry<T, F: Future<Output = Result<T, HubError>>>(mut operation: impl FnMut() -> F) -> Result<T, HubError> {
@@ -182,6 +235,8 @@ pub fn module(store: Store) -> RpcModule<Arc<Hub>> {
         module
             .register_async_method(method::EVENTS, |p, hub, ext| async move { events(p, &hub, &ext).await })
             .map(|_| ()),
+        module.register_async_method(method::SEND, |p, hub, ext| async move { send(p, &hub, &ext).await }).map(|_| ()),
+        module.register_async_method(method::MAIL, |p, hub, ext| async move { mail(p, &hub, &ext).await }).map(|_| ()),
     ];
     for result in registered {
         result.expect("method names are unique");
@@ -299,6 +354,56 @@ async fn events(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResu
     reply(&HubEventsReply { events, cursor })
 }
 
+/// Leaves a message for a session live on another machine of the project (or, to `@all`, for each of them).
+async fn send(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubSendParams = admit(&params, ext)?;
+    names(&p.project, Some(&p.origin))?;
+    if p.message.text.len() > lanes_core::MAX_MESSAGE_BYTES || p.message.to.is_empty() || p.message.to.len() > 256 {
+        return Err(error(ErrorCode::InvalidArgument, "a message needs a recipient and at most 8 KiB of text".into()));
+    }
+    let now = now_ms();
+    let mut live: Vec<String> = hub
+        .store
+        .presence(&p.project)
+        .await
+        .map_err(to_rpc)?
+        .into_iter()
+        .filter(|(origin, presence)| *origin != p.origin && now.saturating_sub(presence.at_ms) < PRESENCE_FRESH_MS)
+        .flat_map(|(_, presence)| presence.sessions)
+        .filter(|session| *session != p.message.from)
+        .collect();
+    live.sort();
+    live.dedup();
+    let to: Vec<String> = match p.message.to.as_str() {
+        "@all" => live,
+        one if live.iter().any(|s| s == one) => vec![one.to_owned()],
+        one => {
+            return Err(to_rpc(HubError::NotFound(format!(
+                "no session {one} is live on this machine or any other of the project; `lanes status` lists them"
+            ))));
+        }
+    };
+    let messages: Vec<MessageView> =
+        to.iter().map(|session| MessageView { to: session.clone(), ..p.message.clone() }).collect();
+    hub.store.put_mail(&p.project, &p.origin, &messages).await.map_err(to_rpc)?;
+    reply(&HubSendReply { to })
+}
+
+/// Notes a sidecar's live sessions and hands it the messages waiting for them.
+async fn mail(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubMailParams = admit(&params, ext)?;
+    names(&p.project, Some(&p.origin))?;
+    if p.sessions.len() > MAX_SESSIONS {
+        return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_SESSIONS} sessions per request")));
+    }
+    if p.present {
+        let presence = Presence { sessions: p.sessions.clone(), at_ms: now_ms() };
+        hub.store.set_presence(&p.project, &p.origin, &presence).await.map_err(to_rpc)?;
+    }
+    let messages = hub.store.take_mail(&p.project, &p.sessions).await.map_err(to_rpc)?;
+    reply(&HubMailReply { messages })
+}
+
 /// Serializes a reply object and adds `protocol`, which every reply carries.
 fn reply<T: Serialize>(body: &T) -> RpcResult {
     lanes_proto::with_protocol(body).map_err(|e| error(ErrorCode::Internal, e.to_string()))
@@ -333,5 +438,6 @@ fn to_rpc(e: HubError) -> ErrorObjectOwned {
         HubError::Invalid(message) => error(ErrorCode::InvalidArgument, message),
         HubError::Unavailable(message) => error(ErrorCode::Unavailable, message),
         HubError::Lapsed => error(ErrorCode::NotFound, HubError::Lapsed.to_string()),
+        HubError::NotFound(message) => error(ErrorCode::NotFound, message),
     }
 }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use lanes_proto::EventView;
 use lanes_proto::hub::{HubClaim, HubClaimView};
+use lanes_proto::{EventView, MessageView};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::HubError;
 use crate::space::{Held, Space};
+use crate::{HubError, Presence};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS claims (
@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS events (
     project TEXT NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
     PRIMARY KEY (project, origin, seq));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS presence (
+    project TEXT NOT NULL, origin TEXT NOT NULL, presence TEXT NOT NULL, PRIMARY KEY (project, origin));
+CREATE TABLE IF NOT EXISTS mail (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, session TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS mail_by_session ON mail (project, session);
 ";
 
 struct Inner {
@@ -176,6 +181,76 @@ impl SqliteStore {
             events.push(serde_json::from_str(&text).map_err(|e| HubError::Unavailable(e.to_string()))?);
         }
         Ok((events, cursor(&inner.db, project, origin)?))
+    }
+
+    /// Records which sessions a sidecar has live.
+    pub fn set_presence(&self, project: &str, origin: &str, presence: &Presence) -> Result<(), HubError> {
+        let text = serde_json::to_string(presence).map_err(|e| HubError::Invalid(e.to_string()))?;
+        self.lock()
+            .db
+            .execute(
+                "INSERT OR REPLACE INTO presence (project, origin, presence) VALUES (?1, ?2, ?3)",
+                params![project, origin, text],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// What every sidecar of a project last said it has live.
+    pub fn presence(&self, project: &str) -> Result<Vec<(String, Presence)>, HubError> {
+        let inner = self.lock();
+        let mut statement =
+            inner.db.prepare("SELECT origin, presence FROM presence WHERE project = ?1").map_err(db_error)?;
+        let rows = statement
+            .query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db_error)?;
+        let mut all = Vec::new();
+        for row in rows {
+            let (origin, text) = row.map_err(db_error)?;
+            if let Ok(presence) = serde_json::from_str(&text) {
+                all.push((origin, presence));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Leaves messages, each for the session it names.
+    pub fn put_mail(&self, project: &str, messages: &[MessageView]) -> Result<(), HubError> {
+        let inner = self.lock();
+        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
+        for message in messages {
+            let text = serde_json::to_string(message).map_err(|e| HubError::Invalid(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO mail (project, session, message) VALUES (?1, ?2, ?3)",
+                params![project, message.to, text],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    /// Takes the messages waiting for `sessions`, oldest first: each is handed out once.
+    pub fn take_mail(&self, project: &str, sessions: &[String]) -> Result<Vec<MessageView>, HubError> {
+        let inner = self.lock();
+        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
+        let mut taken = Vec::new();
+        for session in sessions {
+            let mut statement = tx
+                .prepare("DELETE FROM mail WHERE project = ?1 AND session = ?2 RETURNING id, message")
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map([project, session], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_error)?;
+            for row in rows {
+                let (id, text) = row.map_err(db_error)?;
+                if let Ok(message) = serde_json::from_str::<MessageView>(&text) {
+                    taken.push((id, message));
+                }
+            }
+        }
+        tx.commit().map_err(db_error)?;
+        taken.sort_by_key(|(id, _)| *id);
+        Ok(taken.into_iter().map(|(_, message)| message).collect())
     }
 }
 

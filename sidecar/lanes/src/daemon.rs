@@ -124,6 +124,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         tokio::spawn(crate::work::refresh(Arc::clone(&context)));
         if let Some(hub) = &context.hub {
             tokio::spawn(crate::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
+            tokio::spawn(crate::hub_link::take_mail(Arc::clone(hub), Arc::clone(&context)));
         }
         serve(&paths.socket, context, &config, config_files).await
     });

@@ -14,7 +14,8 @@ use jsonrpsee::core::client::{ClientT, Error as ClientError};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
 use lanes_proto::hub::{
-    HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubPushParams, HubSyncParams, HubSyncReply, method,
+    HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubMailParams, HubMailReply, HubPushParams,
+    HubSendParams, HubSendReply, HubSyncParams, HubSyncReply, method,
 };
 use lanes_proto::{ErrorCode, ErrorData, EventView, HelloParams, PROTOCOL_VERSION};
 use serde::Serialize;
@@ -33,6 +34,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the forwarder syncs when nothing wakes it.
 const SYNC_EVERY: Duration = Duration::from_secs(5);
+/// How often the sidecar asks the hub for messages other machines left for its sessions.
+const MAIL_EVERY: Duration = Duration::from_secs(1);
+/// How often the sidecar tells the hub its live sessions again when they did not change (the hub forgets a
+/// sidecar silent for 30 s).
+const PRESENCE_EVERY: Duration = Duration::from_secs(10);
 /// The most event bytes one push carries (the hub accepts requests of up to 4 MiB).
 const MAX_PUSH_BYTES: usize = 1024 * 1024;
 /// How long the forwarder gathers changes after being woken before it syncs.
@@ -78,6 +84,9 @@ pub struct HubLink {
     state: Mutex<LinkState>,
     /// Wakes the forwarder (after a release, a handoff, new events).
     pub wake: tokio::sync::Notify,
+    /// The id of the next message sent through the hub: unique for this origin (it starts at the start time
+    /// in microseconds, so a restarted sidecar never reuses one).
+    next_message: std::sync::atomic::AtomicU64,
 }
 
 impl HubLink {
@@ -104,6 +113,11 @@ impl HubLink {
             connection: tokio::sync::Mutex::new(Connection::default()),
             state: Mutex::new(LinkState::default()),
             wake: tokio::sync::Notify::new(),
+            next_message: std::sync::atomic::AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            ),
         }))
     }
 
@@ -215,6 +229,21 @@ impl HubLink {
         let params = lanes_proto::hub::HubProjectParams { project: self.project.clone() };
         let reply: lanes_proto::hub::HubClaimsReply = self.call(method::CLAIMS, &params).await?;
         Ok(reply.claims.into_iter().filter(|c| c.origin != self.origin).collect())
+    }
+
+    /// Leaves a message at the hub for `to`, a session of another machine (or `@all`, every one of them);
+    /// returns the sessions it was left for.
+    pub async fn send(&self, from: &str, to: &str, text: &str) -> Result<Vec<String>, HubFailure> {
+        let message = lanes_proto::MessageView {
+            id: self.next_message.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            text: lanes_core::redact(text),
+            sent_at: rpc::rfc3339(crate::state::now()),
+        };
+        let params = HubSendParams { project: self.project.clone(), origin: self.origin.clone(), message };
+        let reply: HubSendReply = self.call(method::SEND, &params).await?;
+        Ok(reply.to)
     }
 
     /// The claims of other machines, held at the hub, that stand in `who`'s way on `scopes`: what `lanes check`
@@ -490,6 +519,46 @@ async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
     }
     link.state().refused = reply.refused;
     Ok(())
+}
+
+/// Keeps the hub told which sessions are live here and queues the messages other machines leave for
+/// them, forever.
+pub async fn take_mail(link: Arc<HubLink>, cx: Arc<Context>) {
+    let mut told: Option<(Vec<String>, Instant)> = None;
+    loop {
+        match take_mail_once(&link, &cx, &told).await {
+            Ok(Some(sessions)) => told = Some((sessions, Instant::now())),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("mail from other machines paused: {e}"),
+        }
+        tokio::time::sleep(MAIL_EVERY).await;
+    }
+}
+
+/// One round of [`take_mail`]; returns the sessions it told the hub about, if it did.
+async fn take_mail_once(
+    link: &HubLink,
+    cx: &Context,
+    told: &Option<(Vec<String>, Instant)>,
+) -> Result<Option<Vec<String>>, String> {
+    let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
+        return Err("could not read the sessions".to_owned());
+    };
+    let sessions: Vec<String> =
+        snapshot.sessions.into_iter().filter(|line| line.session.live).map(|line| line.id).collect();
+    let present = told.as_ref().is_none_or(|(before, at)| *before != sessions || at.elapsed() >= PRESENCE_EVERY);
+    let params = HubMailParams {
+        project: link.project.clone(),
+        origin: link.origin.clone(),
+        sessions: sessions.clone(),
+        present,
+    };
+    let reply: HubMailReply = link.call(method::MAIL, &params).await.map_err(|e| format!("{e:?}"))?;
+    if !reply.messages.is_empty() {
+        let messages = reply.messages.into_iter().map(|m| (m.from, m.to, m.text)).collect();
+        cx.ask(Command::Receive { messages }).await.map_err(|e| e.message().to_owned())?;
+    }
+    Ok(present.then_some(sessions))
 }
 
 #[cfg(test)]

@@ -609,12 +609,47 @@ async fn activity(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
     reply(&ActivityReply { renewed, inbox, head_moved, neighbours, bound_worktree: bound })
 }
 
+/// Sends to sessions of this machine and, with a hub, of the others: a session unknown here is looked for
+/// on the hub, and `--all` reaches every live session of every machine.
 async fn send(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: SendParams = parse(&params)?;
     let from = principal(&p.session)?.session;
-    let command = Command::Send { from, to: Recipient::parse(&p.to), text: p.text };
-    let Answer::Messages(sent) = cx.ask(command).await? else { unreachable!("send answers Messages") };
-    reply(&MessagesReply { messages: sent.iter().map(message_view).collect() })
+    let to = Recipient::parse(&p.to);
+    let command = Command::Send { from: from.clone(), to: to.clone(), text: p.text.clone() };
+    let mut messages: Vec<MessageView> = match cx.ask(command).await {
+        Ok(Answer::Messages(sent)) => sent.iter().map(message_view).collect(),
+        Ok(_) => unreachable!("send answers Messages"),
+        Err(e) if cx.hub.is_some() && e.code() == ErrorCode::NotFound.rpc_code() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let Some(hub) = &cx.hub else { return reply(&MessagesReply { messages }) };
+    let remote_to = match (&to, messages.is_empty()) {
+        (Recipient::All, _) => "@all",
+        (Recipient::Session(name), true) => name.as_str(),
+        (Recipient::Session(_), false) => return reply(&MessagesReply { messages }),
+    };
+    match hub.send(&from, remote_to, &p.text).await {
+        Ok(reached) => messages.extend(reached.into_iter().map(|to| MessageView {
+            id: 0,
+            from: from.clone(),
+            to,
+            text: lanes_core::redact(&p.text),
+            sent_at: rfc3339(now()),
+        })),
+        // `--all`: the other machines being out of reach costs the local sends nothing.
+        Err(e) if matches!(to, Recipient::All) => tracing::warn!("a message to all reached this machine only: {e:?}"),
+        Err(crate::hub_link::HubFailure::Refused(e)) => return Err(e),
+        Err(crate::hub_link::HubFailure::Unavailable(message)) => {
+            return Err(error(
+                ErrorCode::Unavailable,
+                format!(
+                    "no session {remote_to} is known here, and no hub answers to look on the other machines ({message})"
+                ),
+                Vec::new(),
+            ));
+        }
+    }
+    reply(&MessagesReply { messages })
 }
 
 async fn inbox(params: Params<'static>, cx: &Context) -> RpcResult {

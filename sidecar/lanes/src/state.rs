@@ -123,6 +123,10 @@ pub enum Command {
     Inbox {
         session: String,
     },
+    /// Messages from other machines, as (from, to, text).
+    Receive {
+        messages: Vec<(String, String, String)>,
+    },
     RecordCheckpoint(Checkpoint),
     LastPrompt {
         session: String,
@@ -209,6 +213,7 @@ impl Command {
                 Some(&who.session)
             }
             Command::SessionStart { .. }
+            | Command::Receive { .. }
             | Command::SetWork { .. }
             | Command::Work { .. }
             | Command::SessionEnd { .. }
@@ -535,6 +540,9 @@ impl StateOwner {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)
             }
             Command::Inbox { session } => Answer::Messages(book.take_inbox(&session, now)),
+            Command::Receive { messages } => Answer::Messages(
+                messages.iter().filter_map(|(from, to, text)| book.receive_message(from, to, text, now)).collect(),
+            ),
             Command::LastPrompt { session } => Answer::Prompt(book.last_prompt(&session).map(str::to_owned)),
             Command::RecordCheckpoint(checkpoint) => {
                 book.record_checkpoint(checkpoint);

@@ -285,7 +285,7 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
     ];
     let request = prop_oneof![
         (
-            prop::sample::select(vec![m::HELLO, m::ACQUIRE, m::SYNC, m::CLAIMS, m::PUSH, m::EVENTS]),
+            prop::sample::select(vec![m::HELLO, m::ACQUIRE, m::SYNC, m::CLAIMS, m::PUSH, m::EVENTS, m::SEND, m::MAIL]),
             crate::common::arbitrary_params()
         ),
         structured,
@@ -636,4 +636,79 @@ fn pending_work_left_on_one_machine_holds_at_the_hub_for_the_others() {
     let refused = claim(&b_env, &b, "bob", "src/shared.rs");
     assert_eq!(refused.code, 3, "another machine took alice's pending work: {}", refused.stdout);
     claim(&b_env, &b, "bob", "src/untouched.rs").success();
+}
+
+/// `lanes send` reaches a session of another machine through the hub, once, redacted; `@all` reaches every
+/// machine; a session no machine has is refused naming it. On SQLite and on a real etcd cluster.
+#[test]
+fn a_message_reaches_a_session_on_another_machine_through_sqlite_and_etcd_hubs() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let sqlite = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let (_sqlite_hub, sqlite_url) = start_hub(&hub_env, &sqlite, free_port());
+    messages_cross_machines(&upstream, &[&sqlite_url]);
+    let Some(etcd) = etcd_cluster(&hub_env) else { return };
+    let store = format!("etcd:{}", etcd.clients.join(","));
+    let (_hub1, url1) = start_hub(&hub_env, &store, free_port());
+    let (_hub2, url2) = start_hub(&hub_env, &store, free_port());
+    messages_cross_machines(&upstream, &[&url1, &url2]);
+}
+
+fn messages_cross_machines(upstream: &Path, urls: &[&str]) {
+    let (a_env, a) = machine(upstream, "a", urls, "");
+    let b_urls: Vec<&str> = urls.iter().rev().copied().collect();
+    let (b_env, b) = machine(upstream, "b", &b_urls, "");
+    claim(&a_env, &a, "alice", "src/a.rs").success();
+    claim(&b_env, &b, "carol", "src/b.rs").success();
+
+    let unknown = a_env.lanes(&a, &["--session", "alice", "--json", "send", "nobody", "hi"]);
+    assert_eq!(unknown.json()["error"]["code"], "not_found", "{unknown:?}");
+    assert!(unknown.json()["error"]["message"].as_str().is_some_and(|m| m.contains("no session nobody")));
+
+    // carol is known at the hub once b's sidecar has said so (within its sync round).
+    let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyz";
+    let text = format!("carol, I need src/b.rs after you; token {secret}");
+    let mut last = None;
+    let sent = eventually(Duration::from_secs(20), || {
+        let run = a_env.lanes(&a, &["--session", "alice", "--json", "send", "carol", &text]);
+        let ok = run.code == 0;
+        last = Some(run);
+        ok
+    });
+    assert!(sent, "a message to a session of another machine was refused: {last:?}");
+    assert_eq!(last.expect("sent").json()["messages"][0]["to"], "carol");
+
+    let mut inbox = Vec::new();
+    let arrived = eventually(Duration::from_secs(20), || {
+        let run = b_env.lanes(&b, &["--session", "carol", "--json", "inbox"]).success().json();
+        inbox.extend(run["messages"].as_array().cloned().unwrap_or_default());
+        !inbox.is_empty()
+    });
+    assert!(arrived, "the message never reached carol on machine b");
+    assert_eq!(inbox.len(), 1, "delivered once: {inbox:?}");
+    assert_eq!(inbox[0]["from"], "alice");
+    let got = inbox[0]["text"].as_str().expect("text");
+    assert!(got.starts_with("carol, I need src/b.rs") && !got.contains(secret), "{got}");
+
+    let all = a_env.lanes(&a, &["--session", "alice", "--json", "send", "@all", "main is green"]).success().json();
+    let reached: Vec<&str> =
+        all["messages"].as_array().expect("messages").iter().filter_map(|m| m["to"].as_str()).collect();
+    assert_eq!(reached, ["carol"], "{all}");
+    let arrived = eventually(Duration::from_secs(20), || {
+        let run = b_env.lanes(&b, &["--session", "carol", "--json", "inbox"]).success().json();
+        run["messages"][0]["text"] == "main is green"
+    });
+    assert!(arrived, "a message to @all never reached machine b");
+    // Nothing comes twice: what arrives before a later message is that message alone (mail keeps its order).
+    a_env.lanes(&a, &["--session", "alice", "send", "carol", "last one"]).success();
+    let mut later = Vec::new();
+    let arrived = eventually(Duration::from_secs(20), || {
+        let run = b_env.lanes(&b, &["--session", "carol", "--json", "inbox"]).success().json();
+        later.extend(
+            run["messages"].as_array().into_iter().flatten().filter_map(|m| m["text"].as_str().map(str::to_owned)),
+        );
+        !later.is_empty()
+    });
+    assert!(arrived, "the last message never reached machine b");
+    assert_eq!(later, ["last one"], "a message came twice");
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EventView, Mode};
+use crate::{EventView, MessageView, Mode};
 
 /// Hub method names.
 pub mod method {
@@ -23,6 +23,12 @@ pub mod method {
     pub const PUSH: &str = "hub.push";
     /// The events the hub holds from one sidecar, after a cursor.
     pub const EVENTS: &str = "hub.events";
+    /// Leave a message for a session of another machine: [`super::HubSendParams`] → [`super::HubSendReply`];
+    /// `not_found` when no other machine has that session live.
+    pub const SEND: &str = "hub.send";
+    /// Take (once) the messages waiting for a sidecar's sessions: [`super::HubMailParams`] →
+    /// [`super::HubMailReply`].
+    pub const MAIL: &str = "hub.mail";
 }
 
 /// `hub.hello` reply.
@@ -163,4 +169,45 @@ pub struct HubEventsReply {
     pub events: Vec<EventView>,
     /// The last sequence number the hub holds from this origin.
     pub cursor: u64,
+}
+
+/// `hub.send` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubSendParams {
+    /// The project.
+    pub project: String,
+    /// The sending sidecar.
+    pub origin: String,
+    /// The message (its `id` is the sender's; `to` is a session, or `@all` for every live session of the other
+    /// machines).
+    pub message: MessageView,
+}
+
+/// `hub.send` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubSendReply {
+    /// The sessions it was left for.
+    pub to: Vec<String>,
+}
+
+/// `hub.mail` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubMailParams {
+    /// The project.
+    pub project: String,
+    /// The asking sidecar.
+    pub origin: String,
+    /// Its live sessions.
+    pub sessions: Vec<String>,
+    /// Record `sessions` as the ones live on this sidecar (the hub forgets a sidecar that has not said so for
+    /// 30 s); without it, only take their mail.
+    #[serde(default)]
+    pub present: bool,
+}
+
+/// `hub.mail` reply: the messages, now taken from the hub.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HubMailReply {
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
 }
