@@ -400,6 +400,31 @@ fn ttl(s: &str, origin: &str, key: &str) -> Result<Duration> {
     parse_ttl(s).map_err(|e| anyhow::anyhow!("{origin}: {key}: {e}"))
 }
 
+/// The log filter from `LANES_LOG` (default `warn`). jsonrpsee logs whole requests (prompts, before any
+/// redaction) at debug and trace, so its target never goes below info, whatever `LANES_LOG` asks.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    match "jsonrpsee=info".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
+}
+
+/// A hub token, for the hub and its clients alike: `LANES_HUB_TOKEN` if set, else the file's first text;
+/// never from the command line. An empty one is none.
+pub fn read_token(file: Option<&Path>) -> Result<Option<String>> {
+    let text = match std::env::var("LANES_HUB_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => token,
+        _ => match file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the hub token {}", path.display()))?,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

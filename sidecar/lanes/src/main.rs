@@ -4,32 +4,21 @@
 
 #![forbid(unsafe_code)]
 
-mod agents;
-mod checkpoints;
+// Code of the `lanes` command (runs in the user's process), code of the sidecar daemon (`lanes sidecar run`,
+// its own process), and what both read: the config files, git, scopes. `lanes hub serve` runs the lanes-hub
+// crate's server in a process of its own (cli/hub.rs).
 mod cli;
-mod commits;
 mod config;
 mod daemon;
-mod demo;
-mod doctor;
 mod git;
-mod githooks;
-mod hub_link;
-mod hub_serve;
-mod output;
-mod rpc;
 mod scopes;
-mod state;
-mod tasks;
-mod team;
-mod watch;
-mod work;
-mod worktrees;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::cli::{demo, doctor, output, team, watch, worktrees};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -458,7 +447,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
         Cmd::Hub(HubCmd::Serve { listen, store, token_file, tls_cert, tls_key, insecure, rate_limit }) => {
             let tls = tls_cert.zip(tls_key);
             let options = lanes_hub::ServeOptions { listen, store, token: None, tls, insecure, rate_limit };
-            hub_serve::run(&out, options, token_file)
+            cli::hub::serve(&out, options, token_file)
         }
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
@@ -525,7 +514,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
-                Cmd::Hub(HubCmd::Claims) => hub_link::claims(&env.location.common_dir, &out),
+                Cmd::Hub(HubCmd::Claims) => cli::hub::claims(&env.location.common_dir, &out),
                 Cmd::Sidecar(SidecarCmd::Run { .. })
                 | Cmd::Demo { .. }
                 | Cmd::Doctor

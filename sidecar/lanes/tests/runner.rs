@@ -21,6 +21,8 @@ mod test_hub;
 mod test_lifecycle;
 /// Claims follow the work: pending work, latent work, shell edits, the commit guard.
 mod test_pending;
+/// The source tree: which code runs in which process, and where each wire method is handled.
+mod test_rooms;
 /// Symlinks into other worktrees, worktree names that are paths, trace logs.
 mod test_security;
 /// Sessions: prompts with secrets masked, retention of ended sessions.

@@ -13,8 +13,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, List, ListItem, Row, Table};
 use serde_json::{Value, json};
 
+use crate::cli::output::{joined, secs};
 use crate::cli::{Env, Failure};
-use crate::output::{joined, secs};
 
 /// How many events the view keeps.
 const EVENTS_SHOWN: usize = 200;

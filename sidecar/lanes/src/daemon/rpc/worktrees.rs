@@ -11,13 +11,36 @@ use lanes_core::AgentWorktree;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
     AgentWorktreeView, ErrorCode, WorktreeCreateParams, WorktreeCreateReply, WorktreeFinishParams, WorktreeListReply,
+    method,
 };
 
+use super::{Context, Methods, RpcResult, add, error, parse, principal, reply};
+use crate::config::Config;
+use crate::daemon::state::{Answer, Command};
 use crate::git;
-use crate::rpc::{Context, RpcResult, error, parse, principal, reply};
-use crate::state::{Answer, Command};
 
-pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
+pub(super) fn register(module: &mut Methods) {
+    add(module, method::WORKTREE_CREATE, |p, cx| async move { create(p, &cx).await });
+    add(module, method::WORKTREE_FINISH, |p, cx| async move { finish(p, &cx).await });
+    add(module, method::WORKTREE_LIST, |_, cx| async move { list(&cx).await });
+    add(module, method::WORKTREE_SCAN, |p, cx| async move { crate::daemon::work::shell_scan(p, &cx).await });
+}
+
+/// Where agent worktrees go and how their branches are named (`[worktrees]`).
+pub struct Naming {
+    /// Relative to the main worktree.
+    dir: String,
+    /// With `{session}` and `{agent}`.
+    branch: String,
+}
+
+impl From<&Config> for Naming {
+    fn from(config: &Config) -> Naming {
+        Naming { dir: config.agent_worktree_dir.clone(), branch: config.agent_branch.clone() }
+    }
+}
+
+async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: WorktreeCreateParams = parse(&params)?;
     let session = principal(&p.session)?.session;
     let agent = p.name.strip_prefix("agent-").unwrap_or(&p.name).to_owned();
@@ -28,12 +51,12 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
         return Err(error(ErrorCode::InvalidArgument, format!("invalid worktree name {:?}", p.name), Vec::new()));
     }
     let main = cx.common_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| cx.common_dir.clone());
-    let path = main.join(&cx.agent_worktree_dir).join(&p.name);
+    let path = main.join(&cx.agent_worktrees.dir).join(&p.name);
     let short: String = session.chars().take(8).collect();
-    let branch = cx.agent_branch.replace("{session}", &short).replace("{agent}", &agent);
+    let branch = cx.agent_worktrees.branch.replace("{session}", &short).replace("{agent}", &agent);
     let cwd = PathBuf::from(&p.cwd);
     let exclude =
-        (cx.common_dir.join("info").join("exclude"), format!("/{}/", cx.agent_worktree_dir.trim_matches('/')));
+        (cx.common_dir.join("info").join("exclude"), format!("/{}/", cx.agent_worktrees.dir.trim_matches('/')));
     let made = {
         let _serialized = cx.git.lock().await;
         let (path, branch) = (path.clone(), branch.clone());
@@ -64,7 +87,7 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
 }
 
 /// Every worktree lanes made for a subagent and still knows of (what `lanes gc` may remove).
-pub async fn list(cx: &Context) -> RpcResult {
+async fn list(cx: &Context) -> RpcResult {
     let Answer::AgentWorktrees(trees) = cx.ask(Command::AgentWorktrees { session: None, agent: None }).await? else {
         unreachable!("agent worktrees answers AgentWorktrees")
     };
@@ -76,7 +99,7 @@ pub async fn list(cx: &Context) -> RpcResult {
 }
 
 /// Schedules the clean-up and answers at once: SessionEnd has 1.5 s, and git may take longer.
-pub async fn finish(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
+async fn finish(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
     let p: WorktreeFinishParams = parse(&params)?;
     let session = principal(&p.session)?.session;
     let Answer::AgentWorktrees(trees) =

@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::HubConfig;
-use crate::rpc::{self, Context};
-use crate::state::{Answer, Command};
+use crate::daemon::rpc::{self, Context};
+use crate::daemon::state::{Answer, Command};
 
 /// After no hub answered, calls fail at once for this long (so hooks do not wait on a dead hub).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -239,7 +239,7 @@ impl HubLink {
             from: from.to_owned(),
             to: to.to_owned(),
             text: lanes_core::redact(text),
-            sent_at: rpc::rfc3339(crate::state::now()),
+            sent_at: rpc::rfc3339(crate::daemon::state::now()),
         };
         let params = HubSendParams { project: self.project.clone(), origin: self.origin.clone(), message };
         let reply: HubSendReply = self.call(method::SEND, &params).await?;
@@ -249,7 +249,7 @@ impl HubLink {
     /// The claims of other machines, held at the hub, that stand in `who`'s way on `scopes`: what `lanes check`
     /// and `lanes wait` add to the local answer. This sidecar's own claims are the local book's to report.
     pub async fn holders(&self, who: &str, scopes: &[String]) -> Result<Vec<lanes_proto::ConflictView>, HubFailure> {
-        let now_ms = crate::state::now().0;
+        let now_ms = crate::daemon::state::now().0;
         let mut space = lanes_hub::space::Space::default();
         for view in self.remote_claims().await? {
             let expires_at_ms = now_ms + view.claim.ttl_secs * 1000;
@@ -320,21 +320,7 @@ fn token(config: &HubConfig) -> Result<Option<String>> {
         }),
         None => None,
     };
-    read_token(path.as_deref())
-}
-
-/// A hub token, for the hub and its clients alike: `LANES_HUB_TOKEN` if set, else the file's first text;
-/// never from the command line. An empty one is none.
-pub fn read_token(file: Option<&Path>) -> Result<Option<String>> {
-    let text = match std::env::var("LANES_HUB_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => token,
-        _ => match file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read the hub token {}", path.display()))?,
-            None => return Ok(None),
-        },
-    };
-    Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+    crate::config::read_token(path.as_deref())
 }
 
 /// The sidecar's identity on the hub: `<host>-<random>`, made once and kept under the common dir.
@@ -396,46 +382,6 @@ pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubCl
     }
 }
 
-/// `lanes hub claims`: asks the configured hub for the project's live claims.
-pub fn claims(common_dir: &Path, out: &crate::output::Output) -> Result<(), crate::cli::Failure> {
-    use crate::cli::Failure;
-    let config = crate::config::Config::load(common_dir).map_err(Failure::from)?;
-    let link = HubLink::from_config(common_dir, &config.hub).map_err(Failure::from)?.ok_or_else(|| {
-        Failure::invalid("no hub is configured: add [hub] urls to the configuration (see lanes hub serve --help)")
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::internal(format!("failed to start the async runtime: {e}")))?;
-    let params = lanes_proto::hub::HubProjectParams { project: link.project.clone() };
-    let reply: Value = runtime.block_on(link.call(method::CLAIMS, &params)).map_err(|e| match e {
-        HubFailure::Unavailable(message) => {
-            Failure::internal(format!("{message}: is `lanes hub serve` running there, with the same token?"))
-        }
-        HubFailure::Refused(error) => Failure::internal(error.message().to_owned()),
-    })?;
-    out.print(&reply, |v| {
-        let rows: Vec<String> = v["claims"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                format!(
-                    "{:<24} claim {:<5} {:<20} {:<30} epoch {:<6} {}s left",
-                    c["origin"].as_str().unwrap_or("?"),
-                    c["id"],
-                    c["holder"].as_str().unwrap_or("?"),
-                    crate::output::joined(&c["scopes"], " "),
-                    c["epoch"],
-                    c["ttl_secs"]
-                )
-            })
-            .collect();
-        if rows.is_empty() { format!("no live claims on the hub for {}", link.project) } else { rows.join("\n") }
-    });
-    Ok(())
-}
-
 /// The forwarder: keeps the hub's view of this sidecar's claims and events current, forever.
 pub async fn forward(link: Arc<HubLink>, cx: Arc<Context>) {
     loop {
@@ -460,7 +406,7 @@ async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
         let after = link.state().cursor.unwrap_or(0);
         let command = Command::Events { since: after, limit: u32::try_from(lanes_hub::MAX_PUSH).unwrap_or(100) };
         let mut events: Vec<EventView> = match cx.ask(command).await {
-            Ok(Answer::Events(logged)) => logged.into_iter().map(rpc::event_view).collect(),
+            Ok(Answer::Events(logged)) => logged.into_iter().map(rpc::sidecar::event_view).collect(),
             _ => return Err("could not read the event log".to_owned()),
         };
         // Keep a push well under the hub's request limit, whatever the events carry (prompts can be long).

@@ -10,9 +10,9 @@ use std::time::SystemTime;
 use lanes_proto::WorktreeListReply;
 use serde_json::{Value, json};
 
+use crate::cli::output::{Output, table};
 use crate::cli::{Env, Failure};
 use crate::git;
-use crate::output::{Output, table};
 
 /// One worktree as `git worktree list --porcelain` and a few more git calls describe it.
 #[derive(Debug, Default)]
@@ -118,7 +118,7 @@ pub fn worktrees(env: &Env, out: &Output) -> Result<(), Failure> {
                 vec![
                     w["path"].as_str().unwrap_or("?").to_owned(),
                     w["branch"].as_str().unwrap_or("(detached)").to_owned(),
-                    crate::output::joined(&w["owners"], ",").chars().take(40).collect(),
+                    crate::cli::output::joined(&w["owners"], ",").chars().take(40).collect(),
                     n("dirty_files"),
                     format!("{}/{}", n("ahead"), n("behind")),
                     match w["pending_claims"].as_u64() {

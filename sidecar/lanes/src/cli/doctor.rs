@@ -9,9 +9,9 @@ use lanes_proto::paths::current_uid;
 use lanes_store::Store;
 use serde_json::{Value, json};
 
+use crate::cli::output::Output;
 use crate::cli::{Env, Failure};
 use crate::config::Config;
-use crate::output::Output;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {

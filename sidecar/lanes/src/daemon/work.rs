@@ -12,8 +12,8 @@ use anyhow::{Context as _, Result};
 use lanes_core::WorktreeWork;
 use lanes_proto::repo::RepoLocation;
 
-use crate::rpc::Context;
-use crate::state::Command;
+use crate::daemon::rpc::Context;
+use crate::daemon::state::Command;
 
 /// How often every worktree is scanned for changes made without any lanes activity (a person's editor, a
 /// tool outside the hooks). DESIGN.md asks for such a change to be seen within 10 s.
@@ -262,11 +262,11 @@ pub async fn refresh(cx: Arc<Context>) {
 /// `worktree.scan`, after a shell command (DESIGN.md §5, "Shell edits"): the paths that became pending in the
 /// principal's worktree are claimed for it as an edit would be; a path inside another principal's claim or
 /// pending work is reported back, and its holder is told.
-pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context) -> crate::rpc::RpcResult {
+pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context) -> crate::daemon::rpc::RpcResult {
     use lanes_proto::{ShellScanParams, ShellScanReply, TakenPath};
 
-    use crate::rpc::{conflict_view, failure_to_rpc, parse, principal, reply};
-    use crate::state::{Answer, Failure};
+    use crate::daemon::rpc::{conflict_view, failure_to_rpc, parse, principal, reply};
+    use crate::daemon::state::{Answer, Failure};
     let p: ShellScanParams = parse(&params)?;
     let who = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
@@ -303,7 +303,7 @@ pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context)
             },
             Ok(_) => answer.claimed.push(path.clone()),
             Err(Failure::Refused(refusal)) if refusal.code == lanes_core::RefusalCode::Conflict => {
-                let now = crate::state::now();
+                let now = crate::daemon::state::now();
                 for holder in refusal.conflicts.iter().filter(|c| !c.latent) {
                     let text = format!(
                         "lanes: a shell command of {who} in {} changed {path}, which you hold (claim {}); ask them \

@@ -12,12 +12,12 @@ use lanes_proto::{TaskAddParams, method};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::cli::output::Output;
 use crate::cli::{Env, Failure};
 use crate::git;
-use crate::output::Output;
 
 /// The templates shipped with lanes.
-const BUILT_IN: &[(&str, &str)] = &[("feature", include_str!("../../../templates/teams/feature.toml"))];
+const BUILT_IN: &[(&str, &str)] = &[("feature", include_str!("../../../../templates/teams/feature.toml"))];
 
 /// The file in a worktree's git dir that holds its role's instructions.
 pub const ROLE_FILE: &str = "lanes-role.md";

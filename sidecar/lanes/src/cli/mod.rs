@@ -17,9 +17,18 @@ use lanes_proto::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::cli::output::{Output, joined, secs, table};
 use crate::config::{TEMPLATE, commented_template, local_config_path};
-use crate::output::{Output, joined, secs, table};
-use crate::{git, githooks};
+use crate::git;
+
+pub mod demo;
+pub mod doctor;
+pub mod githooks;
+pub mod hub;
+pub mod output;
+pub mod team;
+pub mod watch;
+pub mod worktrees;
 
 /// How long a CLI command waits for the sidecar to start.
 const START_BUDGET: Duration = Duration::from_secs(5);
@@ -417,7 +426,7 @@ pub fn claims(env: &Env, out: &Output) -> Result<(), Failure> {
         if rows.is_empty() {
             format!("{} holds no claims", env.session)
         } else {
-            crate::output::table(&["CLAIM", "SCOPES", "MODE", "LEFT", "NOTE"], &rows)
+            crate::cli::output::table(&["CLAIM", "SCOPES", "MODE", "LEFT", "NOTE"], &rows)
         }
     });
     Ok(())
@@ -588,7 +597,7 @@ pub fn events(env: &Env, out: &Output, since: u64, limit: u32, follow: bool) -> 
             return Ok(());
         }
         for event in value["events"].as_array().into_iter().flatten() {
-            crate::output::line(event);
+            crate::cli::output::line(event);
         }
         cursor = value["cursor"].as_u64().unwrap_or(cursor);
         if !follow {

@@ -5,12 +5,21 @@ use jsonrpsee::types::Params;
 use lanes_core::{Task, TaskStatus};
 use lanes_proto::{
     TaskAddParams, TaskDoneParams, TaskListParams, TaskNextParams, TaskNextReply, TaskReply, TaskView, TasksReply,
+    method,
 };
 
-use crate::rpc::{Context, RpcResult, claim_view, failure_to_rpc, parse, principal, reply, resolve_all};
-use crate::state::{Answer, Command, TaskChange, now};
+use super::{Context, Methods, RpcResult, add, claim_view, failure_to_rpc, parse, principal, reply, resolve_all};
+use crate::daemon::state::{Answer, Command, TaskChange, now};
 
-pub async fn add(params: Params<'static>, cx: &Context) -> RpcResult {
+pub(super) fn register(module: &mut Methods) {
+    add(module, method::TASK_ADD, |p, cx| async move { add_task(p, &cx).await });
+    add(module, method::TASK_LIST, |p, cx| async move { list(p, &cx).await });
+    add(module, method::TASK_NEXT, |p, cx| async move { next(p, &cx).await });
+    add(module, method::TASK_DONE, |p, cx| async move { done(p, &cx).await });
+    add(module, method::TASK_CHANGE, |p, cx| async move { change(p, &cx).await });
+}
+
+async fn add_task(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskAddParams = parse(&params)?;
     principal(&p.session)?;
     let (root, _) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
@@ -21,7 +30,7 @@ pub async fn add(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&TaskReply { task: view(&task, false, false) })
 }
 
-pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskListParams = if params.as_str().is_some() { parse(&params)? } else { TaskListParams::default() };
     let Answer::Tasks(tasks) = cx.ask(Command::Tasks).await? else { unreachable!("tasks answers Tasks") };
     let tasks = tasks
@@ -32,7 +41,7 @@ pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&TasksReply { tasks })
 }
 
-pub async fn next(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn next(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskNextParams = parse(&params)?;
     let who = principal(&p.session)?;
     let (_, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
@@ -43,7 +52,7 @@ pub async fn next(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&TaskNextReply { task: view(&task, false, false), claim: grant.map(|g| claim_view(&g.claim, now)) })
 }
 
-pub async fn change(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn change(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: lanes_proto::TaskChangeParams = parse(&params)?;
     let who = principal(&p.session)?;
     let change = match p.action.as_str() {
@@ -61,7 +70,7 @@ pub async fn change(params: Params<'static>, cx: &Context) -> RpcResult {
         }
         other => {
             let message = format!("unknown task change {other:?}: use drop, edit or give_back");
-            return Err(crate::rpc::error(lanes_proto::ErrorCode::InvalidArgument, message, Vec::new()));
+            return Err(super::error(lanes_proto::ErrorCode::InvalidArgument, message, Vec::new()));
         }
     };
     let Answer::Task(task) = cx.ask(Command::TaskChange { who, task: p.task, change }).await? else {
@@ -70,7 +79,7 @@ pub async fn change(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&TaskReply { task: view(&task, false, false) })
 }
 
-pub async fn done(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn done(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: TaskDoneParams = parse(&params)?;
     let who = principal(&p.session)?;
     let Answer::Task(task) = cx.ask(Command::TaskDone { who, task: p.task }).await? else {

@@ -2,6 +2,11 @@
 //! whole life, listens on a private Unix socket, reads one JSON-RPC request per line, and exits when told
 //! to, on SIGTERM/SIGINT, or after an idle period with no request and no live claim.
 
+pub mod hub_link;
+pub mod rpc;
+pub mod state;
+pub mod work;
+
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -22,9 +27,9 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::Config;
-use crate::hub_link::HubLink;
-use crate::rpc::{self, Context};
-use crate::state::{Answer, Command, StateHandle, StateOwner, now};
+use crate::daemon::hub_link::HubLink;
+use crate::daemon::rpc::Context;
+use crate::daemon::state::{Answer, Command, StateHandle, StateOwner, now};
 
 /// Options of `lanes sidecar run`.
 #[derive(Debug, Default)]
@@ -104,13 +109,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
     };
     // From now on an empty database means its contents were lost, not that it is new.
     let _ = std::fs::write(location.common_dir.join("lanes").join(HELD_DATA_MARKER), b"");
-    let mut context = Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar);
-    context.agent_worktree_dir = config.agent_worktree_dir.clone();
-    context.binding_sessions = config.binding_sessions;
-    context.binding_subagents = config.binding_subagents;
-    context.agent_branch = config.agent_branch.clone();
-    context.scanner = Arc::new(crate::work::Scanner::new(config.land_base.clone()));
-    context.git_guard = config.git_guard;
+    let mut context = Context::new(StateHandle::new(sender), location.common_dir.clone(), sidecar, &config);
     context.hub = HubLink::from_config(&location.common_dir, &config.hub)
         .context("the [hub] configuration is not usable")?
         .map(Arc::new);
@@ -121,10 +120,10 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         .context("failed to start the async runtime")?;
     let served = runtime.block_on(async {
         tokio::spawn(owner.run());
-        tokio::spawn(crate::work::refresh(Arc::clone(&context)));
+        tokio::spawn(crate::daemon::work::refresh(Arc::clone(&context)));
         if let Some(hub) = &context.hub {
-            tokio::spawn(crate::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
-            tokio::spawn(crate::hub_link::take_mail(Arc::clone(hub), Arc::clone(&context)));
+            tokio::spawn(crate::daemon::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
+            tokio::spawn(crate::daemon::hub_link::take_mail(Arc::clone(hub), Arc::clone(&context)));
         }
         serve(&paths.socket, context, &config, config_files).await
     });
@@ -211,7 +210,7 @@ fn set_aside_lost_database(state_dir: &Path) -> Result<Option<String>> {
     if !empty || !state_dir.join(HELD_DATA_MARKER).exists() {
         return Ok(None);
     }
-    let stamp = crate::rpc::rfc3339(now()).replace(':', "-");
+    let stamp = crate::daemon::rpc::rfc3339(now()).replace(':', "-");
     let kept = state_dir.join(format!("state.db.lost-{stamp}"));
     let moved = if db.exists() {
         std::fs::rename(&db, &kept).with_context(|| format!("failed to move {} aside", db.display()))?;
@@ -409,19 +408,8 @@ fn error_reply(id: Value, rpc_code: i32, code: ErrorCode, message: String) -> St
     .to_string()
 }
 
-/// The log filter from `LANES_LOG` (default `warn`). jsonrpsee logs whole requests (prompts, before any
-/// redaction) at debug and trace, so its target never goes below info, whatever `LANES_LOG` asks.
-pub(crate) fn log_filter() -> tracing_subscriber::EnvFilter {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    match "jsonrpsee=info".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
-    }
-}
-
 fn init_logging(state_dir: &Path, foreground: bool) {
-    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_ansi(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(crate::config::log_filter()).with_ansi(false);
     if foreground {
         let _ = builder.with_writer(std::io::stderr).try_init();
         return;

@@ -7,14 +7,20 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use lanes_core::{Checkpoint, Principal, Scope};
 use lanes_proto::{
     ChangeView, CheckpointParams, CheckpointReply, CheckpointView, CheckpointsParams, CheckpointsReply, ErrorCode,
-    RewindParams, RewindReply,
+    RewindParams, RewindReply, method,
 };
 
+use super::{Context, Methods, RpcResult, add, conflict_view, error, failure_to_rpc, parse, principal, reply, rfc3339};
+use crate::daemon::state::{Answer, Command, now};
 use crate::git;
-use crate::rpc::{Context, RpcResult, conflict_view, error, failure_to_rpc, parse, principal, reply, rfc3339};
-use crate::state::{Answer, Command, now};
 
-pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
+pub(super) fn register(module: &mut Methods) {
+    add(module, method::CHECKPOINT_CREATE, |p, cx| async move { create(p, &cx).await });
+    add(module, method::CHECKPOINT_LIST, |p, cx| async move { list(p, &cx).await });
+    add(module, method::CHECKPOINT_REWIND, |p, cx| async move { rewind(p, &cx).await });
+}
+
+async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: CheckpointParams = parse(&params)?;
     let session = principal(&p.session)?.session;
     let (root, _) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
@@ -22,7 +28,7 @@ pub async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&CheckpointReply { checkpoint: made.as_ref().map(view) })
 }
 
-pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: CheckpointsParams = if params.as_str().is_some() { parse(&params)? } else { CheckpointsParams::default() };
     let limit = p.limit.unwrap_or(50).clamp(1, 10_000);
     let Answer::Checkpoints(found) = cx.ask(Command::Checkpoints { session: p.session, limit }).await? else {
@@ -31,7 +37,7 @@ pub async fn list(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&CheckpointsReply { checkpoints: found.iter().map(view).collect() })
 }
 
-pub async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
+async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: RewindParams = parse(&params)?;
     let who = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
@@ -74,7 +80,7 @@ pub async fn rewind(params: Params<'static>, cx: &Context) -> RpcResult {
     })
     .await?;
     // Paths as claims take them (relative to the caller's directory, or absolute), inside the repository.
-    let wanted: Vec<String> = crate::rpc::resolve_all(&p.paths, &root)?.iter().map(ToString::to_string).collect();
+    let wanted: Vec<String> = super::resolve_all(&p.paths, &root)?.iter().map(ToString::to_string).collect();
     let changes: Vec<git::Change> = plan.into_iter().filter(|c| selected(&c.path, &wanted)).collect();
     for path in wanted.iter().filter(|w| !changes.iter().any(|c| selected(&c.path, std::slice::from_ref(*w)))) {
         let known = blocking(cx, {

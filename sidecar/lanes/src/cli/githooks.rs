@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const SHIM: &str = include_str!("../../../templates/git-hook.sh");
+const SHIM: &str = include_str!("../../../../templates/git-hook.sh");
 const MARKER: &str = "# lanes: installed by `lanes init`";
 /// The hooks lanes installs.
 pub const HOOKS: [&str; 5] = ["pre-commit", "prepare-commit-msg", "commit-msg", "post-commit", "post-rewrite"];

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::Failure;
-use crate::output::{Output, joined};
+use crate::cli::output::{Output, joined};
 
 struct Agent<'a> {
     name: &'static str,
@@ -36,7 +36,7 @@ impl Timeline {
     fn say(&mut self, who: &str, what: &str, outcome: &str) {
         let at = self.started.elapsed().as_secs_f64();
         if !self.json {
-            crate::output::line(format_args!("[{at:>6.3}s] {who:<8} {what:<34} {outcome}"));
+            crate::cli::output::line(format_args!("[{at:>6.3}s] {who:<8} {what:<34} {outcome}"));
         }
         self.entries.push(json!({"at_secs": at, "who": who, "action": what, "outcome": outcome}));
     }
@@ -191,9 +191,9 @@ pub fn run(out: &Output, with_hub: bool) -> Result<(), Failure> {
         pass_setting_vars: false,
     };
     if !out.json {
-        crate::output::line(format_args!("lanes demo: a repository with two worktrees in {}", root.display()));
-        crate::output::line(format_args!("  {}  (branch main: alice, carol, dave)", main.display()));
-        crate::output::line(format_args!("  {}  (branch feature: bob)\n", feature.display()));
+        crate::cli::output::line(format_args!("lanes demo: a repository with two worktrees in {}", root.display()));
+        crate::cli::output::line(format_args!("  {}  (branch main: alice, carol, dave)", main.display()));
+        crate::cli::output::line(format_args!("  {}  (branch feature: bob)\n", feature.display()));
     }
     let client = launcher
         .connect_or_start(Duration::from_secs(5))
@@ -316,9 +316,9 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
 
     let status = t.client.call_value(method::STATUS, &json!({}))?;
     if !t.json {
-        crate::output::line("\nLive claims at the end:");
+        crate::cli::output::line("\nLive claims at the end:");
         for c in status["claims"].as_array().into_iter().flatten() {
-            crate::output::line(format_args!(
+            crate::cli::output::line(format_args!(
                 "  claim {:<3} {:<6} {:<22} epoch {:<3} worktree {}",
                 c["id"],
                 c["session"].as_str().unwrap_or("?"),
@@ -512,7 +512,7 @@ fn board(t: &mut Timeline, main: &Path, feature: &Path) -> Result<(), Failure> {
 /// bob commits through the git hooks (trailers name his session and checkpoint), then rewinds a bad edit.
 fn commit_and_rewind(t: &mut Timeline, feature: &Path) -> Result<(), Failure> {
     let wt = feature.to_string_lossy().into_owned();
-    crate::githooks::install(feature).map_err(Failure::from)?;
+    crate::cli::githooks::install(feature).map_err(Failure::from)?;
     std::fs::write(feature.join("src/api.rs"), "pub fn handle() {\n    // uses the new index\n}\n")
         .map_err(|e| Failure::internal(e.to_string()))?;
     let made = t.act(
