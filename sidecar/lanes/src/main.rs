@@ -472,48 +472,52 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
         command => {
             let env = cli::Env::discover(&dir, cli.session)?;
             match command {
-                Cmd::Init { undo: false } => cli::init(&env, &out),
-                Cmd::Init { undo: true } => cli::uninit(&env, &out),
-                Cmd::Claims => cli::claims(&env, &out),
-                Cmd::Claim { scopes, .. } if scopes.is_empty() => cli::claims(&env, &out),
+                Cmd::Init { undo: false } => cli::setup::init(&env, &out),
+                Cmd::Init { undo: true } => cli::setup::uninit(&env, &out),
+                Cmd::Claims => cli::claims::claims(&env, &out),
+                Cmd::Claim { scopes, .. } if scopes.is_empty() => cli::claims::claims(&env, &out),
                 Cmd::Claim { scopes, shared, ttl, note, task } => {
-                    cli::claim(&env, &out, &scopes, shared, ttl, note, task)
+                    cli::claims::claim(&env, &out, &scopes, shared, ttl, note, task)
                 }
-                Cmd::Release { claims, all, epoch, pending } => cli::release(&env, &out, claims, all, epoch, pending),
-                Cmd::Renew { claim, ttl, epoch } => cli::renew(&env, &out, claim, ttl, epoch),
-                Cmd::Check { paths } => cli::check(&env, &out, &paths),
-                Cmd::Status => cli::status(&env, &out),
-                Cmd::Wait { targets } => cli::wait(&env, &out, &targets),
-                Cmd::Sessions { all } => cli::sessions(&env, &out, all),
-                Cmd::Handoff { claim, to, epoch } => cli::handoff(&env, &out, claim, to, epoch),
-                Cmd::Events { since, limit, follow } => cli::events(&env, &out, since, limit, follow),
-                Cmd::Send { to, text } => cli::send(&env, &out, to, text),
-                Cmd::Inbox => cli::inbox(&env, &out),
-                Cmd::Explain { target } => cli::explain(&env, &out, &target),
+                Cmd::Release { claims, all, epoch, pending } => {
+                    cli::claims::release(&env, &out, claims, all, epoch, pending)
+                }
+                Cmd::Renew { claim, ttl, epoch } => cli::claims::renew(&env, &out, claim, ttl, epoch),
+                Cmd::Check { paths } => cli::claims::check(&env, &out, &paths),
+                Cmd::Status => cli::status::status(&env, &out),
+                Cmd::Wait { targets } => cli::claims::wait(&env, &out, &targets),
+                Cmd::Sessions { all } => cli::status::sessions(&env, &out, all),
+                Cmd::Handoff { claim, to, epoch } => cli::claims::handoff(&env, &out, claim, to, epoch),
+                Cmd::Events { since, limit, follow } => cli::status::events(&env, &out, since, limit, follow),
+                Cmd::Send { to, text } => cli::messages::send(&env, &out, to, text),
+                Cmd::Inbox => cli::messages::inbox(&env, &out),
+                Cmd::Explain { target } => cli::checkpoints::explain(&env, &out, &target),
                 Cmd::Team(TeamCmd::Up { template, launch }) => team::up(&env, &out, &template, launch),
-                Cmd::Task(TaskCmd::Add { title, after, scope }) => cli::task_add(&env, &out, title, after, &scope),
-                Cmd::Task(TaskCmd::List { ready }) => cli::task_list(&env, &out, ready),
-                Cmd::Task(TaskCmd::Next) => cli::task_next(&env, &out),
-                Cmd::Task(TaskCmd::Done { id }) => cli::task_done(&env, &out, id),
-                Cmd::Task(TaskCmd::Show { id }) => cli::task_show(&env, &out, id),
-                Cmd::Task(TaskCmd::Drop { id }) => cli::task_change(&env, &out, id, "drop", None, &[], None),
+                Cmd::Task(TaskCmd::Add { title, after, scope }) => {
+                    cli::tasks::task_add(&env, &out, title, after, &scope)
+                }
+                Cmd::Task(TaskCmd::List { ready }) => cli::tasks::task_list(&env, &out, ready),
+                Cmd::Task(TaskCmd::Next) => cli::tasks::task_next(&env, &out),
+                Cmd::Task(TaskCmd::Done { id }) => cli::tasks::task_done(&env, &out, id),
+                Cmd::Task(TaskCmd::Show { id }) => cli::tasks::task_show(&env, &out, id),
+                Cmd::Task(TaskCmd::Drop { id }) => cli::tasks::task_change(&env, &out, id, "drop", None, &[], None),
                 Cmd::Task(TaskCmd::Edit { id, title, scope }) => {
-                    cli::task_change(&env, &out, id, "edit", title, &scope, None)
+                    cli::tasks::task_change(&env, &out, id, "edit", title, &scope, None)
                 }
                 Cmd::Task(TaskCmd::GiveBack { id, note }) => {
-                    cli::task_change(&env, &out, id, "give_back", None, &[], note)
+                    cli::tasks::task_change(&env, &out, id, "give_back", None, &[], note)
                 }
-                Cmd::Checkpoint { message } => cli::checkpoint(&env, &out, message),
-                Cmd::Checkpoints { all, limit } => cli::checkpoints(&env, &out, all, limit),
+                Cmd::Checkpoint { message } => cli::checkpoints::checkpoint(&env, &out, message),
+                Cmd::Checkpoints { all, limit } => cli::checkpoints::checkpoints(&env, &out, all, limit),
                 Cmd::Rewind { checkpoint, dry_run, paths, force } => {
-                    cli::rewind(&env, &out, checkpoint, dry_run, paths, force)
+                    cli::checkpoints::rewind(&env, &out, checkpoint, dry_run, paths, force)
                 }
                 Cmd::Watch => watch::run(&env, out.json),
                 Cmd::Worktrees => worktrees::worktrees(&env, &out),
                 Cmd::Gc { force, dry_run } => worktrees::gc(&env, &out, force, dry_run),
-                Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar_start(&env, &out),
-                Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar_stop(&env, &out),
-                Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar_status(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar::sidecar_start(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar::sidecar_stop(&env, &out),
+                Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar::sidecar_status(&env, &out),
                 Cmd::Hub(HubCmd::Claims) => cli::hub::claims(&env.location.common_dir, &out),
                 Cmd::Sidecar(SidecarCmd::Run { .. })
                 | Cmd::Demo { .. }

@@ -265,7 +265,7 @@ fn hub(env: &Env) -> Check {
 }
 
 fn unchecked(common_dir: &Path) -> Check {
-    let counts = crate::cli::unchecked_edits(common_dir);
+    let counts = crate::cli::status::unchecked_edits(common_dir);
     if counts.is_empty() {
         return Check::new("unchecked edits", Status::Ok, "every edit was checked", None);
     }
