@@ -14,8 +14,10 @@ use serde_json::Value;
 /// The pinned Claude Code version; the test set-up installs exactly this one.
 pub const CLAUDE_VERSION: &str = "2.1.330";
 
+pub use lanes_test_support::eventually;
+
 pub struct World {
-    pub dir: tempfile::TempDir,
+    world: lanes_test_support::Hermetic,
     pub root: PathBuf,
     pub repo: PathBuf,
     claude: PathBuf,
@@ -69,18 +71,12 @@ impl World {
                 bin_dir.display()
             );
         }
-        let dir = tempfile::Builder::new().prefix("le").tempdir_in("/tmp").expect("tempdir");
-        let root = dir.path().canonicalize().expect("canonical");
-        for sub in ["home", "run", "gates"] {
-            std::fs::create_dir_all(root.join(sub)).expect("mkdir");
-        }
-        // Sidecars left behind by a killed run go away soon; sidecars read config files, not the environment.
-        std::fs::create_dir_all(root.join("home/.config/lanes")).expect("mkdir");
-        std::fs::write(root.join("home/.config/lanes/config.toml"), "[sidecar]\nidle_timeout = \"10m\"\n")
-            .expect("write the user config");
+        let world = lanes_test_support::Hermetic::new("le", "10m");
+        let root = world.root().to_path_buf();
+        std::fs::create_dir_all(root.join("gates")).expect("mkdir");
         let repo = root.join("repo");
         let world = World {
-            dir,
+            world,
             repo: repo.clone(),
             root: root.clone(),
             claude,
@@ -108,20 +104,13 @@ impl World {
         std::fs::write(self.gate(name), "").expect("open gate");
     }
 
-    /// The hermetic environment every process of this world gets.
+    /// The hermetic environment every process of this world gets, with the built binaries first on PATH and
+    /// the fake model server as Claude Code's API.
     pub fn env<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         let path = format!("{}:{}", self.bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-        command
-            .env_clear()
+        self.world
+            .apply(command)
             .env("PATH", path)
-            .env("HOME", self.root.join("home"))
-            .env("XDG_RUNTIME_DIR", self.root.join("run"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "test")
-            .env("GIT_AUTHOR_EMAIL", "test@lanes.invalid")
-            .env("GIT_COMMITTER_NAME", "test")
-            .env("GIT_COMMITTER_EMAIL", "test@lanes.invalid")
             .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{}", self.port))
             .env("ANTHROPIC_API_KEY", "dummy")
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
@@ -278,17 +267,6 @@ impl Drop for World {
         }
         let _ = self.lanes(&self.repo, &["sidecar", "stop"]);
     }
-}
-
-pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    condition()
 }
 
 /// The text of every tool_result in a request's messages.

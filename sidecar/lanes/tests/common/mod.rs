@@ -5,13 +5,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
+pub use lanes_test_support::{eventually, kill9, process_gone};
+
 /// A temporary world for one test. Dropping it stops every sidecar it started.
 pub struct TestEnv {
-    pub dir: tempfile::TempDir,
+    world: lanes_test_support::Hermetic,
     repos: std::cell::RefCell<Vec<PathBuf>>,
 }
 
@@ -40,37 +42,16 @@ impl Run {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
-        let dir = tempfile::Builder::new().prefix("lt").tempdir_in("/tmp").expect("tempdir");
-        for sub in ["home", "run", "tmp"] {
-            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        }
-        // Sidecars a test leaves behind (a killed test run) go away soon; they read config files only.
-        std::fs::create_dir_all(dir.path().join("home/.config/lanes")).expect("mkdir");
-        std::fs::write(dir.path().join("home/.config/lanes/config.toml"), "[sidecar]\nidle_timeout = \"5m\"\n")
-            .expect("write the user config");
-        TestEnv { dir, repos: std::cell::RefCell::new(Vec::new()) }
+        TestEnv { world: lanes_test_support::Hermetic::new("lt", "5m"), repos: std::cell::RefCell::new(Vec::new()) }
     }
 
     pub fn root(&self) -> PathBuf {
-        self.dir.path().canonicalize().expect("canonical")
+        self.world.root().to_path_buf()
     }
 
     /// Applies the hermetic environment to a command.
     pub fn hermetic<'c>(&self, command: &'c mut Command) -> &'c mut Command {
-        let root = self.root();
-        command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", root.join("home"))
-            .env("XDG_RUNTIME_DIR", root.join("run"))
-            .env("XDG_CONFIG_HOME", root.join("home/.config"))
-            .env("TMPDIR", root.join("tmp"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "test")
-            .env("GIT_AUTHOR_EMAIL", "test@lanes.invalid")
-            .env("GIT_COMMITTER_NAME", "test")
-            .env("GIT_COMMITTER_EMAIL", "test@lanes.invalid")
+        self.world.apply(command)
     }
 
     /// A command running `lanes` in `dir`.
@@ -88,10 +69,7 @@ impl TestEnv {
 
     /// Runs git in `dir`, which must succeed.
     pub fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let mut command = Command::new("git");
-        let output = self.hermetic(&mut command).current_dir(dir).args(args).output().expect("run git");
-        assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.world.git(dir, args)
     }
 
     /// A new repository with one commit (`src/a.rs`, `src/b.rs`, `docs/guide.md`); returns its worktree.
@@ -201,32 +179,6 @@ impl Wire {
         self.send_raw(format!("{request}\n").as_bytes());
         self.read()
     }
-}
-
-/// Polls `condition` every 10 ms until it holds or `limit` passes; returns whether it held.
-pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    condition()
-}
-
-/// Whether a process is gone (or a zombie waiting to be reaped).
-pub fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
-/// kill -9.
-pub fn kill9(pid: u32) {
-    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().expect("run kill");
-    assert!(status.success(), "kill -9 {pid} failed");
 }
 
 /// The uid of this process.
