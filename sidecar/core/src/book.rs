@@ -265,6 +265,19 @@ pub enum Event {
         /// The checkpoint.
         checkpoint: Checkpoint,
     },
+    /// The landing queue took a branch, landed it or blocked it (DESIGN.md §11).
+    Landing {
+        /// Who queued it.
+        owner: String,
+        /// The branch.
+        branch: String,
+        /// `queued`, `landed` or `blocked`.
+        outcome: String,
+        /// What it says: the landed commit, or why it was blocked.
+        detail: String,
+        /// When.
+        at: Timestamp,
+    },
     /// A commit was made (or rewritten) naming sessions (log only).
     CommitRecorded {
         /// The commit.
@@ -818,6 +831,21 @@ impl ClaimBook {
         now: Timestamp,
     ) {
         self.journal.push(Event::CommitRecorded { commit, sessions, checkpoint, rewritten_from, at: now });
+    }
+
+    /// Logs what the landing queue did with a branch and tells its owner, if the owner is live.
+    pub fn record_landing(&mut self, owner: &str, branch: &str, outcome: &str, detail: &str, now: Timestamp) {
+        self.journal.push(Event::Landing {
+            owner: owner.to_owned(),
+            branch: branch.to_owned(),
+            outcome: outcome.to_owned(),
+            detail: detail.to_owned(),
+            at: now,
+        });
+        if outcome != "queued" && self.sessions.get(owner).is_some_and(|s| s.live) {
+            let text = format!("lanes land: {branch} {outcome}: {detail}");
+            self.queue_message(crate::messages::SYSTEM_SENDER, owner, text, now);
+        }
     }
 
     /// Records that a session finished a turn.

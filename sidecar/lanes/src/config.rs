@@ -41,6 +41,17 @@ pub enum Binding {
     Off,
 }
 
+/// How a landing brings a branch onto the base (`[land] strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LandStrategy {
+    /// The branch's commits replayed on the base, which then fast-forwards.
+    Rebase,
+    /// A merge commit on the base.
+    Merge,
+    /// The branch's changes as one commit on the base.
+    Squash,
+}
+
 /// What the pre-commit guard does (`[git] guard`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Guard {
@@ -96,6 +107,12 @@ pub struct Config {
     pub latent: Latent,
     /// The branch work lands on (`[land] base`); default: what `origin/HEAD` names, else main, else master.
     pub land_base: Option<String>,
+    /// How `lanes land` brings a branch onto the base.
+    pub land_strategy: LandStrategy,
+    /// The command a landing runs before the base moves (`[land] test`).
+    pub land_test: Option<String>,
+    /// A test run longer than this blocks the entry.
+    pub land_timeout: Duration,
     /// What the pre-commit guard does with a commit that stages another principal's files.
     pub git_guard: Guard,
     /// The shared hub, if any.
@@ -149,6 +166,9 @@ impl Config {
             agent_branch: "lanes/{session}/{agent}".to_owned(),
             latent: Latent::Refuse,
             land_base: None,
+            land_strategy: LandStrategy::Rebase,
+            land_test: None,
+            land_timeout: Duration::from_secs(30 * 60),
             git_guard: Guard::Refuse,
             hub: HubConfig::default(),
             sources: Vec::new(),
@@ -171,6 +191,9 @@ impl Config {
             ("durability", name_in(&self.durability, DURABILITIES)),
             ("claims.latent", name_in(&self.latent, LATENTS)),
             ("land.base", optional(&self.land_base)),
+            ("land.strategy", name_in(&self.land_strategy, STRATEGIES)),
+            ("land.test", optional(&self.land_test)),
+            ("land.timeout", duration(self.land_timeout)),
             ("git.guard", name_in(&self.git_guard, GUARDS)),
             ("sidecar.idle_timeout", duration(self.idle_timeout)),
             ("sessions.keep_ended", duration(self.keep_ended_sessions)),
@@ -250,6 +273,13 @@ impl Config {
                     for (key, value) in land {
                         match (key.as_str(), value) {
                             ("base", toml::Value::String(s)) => self.land_base = Some(s.clone()),
+                            ("strategy", toml::Value::String(s)) => {
+                                self.land_strategy = one_of(s, origin, "land.strategy", STRATEGIES)?;
+                            }
+                            ("test", toml::Value::String(s)) => {
+                                self.land_test = Some(s.clone()).filter(|t| !t.trim().is_empty());
+                            }
+                            ("timeout", toml::Value::String(s)) => self.land_timeout = ttl(s, origin, key)?,
                             _ => self.warnings.push(format!("{origin}: unknown key land.{key}")),
                         }
                     }
@@ -348,6 +378,8 @@ pub fn local_config_path(common_dir: &Path) -> PathBuf {
 const CONTENTIONS: &[(&str, Contention)] = &[("repo", Contention::Repo), ("worktree", Contention::Worktree)];
 const BINDINGS: &[(&str, Binding)] = &[("strict", Binding::Strict), ("warn", Binding::Warn), ("off", Binding::Off)];
 const LATENTS: &[(&str, Latent)] = &[("refuse", Latent::Refuse), ("warn", Latent::Warn), ("off", Latent::Off)];
+const STRATEGIES: &[(&str, LandStrategy)] =
+    &[("rebase", LandStrategy::Rebase), ("merge", LandStrategy::Merge), ("squash", LandStrategy::Squash)];
 const GUARDS: &[(&str, Guard)] = &[("refuse", Guard::Refuse), ("warn", Guard::Warn), ("off", Guard::Off)];
 /// `hub.offline`: whether edits are refused while no hub answers.
 const OFFLINES: &[(&str, bool)] = &[("allow", false), ("deny", true)];

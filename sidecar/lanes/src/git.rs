@@ -68,6 +68,31 @@ pub fn base_branch(dir: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A checkout: a worktree of the repository (not the repository of a bare clone) and its branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkout {
+    /// Its directory.
+    pub path: PathBuf,
+    /// The branch checked out, `None` on a detached HEAD.
+    pub branch: Option<String>,
+}
+
+/// The checkouts of the repository, from `git worktree list` (ones whose directory is gone left out, and the
+/// landing queue's scratch worktree under `<git-common-dir>/lanes/`, which is lanes' own).
+pub fn checkouts(common_dir: &Path) -> Vec<Checkout> {
+    let Ok(list) = run(common_dir, &["worktree", "list", "--porcelain"]) else { return Vec::new() };
+    let own = common_dir.join("lanes");
+    list.split("\n\n")
+        .filter(|block| !block.lines().any(|l| l == "bare" || l.starts_with("prunable")))
+        .filter_map(|block| {
+            let path = PathBuf::from(block.lines().find_map(|l| l.strip_prefix("worktree "))?);
+            let branch = block.lines().find_map(|l| l.strip_prefix("branch refs/heads/")).map(str::to_owned);
+            Some(Checkout { path, branch })
+        })
+        .filter(|c| c.path.exists() && !c.path.starts_with(&own))
+        .collect()
+}
+
 /// The private index of one session (kept between checkpoints, so only changed files are hashed again).
 pub fn private_index(common_dir: &Path, session: &str) -> PathBuf {
     let safe: String = session.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();

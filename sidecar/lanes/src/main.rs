@@ -224,6 +224,31 @@ enum Cmd {
         #[arg(value_name = "COMMIT|PATH[:LINE]")]
         target: String,
     },
+    /// Put a branch in the landing queue: rebased onto the base, tested, and landed only when green.
+    #[command(
+        after_help = "The sidecar lands queued branches one at a time in a scratch worktree of its own (never your checkout);\na conflict, red tests or a timeout block the entry and leave the base and the branch as they were.\n\nExamples:\n  lanes land                                the current worktree's branch\n  lanes land feature-x --test 'cargo test' --wait\n  lanes land ../wt-api --onto develop"
+    )]
+    Land {
+        /// A worktree or a branch; default: the current worktree's branch.
+        #[arg(value_name = "WORKTREE|BRANCH")]
+        target: Option<String>,
+        /// The branch to land on; default: [land] base, else origin/HEAD's branch, main or master.
+        #[arg(long, value_name = "BASE")]
+        onto: Option<String>,
+        /// The test command to run before the base moves; default: [land] test.
+        #[arg(long, value_name = "CMD")]
+        test: Option<String>,
+        /// Follow the landing until it lands (exit 0) or blocks (exit 3), with its output.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The landing queue: position, state, branch, owner and last result.
+    #[command(after_help = "Examples:\n  lanes queue\n  lanes queue --follow      each landing's output as it runs")]
+    Queue {
+        /// Stream each landing's output until the queue is empty.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Print the event log (grants, renewals, releases, expiries, handoffs) as NDJSON.
     Events {
         /// Start after this sequence number.
@@ -490,6 +515,8 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Handoff { claim, to, epoch } => cli::claims::handoff(&env, &out, claim, to, epoch),
                 Cmd::Events { since, limit, follow } => cli::status::events(&env, &out, since, limit, follow),
                 Cmd::Send { to, text } => cli::messages::send(&env, &out, to, text),
+                Cmd::Land { target, onto, test, wait } => cli::land::land(&env, &out, target, onto, test, wait),
+                Cmd::Queue { follow } => cli::land::queue(&env, &out, follow),
                 Cmd::Inbox => cli::messages::inbox(&env, &out),
                 Cmd::Explain { target } => cli::checkpoints::explain(&env, &out, &target),
                 Cmd::Team(TeamCmd::Up { template, launch }) => team::up(&env, &out, &template, launch),

@@ -17,6 +17,8 @@ mod test_gc;
 mod test_git;
 /// The shared hub across machines: SQLite, a 3-member etcd cluster, tokens, failover, the outbox.
 mod test_hub;
+/// The landing queue: order, blocked entries, a moving base, kill -9 mid-landing, a dirty base checkout.
+mod test_land;
 /// Auto-start, races, stale sockets, version mismatch, stop and idle exit.
 mod test_lifecycle;
 /// Claims follow the work: pending work, latent work, shell edits, the commit guard.

@@ -97,6 +97,12 @@ pub mod method {
     pub const COMMIT_CHECK: &str = "commit.check";
     /// The worktrees lanes made for subagents, with their session, agent and branch (what `lanes gc` may remove).
     pub const WORKTREE_LIST: &str = "worktree.list";
+    /// Put a branch in the landing queue: [`crate::LandParams`] → [`crate::LandReply`] (DESIGN.md §11).
+    pub const LAND_QUEUE: &str = "land.queue";
+    /// The landing queue: → [`crate::QueueReply`].
+    pub const LAND_LIST: &str = "land.list";
+    /// The output of an entry's landing from an offset: [`crate::LandLogParams`] → [`crate::LandLogReply`].
+    pub const LAND_LOG: &str = "land.log";
     /// Sessions, claims, tasks, hub.
     pub const STATUS: &str = "status";
     /// The event log after a cursor.

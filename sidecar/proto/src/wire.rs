@@ -1039,3 +1039,96 @@ pub struct WaitReply {
     /// The claims now waited for (their holders were told).
     pub waiting_for: Vec<ConflictView>,
 }
+
+/// `land.queue` params.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandParams {
+    /// The session queueing it (told when it lands or blocks).
+    pub session: String,
+    /// Absolute path of the caller's worktree: what lands when `target` is absent.
+    pub worktree: String,
+    /// A worktree path or a branch name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The branch to land on; default `[land] base`, else the repository's base branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onto: Option<String>,
+    /// The test command; default `[land] test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+}
+
+/// One entry of the landing queue (also its stored form, in `<git-common-dir>/lanes/land/queue.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LandEntryView {
+    /// Its id.
+    pub id: u64,
+    /// `queued`, `landing`, `landed` or `blocked`.
+    pub state: String,
+    /// The branch that lands.
+    pub branch: String,
+    /// The worktree it is checked out in, if any.
+    pub worktree: Option<String>,
+    /// The branch it lands on.
+    pub onto: String,
+    /// The test command it runs, if any.
+    pub test: Option<String>,
+    /// The session that queued it.
+    pub owner: String,
+    /// When it was queued, RFC 3339 UTC.
+    pub queued_at: String,
+    /// When it landed or blocked.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// While landing: `rebase`, `test` or `update`.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Why it is blocked, or what landing it did (the tail of the test output included).
+    #[serde(default)]
+    pub result: Option<String>,
+    /// The paths that conflicted, when it is blocked by a conflict.
+    #[serde(default)]
+    pub conflicts: Vec<String>,
+    /// The base's new commit, once landed.
+    #[serde(default)]
+    pub landed: Option<String>,
+}
+
+/// `land.queue` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LandReply {
+    /// The entry (an already queued entry of the same branch is returned as it is).
+    pub entry: LandEntryView,
+    /// Its place among the entries waiting (1 = next), once queued.
+    pub position: Option<usize>,
+}
+
+/// `land.list` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueueReply {
+    /// Entries waiting or landing first, in queue order, then the last finished ones, newest first.
+    pub entries: Vec<LandEntryView>,
+}
+
+/// `land.log` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandLogParams {
+    /// The entry.
+    pub id: u64,
+    /// Bytes already read.
+    #[serde(default)]
+    pub offset: u64,
+}
+
+/// `land.log` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LandLogReply {
+    /// The output from `offset` on (at most 64 KiB).
+    pub text: String,
+    /// Where the next read starts.
+    pub offset: u64,
+    /// The entry's state now.
+    pub state: String,
+}

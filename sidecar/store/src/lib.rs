@@ -505,6 +505,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, event: &Event) -> Result<(), StoreError
             ])?;
         }
         Event::FilesTouched { .. }
+        | Event::Landing { .. }
         | Event::TurnEnded { .. }
         | Event::CommitRecorded { .. }
         | Event::PromptRecorded { .. } => {}
@@ -580,6 +581,14 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
             ("touch", *at, Some(principal.to_string()), None, json!({"files": files}))
         }
         Event::TurnEnded { session, at } => ("turn", *at, Some(session.clone()), None, json!({})),
+        Event::Landing { owner, branch, outcome, detail, at } => {
+            let kind = match outcome.as_str() {
+                "landed" => "landed",
+                "blocked" => "land_blocked",
+                _ => "land_queued",
+            };
+            (kind, *at, Some(owner.clone()), None, json!({"branch": branch, "detail": detail}))
+        }
         Event::PromptRecorded { session, prompt, at } => {
             ("prompt", *at, Some(session.clone()), None, json!({"prompt": prompt}))
         }

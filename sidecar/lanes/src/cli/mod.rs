@@ -21,6 +21,7 @@ pub mod demo;
 pub mod doctor;
 pub mod githooks;
 pub mod hub;
+pub mod land;
 pub mod messages;
 pub mod output;
 pub mod setup;

@@ -3,6 +3,7 @@
 //! to, on SIGTERM/SIGINT, or after an idle period with no request and no live claim.
 
 pub mod hub_link;
+pub mod land;
 pub mod rpc;
 pub mod state;
 pub mod work;
@@ -121,6 +122,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
     let served = runtime.block_on(async {
         tokio::spawn(owner.run());
         tokio::spawn(crate::daemon::work::refresh(Arc::clone(&context)));
+        tokio::spawn(crate::daemon::land::run(Arc::clone(&context)));
         if let Some(hub) = &context.hub {
             tokio::spawn(crate::daemon::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
             tokio::spawn(crate::daemon::hub_link::take_mail(Arc::clone(hub), Arc::clone(&context)));

@@ -123,6 +123,13 @@ pub enum Command {
     Inbox {
         session: String,
     },
+    /// What the landing queue did with a branch, for the log and its owner.
+    RecordLanding {
+        owner: String,
+        branch: String,
+        outcome: String,
+        detail: String,
+    },
     /// Messages from other machines, as (from, to, text).
     Receive {
         messages: Vec<(String, String, String)>,
@@ -214,6 +221,7 @@ impl Command {
             }
             Command::SessionStart { .. }
             | Command::Receive { .. }
+            | Command::RecordLanding { .. }
             | Command::SetWork { .. }
             | Command::Work { .. }
             | Command::SessionEnd { .. }
@@ -540,6 +548,10 @@ impl StateOwner {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)
             }
             Command::Inbox { session } => Answer::Messages(book.take_inbox(&session, now)),
+            Command::RecordLanding { owner, branch, outcome, detail } => {
+                book.record_landing(&owner, &branch, &outcome, &detail, now);
+                Answer::Recorded
+            }
             Command::Receive { messages } => Answer::Messages(
                 messages.iter().filter_map(|(from, to, text)| book.receive_message(from, to, text, now)).collect(),
             ),

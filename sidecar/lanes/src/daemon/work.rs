@@ -176,7 +176,7 @@ fn nul_separated(text: &str) -> BTreeSet<String> {
 
 /// Runs git without trimming its output (paths may end in spaces), and without taking the index lock or
 /// refreshing the index: a scan must never get in the way of the user's own git commands.
-fn git_raw(root: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn git_raw(root: &Path, args: &[&str]) -> Result<String> {
     let output = std::process::Command::new("git")
         .current_dir(root)
         .env("GIT_OPTIONAL_LOCKS", "0")
@@ -190,15 +190,9 @@ fn git_raw(root: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The worktrees of the repository, from `git worktree list` (bare entries and ones whose directory is
-/// gone left out).
+/// The worktrees of the repository (its checkouts, not lanes' own scratch worktree).
 fn worktrees(common_dir: &Path) -> Vec<PathBuf> {
-    let Ok(list) = crate::git::run(common_dir, &["worktree", "list", "--porcelain"]) else { return Vec::new() };
-    list.split("\n\n")
-        .filter(|block| !block.lines().any(|l| l == "bare" || l.starts_with("prunable")))
-        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("worktree ")).map(PathBuf::from))
-        .filter(|path| path.exists())
-        .collect()
+    crate::git::checkouts(common_dir).into_iter().map(|c| c.path).collect()
 }
 
 /// Scans `root` now and hands the result to the book. Returns what was found.

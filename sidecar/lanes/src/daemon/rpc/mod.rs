@@ -25,6 +25,7 @@ use crate::scopes;
 pub mod checkpoints;
 pub mod claims;
 pub mod commits;
+pub mod land;
 pub mod messages;
 pub mod sessions;
 pub mod sidecar;
@@ -59,10 +60,13 @@ pub struct Context {
     pub commits: commits::CommitState,
     /// How the worktrees domain names agent worktrees.
     pub agent_worktrees: worktrees::Naming,
+    /// The landing queue (its runner is `daemon::land::run`).
+    pub lander: Arc<crate::daemon::land::Lander>,
 }
 
 impl Context {
     pub fn new(state: StateHandle, common_dir: PathBuf, sidecar: SidecarView, config: &Config) -> Context {
+        let lander = Arc::new(crate::daemon::land::Lander::open(&common_dir, config));
         Context {
             state,
             common_dir,
@@ -79,6 +83,7 @@ impl Context {
             branch_guard: sessions::BranchGuard::default(),
             commits: commits::CommitState::from(config),
             agent_worktrees: worktrees::Naming::from(config),
+            lander,
         }
     }
 
@@ -166,6 +171,7 @@ pub fn module(context: Arc<Context>) -> Methods {
     commits::register(&mut module);
     tasks::register(&mut module);
     worktrees::register(&mut module);
+    land::register(&mut module);
     module
 }
 

@@ -1,0 +1,599 @@
+//! The landing queue (DESIGN.md §11): branches queued by `lanes land` are brought onto their base one at a time,
+//! in queue order, in a scratch worktree of the sidecar's own (`<git-common-dir>/lanes/land/scratch`, never a
+//! user's checkout, index or stash): rebased (or merged, or squashed) onto the base as it is now, tested, and
+//! only then is the base moved, with a compare-and-swap `git update-ref`. Anything else (a conflict, red tests,
+//! a refusing hook, a timeout) blocks the entry and leaves the base and every commit of the branch as they were.
+//!
+//! The queue is a versioned JSON file next to the state database, replaced atomically (write, fsync, rename) on
+//! every change, so a sidecar killed mid-landing finds its queue intact and lands the cut-short entry again from
+//! the start; the base is then either the old commit or the new one, never anything between.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use lanes_proto::LandEntryView;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, LandStrategy};
+use crate::daemon::rpc::{Context, rfc3339};
+use crate::daemon::state::{Answer, Command, now};
+
+/// The stored queue's format version.
+const QUEUE_VERSION: u32 = 1;
+/// How many landed or blocked entries the queue keeps for `lanes queue`.
+const KEEP_FINISHED: usize = 50;
+/// How often a landing starts again because the base moved under it before it gives up.
+const ATTEMPTS: usize = 5;
+/// How much of the test output a blocked entry shows.
+const TAIL_LINES: usize = 30;
+/// The most a `land.log` answer carries.
+const LOG_CHUNK: u64 = 64 * 1024;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Queue {
+    version: u32,
+    next_id: u64,
+    entries: Vec<LandEntryView>,
+}
+
+/// What `lanes land` asked for, resolved: the branch and where it is checked out.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub owner: String,
+    pub branch: String,
+    pub worktree: Option<PathBuf>,
+    pub onto: String,
+    pub test: Option<String>,
+}
+
+/// The queue and how it lands (`[land]`).
+pub struct Lander {
+    common_dir: PathBuf,
+    dir: PathBuf,
+    queue: Mutex<Queue>,
+    /// Wakes the runner when an entry is queued.
+    pub wake: tokio::sync::Notify,
+    strategy: LandStrategy,
+    test: Option<String>,
+    timeout: Duration,
+    base: Option<String>,
+}
+
+/// How one landing ended.
+#[derive(Debug)]
+enum Outcome {
+    Landed { commit: String, notes: Vec<String> },
+    Blocked { reason: String, conflicts: Vec<String> },
+}
+
+impl Lander {
+    /// Loads the queue; an entry a killed sidecar was landing is queued again, first in line.
+    pub fn open(common_dir: &Path, config: &Config) -> Lander {
+        let dir = common_dir.join("lanes").join("land");
+        let mut queue: Queue = std::fs::read(dir.join("queue.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        for entry in queue.entries.iter_mut().filter(|e| e.state == "landing") {
+            entry.state = "queued".to_owned();
+            entry.phase = None;
+        }
+        queue.version = QUEUE_VERSION;
+        Lander {
+            common_dir: common_dir.to_path_buf(),
+            dir,
+            queue: Mutex::new(queue),
+            wake: tokio::sync::Notify::new(),
+            strategy: config.land_strategy,
+            test: config.land_test.clone(),
+            timeout: config.land_timeout,
+            base: config.land_base.clone(),
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the queue so that a crash at any moment leaves either the old file or the new one.
+    fn save(&self, queue: &Queue) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("failed to create {}", self.dir.display()))?;
+        let path = self.dir.join("queue.json");
+        let temporary = self.dir.join("queue.json.tmp");
+        let mut file = std::fs::File::create(&temporary).context("failed to write the landing queue")?;
+        file.write_all(&serde_json::to_vec_pretty(queue)?)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path).context("failed to replace the landing queue")?;
+        Ok(())
+    }
+
+    /// The base a landing goes onto when the request names none.
+    pub fn default_base(&self, dir: &Path) -> Option<String> {
+        self.base.clone().or_else(|| crate::git::base_branch(dir))
+    }
+
+    /// The test command an entry runs when the request names none.
+    pub fn default_test(&self) -> Option<String> {
+        self.test.clone()
+    }
+
+    /// Entries waiting or landing, in queue order, then the finished ones, newest first.
+    pub fn list(&self) -> Vec<LandEntryView> {
+        let queue = self.queue();
+        let (mut active, mut finished): (Vec<_>, Vec<_>) =
+            queue.entries.iter().cloned().partition(|e| e.state == "queued" || e.state == "landing");
+        active.sort_by_key(|e| e.id);
+        finished.sort_by_key(|e| std::cmp::Reverse(e.id));
+        active.extend(finished);
+        active
+    }
+
+    /// Queues a branch; a branch already waiting or landing keeps its place. Returns the entry and its position.
+    pub fn enqueue(&self, request: Request) -> Result<(LandEntryView, Option<usize>)> {
+        let mut queue = self.queue();
+        let waiting = |e: &&LandEntryView| e.state == "queued" || e.state == "landing";
+        let existing = queue.entries.iter().filter(waiting).find(|e| e.branch == request.branch).cloned();
+        let entry = match existing {
+            Some(entry) => entry,
+            None => {
+                queue.next_id += 1;
+                let entry = LandEntryView {
+                    id: queue.next_id,
+                    state: "queued".to_owned(),
+                    branch: request.branch,
+                    worktree: request.worktree.map(|w| w.to_string_lossy().into_owned()),
+                    onto: request.onto,
+                    test: request.test,
+                    owner: request.owner,
+                    queued_at: rfc3339(now()),
+                    finished_at: None,
+                    phase: None,
+                    result: None,
+                    conflicts: Vec::new(),
+                    landed: None,
+                };
+                queue.entries.push(entry.clone());
+                prune_finished(&mut queue);
+                self.save(&queue)?;
+                entry
+            }
+        };
+        let mut ids: Vec<u64> = queue.entries.iter().filter(waiting).map(|e| e.id).collect();
+        ids.sort_unstable();
+        let position = ids.iter().position(|id| *id == entry.id).map(|p| p + 1);
+        drop(queue);
+        self.wake.notify_one();
+        Ok((entry, position))
+    }
+
+    /// The output of entry `id`'s landing from `offset`, and its state.
+    pub fn log(&self, id: u64, offset: u64) -> Option<(String, u64, String)> {
+        let state = self.queue().entries.iter().find(|e| e.id == id)?.state.clone();
+        let bytes = std::fs::read(self.log_path(id)).unwrap_or_default();
+        let start = usize::try_from(offset.min(bytes.len() as u64)).unwrap_or(0);
+        let end = usize::try_from((offset + LOG_CHUNK).min(bytes.len() as u64)).unwrap_or(bytes.len());
+        Some((String::from_utf8_lossy(&bytes[start..end]).into_owned(), end as u64, state))
+    }
+
+    fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id}.log"))
+    }
+
+    fn scratch(&self) -> PathBuf {
+        self.dir.join("scratch")
+    }
+
+    /// Changes entry `id` and saves the queue.
+    fn update(&self, id: u64, change: impl FnOnce(&mut LandEntryView)) {
+        let mut queue = self.queue();
+        if let Some(entry) = queue.entries.iter_mut().find(|e| e.id == id) {
+            change(entry);
+        }
+        if let Err(e) = self.save(&queue) {
+            tracing::error!("the landing queue could not be saved: {e:#}");
+        }
+    }
+
+    fn next_queued(&self) -> Option<LandEntryView> {
+        self.queue().entries.iter().filter(|e| e.state == "queued").min_by_key(|e| e.id).cloned()
+    }
+}
+
+fn prune_finished(queue: &mut Queue) {
+    let finished = queue.entries.iter().filter(|e| e.state == "landed" || e.state == "blocked").count();
+    let mut drop = finished.saturating_sub(KEEP_FINISHED);
+    queue.entries.retain(|e| {
+        let old = drop > 0 && (e.state == "landed" || e.state == "blocked");
+        if old {
+            drop -= 1;
+        }
+        !old
+    });
+}
+
+/// Lands queued entries one at a time, forever.
+pub async fn run(cx: Arc<Context>) {
+    let lander = Arc::clone(&cx.lander);
+    loop {
+        let Some(entry) = lander.next_queued() else {
+            tokio::select! {
+                () = lander.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+            continue;
+        };
+        lander.update(entry.id, |e| {
+            e.state = "landing".to_owned();
+            e.phase = Some("rebase".to_owned());
+        });
+        let outcome = {
+            // The landing's git work never overlaps a checkpoint's or a worktree's.
+            let _serialized = cx.git.lock().await;
+            let (lander, entry) = (Arc::clone(&lander), entry.clone());
+            tokio::task::spawn_blocking(move || lander.land(&entry))
+                .await
+                .unwrap_or_else(|e| Outcome::Blocked { reason: format!("the landing failed: {e}"), conflicts: vec![] })
+        };
+        finish(&cx, &entry, outcome).await;
+    }
+}
+
+/// Records how a landing ended, tells its owner, and tidies up after one that landed.
+async fn finish(cx: &Context, entry: &LandEntryView, outcome: Outcome) {
+    let (state, detail) = match &outcome {
+        Outcome::Landed { commit, notes } => {
+            let short: String = commit.chars().take(12).collect();
+            let mut detail = format!("landed on {} as {short}", entry.onto);
+            for note in notes {
+                detail.push_str("; ");
+                detail.push_str(note);
+            }
+            ("landed", detail)
+        }
+        Outcome::Blocked { reason, .. } => ("blocked", reason.clone()),
+    };
+    cx.lander.update(entry.id, |e| {
+        e.state = state.to_owned();
+        e.phase = None;
+        e.finished_at = Some(rfc3339(now()));
+        e.result = Some(detail.clone());
+        match &outcome {
+            Outcome::Landed { commit, .. } => e.landed = Some(commit.clone()),
+            Outcome::Blocked { conflicts, .. } => e.conflicts = conflicts.clone(),
+        }
+    });
+    let command = Command::RecordLanding {
+        owner: entry.owner.clone(),
+        branch: entry.branch.clone(),
+        outcome: state.to_owned(),
+        detail,
+    };
+    if let Err(e) = cx.ask(command).await {
+        tracing::warn!("the landing of {} could not be logged: {}", entry.branch, e.message());
+    }
+    if matches!(outcome, Outcome::Landed { .. }) {
+        remove_landed_agent_worktree(cx, entry).await;
+        // Its paths are on the base now: its pending work ends with the next look.
+        if let Some(worktree) = &entry.worktree {
+            crate::daemon::work::scan_now(cx, Path::new(worktree)).await;
+        }
+    }
+}
+
+/// A worktree lanes made for an agent, clean, whose branch just landed: its work is on the base, so it goes
+/// with its branch, as `lanes gc` would remove it.
+async fn remove_landed_agent_worktree(cx: &Context, entry: &LandEntryView) {
+    let Some(worktree) = entry.worktree.clone() else { return };
+    let Ok(Answer::AgentWorktrees(trees)) = cx.ask(Command::AgentWorktrees { session: None, agent: None }).await else {
+        return;
+    };
+    let Some(tree) = trees.into_iter().find(|t| t.path == worktree && t.branch == entry.branch) else { return };
+    let common_dir = cx.common_dir.clone();
+    let removed = {
+        let _serialized = cx.git.lock().await;
+        let tree = tree.clone();
+        tokio::task::spawn_blocking(move || {
+            let clean = crate::git::run(Path::new(&tree.path), &["status", "--porcelain"]).is_ok_and(|s| s.is_empty());
+            clean
+                && crate::git::run(&common_dir, &["worktree", "remove", &tree.path]).is_ok()
+                && crate::git::run(&common_dir, &["branch", "-D", &tree.branch]).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if removed {
+        let _ = cx.ask(Command::RemoveAgentWorktree { path: tree.path }).await;
+    }
+}
+
+impl Lander {
+    /// Lands one entry (blocking): again from the start while the base moves under it, at most [`ATTEMPTS`]
+    /// times.
+    fn land(&self, entry: &LandEntryView) -> Outcome {
+        let log = self.log_path(entry.id);
+        let _ = std::fs::remove_file(&log);
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match self.attempt(entry, &log) {
+                Ok(Attempt::Done(outcome)) => {
+                    self.remove_scratch();
+                    return outcome;
+                }
+                Ok(Attempt::BaseMoved) => {
+                    append(
+                        &log,
+                        &format!("lanes: {} moved during the landing; again (attempt {attempt})\n", entry.onto),
+                    );
+                    last = format!("{} kept moving during the landing ({ATTEMPTS} attempts)", entry.onto);
+                }
+                Err(e) => {
+                    self.remove_scratch();
+                    return Outcome::Blocked { reason: format!("{e:#}"), conflicts: Vec::new() };
+                }
+            }
+        }
+        self.remove_scratch();
+        Outcome::Blocked { reason: last, conflicts: Vec::new() }
+    }
+
+    fn attempt(&self, entry: &LandEntryView, log: &Path) -> Result<Attempt> {
+        let git = |args: &[&str]| crate::git::run(&self.common_dir, args);
+        let base_ref = format!("refs/heads/{}", entry.onto);
+        let old = git(&["rev-parse", "--verify", &format!("{base_ref}^{{commit}}")])
+            .with_context(|| format!("the base branch {} does not exist", entry.onto))?;
+        let tip = git(&["rev-parse", "--verify", &format!("refs/heads/{}^{{commit}}", entry.branch)])
+            .with_context(|| format!("the branch {} does not exist any more", entry.branch))?;
+        let scratch = self.scratch();
+        self.remove_scratch();
+        let scratch_text = scratch.to_string_lossy().into_owned();
+        git(&["worktree", "add", "--detach", "--force", &scratch_text, &old])
+            .context("failed to make the scratch worktree")?;
+        let in_scratch = |args: &[&str]| crate::git::run(&scratch, args);
+        append(
+            log,
+            &format!("lanes: landing {} ({}) onto {} ({})\n", entry.branch, short(&tip), entry.onto, short(&old)),
+        );
+        let merged = match self.strategy {
+            LandStrategy::Rebase => {
+                in_scratch(&["checkout", "--quiet", "--detach", &tip])?;
+                in_scratch(&["rebase", "--quiet", &old])
+            }
+            LandStrategy::Merge => {
+                let message = format!("Land {} onto {}", entry.branch, entry.onto);
+                in_scratch(&["merge", "--quiet", "--no-ff", "--no-verify", "-m", &message, &tip])
+            }
+            LandStrategy::Squash => in_scratch(&["merge", "--quiet", "--squash", &tip]).and_then(|_| {
+                let message = squash_message(&self.common_dir, &old, &tip, &entry.branch);
+                in_scratch(&["commit", "--quiet", "--no-verify", "--allow-empty", "-m", &message])
+            }),
+        };
+        if let Err(e) = merged {
+            let conflicts = conflicted_paths(&scratch);
+            let _ = in_scratch(&["rebase", "--abort"]);
+            let _ = in_scratch(&["merge", "--abort"]);
+            let reason = if conflicts.is_empty() {
+                format!("{} does not apply onto {}: {e:#}", entry.branch, entry.onto)
+            } else {
+                format!(
+                    "{} conflicts with {} in {}: rebase it onto {} in its worktree and resolve them, then `lanes land` again",
+                    entry.branch,
+                    entry.onto,
+                    conflicts.join(", "),
+                    entry.onto
+                )
+            };
+            append(log, &format!("lanes: {reason}\n"));
+            return Ok(Attempt::Done(Outcome::Blocked { reason, conflicts }));
+        }
+        let new = in_scratch(&["rev-parse", "HEAD"])?;
+        if new == old {
+            // Everything it changes is on the base already (a landing cut short after the base moved, say).
+            append(log, "lanes: nothing left to land: the base has all of it\n");
+            return Ok(Attempt::Done(Outcome::Landed { commit: old, notes: Vec::new() }));
+        }
+        if let Some(test) = entry.test.as_deref() {
+            self.update(entry.id, |e| e.phase = Some("test".to_owned()));
+            append(log, &format!("lanes: running `{test}`\n"));
+            if let Some(reason) = self.run_test(test, &scratch, log, &entry.branch)? {
+                return Ok(Attempt::Done(Outcome::Blocked { reason, conflicts: Vec::new() }));
+            }
+        }
+        self.update(entry.id, |e| e.phase = Some("update".to_owned()));
+        let checkouts = checkouts_of(&self.common_dir, &entry.onto);
+        for checkout in &checkouts {
+            // The two-way merge a fast-forward would do: edits the landing does not touch survive it.
+            if crate::git::run(checkout, &["read-tree", "-n", "-m", "-u", &old, &new]).is_err() {
+                let reason = format!(
+                    "the checkout of {} in {} has uncommitted changes to files the landing changes: commit or stash \
+                     them there, then `lanes land` again",
+                    entry.onto,
+                    checkout.display()
+                );
+                append(log, &format!("lanes: {reason}\n"));
+                return Ok(Attempt::Done(Outcome::Blocked { reason, conflicts: Vec::new() }));
+            }
+        }
+        let message = format!("lanes land {}", entry.branch);
+        if git(&["update-ref", "-m", &message, &base_ref, &new, &old]).is_err() {
+            return Ok(Attempt::BaseMoved);
+        }
+        append(log, &format!("lanes: {} is now {}\n", entry.onto, short(&new)));
+        let mut notes = Vec::new();
+        for checkout in &checkouts {
+            if let Err(e) = crate::git::run(checkout, &["read-tree", "-m", "-u", &old, &new]) {
+                notes.push(format!(
+                    "the checkout in {} was not updated ({e:#}): run `git read-tree -m -u {} {}` there",
+                    checkout.display(),
+                    short(&old),
+                    short(&new)
+                ));
+            }
+        }
+        Ok(Attempt::Done(Outcome::Landed { commit: new, notes }))
+    }
+
+    /// Runs the test command in the scratch worktree, its output appended to the log. `Some(reason)` when it
+    /// failed or ran out of time.
+    fn run_test(&self, test: &str, scratch: &Path, log: &Path, branch: &str) -> Result<Option<String>> {
+        let output = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let mut child = Process::new("sh")
+            .args(["-c", test])
+            .current_dir(scratch)
+            .env("LANES_LANDING", branch)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("failed to run the test command `{test}`"))?;
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                // The whole group: a test runner's children must not outlive it.
+                let _ = Process::new("kill").args(["-9", &format!("-{}", child.id())]).status();
+                let _ = child.wait();
+                let reason = format!(
+                    "`{test}` ran longer than {} ([land] timeout); its output ends:\n{}",
+                    lanes_core::human_duration(self.timeout),
+                    tail(log)
+                );
+                append(log, &format!("lanes: {}\n", reason.lines().next().unwrap_or_default()));
+                return Ok(Some(reason));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if status.success() {
+            append(log, "lanes: the tests passed\n");
+            return Ok(None);
+        }
+        let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("exit {c}"));
+        let reason = format!("`{test}` failed ({code}); its output ends:\n{}", tail(log));
+        append(log, &format!("lanes: the tests failed ({code})\n"));
+        Ok(Some(reason))
+    }
+
+    fn remove_scratch(&self) {
+        let scratch = self.scratch();
+        if scratch.exists() {
+            let _ = crate::git::run(&self.common_dir, &["worktree", "remove", "--force", &scratch.to_string_lossy()]);
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        let _ = crate::git::run(&self.common_dir, &["worktree", "prune"]);
+    }
+}
+
+enum Attempt {
+    Done(Outcome),
+    BaseMoved,
+}
+
+fn short(commit: &str) -> String {
+    commit.chars().take(12).collect()
+}
+
+fn append(log: &Path, text: &str) {
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        let _ = file.write_all(text.as_bytes());
+    }
+}
+
+/// The last lines of the log (the test output's end).
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("lanes: ")).collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+fn conflicted_paths(scratch: &Path) -> Vec<String> {
+    crate::git::run(scratch, &["diff", "--name-only", "--diff-filter=U"])
+        .map(|out| out.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The message of a squashed landing: the branch's commit messages, oldest first (their trailers with them).
+fn squash_message(common_dir: &Path, old: &str, tip: &str, branch: &str) -> String {
+    let messages =
+        crate::git::run(common_dir, &["log", "--reverse", "--format=%B", &format!("{old}..{tip}")]).unwrap_or_default();
+    format!("Land {branch}\n\n{messages}")
+}
+
+/// The worktrees (not the scratch) that have `branch` checked out.
+fn checkouts_of(common_dir: &Path, branch: &str) -> Vec<PathBuf> {
+    let scratch_parent = common_dir.join("lanes");
+    crate::git::checkouts(common_dir)
+        .into_iter()
+        .filter(|c| c.branch.as_deref() == Some(branch) && !c.path.starts_with(&scratch_parent))
+        .map(|c| c.path)
+        .collect()
+}
+
+/// Resolves what `lanes land` names (a worktree path, a branch, or nothing: the caller's worktree) to a branch
+/// and the worktree it is checked out in, refusing what cannot land (blocking).
+pub fn resolve(
+    common_dir: &Path,
+    caller_worktree: &Path,
+    target: Option<&str>,
+    onto: &str,
+) -> Result<(String, Option<PathBuf>)> {
+    let checkouts = crate::git::checkouts(common_dir);
+    let (branch, worktree) = match target {
+        None => worktree_branch(&checkouts, caller_worktree)?,
+        Some(t) if Path::new(t).is_dir() => {
+            let path = Path::new(t).canonicalize().with_context(|| format!("cannot use {t}"))?;
+            worktree_branch(&checkouts, &path)?
+        }
+        Some(branch) => {
+            let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+            crate::git::run(common_dir, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
+                .map_err(|_| anyhow::anyhow!("no branch {branch} and no worktree at {branch}"))?;
+            let worktree = checkouts.iter().find(|c| c.branch.as_deref() == Some(branch)).map(|c| c.path.clone());
+            (branch.to_owned(), worktree)
+        }
+    };
+    if branch == onto {
+        bail!("{branch} is the base it would land on: land a branch of your work onto it instead");
+    }
+    crate::git::run(common_dir, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{onto}")])
+        .map_err(|_| anyhow::anyhow!("the base branch {onto} does not exist: pass --onto, or set [land] base"))?;
+    if let Some(worktree) = &worktree {
+        let status = crate::daemon::work::git_raw(worktree, &["status", "--porcelain=v1", "-z", "--no-renames"])?;
+        let paths: Vec<&str> = status.split('\0').filter_map(|entry| entry.get(3..)).collect();
+        if !paths.is_empty() {
+            bail!(
+                "{} has uncommitted changes ({}{}): commit them first (`git add -A && git commit`), then `lanes land`",
+                worktree.display(),
+                paths[..paths.len().min(5)].join(", "),
+                if paths.len() > 5 { ", …" } else { "" }
+            );
+        }
+    }
+    let ahead =
+        crate::git::run(common_dir, &["rev-list", "--count", &format!("refs/heads/{onto}..refs/heads/{branch}")])?;
+    if ahead.trim() == "0" {
+        bail!("{branch} has no commits that {onto} lacks: nothing to land");
+    }
+    Ok((branch, worktree))
+}
+
+fn worktree_branch(checkouts: &[crate::git::Checkout], path: &Path) -> Result<(String, Option<PathBuf>)> {
+    let checkout = checkouts
+        .iter()
+        .filter(|c| path.starts_with(&c.path))
+        .max_by_key(|c| c.path.as_os_str().len())
+        .ok_or_else(|| anyhow::anyhow!("{} is not a worktree of this repository", path.display()))?;
+    let branch = checkout.branch.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is on a detached HEAD: check out a branch to land (git switch -c <name>)",
+            checkout.path.display()
+        )
+    })?;
+    Ok((branch, Some(checkout.path.clone())))
+}

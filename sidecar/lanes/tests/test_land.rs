@@ -1,0 +1,199 @@
+//! The landing queue with real git and real test commands: branches land in queue order; red tests,
+//! conflicts and a dirty checkout block an entry with the reason, the base and the branch untouched; a base
+//! that moves during a landing is caught by the compare-and-swap; a sidecar killed mid-landing loses nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, eventually, kill9};
+
+fn commit_file(env: &TestEnv, tree: &Path, file: &str, text: &str) {
+    if let Some(dir) = tree.join(file).parent() {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    std::fs::write(tree.join(file), text).expect("write");
+    env.git(tree, &["add", "-A"]);
+    env.git(tree, &["commit", "-q", "-m", &format!("add {file}")]);
+}
+
+fn rev(env: &TestEnv, repo: &Path, name: &str) -> String {
+    env.git(repo, &["rev-parse", name]).trim().to_owned()
+}
+
+fn queue(env: &TestEnv, repo: &Path) -> Vec<Value> {
+    env.lanes(repo, &["--json", "queue"]).success().json()["entries"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until no entry is queued or landing; returns the entries.
+fn settled(env: &TestEnv, repo: &Path) -> Vec<Value> {
+    let done = eventually(Duration::from_secs(90), || {
+        queue(env, repo).iter().all(|e| e["state"] == "landed" || e["state"] == "blocked")
+    });
+    assert!(done, "the queue did not settle: {:?}", queue(env, repo));
+    queue(env, repo)
+}
+
+fn entry<'a>(entries: &'a [Value], branch: &str) -> &'a Value {
+    entries.iter().find(|e| e["branch"] == branch).unwrap_or_else(|| panic!("no entry for {branch}: {entries:?}"))
+}
+
+#[test]
+fn eight_branches_land_in_order_and_red_or_conflicting_ones_block_with_their_commits_intact() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let test = "test ! -e FAIL && echo all green";
+    let mut trees = Vec::new();
+    for i in 0..8 {
+        let name = format!("w{i}");
+        let tree = env.worktree(&repo, &name);
+        match i {
+            5 => commit_file(&env, &tree, "FAIL", "this branch breaks the tests\n"),
+            6 => commit_file(&env, &tree, "src/a.rs", "fn a() { agent }\n"),
+            _ => commit_file(&env, &tree, &format!("src/new{i}.rs"), &format!("fn new{i}() {{}}\n")),
+        }
+        trees.push((name, tree));
+    }
+    // A person changes src/a.rs on main outside lanes: w6's change of it now conflicts.
+    commit_file(&env, &repo, "src/a.rs", "fn a() { person }\n");
+    let tips: Vec<String> = trees.iter().map(|(name, _)| rev(&env, &repo, name)).collect();
+    for (_, tree) in &trees {
+        env.lanes(tree, &["land", "--test", test]).success();
+    }
+    let entries = settled(&env, &repo);
+
+    let red = entry(&entries, "w5");
+    assert_eq!(red["state"], "blocked", "{red}");
+    let reason = red["result"].as_str().expect("reason");
+    assert!(reason.contains("failed (exit 1)"), "{reason}");
+    let conflict = entry(&entries, "w6");
+    assert_eq!(conflict["state"], "blocked", "{conflict}");
+    assert_eq!(conflict["conflicts"], serde_json::json!(["src/a.rs"]), "{conflict}");
+    for (i, (name, _)) in trees.iter().enumerate() {
+        if i == 5 || i == 6 {
+            assert_eq!(rev(&env, &repo, name), tips[i], "{name}'s commits were touched");
+        } else {
+            assert_eq!(entry(&entries, name)["state"], "landed", "{entries:?}");
+        }
+    }
+    // In queue order, one after the other, and nothing of the blocked ones.
+    let subjects = env.git(&repo, &["log", "--reverse", "--format=%s", "main"]);
+    let landed: Vec<&str> = subjects.lines().filter(|s| s.starts_with("add src/new")).collect();
+    assert_eq!(
+        landed,
+        [
+            "add src/new0.rs",
+            "add src/new1.rs",
+            "add src/new2.rs",
+            "add src/new3.rs",
+            "add src/new4.rs",
+            "add src/new7.rs"
+        ]
+    );
+    assert!(!repo.join("FAIL").exists() && env.git(&repo, &["show", "main:src/a.rs"]).contains("person"));
+    // The main checkout of main followed, and is clean.
+    assert!(repo.join("src/new7.rs").exists(), "the checkout of main was not updated");
+    assert_eq!(env.git(&repo, &["status", "--porcelain"]), "");
+    // Landing again re-queues a blocked entry; the scratch worktree is gone.
+    let again = env.lanes(&trees[5].1, &["--json", "land", "--test", test]).success().json();
+    assert_eq!(again["entry"]["state"], "queued");
+    settled(&env, &repo);
+    assert!(!env.git(&repo, &["worktree", "list"]).contains("lanes/land"), "the scratch worktree was left");
+}
+
+#[test]
+fn a_base_that_moves_during_the_landing_is_caught_by_the_compare_and_swap() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let tree = env.worktree(&repo, "feature");
+    commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+    let marker = env.root().join("moved");
+    // The first test run is slow enough for a person to commit on main meanwhile.
+    let test = format!(
+        "if [ ! -e {m} ]; then touch {m}; cd {r} && echo person > person.txt && git add person.txt && git commit -qm person; fi",
+        m = marker.display(),
+        r = repo.display()
+    );
+    let run = env.lanes(&tree, &["--json", "land", "--test", &test, "--wait"]);
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    let subjects = env.git(&repo, &["log", "--format=%s", "main"]);
+    assert!(subjects.starts_with("add src/feature.rs\nperson\n"), "{subjects}");
+    let log = env.lanes(&repo, &["--json", "queue"]).success().json();
+    assert_eq!(log["entries"][0]["state"], "landed");
+    assert!(repo.join("src/feature.rs").exists() && repo.join("person.txt").exists());
+}
+
+#[test]
+fn a_sidecar_killed_while_a_landing_runs_its_tests_lands_the_entry_after_it_restarts() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let tree = env.worktree(&repo, "feature");
+    commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+    let (started, killed) = (env.root().join("started"), env.root().join("killed"));
+    let test = format!("[ -e {k} ] && exit 0; touch {s}; sleep 5", k = killed.display(), s = started.display());
+    let (_, pid) = env.start_sidecar(&repo);
+    let before = rev(&env, &repo, "main");
+    env.lanes(&tree, &["land", "--test", &test]).success();
+    assert!(eventually(Duration::from_secs(20), || started.exists()), "the test never started");
+    kill9(pid);
+    assert!(eventually(Duration::from_secs(10), || crate::common::process_gone(pid)));
+    assert_eq!(rev(&env, &repo, "main"), before, "the base moved before the tests passed");
+    std::fs::write(&killed, "").expect("write");
+    // Any command starts the sidecar again; the entry it was landing is landed from the start.
+    let entries = settled(&env, &repo);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["state"], "landed", "{entries:?}");
+    assert_eq!(env.git(&repo, &["log", "--format=%s", "-1", "main"]).trim(), "add src/feature.rs");
+    assert!(!env.git(&repo, &["worktree", "list"]).contains("lanes/land"), "the scratch worktree was left");
+}
+
+#[test]
+fn uncommitted_edits_in_the_base_checkout_survive_a_landing_or_block_it_when_they_overlap() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let tree = env.worktree(&repo, "feature");
+    commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+    std::fs::write(repo.join("src/a.rs"), "a person's edit\n").expect("write");
+    std::fs::write(repo.join("notes.txt"), "untracked\n").expect("write");
+    env.lanes(&tree, &["land", "--wait"]).success();
+    assert_eq!(std::fs::read_to_string(repo.join("src/a.rs")).expect("read"), "a person's edit\n");
+    assert!(repo.join("notes.txt").exists() && repo.join("src/feature.rs").exists());
+    let status = env.git(&repo, &["status", "--porcelain"]);
+    assert_eq!(status, " M src/a.rs\n?? notes.txt\n", "{status}");
+
+    // An untracked file of the same name in the base checkout: landing would overwrite it, so it blocks.
+    let other = env.worktree(&repo, "other");
+    commit_file(&env, &other, "docs/new.md", "the branch's\n");
+    std::fs::write(repo.join("docs/new.md"), "the person's\n").expect("write");
+    let before = rev(&env, &repo, "main");
+    let run = env.lanes(&other, &["--json", "land", "--wait"]);
+    assert_eq!(run.code, 3, "{} {}", run.stdout, run.stderr);
+    assert!(
+        run.json()["entry"]["result"].as_str().is_some_and(|r| r.contains("uncommitted changes")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(rev(&env, &repo, "main"), before);
+    assert_eq!(std::fs::read_to_string(repo.join("docs/new.md")).expect("read"), "the person's\n");
+}
+
+#[test]
+fn a_worktree_with_uncommitted_changes_or_nothing_new_is_refused_and_nothing_is_queued() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let tree = env.worktree(&repo, "feature");
+    let run = env.lanes(&tree, &["--json", "land"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.json()["error"]["message"].as_str().is_some_and(|m| m.contains("nothing to land")), "{}", run.stdout);
+    commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+    std::fs::write(tree.join("src/b.rs"), "half done\n").expect("write");
+    let run = env.lanes(&tree, &["--json", "land"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    let message = run.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("uncommitted changes (src/b.rs)") && message.contains("commit them first"), "{message}");
+    let run = env.lanes(&repo, &["--json", "land"]);
+    assert_eq!(run.code, 2);
+    assert!(run.json()["error"]["message"].as_str().is_some_and(|m| m.contains("is the base")), "{}", run.stdout);
+    assert!(queue(&env, &repo).is_empty());
+}
