@@ -113,6 +113,8 @@ pub struct Config {
     pub land_test: Option<String>,
     /// A test run longer than this blocks the entry.
     pub land_timeout: Duration,
+    /// How many queued entries land together (one test run; bisected when red).
+    pub land_batch: usize,
     /// What the pre-commit guard does with a commit that stages another principal's files.
     pub git_guard: Guard,
     /// The shared hub, if any.
@@ -169,6 +171,7 @@ impl Config {
             land_strategy: LandStrategy::Rebase,
             land_test: None,
             land_timeout: Duration::from_secs(30 * 60),
+            land_batch: 1,
             git_guard: Guard::Refuse,
             hub: HubConfig::default(),
             sources: Vec::new(),
@@ -194,6 +197,7 @@ impl Config {
             ("land.strategy", name_in(&self.land_strategy, STRATEGIES)),
             ("land.test", optional(&self.land_test)),
             ("land.timeout", duration(self.land_timeout)),
+            ("land.batch", self.land_batch.to_string()),
             ("git.guard", name_in(&self.git_guard, GUARDS)),
             ("sidecar.idle_timeout", duration(self.idle_timeout)),
             ("sessions.keep_ended", duration(self.keep_ended_sessions)),
@@ -280,6 +284,10 @@ impl Config {
                                 self.land_test = Some(s.clone()).filter(|t| !t.trim().is_empty());
                             }
                             ("timeout", toml::Value::String(s)) => self.land_timeout = ttl(s, origin, key)?,
+                            ("batch", toml::Value::Integer(n)) => match usize::try_from(*n) {
+                                Ok(n @ 1..=100) => self.land_batch = n,
+                                _ => bail!("{origin}: land.batch must be 1 to 100, not {n}"),
+                            },
                             _ => self.warnings.push(format!("{origin}: unknown key land.{key}")),
                         }
                     }

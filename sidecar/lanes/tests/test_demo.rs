@@ -27,6 +27,12 @@ fn demo_runs_collides_hands_off_and_cleans_up() {
     );
     let landed = timeline.iter().find(|e| e["action"] == "claim src/cache.rs (landed)").expect("the landed step");
     assert!(landed["outcome"].as_str().expect("outcome").starts_with("granted"), "{landed}");
+    let step = |action: &str| {
+        let found = timeline.iter().find(|e| e["action"] == action);
+        found.and_then(|e| e["outcome"].as_str()).unwrap_or_else(|| panic!("no step {action:?}")).to_owned()
+    };
+    assert!(step("the queue: frank landed").starts_with("landed on main"), "{timeline:#?}");
+    assert!(step("the queue: gina blocked").contains("`test ! -e BROKEN` failed"), "{timeline:#?}");
     let repo = report["repo"].as_str().expect("repo");
     assert!(!std::path::Path::new(repo).exists(), "the demo left its repository behind");
     let leftovers: Vec<_> = std::fs::read_dir(env.root().join("run/lanes/v1")).expect("runtime dir").collect();

@@ -197,3 +197,40 @@ fn a_worktree_with_uncommitted_changes_or_nothing_new_is_refused_and_nothing_is_
     assert!(run.json()["error"]["message"].as_str().is_some_and(|m| m.contains("is the base")), "{}", run.stdout);
     assert!(queue(&env, &repo).is_empty());
 }
+
+#[test]
+fn a_batch_lands_with_fewer_test_runs_than_entries_and_bisects_to_the_entry_that_breaks() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    std::fs::create_dir_all(repo.join(".git/lanes")).expect("mkdir");
+    std::fs::write(repo.join(".git/lanes/config.toml"), "[land]\nbatch = 8\n").expect("config");
+    let (gate, runs) = (env.root().join("gate"), env.root().join("runs"));
+    let test = format!(
+        "echo run >> {runs}; while [ ! -e {gate} ]; do sleep 0.05; done; test ! -e FAIL",
+        runs = runs.display(),
+        gate = gate.display()
+    );
+    let mut trees = Vec::new();
+    for i in 0..8 {
+        let tree = env.worktree(&repo, &format!("b{i}"));
+        let file = if i == 2 { "FAIL".to_owned() } else { format!("src/new{i}.rs") };
+        commit_file(&env, &tree, &file, "x\n");
+        trees.push(tree);
+    }
+    // The first entry lands alone and holds the runner in its test until every other entry is queued.
+    env.lanes(&trees[0], &["land", "--test", &test]).success();
+    assert!(eventually(Duration::from_secs(20), || runs.exists()), "the first landing never ran its test");
+    for tree in &trees[1..] {
+        env.lanes(tree, &["land", "--test", &test]).success();
+    }
+    std::fs::write(&gate, "").expect("open the gate");
+    let entries = settled(&env, &repo);
+    for i in 0..8 {
+        let expected = if i == 2 { "blocked" } else { "landed" };
+        assert_eq!(entry(&entries, &format!("b{i}"))["state"], expected, "{entries:?}");
+    }
+    let test_runs = std::fs::read_to_string(&runs).expect("runs").lines().count();
+    assert!(test_runs < 8, "{test_runs} test runs for 8 entries");
+    let files = env.git(&repo, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!files.contains("FAIL") && (0..8).filter(|i| *i != 2).all(|i| files.contains(&format!("src/new{i}.rs"))));
+}

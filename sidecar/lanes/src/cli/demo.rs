@@ -11,7 +11,7 @@ use lanes_proto::lifecycle::{Launcher, wait_until_stopped};
 use lanes_proto::paths::SidecarPaths;
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{
-    AcquireParams, CheckParams, CheckpointParams, HandoffParams, RecordParams, ReleaseParams, RenewParams,
+    AcquireParams, CheckParams, CheckpointParams, HandoffParams, LandParams, RecordParams, ReleaseParams, RenewParams,
     RewindParams, SendParams, SessionParams, TaskAddParams, TaskDoneParams, TaskNextParams, WaitParams, method,
 };
 use serde::Serialize;
@@ -136,6 +136,7 @@ fn describe(method: &str, reply: &Value) -> String {
         ),
         method::TASK_DONE => format!("task {} done, its claim released", reply["task"]["id"]),
         method::MESSAGE_SEND => "queued for bob's next step".to_owned(),
+        method::LAND_QUEUE => format!("queued (entry {}, position {})", reply["entry"]["id"], reply["position"]),
         method::MESSAGE_INBOX => {
             let messages: Vec<String> = reply["messages"]
                 .as_array()
@@ -313,6 +314,7 @@ fn script(t: &mut Timeline, main: &Path, feature: &Path) -> Result<Value, Failur
     board(t, main, feature)?;
     commit_and_rewind(t, feature)?;
     work_outlives_its_session(t, main, feature)?;
+    landing(t, main)?;
 
     let status = t.client.call_value(method::STATUS, &json!({}))?;
     if !t.json {
@@ -605,6 +607,52 @@ fn work_outlives_its_session(t: &mut Timeline, main: &Path, feature: &Path) -> R
         std::thread::sleep(Duration::from_millis(100));
     }
     t.act("alice", "claim src/cache.rs (landed)", method::CLAIM_ACQUIRE, &claim("alice", main))?;
+    Ok(())
+}
+
+/// Two agents' branches go through the landing queue with a test command: one lands, one is blocked by its
+/// red test and stays as it was.
+fn landing(t: &mut Timeline, main: &Path) -> Result<(), Failure> {
+    let root = main.parent().unwrap_or(main);
+    let mut queued = Vec::new();
+    for (agent, file, text) in
+        [("frank", "src/search.rs", "pub fn search() {}\n"), ("gina", "BROKEN", "this breaks the tests\n")]
+    {
+        let tree = root.join(format!("app-{agent}"));
+        git(main, &["worktree", "add", "-q", "-b", agent, &tree.to_string_lossy()])?;
+        std::fs::write(tree.join(file), text).map_err(|e| Failure::internal(e.to_string()))?;
+        git_as(&tree, Some(agent), &["add", "-A"])?;
+        git_as(&tree, Some(agent), &["commit", "-qm", &format!("{agent}: {file}")])?;
+        let params = LandParams {
+            session: agent.to_owned(),
+            worktree: tree.to_string_lossy().into_owned(),
+            test: Some("test ! -e BROKEN".to_owned()),
+            ..LandParams::default()
+        };
+        let what = format!("land {agent} (test: no BROKEN file)");
+        if let Some(reply) = t.act(agent, &what, method::LAND_QUEUE, &params)? {
+            queued.push((agent, reply["entry"]["id"].clone()));
+        }
+    }
+    let mut reported = Vec::new();
+    for _ in 0..300 {
+        let queue = t.client.call_value(method::LAND_LIST, &json!({}))?;
+        for (agent, id) in &queued {
+            let Some(entry) = queue["entries"].as_array().into_iter().flatten().find(|e| e["id"] == *id) else {
+                continue;
+            };
+            let state = entry["state"].as_str().unwrap_or_default();
+            if (state == "landed" || state == "blocked") && !reported.contains(agent) {
+                let result = entry["result"].as_str().and_then(|r| r.lines().next()).unwrap_or_default();
+                t.say("*", &format!("the queue: {agent} {state}"), result);
+                reported.push(*agent);
+            }
+        }
+        if reported.len() == queued.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! `lanes watch`: a live terminal view of the sidecar: sessions, claims with time left, the task board and
-//! the event stream, refreshed twice a second from `status` and the event log. `q` or Esc quits.
+//! `lanes watch`: a live terminal view of the sidecar: sessions, claims with time left, the task board, the
+//! landing queue and the event stream, refreshed twice a second from `status`, `land.list` and the event log.
+//! `q` or Esc quits.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -23,6 +24,8 @@ const EVENTS_SHOWN: usize = 200;
 #[derive(Debug, Default)]
 pub struct View {
     pub status: Value,
+    /// The `land.list` reply.
+    pub queue: Value,
     pub events: VecDeque<Value>,
     pub cursor: u64,
 }
@@ -57,6 +60,7 @@ pub fn run(env: &Env, json: bool) -> Result<(), Failure> {
             let status = client.call_value(method::STATUS, &json!({}))?;
             let events = client.call_value(method::EVENTS, &EventsParams { since: view.cursor, limit: Some(500) })?;
             view.update(status, &events);
+            view.queue = client.call_value(method::LAND_LIST, &json!({}))?;
             terminal.draw(|frame| render(frame, &view)).map_err(|e| Failure::internal(e.to_string()))?;
             if event::poll(Duration::from_millis(500)).map_err(|e| Failure::internal(e.to_string()))?
                 && let Event::Key(key) = event::read().map_err(|e| Failure::internal(e.to_string()))?
@@ -74,11 +78,12 @@ pub fn run(env: &Env, json: bool) -> Result<(), Failure> {
 /// Draws the view: sessions, claims, tasks and the latest events.
 pub fn render(frame: &mut Frame<'_>, view: &View) {
     let status = &view.status;
-    let [sessions_area, claims_area, tasks_area, events_area] = Layout::vertical([
-        Constraint::Percentage(20),
-        Constraint::Percentage(30),
-        Constraint::Percentage(20),
-        Constraint::Percentage(30),
+    let [sessions_area, claims_area, tasks_area, queue_area, events_area] = Layout::vertical([
+        Constraint::Percentage(18),
+        Constraint::Percentage(25),
+        Constraint::Percentage(17),
+        Constraint::Percentage(15),
+        Constraint::Percentage(25),
     ])
     .areas(frame.area());
     let title = |name: &str, count: usize| Block::default().borders(Borders::ALL).title(format!(" {name} ({count}) "));
@@ -144,6 +149,34 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
         tasks_area,
     );
 
+    let entries = view.queue["entries"].as_array().cloned().unwrap_or_default();
+    let rows = entries.iter().map(|e| {
+        let state = match e["phase"].as_str() {
+            Some(phase) if e["state"] == "landing" => format!("landing ({phase})"),
+            _ => text(&e["state"]),
+        };
+        Row::new(vec![
+            e["id"].to_string(),
+            state,
+            format!("{} → {}", text(&e["branch"]), text(&e["onto"])),
+            text(&e["owner"]),
+            e["result"].as_str().and_then(|r| r.lines().next()).unwrap_or("").to_owned(),
+        ])
+    });
+    let widths = [
+        Constraint::Length(6),
+        Constraint::Length(16),
+        Constraint::Percentage(25),
+        Constraint::Percentage(20),
+        Constraint::Percentage(40),
+    ];
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header(&["ENTRY", "STATE", "BRANCH", "OWNER", "RESULT"]))
+            .block(title("landing queue", entries.len())),
+        queue_area,
+    );
+
     let shown = usize::from(events_area.height.saturating_sub(2));
     let items: Vec<ListItem<'_>> = view
         .events
@@ -172,7 +205,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_sessions_claims_tasks_and_events() {
+    fn renders_sessions_claims_tasks_the_queue_and_events() {
         let mut view = View::default();
         let status = json!({
             "sessions": [{"id": "alice", "state": "live", "claims": 1, "branch": "main", "worktree": "/r"},
@@ -182,7 +215,9 @@ mod tests {
         });
         let events = json!({"events": [{"seq": 3, "at": "2026-11-23T08:00:00Z", "kind": "grant", "session": "alice", "claim": 7}], "cursor": 3});
         view.update(status, &events);
-        let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("terminal");
+        view.queue = json!({"entries": [{"id": 4, "state": "landing", "phase": "test", "branch": "feat", "onto": "main",
+                                          "owner": "alice"}]});
+        let mut terminal = Terminal::new(TestBackend::new(100, 40)).expect("terminal");
         terminal.draw(|frame| render(frame, &view)).expect("draw");
         let screen: String = terminal.backend().buffer().content().iter().map(|cell| cell.symbol()).collect();
         for expected in [
@@ -193,6 +228,9 @@ mod tests {
             "29m",
             "tasks (1)",
             "write the API",
+            "landing queue (1)",
+            "landing (test)",
+            "feat → main",
             "grant",
             "claim 7",
             "Ctrl-C quits",

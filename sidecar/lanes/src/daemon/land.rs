@@ -62,13 +62,23 @@ pub struct Lander {
     test: Option<String>,
     timeout: Duration,
     base: Option<String>,
+    /// How many entries land together at most (`[land] batch`).
+    batch: usize,
 }
 
 /// How one landing ended.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Outcome {
-    Landed { commit: String, notes: Vec<String> },
-    Blocked { reason: String, conflicts: Vec<String> },
+    Landed {
+        commit: String,
+        notes: Vec<String>,
+    },
+    Blocked {
+        reason: String,
+        conflicts: Vec<String>,
+    },
+    /// Not tried on its own (an entry below it in the batch broke the tests): back in the queue.
+    Requeue,
 }
 
 impl Lander {
@@ -93,6 +103,7 @@ impl Lander {
             test: config.land_test.clone(),
             timeout: config.land_timeout,
             base: config.land_base.clone(),
+            batch: config.land_batch,
         }
     }
 
@@ -199,8 +210,19 @@ impl Lander {
         }
     }
 
-    fn next_queued(&self) -> Option<LandEntryView> {
-        self.queue().entries.iter().filter(|e| e.state == "queued").min_by_key(|e| e.id).cloned()
+    /// The next entries to land together: the first one queued, and after it (up to `[land] batch`) the queued
+    /// ones with the same base and test command, in queue order.
+    fn next_batch(&self) -> Vec<LandEntryView> {
+        let queue = self.queue();
+        let mut queued: Vec<&LandEntryView> = queue.entries.iter().filter(|e| e.state == "queued").collect();
+        queued.sort_by_key(|e| e.id);
+        let Some(first) = queued.first().copied() else { return Vec::new() };
+        queued
+            .into_iter()
+            .filter(|e| e.onto == first.onto && e.test == first.test)
+            .take(self.batch.max(1))
+            .cloned()
+            .collect()
     }
 }
 
@@ -220,31 +242,45 @@ fn prune_finished(queue: &mut Queue) {
 pub async fn run(cx: Arc<Context>) {
     let lander = Arc::clone(&cx.lander);
     loop {
-        let Some(entry) = lander.next_queued() else {
+        let batch = lander.next_batch();
+        if batch.is_empty() {
             tokio::select! {
                 () = lander.wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
             continue;
+        }
+        for entry in &batch {
+            lander.update(entry.id, |e| {
+                e.state = "landing".to_owned();
+                e.phase = Some("rebase".to_owned());
+            });
+        }
+        // Not under the context's git lock: a test run can take minutes, and the landing's git work stays in
+        // its own scratch worktree (git's own ref locks keep the base's compare-and-swap atomic).
+        let outcomes = {
+            let (lander, batch) = (Arc::clone(&lander), batch.clone());
+            tokio::task::spawn_blocking(move || lander.land(&batch)).await.unwrap_or_default()
         };
-        lander.update(entry.id, |e| {
-            e.state = "landing".to_owned();
-            e.phase = Some("rebase".to_owned());
-        });
-        let outcome = {
-            // The landing's git work never overlaps a checkpoint's or a worktree's.
-            let _serialized = cx.git.lock().await;
-            let (lander, entry) = (Arc::clone(&lander), entry.clone());
-            tokio::task::spawn_blocking(move || lander.land(&entry))
-                .await
-                .unwrap_or_else(|e| Outcome::Blocked { reason: format!("the landing failed: {e}"), conflicts: vec![] })
-        };
-        finish(&cx, &entry, outcome).await;
+        for entry in &batch {
+            let outcome = outcomes.iter().find(|(id, _)| *id == entry.id).map_or_else(
+                || blocked("the landing stopped without an answer for this entry".to_owned(), Vec::new()),
+                |(_, outcome)| outcome.clone(),
+            );
+            finish(&cx, entry, outcome).await;
+        }
     }
 }
 
 /// Records how a landing ended, tells its owner, and tidies up after one that landed.
 async fn finish(cx: &Context, entry: &LandEntryView, outcome: Outcome) {
+    if matches!(outcome, Outcome::Requeue) {
+        cx.lander.update(entry.id, |e| {
+            e.state = "queued".to_owned();
+            e.phase = None;
+        });
+        return;
+    }
     let (state, detail) = match &outcome {
         Outcome::Landed { commit, notes } => {
             let short: String = commit.chars().take(12).collect();
@@ -256,6 +292,7 @@ async fn finish(cx: &Context, entry: &LandEntryView, outcome: Outcome) {
             ("landed", detail)
         }
         Outcome::Blocked { reason, .. } => ("blocked", reason.clone()),
+        Outcome::Requeue => return,
     };
     cx.lander.update(entry.id, |e| {
         e.state = state.to_owned();
@@ -265,6 +302,7 @@ async fn finish(cx: &Context, entry: &LandEntryView, outcome: Outcome) {
         match &outcome {
             Outcome::Landed { commit, .. } => e.landed = Some(commit.clone()),
             Outcome::Blocked { conflicts, .. } => e.conflicts = conflicts.clone(),
+            Outcome::Requeue => {}
         }
     });
     let command = Command::RecordLanding {
@@ -312,70 +350,148 @@ async fn remove_landed_agent_worktree(cx: &Context, entry: &LandEntryView) {
 }
 
 impl Lander {
-    /// Lands one entry (blocking): again from the start while the base moves under it, at most [`ATTEMPTS`]
-    /// times.
-    fn land(&self, entry: &LandEntryView) -> Outcome {
-        let log = self.log_path(entry.id);
-        let _ = std::fs::remove_file(&log);
-        let mut last = String::new();
+    /// Lands a batch of entries with the same base and test command (blocking): again from the start while
+    /// the base moves under it, at most [`ATTEMPTS`] times. Returns each entry's outcome.
+    fn land(&self, batch: &[LandEntryView]) -> Vec<(u64, Outcome)> {
+        for entry in batch {
+            let _ = std::fs::remove_file(self.log_path(entry.id));
+        }
+        let onto = batch.first().map(|e| e.onto.clone()).unwrap_or_default();
         for attempt in 1..=ATTEMPTS {
-            match self.attempt(entry, &log) {
-                Ok(Attempt::Done(outcome)) => {
-                    self.remove_scratch();
-                    return outcome;
-                }
+            let result = self.attempt(batch);
+            self.remove_scratch();
+            match result {
+                Ok(Attempt::Done(outcomes)) => return outcomes,
                 Ok(Attempt::BaseMoved) => {
-                    append(
-                        &log,
-                        &format!("lanes: {} moved during the landing; again (attempt {attempt})\n", entry.onto),
-                    );
-                    last = format!("{} kept moving during the landing ({ATTEMPTS} attempts)", entry.onto);
+                    for entry in batch {
+                        let line = format!("lanes: {onto} moved during the landing; again (attempt {attempt})\n");
+                        append(&self.log_path(entry.id), &line);
+                    }
                 }
                 Err(e) => {
-                    self.remove_scratch();
-                    return Outcome::Blocked { reason: format!("{e:#}"), conflicts: Vec::new() };
+                    let reason = format!("{e:#}");
+                    return batch.iter().map(|e| (e.id, blocked(reason.clone(), Vec::new()))).collect();
                 }
             }
         }
-        self.remove_scratch();
-        Outcome::Blocked { reason: last, conflicts: Vec::new() }
+        let reason = format!("{onto} kept moving during the landing ({ATTEMPTS} attempts)");
+        batch.iter().map(|e| (e.id, blocked(reason.clone(), Vec::new()))).collect()
     }
 
-    fn attempt(&self, entry: &LandEntryView, log: &Path) -> Result<Attempt> {
+    /// One try: stack every entry of the batch onto the base, test the stack, find the longest green prefix
+    /// by bisection when it is red (Bors-style: one test run when all is well), and move the base to it.
+    fn attempt(&self, batch: &[LandEntryView]) -> Result<Attempt> {
+        let Some(first) = batch.first() else { return Ok(Attempt::Done(Vec::new())) };
         let git = |args: &[&str]| crate::git::run(&self.common_dir, args);
-        let base_ref = format!("refs/heads/{}", entry.onto);
+        let base_ref = format!("refs/heads/{}", first.onto);
         let old = git(&["rev-parse", "--verify", &format!("{base_ref}^{{commit}}")])
-            .with_context(|| format!("the base branch {} does not exist", entry.onto))?;
-        let tip = git(&["rev-parse", "--verify", &format!("refs/heads/{}^{{commit}}", entry.branch)])
-            .with_context(|| format!("the branch {} does not exist any more", entry.branch))?;
+            .with_context(|| format!("the base branch {} does not exist", first.onto))?;
         let scratch = self.scratch();
         self.remove_scratch();
-        let scratch_text = scratch.to_string_lossy().into_owned();
-        git(&["worktree", "add", "--detach", "--force", &scratch_text, &old])
+        git(&["worktree", "add", "--detach", "--force", &scratch.to_string_lossy(), &old])
             .context("failed to make the scratch worktree")?;
-        let in_scratch = |args: &[&str]| crate::git::run(&scratch, args);
+        let mut outcomes = Vec::new();
+        // Each applied entry with the commit the stack reached with it.
+        let mut layers: Vec<(&LandEntryView, String)> = Vec::new();
+        let mut stacked = old.clone();
+        for entry in batch {
+            let log = self.log_path(entry.id);
+            match self.apply(entry, &scratch, &stacked, &log)? {
+                Applied::Onto(commit) if commit == stacked => {
+                    // Everything it changes is on the base already (a landing cut short after the base moved).
+                    append(&log, "lanes: nothing left to land: the base has all of it\n");
+                    outcomes.push((entry.id, Outcome::Landed { commit, notes: Vec::new() }));
+                }
+                Applied::Onto(commit) => {
+                    stacked = commit.clone();
+                    layers.push((entry, commit));
+                }
+                Applied::Conflict(outcome) => outcomes.push((entry.id, outcome)),
+            }
+        }
+        let green = match first.test.as_deref() {
+            Some(test) if !layers.is_empty() => self.longest_green(test, &scratch, &layers, &mut outcomes)?,
+            _ => layers.len(),
+        };
+        let Some((_, new)) = green.checked_sub(1).map(|top| &layers[top]) else { return Ok(Attempt::Done(outcomes)) };
+        for (entry, _) in &layers[..green] {
+            self.update(entry.id, |e| e.phase = Some("update".to_owned()));
+        }
+        let checkouts = checkouts_of(&self.common_dir, &first.onto);
+        for checkout in &checkouts {
+            // The two-way merge a fast-forward would do: edits the landing does not touch survive it.
+            if crate::git::run(checkout, &["read-tree", "-n", "-m", "-u", &old, new]).is_err() {
+                let reason = format!(
+                    "the checkout of {} in {} has uncommitted changes to files the landing changes: commit or stash \
+                     them there, then `lanes land` again",
+                    first.onto,
+                    checkout.display()
+                );
+                for (entry, _) in &layers[..green] {
+                    append(&self.log_path(entry.id), &format!("lanes: {reason}\n"));
+                    outcomes.push((entry.id, blocked(reason.clone(), Vec::new())));
+                }
+                return Ok(Attempt::Done(outcomes));
+            }
+        }
+        let message = format!(
+            "lanes land {}",
+            layers[..green].iter().map(|(e, _)| e.branch.as_str()).collect::<Vec<_>>().join(" ")
+        );
+        if git(&["update-ref", "-m", &message, &base_ref, new, &old]).is_err() {
+            return Ok(Attempt::BaseMoved);
+        }
+        let mut notes = Vec::new();
+        for checkout in &checkouts {
+            if let Err(e) = crate::git::run(checkout, &["read-tree", "-m", "-u", &old, new]) {
+                notes.push(format!(
+                    "the checkout in {} was not updated ({e:#}): run `git read-tree -m -u {} {}` there",
+                    checkout.display(),
+                    short(&old),
+                    short(new)
+                ));
+            }
+        }
+        for (entry, commit) in &layers[..green] {
+            append(&self.log_path(entry.id), &format!("lanes: {} is now {}\n", entry.onto, short(new)));
+            outcomes.push((entry.id, Outcome::Landed { commit: commit.clone(), notes: notes.clone() }));
+        }
+        Ok(Attempt::Done(outcomes))
+    }
+
+    /// Rebases (merges, squashes) one entry onto `onto` in the scratch worktree.
+    fn apply(&self, entry: &LandEntryView, scratch: &Path, onto: &str, log: &Path) -> Result<Applied> {
+        let in_scratch = |args: &[&str]| crate::git::run(scratch, args);
+        self.update(entry.id, |e| e.phase = Some("rebase".to_owned()));
+        let tip = crate::git::run(
+            &self.common_dir,
+            &["rev-parse", "--verify", &format!("refs/heads/{}^{{commit}}", entry.branch)],
+        )
+        .with_context(|| format!("the branch {} does not exist any more", entry.branch))?;
         append(
             log,
-            &format!("lanes: landing {} ({}) onto {} ({})\n", entry.branch, short(&tip), entry.onto, short(&old)),
+            &format!("lanes: landing {} ({}) onto {} ({})\n", entry.branch, short(&tip), entry.onto, short(onto)),
         );
         let merged = match self.strategy {
-            LandStrategy::Rebase => {
-                in_scratch(&["checkout", "--quiet", "--detach", &tip])?;
-                in_scratch(&["rebase", "--quiet", &old])
-            }
+            LandStrategy::Rebase => in_scratch(&["checkout", "--quiet", "--detach", &tip])
+                .and_then(|_| in_scratch(&["rebase", "--quiet", onto])),
             LandStrategy::Merge => {
                 let message = format!("Land {} onto {}", entry.branch, entry.onto);
-                in_scratch(&["merge", "--quiet", "--no-ff", "--no-verify", "-m", &message, &tip])
+                in_scratch(&["checkout", "--quiet", "--detach", onto])
+                    .and_then(|_| in_scratch(&["merge", "--quiet", "--no-ff", "--no-verify", "-m", &message, &tip]))
             }
-            LandStrategy::Squash => in_scratch(&["merge", "--quiet", "--squash", &tip]).and_then(|_| {
-                let message = squash_message(&self.common_dir, &old, &tip, &entry.branch);
-                in_scratch(&["commit", "--quiet", "--no-verify", "--allow-empty", "-m", &message])
-            }),
+            LandStrategy::Squash => in_scratch(&["checkout", "--quiet", "--detach", onto])
+                .and_then(|_| in_scratch(&["merge", "--quiet", "--squash", &tip]))
+                .and_then(|_| {
+                    let message = squash_message(&self.common_dir, onto, &tip, &entry.branch);
+                    in_scratch(&["commit", "--quiet", "--no-verify", "--allow-empty", "-m", &message])
+                }),
         };
         if let Err(e) = merged {
-            let conflicts = conflicted_paths(&scratch);
+            let conflicts = conflicted_paths(scratch);
             let _ = in_scratch(&["rebase", "--abort"]);
             let _ = in_scratch(&["merge", "--abort"]);
+            let _ = in_scratch(&["reset", "--quiet", "--hard"]);
             let reason = if conflicts.is_empty() {
                 format!("{} does not apply onto {}: {e:#}", entry.branch, entry.onto)
             } else {
@@ -388,58 +504,59 @@ impl Lander {
                 )
             };
             append(log, &format!("lanes: {reason}\n"));
-            return Ok(Attempt::Done(Outcome::Blocked { reason, conflicts }));
+            return Ok(Applied::Conflict(blocked(reason, conflicts)));
         }
-        let new = in_scratch(&["rev-parse", "HEAD"])?;
-        if new == old {
-            // Everything it changes is on the base already (a landing cut short after the base moved, say).
-            append(log, "lanes: nothing left to land: the base has all of it\n");
-            return Ok(Attempt::Done(Outcome::Landed { commit: old, notes: Vec::new() }));
-        }
-        if let Some(test) = entry.test.as_deref() {
-            self.update(entry.id, |e| e.phase = Some("test".to_owned()));
-            append(log, &format!("lanes: running `{test}`\n"));
-            if let Some(reason) = self.run_test(test, &scratch, log, &entry.branch)? {
-                return Ok(Attempt::Done(Outcome::Blocked { reason, conflicts: Vec::new() }));
-            }
-        }
-        self.update(entry.id, |e| e.phase = Some("update".to_owned()));
-        let checkouts = checkouts_of(&self.common_dir, &entry.onto);
-        for checkout in &checkouts {
-            // The two-way merge a fast-forward would do: edits the landing does not touch survive it.
-            if crate::git::run(checkout, &["read-tree", "-n", "-m", "-u", &old, &new]).is_err() {
-                let reason = format!(
-                    "the checkout of {} in {} has uncommitted changes to files the landing changes: commit or stash \
-                     them there, then `lanes land` again",
-                    entry.onto,
-                    checkout.display()
-                );
-                append(log, &format!("lanes: {reason}\n"));
-                return Ok(Attempt::Done(Outcome::Blocked { reason, conflicts: Vec::new() }));
-            }
-        }
-        let message = format!("lanes land {}", entry.branch);
-        if git(&["update-ref", "-m", &message, &base_ref, &new, &old]).is_err() {
-            return Ok(Attempt::BaseMoved);
-        }
-        append(log, &format!("lanes: {} is now {}\n", entry.onto, short(&new)));
-        let mut notes = Vec::new();
-        for checkout in &checkouts {
-            if let Err(e) = crate::git::run(checkout, &["read-tree", "-m", "-u", &old, &new]) {
-                notes.push(format!(
-                    "the checkout in {} was not updated ({e:#}): run `git read-tree -m -u {} {}` there",
-                    checkout.display(),
-                    short(&old),
-                    short(&new)
-                ));
-            }
-        }
-        Ok(Attempt::Done(Outcome::Landed { commit: new, notes }))
+        Ok(Applied::Onto(in_scratch(&["rev-parse", "HEAD"])?))
     }
 
-    /// Runs the test command in the scratch worktree, its output appended to the log. `Some(reason)` when it
-    /// failed or ran out of time.
-    fn run_test(&self, test: &str, scratch: &Path, log: &Path, branch: &str) -> Result<Option<String>> {
+    /// How many layers from the bottom of the stack pass the tests. The whole stack is tried first; when it is
+    /// red, a bisection finds the first layer that breaks, which is blocked, and the layers above it go back to
+    /// the queue (they were not tested without it).
+    fn longest_green(
+        &self,
+        test: &str,
+        scratch: &Path,
+        layers: &[(&LandEntryView, String)],
+        outcomes: &mut Vec<(u64, Outcome)>,
+    ) -> Result<usize> {
+        let run = |upto: usize| -> Result<Option<String>> {
+            let (top, commit) = &layers[upto - 1];
+            crate::git::run(scratch, &["checkout", "--quiet", "--detach", commit])?;
+            for (entry, _) in &layers[..upto] {
+                self.update(entry.id, |e| e.phase = Some("test".to_owned()));
+            }
+            let logs: Vec<PathBuf> = layers[..upto].iter().map(|(e, _)| self.log_path(e.id)).collect();
+            self.run_test(test, scratch, &logs, &top.branch)
+        };
+        let Some(mut failure) = run(layers.len())? else { return Ok(layers.len()) };
+        // Prefix `green` is known to pass (the base itself when 0), prefix `red` known to fail.
+        let (mut green, mut red) = (0, layers.len());
+        while red - green > 1 {
+            let middle = (green + red) / 2;
+            match run(middle)? {
+                None => green = middle,
+                Some(reason) => {
+                    red = middle;
+                    failure = reason;
+                }
+            }
+        }
+        outcomes.push((layers[red - 1].0.id, blocked(failure, Vec::new())));
+        for (entry, _) in &layers[red..] {
+            append(&self.log_path(entry.id), "lanes: an entry below this one broke the tests: queued again\n");
+            outcomes.push((entry.id, Outcome::Requeue));
+        }
+        Ok(green)
+    }
+
+    /// Runs the test command in the scratch worktree, its output appended to every log of `logs` (the
+    /// entries the tested stack holds). `Some(reason)` when it failed or ran out of time.
+    fn run_test(&self, test: &str, scratch: &Path, logs: &[PathBuf], branch: &str) -> Result<Option<String>> {
+        let Some(log) = logs.last() else { return Ok(None) };
+        for other in logs {
+            append(other, &format!("lanes: running `{test}`\n"));
+        }
+        let started = std::fs::metadata(log).map_or(0, |m| m.len());
         let output = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let mut child = Process::new("sh")
             .args(["-c", test])
@@ -454,30 +571,46 @@ impl Lander {
         let deadline = Instant::now() + self.timeout;
         let status = loop {
             if let Some(status) = child.try_wait()? {
-                break status;
+                break Some(status);
             }
             if Instant::now() >= deadline {
                 // The whole group: a test runner's children must not outlive it.
                 let _ = Process::new("kill").args(["-9", &format!("-{}", child.id())]).status();
                 let _ = child.wait();
-                let reason = format!(
-                    "`{test}` ran longer than {} ([land] timeout); its output ends:\n{}",
-                    lanes_core::human_duration(self.timeout),
-                    tail(log)
-                );
-                append(log, &format!("lanes: {}\n", reason.lines().next().unwrap_or_default()));
-                return Ok(Some(reason));
+                break None;
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        if status.success() {
-            append(log, "lanes: the tests passed\n");
-            return Ok(None);
+        // The other entries' logs get the same output.
+        let text = std::fs::read(log).unwrap_or_default();
+        let output = &text[usize::try_from(started).unwrap_or(0).min(text.len())..];
+        for other in &logs[..logs.len() - 1] {
+            append(other, &String::from_utf8_lossy(output));
         }
-        let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("exit {c}"));
-        let reason = format!("`{test}` failed ({code}); its output ends:\n{}", tail(log));
-        append(log, &format!("lanes: the tests failed ({code})\n"));
-        Ok(Some(reason))
+        let (line, reason) = match status {
+            Some(status) if status.success() => ("lanes: the tests passed\n".to_owned(), None),
+            Some(status) => {
+                let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("exit {c}"));
+                (
+                    format!("lanes: the tests failed ({code})\n"),
+                    Some(format!("`{test}` failed ({code}); its output ends:\n{}", tail(output))),
+                )
+            }
+            None => {
+                let limit = lanes_core::human_duration(self.timeout);
+                (
+                    format!("lanes: the tests ran longer than {limit}\n"),
+                    Some(format!(
+                        "`{test}` ran longer than {limit} ([land] timeout); its output ends:\n{}",
+                        tail(output)
+                    )),
+                )
+            }
+        };
+        for other in logs {
+            append(other, &line);
+        }
+        Ok(reason)
     }
 
     fn remove_scratch(&self) {
@@ -491,8 +624,18 @@ impl Lander {
 }
 
 enum Attempt {
-    Done(Outcome),
+    Done(Vec<(u64, Outcome)>),
     BaseMoved,
+}
+
+/// What applying one entry onto the stack gave.
+enum Applied {
+    Onto(String),
+    Conflict(Outcome),
+}
+
+fn blocked(reason: String, conflicts: Vec<String>) -> Outcome {
+    Outcome::Blocked { reason, conflicts }
 }
 
 fn short(commit: &str) -> String {
@@ -505,10 +648,10 @@ fn append(log: &Path, text: &str) {
     }
 }
 
-/// The last lines of the log (the test output's end).
-fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("lanes: ")).collect();
+/// The last lines of a test's output.
+fn tail(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 

@@ -30,7 +30,6 @@ async fn queue(params: Params<'static>, cx: &Context) -> RpcResult {
     let test = p.test.or_else(|| cx.lander.default_test()).filter(|t| !t.trim().is_empty());
     let target = p.target.filter(|t| !t.trim().is_empty()).map(|t| absolute(&t, &root));
     let resolved = {
-        let _serialized = cx.git.lock().await;
         let (common_dir, onto) = (cx.common_dir.clone(), onto.clone());
         tokio::task::spawn_blocking(move || resolve(&common_dir, &root, target.as_deref(), &onto)).await
     };
