@@ -79,10 +79,11 @@ pub struct Checkout {
 
 /// The checkouts of the repository, from `git worktree list` (ones whose directory is gone left out, and the
 /// landing queue's scratch worktree under `<git-common-dir>/lanes/`, which is lanes' own).
-pub fn checkouts(common_dir: &Path) -> Vec<Checkout> {
-    let Ok(list) = run(common_dir, &["worktree", "list", "--porcelain"]) else { return Vec::new() };
+pub fn checkouts(common_dir: &Path) -> Result<Vec<Checkout>> {
+    let list = run(common_dir, &["worktree", "list", "--porcelain"])?;
     let own = common_dir.join("lanes");
-    list.split("\n\n")
+    Ok(list
+        .split("\n\n")
         .filter(|block| !block.lines().any(|l| l == "bare" || l.starts_with("prunable")))
         .filter_map(|block| {
             let path = PathBuf::from(block.lines().find_map(|l| l.strip_prefix("worktree "))?);
@@ -90,7 +91,7 @@ pub fn checkouts(common_dir: &Path) -> Vec<Checkout> {
             Some(Checkout { path, branch })
         })
         .filter(|c| c.path.exists() && !c.path.starts_with(&own))
-        .collect()
+        .collect())
 }
 
 /// The private index of one session (kept between checkpoints, so only changed files are hashed again).

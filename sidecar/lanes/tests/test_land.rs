@@ -58,8 +58,13 @@ fn eight_branches_land_in_order_and_red_or_conflicting_ones_block_with_their_com
     // A person changes src/a.rs on main outside lanes: w6's change of it now conflicts.
     commit_file(&env, &repo, "src/a.rs", "fn a() { person }\n");
     let tips: Vec<String> = trees.iter().map(|(name, _)| rev(&env, &repo, name)).collect();
-    for (_, tree) in &trees {
-        env.lanes(tree, &["land", "--test", test]).success();
+    for (i, (name, tree)) in trees.iter().enumerate() {
+        match i {
+            // By branch name, and by a worktree path relative to where the command runs.
+            7 => env.lanes(&repo, &["land", name, "--test", test]).success(),
+            4 => env.lanes(&repo, &["land", &format!("../{name}"), "--test", test]).success(),
+            _ => env.lanes(tree, &["land", "--test", test]).success(),
+        };
     }
     let entries = settled(&env, &repo);
 

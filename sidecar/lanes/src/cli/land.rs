@@ -20,6 +20,11 @@ pub fn land(
     test: Option<String>,
     wait: bool,
 ) -> Result<(), Failure> {
+    // A worktree given relative to where the command runs; a branch name goes as it is.
+    let target = target.map(|t| {
+        let dir = env.cwd.join(&t);
+        if dir.is_dir() { dir.to_string_lossy().into_owned() } else { t }
+    });
     let params = LandParams {
         session: env.session.clone(),
         worktree: env.location.worktree.to_string_lossy().into_owned(),

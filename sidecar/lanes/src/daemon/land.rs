@@ -672,33 +672,44 @@ fn squash_message(common_dir: &Path, old: &str, tip: &str, branch: &str) -> Stri
 fn checkouts_of(common_dir: &Path, branch: &str) -> Vec<PathBuf> {
     let scratch_parent = common_dir.join("lanes");
     crate::git::checkouts(common_dir)
+        .unwrap_or_default()
         .into_iter()
         .filter(|c| c.branch.as_deref() == Some(branch) && !c.path.starts_with(&scratch_parent))
         .map(|c| c.path)
         .collect()
 }
 
-/// Resolves what `lanes land` names (a worktree path, a branch, or nothing: the caller's worktree) to a branch
-/// and the worktree it is checked out in, refusing what cannot land (blocking).
-pub fn resolve(
-    common_dir: &Path,
-    caller_worktree: &Path,
-    target: Option<&str>,
-    onto: &str,
-) -> Result<(String, Option<PathBuf>)> {
-    let checkouts = crate::git::checkouts(common_dir);
+/// What `lanes land` names: a worktree (the caller's, by default) or a branch.
+#[derive(Debug)]
+pub enum Target {
+    /// The root of a worktree of this repository.
+    Worktree(PathBuf),
+    /// A branch name.
+    Branch(String),
+}
+
+/// Resolves a [`Target`] to a branch and the worktree it is checked out in, refusing what cannot land
+/// (blocking).
+pub fn resolve(common_dir: &Path, target: Target, onto: &str) -> Result<(String, Option<PathBuf>)> {
     let (branch, worktree) = match target {
-        None => worktree_branch(&checkouts, caller_worktree)?,
-        Some(t) if Path::new(t).is_dir() => {
-            let path = Path::new(t).canonicalize().with_context(|| format!("cannot use {t}"))?;
-            worktree_branch(&checkouts, &path)?
+        Target::Worktree(root) => {
+            let location = lanes_proto::repo::RepoLocation::discover(&root)?;
+            let head = std::fs::read_to_string(location.git_dir.join("HEAD")).unwrap_or_default();
+            let branch = head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} is on a detached HEAD: check out a branch to land (git switch -c <name>)",
+                    root.display()
+                )
+            })?;
+            (branch, Some(root))
         }
-        Some(branch) => {
-            let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+        Target::Branch(branch) => {
+            let branch = branch.strip_prefix("refs/heads/").unwrap_or(&branch).to_owned();
             crate::git::run(common_dir, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
                 .map_err(|_| anyhow::anyhow!("no branch {branch} and no worktree at {branch}"))?;
-            let worktree = checkouts.iter().find(|c| c.branch.as_deref() == Some(branch)).map(|c| c.path.clone());
-            (branch.to_owned(), worktree)
+            let checkouts = crate::git::checkouts(common_dir)?;
+            let worktree = checkouts.into_iter().find(|c| c.branch.as_deref() == Some(branch.as_str())).map(|c| c.path);
+            (branch, worktree)
         }
     };
     if branch == onto {
@@ -724,19 +735,4 @@ pub fn resolve(
         bail!("{branch} has no commits that {onto} lacks: nothing to land");
     }
     Ok((branch, worktree))
-}
-
-fn worktree_branch(checkouts: &[crate::git::Checkout], path: &Path) -> Result<(String, Option<PathBuf>)> {
-    let checkout = checkouts
-        .iter()
-        .filter(|c| path.starts_with(&c.path))
-        .max_by_key(|c| c.path.as_os_str().len())
-        .ok_or_else(|| anyhow::anyhow!("{} is not a worktree of this repository", path.display()))?;
-    let branch = checkout.branch.clone().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} is on a detached HEAD: check out a branch to land (git switch -c <name>)",
-            checkout.path.display()
-        )
-    })?;
-    Ok((branch, Some(checkout.path.clone())))
 }

@@ -190,9 +190,16 @@ pub(crate) fn git_raw(root: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The worktrees of the repository (its checkouts, not lanes' own scratch worktree).
-fn worktrees(common_dir: &Path) -> Vec<PathBuf> {
-    crate::git::checkouts(common_dir).into_iter().map(|c| c.path).collect()
+/// The worktrees of the repository (its checkouts, not lanes' own scratch worktree); `None` when git could
+/// not list them, which must never read as "every worktree is gone".
+fn worktrees(common_dir: &Path) -> Option<Vec<PathBuf>> {
+    match crate::git::checkouts(common_dir) {
+        Ok(checkouts) => Some(checkouts.into_iter().map(|c| c.path).collect()),
+        Err(e) => {
+            tracing::warn!("could not list the worktrees: {e:#}");
+            None
+        }
+    }
 }
 
 /// Scans `root` now and hands the result to the book. Returns what was found.
@@ -234,12 +241,15 @@ pub async fn refresh(cx: Arc<Context>) {
             wanted
         } else {
             let common_dir = cx.common_dir.clone();
-            let listed = tokio::task::spawn_blocking(move || worktrees(&common_dir)).await.unwrap_or_default();
-            // Worktrees that went away take their pending paths with them.
+            let Some(listed) = tokio::task::spawn_blocking(move || worktrees(&common_dir)).await.ok().flatten() else {
+                continue;
+            };
+            // Worktrees that went away (unlisted, their directory gone) take their pending paths with them.
             let gone: Vec<PathBuf> = {
                 let mut scanned = cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let gone = scanned.iter().filter(|root| !listed.contains(root)).cloned().collect();
-                scanned.retain(|root| listed.contains(root));
+                let gone: Vec<PathBuf> =
+                    scanned.iter().filter(|root| !listed.contains(root) && !root.exists()).cloned().collect();
+                scanned.retain(|root| !gone.contains(root));
                 gone
             };
             for root in gone {

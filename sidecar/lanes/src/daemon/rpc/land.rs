@@ -7,7 +7,7 @@ use jsonrpsee::types::Params;
 use lanes_proto::{ErrorCode, LandLogParams, LandLogReply, LandParams, LandReply, QueueReply, method};
 
 use super::{Context, Methods, RpcResult, add, error, failure_to_rpc, parse, principal, reply};
-use crate::daemon::land::{Request, resolve};
+use crate::daemon::land::{Request, Target, resolve};
 use crate::daemon::state::Command;
 
 pub(super) fn register(module: &mut Methods) {
@@ -28,10 +28,16 @@ async fn queue(params: Params<'static>, cx: &Context) -> RpcResult {
         })?,
     };
     let test = p.test.or_else(|| cx.lander.default_test()).filter(|t| !t.trim().is_empty());
-    let target = p.target.filter(|t| !t.trim().is_empty()).map(|t| absolute(&t, &root));
+    let target = match p.target.filter(|t| !t.trim().is_empty()) {
+        None => Target::Worktree(root),
+        Some(t) => match directory(&t, &root) {
+            Some(dir) => Target::Worktree(cx.worktree(&dir).map_err(failure_to_rpc)?.0),
+            None => Target::Branch(t),
+        },
+    };
     let resolved = {
         let (common_dir, onto) = (cx.common_dir.clone(), onto.clone());
-        tokio::task::spawn_blocking(move || resolve(&common_dir, &root, target.as_deref(), &onto)).await
+        tokio::task::spawn_blocking(move || resolve(&common_dir, target, &onto)).await
     };
     let (branch, worktree) = match resolved {
         Ok(Ok(found)) => found,
@@ -47,12 +53,11 @@ async fn queue(params: Params<'static>, cx: &Context) -> RpcResult {
     reply(&LandReply { entry, position })
 }
 
-/// A target that names a directory relative to the caller's worktree means that directory; anything else
-/// is a branch name and stays as it is.
-fn absolute(target: &str, root: &Path) -> String {
+/// The directory a target names (relative to the caller's worktree), if it names one; else it is a branch.
+fn directory(target: &str, root: &Path) -> Option<String> {
     let path = PathBuf::from(target);
     let candidate = if path.is_absolute() { path } else { root.join(&path) };
-    if candidate.is_dir() { candidate.to_string_lossy().into_owned() } else { target.to_owned() }
+    candidate.is_dir().then(|| candidate.to_string_lossy().into_owned())
 }
 
 fn log(params: Params<'static>, cx: &Context) -> RpcResult {
