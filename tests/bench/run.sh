@@ -38,6 +38,9 @@ verbatim python3 tests/bench/hook_vs_node.py
 section "Checkpoints and commit stamping"
 echo "==> git_costs.py" >&2
 verbatim python3 tests/bench/git_costs.py
+section "Landing: what lanes adds to git's own work, and batching"
+echo "==> land_overhead.py" >&2
+verbatim python3 tests/bench/land_overhead.py
 section "Following the work: 20 worktrees of 10,000 files"
 echo "==> cargo bench -p lanes --bench sidecar -- work" >&2
 verbatim cargo bench --quiet -p lanes --bench sidecar -- work

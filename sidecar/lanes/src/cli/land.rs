@@ -10,7 +10,7 @@ use super::{Env, Failure};
 use crate::cli::output::{Output, table};
 
 /// How often a waiting client asks for more output.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(20);
 
 pub fn land(
     env: &Env,
