@@ -239,3 +239,54 @@ fn a_batch_lands_with_fewer_test_runs_than_entries_and_bisects_to_the_entry_that
     let files = env.git(&repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(!files.contains("FAIL") && (0..8).filter(|i| *i != 2).all(|i| files.contains(&format!("src/new{i}.rs"))));
 }
+
+#[test]
+fn a_landed_agent_worktree_goes_with_its_branch_its_owner_is_told_and_trailers_survive_the_rebase() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let (socket, _) = env.start_sidecar(&repo);
+    let mut wire = crate::common::Wire::connect(&socket);
+    wire.call("session.start", serde_json::json!({"session": "owner", "worktree": repo.to_string_lossy()}));
+    let reply = wire.call(
+        "worktree.create",
+        serde_json::json!({"session": "owner", "cwd": repo.to_string_lossy(), "name": "agent-a1"}),
+    );
+    let tree = std::path::PathBuf::from(reply["result"]["path"].as_str().unwrap_or_else(|| panic!("{reply}")));
+    let branch = env.git(&tree, &["rev-parse", "--abbrev-ref", "HEAD"]).trim().to_owned();
+    std::fs::write(tree.join("src/agent.rs"), "fn agent() {}\n").expect("write");
+    env.git(&tree, &["add", "-A"]);
+    env.git(&tree, &["commit", "-q", "-m", "agent work\n\nLanes-Session: owner"]);
+    // The base moves first, so the landing really rebases (new commits, the message carried over).
+    commit_file(&env, &repo, "docs/other.md", "meanwhile\n");
+    env.lanes(&tree, &["--session", "owner", "land", "--wait"]).success();
+    let message = env.git(&repo, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains("agent work") && message.contains("Lanes-Session: owner"), "{message}");
+    assert!(eventually(Duration::from_secs(10), || !tree.exists()), "the agent worktree was kept");
+    let branches = env.git(&repo, &["branch", "--list", &branch]);
+    assert!(branches.trim().is_empty(), "its branch {branch} was kept: {branches}");
+    let inbox = env.lanes(&repo, &["--session", "owner", "--json", "inbox"]).success().json();
+    let told =
+        inbox["messages"].as_array().into_iter().flatten().any(|m| {
+            m["from"] == "lanes" && m["text"].as_str().is_some_and(|t| t.contains(&format!("{branch} landed")))
+        });
+    assert!(told, "the owner was not told: {inbox}");
+}
+
+#[test]
+fn queue_follow_streams_the_test_output_and_ends_when_the_queue_is_empty() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let tree = env.worktree(&repo, "feature");
+    commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+    env.lanes(&tree, &["land", "--test", "echo hello from the test; exit 3"]).success();
+    let followed = env.lanes(&repo, &["queue", "--follow"]).success();
+    assert!(followed.stdout.contains("hello from the test"), "{}", followed.stdout);
+    assert!(
+        followed.stdout.contains("feature blocked: `echo hello from the test; exit 3` failed (exit 3)"),
+        "{}",
+        followed.stdout
+    );
+    assert!(followed.stdout.trim_end().ends_with("the landing queue is empty"), "{}", followed.stdout);
+    let listed = env.lanes(&repo, &["queue"]).success().stdout;
+    assert!(listed.contains("blocked") && listed.contains("feature → main"), "{listed}");
+}
