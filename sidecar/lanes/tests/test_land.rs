@@ -290,3 +290,55 @@ fn queue_follow_streams_the_test_output_and_ends_when_the_queue_is_empty() {
     let listed = env.lanes(&repo, &["queue"]).success().stdout;
     assert!(listed.contains("blocked") && listed.contains("feature → main"), "{listed}");
 }
+
+/// kill -9 of the sidecar while git rebases in the scratch worktree, and while it moves the base: after the
+/// restart the entry lands once, and the base was only ever the old commit or the new one.
+#[test]
+fn a_sidecar_killed_mid_rebase_or_mid_update_ref_loses_nothing() {
+    for (hook, condition) in
+        [("post-rewrite", "true"), ("reference-transaction", "[ \"$1\" = prepared ] && grep -q refs/heads/main")]
+    {
+        let env = TestEnv::new();
+        let repo = env.repo("r");
+        let tree = env.worktree(&repo, "feature");
+        commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+        commit_file(&env, &repo, "docs/moved.md", "the base moved, so the landing rebases\n");
+        let (started, killed) = (env.root().join("started"), env.root().join("killed"));
+        let script = format!(
+            "#!/bin/sh\n[ -e {k} ] && exit 0\nif {condition}; then touch {s}; sleep 3; fi\nexit 0\n",
+            k = killed.display(),
+            s = started.display()
+        );
+        let path = repo.join(".git/hooks").join(hook);
+        std::fs::write(&path, script).expect("hook");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let (_, pid) = env.start_sidecar(&repo);
+        let old = rev(&env, &repo, "main");
+        env.lanes(&tree, &["land"]).success();
+        assert!(eventually(Duration::from_secs(20), || started.exists()), "{hook}: the hook never ran");
+        kill9(pid);
+        assert!(eventually(Duration::from_secs(10), || crate::common::process_gone(pid)));
+        std::fs::write(&killed, "").expect("write");
+        let entries = settled(&env, &repo);
+        assert_eq!(entries[0]["state"], "landed", "{hook}: {entries:?}");
+        let log = env.git(&repo, &["log", "--format=%s", &format!("{old}..main")]);
+        assert_eq!(log.lines().filter(|l| *l == "add src/feature.rs").count(), 1, "{hook}: landed once? {log}");
+        assert!(!env.git(&repo, &["worktree", "list"]).contains("lanes/land"), "{hook}: the scratch was left");
+    }
+}
+
+#[test]
+fn a_test_run_past_the_timeout_blocks_the_entry() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    std::fs::create_dir_all(repo.join(".git/lanes")).expect("mkdir");
+    std::fs::write(repo.join(".git/lanes/config.toml"), "[land]\ntimeout = \"1s\"\n").expect("config");
+    let tree = env.worktree(&repo, "feature");
+    commit_file(&env, &tree, "src/feature.rs", "fn feature() {}\n");
+    let before = rev(&env, &repo, "main");
+    let run = env.lanes(&tree, &["--json", "land", "--test", "echo still going; sleep 60", "--wait"]);
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    let result = run.json()["entry"]["result"].as_str().unwrap_or_default().to_owned();
+    assert!(result.contains("ran longer than 1s ([land] timeout)") && result.contains("still going"), "{result}");
+    assert_eq!(rev(&env, &repo, "main"), before);
+}

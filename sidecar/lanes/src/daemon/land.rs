@@ -31,6 +31,8 @@ const KEEP_FINISHED: usize = 50;
 const ATTEMPTS: usize = 5;
 /// How much of the test output a blocked entry shows.
 const TAIL_LINES: usize = 30;
+/// How long a landing waits for git's lock on the base before it gives up.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 /// The most a `land.log` answer carries.
 const LOG_CHUNK: u64 = 64 * 1024;
 
@@ -438,8 +440,11 @@ impl Lander {
             "lanes land {}",
             layers[..green].iter().map(|(e, _)| e.branch.as_str()).collect::<Vec<_>>().join(" ")
         );
-        if git(&["update-ref", "-m", &message, &base_ref, new, &old]).is_err() {
-            return Ok(Attempt::BaseMoved);
+        if let Err(refused) = self.compare_and_swap(&base_ref, new, &old, &message) {
+            return match refused {
+                Refused::Moved => Ok(Attempt::BaseMoved),
+                Refused::Locked(e) => Err(e),
+            };
         }
         let mut notes = Vec::new();
         for checkout in &checkouts {
@@ -457,6 +462,37 @@ impl Lander {
             outcomes.push((entry.id, Outcome::Landed { commit: commit.clone(), notes: notes.clone() }));
         }
         Ok(Attempt::Done(outcomes))
+    }
+
+    /// Moves `base_ref` from `old` to `new`, or says why not: it moved, or git could not take its lock (another
+    /// git writing it, a process killed mid-write) for a few seconds.
+    fn compare_and_swap(
+        &self,
+        base_ref: &str,
+        new: &str,
+        old: &str,
+        message: &str,
+    ) -> std::result::Result<(), Refused> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match crate::git::run(&self.common_dir, &["update-ref", "-m", message, base_ref, new, old]) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let now =
+                        crate::git::run(&self.common_dir, &["rev-parse", "--verify", base_ref]).unwrap_or_default();
+                    if now != old {
+                        return Err(Refused::Moved);
+                    }
+                    if waited >= LOCK_PATIENCE {
+                        return Err(Refused::Locked(e.context(format!(
+                            "could not move {base_ref}: if no git process is writing it, remove its .lock file"
+                        ))));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    waited += Duration::from_millis(100);
+                }
+            }
+        }
     }
 
     /// Rebases (merges, squashes) one entry onto `onto` in the scratch worktree.
@@ -575,7 +611,7 @@ impl Lander {
             }
             if Instant::now() >= deadline {
                 // The whole group: a test runner's children must not outlive it.
-                let _ = Process::new("kill").args(["-9", &format!("-{}", child.id())]).status();
+                let _ = Process::new("kill").args(["-9", "--", &format!("-{}", child.id())]).status();
                 let _ = child.wait();
                 break None;
             }
@@ -621,6 +657,12 @@ impl Lander {
         }
         let _ = crate::git::run(&self.common_dir, &["worktree", "prune"]);
     }
+}
+
+/// Why the base did not move.
+enum Refused {
+    Moved,
+    Locked(anyhow::Error),
 }
 
 enum Attempt {
