@@ -274,3 +274,37 @@ fn a_commit_after_a_sessions_checkpoint_of_its_files_names_that_session() {
     git(&env, &repo, None, &["commit", "-qam", "committed by hand"]);
     assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: s5"], "{}", message(&env, &repo, "HEAD"));
 }
+
+/// A rebase keeps the trailers of stamped commits, and post-rewrite links each new commit to the session that
+/// made the old one, so `lanes explain` of the rebased commit still names it.
+#[test]
+fn trailers_and_the_commits_session_survive_a_rebase() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["init"]).success();
+    git(&env, &repo, None, &["checkout", "-qb", "topic"]);
+    for (file, text) in [("src/a.rs", "fn a() { 1 }\n"), ("src/b.rs", "fn b() { 2 }\n")] {
+        std::fs::write(repo.join(file), text).expect("write");
+        git(&env, &repo, Some("s1"), &["commit", "-qam", &format!("change {file}")]);
+    }
+    git(&env, &repo, None, &["checkout", "-q", "main"]);
+    std::fs::write(repo.join("docs/guide.md"), "# moved on\n").expect("write");
+    git(&env, &repo, None, &["commit", "-qam", "main moves"]);
+    let before = env.git(&repo, &["rev-parse", "topic"]).trim().to_owned();
+    git(&env, &repo, None, &["checkout", "-q", "topic"]);
+    git(&env, &repo, None, &["rebase", "-q", "main"]);
+    let after = env.git(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
+    assert_ne!(before, after, "the rebase made new commits");
+    for rev in ["HEAD", "HEAD~1"] {
+        let body = message(&env, &repo, rev);
+        assert_eq!(body.matches("Lanes-Session: s1").count(), 1, "{rev}: {body}");
+    }
+    let explained = env.lanes(&repo, &["--json", "explain", "HEAD"]).success().json();
+    let text = explained.to_string();
+    assert!(text.contains("s1"), "explain of the rebased commit lost its session: {text}");
+    let events = env.lanes(&repo, &["events"]).success().stdout;
+    let linked = events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|e| {
+        e["kind"] == "commit" && e["data"]["commit"] == after.as_str() && e["data"]["rewritten_from"] == before.as_str()
+    });
+    assert!(linked, "post-rewrite did not link {after} to {before}: {events}");
+}
