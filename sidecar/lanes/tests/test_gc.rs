@@ -147,3 +147,25 @@ fn team_worktrees_are_not_offered_for_removal() {
     assert!(!trees.is_empty());
     assert!(trees.iter().all(|w| w["action"] == "kept"), "{plan}");
 }
+
+/// `--force` never takes a worktree someone holds a claim in, even when the agent that made it ended; and a
+/// worktree whose only change is an untracked file counts as dirty.
+#[test]
+fn gc_force_keeps_a_worktree_with_a_live_claim_and_untracked_files_count_as_changes() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let claimed = agent_worktree(&env, &repo, "s3", "agent-claimed");
+    let untracked = agent_worktree(&env, &repo, "s3", "agent-untracked");
+    std::fs::write(untracked.join("notes.txt"), "only an untracked file\n").expect("write");
+    let (socket, _) = env.start_sidecar(&repo);
+    Wire::connect(&socket).call("session.end", json!({"session": "s3"}));
+    env.lanes(&claimed, &["--session", "s4", "claim", "src/a.rs"]).success();
+
+    let plan = env.lanes(&repo, &["--json", "gc"]).success().json();
+    assert_eq!(action(&plan, "agent-untracked"), "kept", "{plan}");
+    assert!(plan.to_string().contains("uncommitted change"), "{plan}");
+    let forced = env.lanes(&repo, &["--json", "gc", "--force"]).success().json();
+    assert_eq!(action(&forced, "agent-claimed"), "kept", "--force took a worktree with a live claim: {forced}");
+    assert!(claimed.exists());
+    assert_eq!(action(&forced, "agent-untracked"), "removed");
+}
