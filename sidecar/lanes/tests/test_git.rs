@@ -200,7 +200,8 @@ fn hooks_chain_existing_ones_work_in_linked_worktrees_and_undo_restores() {
     env.lanes(&repo, &["init"]).success();
     assert!(repo.join(".husky/_/prepare-commit-msg").exists(), "hooks were not put under core.hooksPath");
     env.lanes(&repo, &["sidecar", "start"]).success();
-    std::fs::write(repo.join("src/b.rs"), "fn b() { 5 }\n").expect("write");
+    // A file the feature branch does not change: its src/b.rs is work that has not landed.
+    std::fs::write(repo.join("docs/guide.md"), "# through husky\n").expect("write");
     git(&env, &repo, Some("husky-session"), &["commit", "-qam", "through core.hooksPath"]);
     assert_eq!(trailers(&env, &repo, "Lanes-Session:"), ["Lanes-Session: husky-session"]);
     let restored = std::fs::read_to_string(hooks.join("post-commit")).expect("restored");

@@ -261,9 +261,11 @@ fn a_landed_agent_worktree_goes_with_its_branch_its_owner_is_told_and_trailers_s
     env.lanes(&tree, &["--session", "owner", "land", "--wait"]).success();
     let message = env.git(&repo, &["log", "-1", "--format=%B", "main"]);
     assert!(message.contains("agent work") && message.contains("Lanes-Session: owner"), "{message}");
-    assert!(eventually(Duration::from_secs(10), || !tree.exists()), "the agent worktree was kept");
-    let branches = env.git(&repo, &["branch", "--list", &branch]);
-    assert!(branches.trim().is_empty(), "its branch {branch} was kept: {branches}");
+    // The worktree goes first, then its branch.
+    let gone = eventually(Duration::from_secs(10), || {
+        !tree.exists() && env.git(&repo, &["branch", "--list", &branch]).trim().is_empty()
+    });
+    assert!(gone, "the agent worktree or its branch {branch} was kept: {}", env.git(&repo, &["branch", "--list"]));
     let inbox = env.lanes(&repo, &["--session", "owner", "--json", "inbox"]).success().json();
     let told =
         inbox["messages"].as_array().into_iter().flatten().any(|m| {

@@ -39,7 +39,12 @@ fn claims_of_a_removed_worktree_are_dropped() {
     let freed = eventually(Duration::from_secs(15), || {
         env.lanes(&repo, &["--session", "alice", "claim", "src/a.rs"]).code == 0
     });
-    assert!(freed, "the removed worktree's claim still blocks");
+    assert!(
+        freed,
+        "the removed worktree's claim still blocks: {} {}",
+        env.lanes(&repo, &["--json", "status"]).stdout,
+        std::fs::read_to_string(repo.join(".git/lanes/sidecar.log")).unwrap_or_default()
+    );
     let events = env.lanes(&repo, &["events"]).success().stdout;
     assert!(events.contains("worktree_gone"), "{events}");
 }

@@ -35,7 +35,8 @@ pub fn run() {
     claim_release_with_pending_work(&socket, &trees[0]);
     shell_scan(&socket, &trees[0]);
     pre_commit(&world, &trees[1]);
-    idle_refresh(&world, Duration::from_secs(45));
+    // Longer than the safety-net round (60 s with the file watcher on every worktree), so one falls inside.
+    idle_refresh(&world, Duration::from_secs(65));
     world.stop();
 }
 

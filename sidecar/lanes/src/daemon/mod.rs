@@ -6,6 +6,7 @@ pub mod hub_link;
 pub mod land;
 pub mod rpc;
 pub mod state;
+pub mod watch;
 pub mod work;
 
 use std::fs::OpenOptions;

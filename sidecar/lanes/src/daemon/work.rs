@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use lanes_core::WorktreeWork;
@@ -16,8 +16,13 @@ use crate::daemon::rpc::Context;
 use crate::daemon::state::Command;
 
 /// How often every worktree is scanned for changes made without any lanes activity (a person's editor, a
-/// tool outside the hooks). DESIGN.md asks for such a change to be seen within 10 s.
+/// tool outside the hooks) when the file watcher does not cover them all. DESIGN.md asks for such a change to
+/// be seen within 10 s.
 const FULL_SCAN: Duration = Duration::from_secs(9);
+/// With the file watcher on every worktree, the full round is only a safety net (a lost event).
+const WATCHED_FULL_SCAN: Duration = Duration::from_secs(60);
+/// A worktree the watcher reports changes in is scanned at most this often (a build writes thousands of files).
+const WATCHED_SCAN_EVERY: Duration = Duration::from_secs(1);
 /// Requests for a scan that arrive this close together are served by one.
 const COALESCE: Duration = Duration::from_millis(100);
 
@@ -35,6 +40,12 @@ pub struct Scanner {
     scanned: Mutex<HashSet<PathBuf>>,
     /// The base branch found from the repository, and when: finding it takes git processes, and it rarely moves.
     found_base: Mutex<Option<(std::time::Instant, Option<String>)>>,
+    /// The file watcher, once a full round has listed the worktrees.
+    pub watch: crate::daemon::watch::Watch,
+    /// Worktrees the watcher saw change, waiting for their scan.
+    changed: Mutex<HashSet<PathBuf>>,
+    /// When each worktree was last scanned.
+    last_scan: Mutex<HashMap<PathBuf, Instant>>,
 }
 
 /// How long a base branch found from the repository is trusted before it is looked up again.
@@ -53,7 +64,41 @@ impl Scanner {
             committed: Mutex::new(HashMap::new()),
             scanned: Mutex::new(HashSet::new()),
             found_base: Mutex::new(None),
+            watch: crate::daemon::watch::Watch::default(),
+            changed: Mutex::new(HashSet::new()),
+            last_scan: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The watcher saw `worktree` change: scan it once [`WATCHED_SCAN_EVERY`] has passed since its last scan.
+    pub fn changed(&self, worktree: &Path) {
+        let new = self.changed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(worktree.to_path_buf());
+        if new {
+            self.wake.notify_one();
+        }
+    }
+
+    /// When the first changed worktree is due for its scan, from now.
+    fn changed_due(&self) -> Option<Duration> {
+        let changed = self.changed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = self.last_scan.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        changed
+            .iter()
+            .map(|root| last.get(root).map_or(Duration::ZERO, |at| WATCHED_SCAN_EVERY.saturating_sub(at.elapsed())))
+            .min()
+    }
+
+    /// The changed worktrees that are due, taken out of the waiting set.
+    fn take_due_changes(&self) -> Vec<PathBuf> {
+        let mut changed = self.changed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = self.last_scan.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due: Vec<PathBuf> = changed
+            .iter()
+            .filter(|root| last.get(*root).is_none_or(|at| at.elapsed() >= WATCHED_SCAN_EVERY))
+            .cloned()
+            .collect();
+        changed.retain(|root| !due.contains(root));
+        due
     }
 
     /// Asks for a scan of `worktree` soon (after a hook event there).
@@ -204,6 +249,11 @@ fn worktrees(common_dir: &Path) -> Option<Vec<PathBuf>> {
 
 /// Scans `root` now and hands the result to the book. Returns what was found.
 pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
+    cx.scanner
+        .last_scan
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(root.to_path_buf(), Instant::now());
     let read = {
         let (scanner, root) = (Arc::clone(&cx.scanner), root.to_path_buf());
         tokio::task::spawn_blocking(move || scanner.read(&root)).await
@@ -226,24 +276,30 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
     }
 }
 
-/// Keeps every worktree's pending paths current, forever: the ones a hook event asked for at once, all of
-/// them every [`FULL_SCAN`].
+/// Keeps every worktree's pending paths current, forever: the ones a hook event asked for at once, the ones
+/// the file watcher saw change within [`WATCHED_SCAN_EVERY`], and all of them every [`FULL_SCAN`] (every
+/// [`WATCHED_FULL_SCAN`] while the watcher covers them all), whatever else wakes the scanner meanwhile.
 pub async fn refresh(cx: Arc<Context>) {
+    let mut last_full: Option<Instant> = None;
     loop {
-        let woken = tokio::time::timeout(FULL_SCAN, cx.scanner.wake.notified()).await.is_ok();
-        if woken {
+        let every = if cx.scanner.watch.covers_all() { WATCHED_FULL_SCAN } else { FULL_SCAN };
+        let full_in = last_full.map_or(Duration::ZERO, |at| every.saturating_sub(at.elapsed()));
+        let wait = cx.scanner.changed_due().map_or(full_in, |due| due.min(full_in));
+        if !wait.is_zero() && tokio::time::timeout(wait, cx.scanner.wake.notified()).await.is_ok() {
             tokio::time::sleep(COALESCE).await;
         }
-        let wanted: Vec<PathBuf> =
+        let mut roots: Vec<PathBuf> =
             cx.scanner.wanted.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
-        let all = cx.scanner.all_wanted.swap(false, std::sync::atomic::Ordering::SeqCst);
-        let roots: Vec<PathBuf> = if woken && !all {
-            wanted
-        } else {
+        roots.extend(cx.scanner.take_due_changes());
+        let asked = cx.scanner.all_wanted.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if asked || last_full.is_none_or(|at| at.elapsed() >= every) {
             let common_dir = cx.common_dir.clone();
             let Some(listed) = tokio::task::spawn_blocking(move || worktrees(&common_dir)).await.ok().flatten() else {
                 continue;
             };
+            last_full = Some(Instant::now());
+            let (scanner, common_dir, watched) = (Arc::clone(&cx.scanner), cx.common_dir.clone(), listed.clone());
+            let _ = tokio::task::spawn_blocking(move || scanner.watch.cover(&scanner, &common_dir, &watched)).await;
             // Worktrees that went away (unlisted, their directory gone) take their pending paths with them.
             let gone: Vec<PathBuf> = {
                 let mut scanned = cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -255,8 +311,10 @@ pub async fn refresh(cx: Arc<Context>) {
             for root in gone {
                 let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
             }
-            listed
-        };
+            roots = listed;
+        }
+        roots.sort();
+        roots.dedup();
         for root in roots {
             scan_now(&cx, &root).await;
         }
