@@ -135,22 +135,30 @@ fn render(v: &Value) -> String {
         .map(|e| {
             let waiting = e["state"] == "queued" || e["state"] == "landing";
             position += usize::from(waiting);
-            let state = match e["phase"].as_str() {
-                Some(phase) if e["state"] == "landing" => format!("landing ({phase})"),
-                _ => text(&e["state"]),
-            };
-            let result = e["result"].as_str().and_then(|r| r.lines().next()).unwrap_or("").to_owned();
             vec![
                 if waiting { position.to_string() } else { "-".to_owned() },
                 e["id"].to_string(),
-                state,
+                state_label(e),
                 format!("{} → {}", text(&e["branch"]), text(&e["onto"])),
                 text(&e["owner"]),
-                result,
+                result_line(e),
             ]
         })
         .collect();
     table(&["#", "ENTRY", "STATE", "BRANCH", "OWNER", "RESULT"], &rows)
+}
+
+/// An entry's state as `lanes queue` and `lanes watch` show it: `landing (test)` while it lands.
+pub fn state_label(entry: &Value) -> String {
+    match entry["phase"].as_str() {
+        Some(phase) if entry["state"] == "landing" => format!("landing ({phase})"),
+        _ => text(&entry["state"]),
+    }
+}
+
+/// The first line of an entry's result (the rest is the test output's tail).
+pub fn result_line(entry: &Value) -> String {
+    entry["result"].as_str().and_then(|r| r.lines().next()).unwrap_or("").to_owned()
 }
 
 fn text(value: &Value) -> String {

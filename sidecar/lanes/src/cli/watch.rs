@@ -151,16 +151,12 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
 
     let entries = view.queue["entries"].as_array().cloned().unwrap_or_default();
     let rows = entries.iter().map(|e| {
-        let state = match e["phase"].as_str() {
-            Some(phase) if e["state"] == "landing" => format!("landing ({phase})"),
-            _ => text(&e["state"]),
-        };
         Row::new(vec![
             e["id"].to_string(),
-            state,
+            crate::cli::land::state_label(e),
             format!("{} → {}", text(&e["branch"]), text(&e["onto"])),
             text(&e["owner"]),
-            e["result"].as_str().and_then(|r| r.lines().next()).unwrap_or("").to_owned(),
+            crate::cli::land::result_line(e),
         ])
     });
     let widths = [
