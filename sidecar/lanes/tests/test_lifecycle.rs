@@ -27,15 +27,25 @@ fn sixteen_racing_clients_start_exactly_one_sidecar() {
 }
 
 fn count_sidecars_for(repo: &std::path::Path) -> usize {
+    let runs_sidecar = |dir: &std::path::Path| {
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.windows(2).any(|w| w == [b"sidecar".as_slice(), b"run".as_slice()])
+    };
+    // A sidecar's git child, forked and not yet exec'd, looks like a sidecar: it has a sidecar for a parent.
+    let parent = |dir: &std::path::Path| {
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).unwrap_or("0").to_owned();
+        std::path::PathBuf::from("/proc").join(ppid)
+    };
     std::fs::read_dir("/proc")
         .expect("proc")
         .filter_map(|e| e.ok())
         .filter(|e| {
             let dir = e.path();
-            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
             let cwd = std::fs::read_link(dir.join("cwd")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.windows(2).any(|w| w == [b"sidecar".as_slice(), b"run".as_slice()])
+            runs_sidecar(&dir)
+                && !runs_sidecar(&parent(&dir))
                 && cwd == repo
                 && !process_gone(e.file_name().to_string_lossy().parse().unwrap_or(0))
         })
