@@ -265,6 +265,14 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
             cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(root.to_path_buf());
             Some(work)
         }
+        Ok(Err(e)) if !root.exists() => {
+            // Gone (removed as the watcher saw it go): what an earlier scan caught mid-removal must not linger
+            // as latent work until the next full round.
+            tracing::debug!("{} is gone: {e:#}", root.display());
+            cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
+            let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
+            None
+        }
         Ok(Err(e)) => {
             tracing::debug!("cannot read the pending paths of {}: {e:#}", root.display());
             None
