@@ -419,7 +419,7 @@ impl Lander {
         for (entry, _) in &layers[..green] {
             self.update(entry.id, |e| e.phase = Some("update".to_owned()));
         }
-        let checkouts = checkouts_of(&self.common_dir, &first.onto);
+        let checkouts = checkouts_of(&self.common_dir, &first.onto)?;
         for checkout in &checkouts {
             // The two-way merge a fast-forward would do: edits the landing does not touch survive it.
             if crate::git::run(checkout, &["read-tree", "-n", "-m", "-u", &old, new]).is_err() {
@@ -710,15 +710,11 @@ fn squash_message(common_dir: &Path, old: &str, tip: &str, branch: &str) -> Stri
     format!("Land {branch}\n\n{messages}")
 }
 
-/// The worktrees (not the scratch) that have `branch` checked out.
-fn checkouts_of(common_dir: &Path, branch: &str) -> Vec<PathBuf> {
-    let scratch_parent = common_dir.join("lanes");
-    crate::git::checkouts(common_dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.branch.as_deref() == Some(branch) && !c.path.starts_with(&scratch_parent))
-        .map(|c| c.path)
-        .collect()
+/// The worktrees that have `branch` checked out (`git::checkouts` leaves the scratch worktree out). A list
+/// git cannot give stops the landing: moving the base under a checkout not brought along would strand it.
+fn checkouts_of(common_dir: &Path, branch: &str) -> Result<Vec<PathBuf>> {
+    let checkouts = crate::git::checkouts(common_dir).context("cannot list the checkouts of the base")?;
+    Ok(checkouts.into_iter().filter(|c| c.branch.as_deref() == Some(branch)).map(|c| c.path).collect())
 }
 
 /// What `lanes land` names: a worktree (the caller's, by default) or a branch.
