@@ -45,6 +45,36 @@ pub fn run(worktree: &Path, args: &[&str]) -> Result<String> {
     output_of(command, args)
 }
 
+/// git's `worktree add`, `remove` and `prune` are not safe to run at once in one repository: one reads
+/// another's half-made admin dir (`failed to read .git/worktrees/<name>/commondir`), and a prune deletes the
+/// admin dir of a worktree still being added. The sidecar makes its worktree changes one at a time, here.
+static WORKTREE_CHANGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs a `git worktree` command that changes the repository's worktrees, one at a time in this process.
+pub fn change_worktrees(dir: &Path, args: &[&str]) -> Result<String> {
+    let _one_at_a_time = WORKTREE_CHANGES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    run(dir, args)
+}
+
+/// Removes a clean worktree, then its branch: what an agent's finished worktree leaves behind.
+pub fn remove_worktree_and_branch(common_dir: &Path, path: &str, branch: &str) -> bool {
+    change_worktrees(common_dir, &["worktree", "remove", path]).is_ok()
+        && run(common_dir, &["branch", "-D", branch]).is_ok()
+}
+
+/// Forgets a worktree whose directory is gone: what `git worktree prune` does, for that one alone. A prune of
+/// all of them could delete the admin dir of a worktree another git is adding at that moment.
+pub fn forget_worktree(common_dir: &Path, path: &Path) {
+    let _one_at_a_time = WORKTREE_CHANGES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Ok(admin_dirs) = std::fs::read_dir(common_dir.join("worktrees")) else { return };
+    for admin in admin_dirs.flatten() {
+        let gitdir = std::fs::read_to_string(admin.path().join("gitdir")).unwrap_or_default();
+        if Path::new(gitdir.trim()).parent() == Some(path) && !path.exists() {
+            let _ = std::fs::remove_dir_all(admin.path());
+        }
+    }
+}
+
 /// Runs a git command; its trimmed stdout, or an error carrying its stderr.
 fn output_of(mut command: Command, args: &[&str]) -> Result<String> {
     let output = command.output().context("failed to run git")?;

@@ -1,6 +1,8 @@
+use std::time::Duration;
+
 use serde_json::Value;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, eventually};
 
 fn ids(status: &Value) -> Vec<u64> {
     status["claims"].as_array().expect("claims").iter().map(|c| c["id"].as_u64().expect("id")).collect()
@@ -141,10 +143,19 @@ fn renew_and_handoff_fence_old_epochs() {
 fn expiry_takes_effect_at_once_and_hands_the_note_on() {
     let env = TestEnv::new();
     let repo = env.repo("r");
-    env.lanes(&repo, &["--session", "alice", "claim", "src", "--ttl", "1s", "--note", "parser half done"]).success();
+    let held = env.lanes(&repo, &["--session", "alice", "--json", "claim", "src", "--note", "parser half done"]);
+    let claim = held.success().json()["claim"].clone();
     assert_eq!(env.lanes(&repo, &["--session", "bob", "claim", "src/a.rs"]).code, 3);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let granted = env.lanes(&repo, &["--session", "bob", "--json", "claim", "src/a.rs"]).success().json();
+    // Alice lets it lapse; no sweep needs to run before bob gets it (polled: a busy machine is slow, not wrong).
+    let (id, epoch) = (claim["id"].to_string(), claim["epoch"].to_string());
+    env.lanes(&repo, &["--session", "alice", "renew", &id, "--ttl", "1s", "--epoch", &epoch]).success();
+    let mut granted = Value::Null;
+    let expired = || {
+        let run = env.lanes(&repo, &["--session", "bob", "--json", "claim", "src/a.rs"]);
+        granted = run.json();
+        run.code == 0
+    };
+    assert!(eventually(Duration::from_secs(20), expired), "the lapsed claim still holds: {granted}");
     assert_eq!(granted["notes"][0]["note"], "parser half done");
     assert_eq!(granted["notes"][0]["session"], "alice");
     let events = env.lanes(&repo, &["events"]).success().stdout;

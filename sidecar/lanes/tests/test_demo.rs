@@ -29,7 +29,10 @@ fn demo_runs_collides_hands_off_and_cleans_up() {
     assert!(landed["outcome"].as_str().expect("outcome").starts_with("granted"), "{landed}");
     let step = |action: &str| {
         let found = timeline.iter().find(|e| e["action"] == action);
-        found.and_then(|e| e["outcome"].as_str()).unwrap_or_else(|| panic!("no step {action:?}")).to_owned()
+        found
+            .and_then(|e| e["outcome"].as_str())
+            .unwrap_or_else(|| panic!("no step {action:?}: {timeline:#?}"))
+            .to_owned()
     };
     assert!(step("the queue: frank landed").starts_with("landed on main"), "{timeline:#?}");
     assert!(step("the queue: gina blocked").contains("`test ! -e BROKEN` failed"), "{timeline:#?}");

@@ -77,7 +77,13 @@ fn gc_removes_only_finished_agent_worktrees_that_are_clean_and_merged() {
     let dirty = agent_worktree(&env, &repo, "s1", "agent-dirty");
     let unmerged = agent_worktree(&env, &repo, "s1", "agent-unmerged");
     let live = agent_worktree(&env, &repo, "s2", "agent-live");
+    let lost = agent_worktree(&env, &repo, "s1", "agent-lost");
+    std::fs::remove_dir_all(&lost).expect("rm");
     let person = env.worktree(&repo, "feat3");
+    // Another git's `worktree add` under way: its admin dir exists, its files not yet. A `git worktree prune`
+    // would delete it under that git's feet.
+    let being_added = repo.join(".git/worktrees/being-added");
+    std::fs::create_dir_all(&being_added).expect("mkdir");
     let branch_of = |tree: &Path| env.git(tree, &["rev-parse", "--abbrev-ref", "HEAD"]).trim().to_owned();
     let merged_branch = branch_of(&merged);
 
@@ -109,6 +115,9 @@ fn gc_removes_only_finished_agent_worktrees_that_are_clean_and_merged() {
     assert_eq!(action(&done, "agent-live"), "kept");
     assert_eq!(action(&done, "feat3"), "kept");
     assert!(!merged.exists() && dirty.exists() && unmerged.exists() && live.exists() && person.exists());
+    assert_eq!(action(&done, "agent-lost"), "pruned");
+    assert!(!env.git(&repo, &["worktree", "list"]).contains("agent-lost"), "the gone worktree is still listed");
+    assert!(being_added.exists(), "gc deleted the admin dir of a worktree another git was adding");
     assert!(env.git(&repo, &["branch", "--list", &merged_branch]).is_empty(), "the agent's merged branch was kept");
     assert!(env.git(&repo, &["branch", "--list", "feat3"]).contains("feat3"));
     assert!(env.git(&repo, &["branch", "--list", "main"]).contains("main"));

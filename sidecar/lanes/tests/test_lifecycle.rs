@@ -164,12 +164,17 @@ fn a_live_claim_keeps_an_idle_sidecar_running() {
     let env = TestEnv::new();
     let repo = env.repo("r");
     let mut command = env.lanes_command(&repo, &["sidecar", "start"]);
-    command.env("LANES_IDLE_TIMEOUT", "1s");
+    command.env("LANES_IDLE_TIMEOUT", "1s").env("LANES_LOG", "info");
     crate::common::run_of(command.output().expect("run")).success();
     env.lanes(&repo, &["claim", "src"]).success();
     let pid = env.sidecar_pid(&repo).expect("running");
-    std::thread::sleep(Duration::from_millis(2500));
+    // The sidecar says when it finds itself idle and stays for the claim: wait for that decision, not a clock.
+    let log = env.root().join("r/.git/lanes/sidecar.log");
+    let decided = || std::fs::read_to_string(&log).is_ok_and(|text| text.contains("live claim(s) keep the sidecar"));
+    assert!(eventually(Duration::from_secs(30), decided), "the sidecar never decided on its idleness");
     assert!(!process_gone(pid), "the sidecar exited while a claim was live");
+    env.lanes(&repo, &["release", "--all"]).success();
+    assert!(eventually(Duration::from_secs(30), || process_gone(pid)), "released, the idle sidecar stayed");
 }
 
 /// A sidecar a client starts on demand runs on the config files, not on that client's `LANES_*` settings;

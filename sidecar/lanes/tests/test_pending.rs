@@ -148,6 +148,45 @@ fn a_persons_uncommitted_edit_in_another_worktree_blocks_a_claim_within_seconds(
     );
 }
 
+/// git writes a new worktree's index after its files: a scan caught in between sees every file deleted, and
+/// only the index changes afterwards. That write must bring the next scan, not the full round a minute later.
+#[test]
+fn index_only_changes_are_seen_and_a_refusal_over_pending_work_rests_on_a_fresh_scan() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.start_sidecar(&repo);
+    let late = env.root().join("late");
+    env.git(&repo, &["worktree", "add", "-q", "--no-checkout", "-b", "late", &late.to_string_lossy()]);
+    for file in ["src/a.rs", "src/b.rs", "docs/guide.md"] {
+        std::fs::create_dir_all(late.join(file).parent().expect("parent")).expect("mkdir");
+        std::fs::copy(repo.join(file), late.join(file)).expect("copy");
+    }
+    let claim = || env.lanes(&repo, &["--session", "agent", "--json", "claim", "docs/guide.md"]);
+    let refused = || {
+        let run = claim();
+        if run.code == 0 {
+            env.lanes(&repo, &["--session", "agent", "release", "--all"]).success();
+        }
+        run.code == 3
+    };
+    assert!(eventually(SEEN, refused), "a worktree without an index was not seen as pending work");
+    // The refusals just rescanned `late`, so the watcher's own scan of it waits a second: a claim now is
+    // granted only because a refusal over pending work stands on a fresh scan, never on a stale one.
+    env.git(&late, &["read-tree", "HEAD"]);
+    assert_eq!(claim().code, 0, "refused on a scan older than the request");
+    env.lanes(&repo, &["--session", "agent", "release", "--all"]).success();
+
+    // Index-only changes reach the sidecar through the watcher (nothing in the worktree changes).
+    let held = || {
+        let check = env.lanes(&repo, &["--session", "agent", "--json", "check", "docs/guide.md"]).json();
+        check["holders"].as_array().is_some_and(|h| !h.is_empty())
+    };
+    env.git(&late, &["rm", "-q", "--cached", "docs/guide.md"]);
+    assert!(eventually(SEEN, held), "an index-only change was not seen");
+    env.git(&late, &["add", "docs/guide.md"]);
+    assert!(eventually(SEEN, || !held()), "an index-only change back was not seen");
+}
+
 #[test]
 fn a_shell_command_claims_what_it_changed_and_reports_what_others_hold() {
     let env = TestEnv::new();

@@ -53,8 +53,9 @@ fn ended_sessions_are_forgotten_after_the_retention_period() {
     std::fs::write(repo.join("src/a.rs"), "changed\n").expect("write");
     env.lanes(&repo, &["--session", "old", "checkpoint"]).success();
     hook(&env, "SessionEnd", serde_json::json!({"session_id": "old", "cwd": repo, "reason": "other"}));
-    let listed = env.lanes(&repo, &["--json", "sessions", "--all"]).success().json();
-    assert_eq!(listed["sessions"][0]["state"], "ended");
+    // It ended (the event log says so whenever this runs; a listing may come after the retention already ran).
+    let events = env.lanes(&repo, &["events"]).success().stdout;
+    assert!(events.lines().any(|l| l.contains("session_end") && l.contains("\"old\"")), "{events}");
     let forgotten = eventually(Duration::from_secs(20), || {
         env.lanes(&repo, &["--json", "sessions", "--all"]).json()["sessions"].as_array().is_some_and(Vec::is_empty)
     });
@@ -69,7 +70,8 @@ fn idle_cli_sessions_end_and_come_back_when_they_claim() {
     let env = TestEnv::new();
     let repo = env.repo("r");
     std::fs::write(repo.join(".lanes.toml"), "[sessions]\nend_idle = \"1s\"\n").expect("write");
-    env.lanes(&repo, &["--session", "typo", "claim", "src/a.rs", "--ttl", "1s"]).success();
+    // A live claim keeps the session live however slow the machine is; idleness starts at the release.
+    env.lanes(&repo, &["--session", "typo", "claim", "src/a.rs"]).success();
     let state = |id: &str| {
         let status = env.lanes(&repo, &["--json", "status"]).success().json();
         status["sessions"]
@@ -82,6 +84,7 @@ fn idle_cli_sessions_end_and_come_back_when_they_claim() {
     let (live, worktree) = state("typo").expect("typo is known");
     assert_eq!(live, "live");
     assert_eq!(worktree, repo.to_string_lossy().as_ref(), "a CLI session records its worktree");
+    env.lanes(&repo, &["--session", "typo", "release", "--all"]).success();
     assert!(
         eventually(Duration::from_secs(30), || state("typo").is_some_and(|(s, _)| s == "ended")),
         "an idle CLI session with no live claim stays live forever"

@@ -1,8 +1,9 @@
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::common::{TestEnv, Wire};
+use crate::common::{TestEnv, Wire, eventually};
 
 #[test]
 fn board_orders_work_and_next_claims_atomically() {
@@ -52,9 +53,12 @@ fn a_lapsed_task_claim_puts_the_task_back_on_the_board() {
     let claim = taken["claim"]["id"].to_string();
     // The holder lets the claim lapse.
     env.lanes(&repo, &["--session", "a", "renew", &claim, "--ttl", "1s"]).success();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let again = env.lanes(&repo, &["--session", "b", "--json", "task", "next"]).success().json();
-    assert_eq!(again["task"]["id"], 1);
+    let mut again = Value::Null;
+    let back_on_the_board = || {
+        again = env.lanes(&repo, &["--session", "b", "--json", "task", "next"]).json();
+        again["task"]["id"] == 1
+    };
+    assert!(eventually(Duration::from_secs(20), back_on_the_board), "the lapsed task stayed taken: {again}");
     assert_eq!(again["task"]["holder"], "b");
 }
 

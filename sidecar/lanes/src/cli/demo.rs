@@ -614,15 +614,18 @@ fn work_outlives_its_session(t: &mut Timeline, main: &Path, feature: &Path) -> R
 /// red test and stays as it was.
 fn landing(t: &mut Timeline, main: &Path) -> Result<(), Failure> {
     let root = main.parent().unwrap_or(main);
-    let mut queued = Vec::new();
-    for (agent, file, text) in
-        [("frank", "src/search.rs", "pub fn search() {}\n"), ("gina", "BROKEN", "this breaks the tests\n")]
-    {
+    let agents = [("frank", "src/search.rs", "pub fn search() {}\n"), ("gina", "BROKEN", "this breaks the tests\n")];
+    // Both branches are made before either is queued: git cannot add a worktree while the landing adds its own.
+    for (agent, file, text) in agents {
         let tree = root.join(format!("app-{agent}"));
         git(main, &["worktree", "add", "-q", "-b", agent, &tree.to_string_lossy()])?;
         std::fs::write(tree.join(file), text).map_err(|e| Failure::internal(e.to_string()))?;
         git_as(&tree, Some(agent), &["add", "-A"])?;
         git_as(&tree, Some(agent), &["commit", "-qm", &format!("{agent}: {file}")])?;
+    }
+    let mut queued = Vec::new();
+    for (agent, _, _) in agents {
+        let tree = root.join(format!("app-{agent}"));
         let params = LandParams {
             session: agent.to_owned(),
             worktree: tree.to_string_lossy().into_owned(),

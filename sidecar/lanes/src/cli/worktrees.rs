@@ -209,7 +209,7 @@ pub fn gc(env: &Env, out: &Output, force: bool, dry_run: bool) -> Result<(), Fai
                 let _ = git::run(&main_dir, &["worktree", "unlock", &path]);
             }
             if action == "pruned" {
-                git::run(&main_dir, &["worktree", "prune"]).map_err(Failure::from)?;
+                git::forget_worktree(&env.location.common_dir, Path::new(&path));
             } else {
                 let mut args = vec!["worktree", "remove"];
                 if force {

@@ -339,9 +339,7 @@ async fn remove_landed_agent_worktree(cx: &Context, entry: &LandEntryView) {
         let tree = tree.clone();
         tokio::task::spawn_blocking(move || {
             let clean = crate::git::run(Path::new(&tree.path), &["status", "--porcelain"]).is_ok_and(|s| s.is_empty());
-            clean
-                && crate::git::run(&common_dir, &["worktree", "remove", &tree.path]).is_ok()
-                && crate::git::run(&common_dir, &["branch", "-D", &tree.branch]).is_ok()
+            clean && crate::git::remove_worktree_and_branch(&common_dir, &tree.path, &tree.branch)
         })
         .await
         .unwrap_or(false)
@@ -390,8 +388,11 @@ impl Lander {
             .with_context(|| format!("the base branch {} does not exist", first.onto))?;
         let scratch = self.scratch();
         self.remove_scratch();
-        git(&["worktree", "add", "--detach", "--force", &scratch.to_string_lossy(), &old])
-            .context("failed to make the scratch worktree")?;
+        crate::git::change_worktrees(
+            &self.common_dir,
+            &["worktree", "add", "--detach", "--force", &scratch.to_string_lossy(), &old],
+        )
+        .context("failed to make the scratch worktree")?;
         let mut outcomes = Vec::new();
         // Each applied entry with the commit the stack reached with it.
         let mut layers: Vec<(&LandEntryView, String)> = Vec::new();
@@ -652,10 +653,11 @@ impl Lander {
     fn remove_scratch(&self) {
         let scratch = self.scratch();
         if scratch.exists() {
-            let _ = crate::git::run(&self.common_dir, &["worktree", "remove", "--force", &scratch.to_string_lossy()]);
+            let args = ["worktree", "remove", "--force", &scratch.to_string_lossy()];
+            let _ = crate::git::change_worktrees(&self.common_dir, &args);
             let _ = std::fs::remove_dir_all(&scratch);
         }
-        let _ = crate::git::run(&self.common_dir, &["worktree", "prune"]);
+        crate::git::forget_worktree(&self.common_dir, &scratch);
     }
 }
 

@@ -157,6 +157,8 @@ async fn serve(
     let uid = current_uid();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut idle_tick = tokio::time::interval(Duration::from_secs(1).min(idle_timeout));
+    // Said once per quiet spell, so a person reading the log knows why the sidecar stays.
+    let mut said_claims_keep_it = false;
     tracing::info!("listening on {}", socket.display());
     loop {
         tokio::select! {
@@ -183,9 +185,17 @@ async fn serve(
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             _ = idle_tick.tick() => {
-                if is_idle(&context, idle_timeout).await {
-                    tracing::info!("idle for {idle_timeout:?} with no live claim: exiting");
-                    break;
+                match idleness(&context, idle_timeout).await {
+                    Idleness::Idle => {
+                        tracing::info!("idle for {idle_timeout:?} with no live claim: exiting");
+                        break;
+                    }
+                    Idleness::HeldByClaims(live) if !said_claims_keep_it => {
+                        tracing::info!("idle for {idle_timeout:?}, but {live} live claim(s) keep the sidecar running");
+                        said_claims_keep_it = true;
+                    }
+                    Idleness::HeldByClaims(_) => {}
+                    Idleness::Busy => said_claims_keep_it = false,
                 }
                 if config_changed(&context.common_dir, config, &mut config_files) {
                     // Settings are read once, at start: stopping (after answering what is under way) lets the
@@ -263,12 +273,23 @@ async fn drain(context: &Context) {
     }
 }
 
-async fn is_idle(context: &Context, idle_timeout: Duration) -> bool {
+/// Whether the sidecar may exit: quiet for the idle timeout, with no live claim to keep.
+enum Idleness {
+    Busy,
+    HeldByClaims(usize),
+    Idle,
+}
+
+async fn idleness(context: &Context, idle_timeout: Duration) -> Idleness {
     let quiet_ms = now().0.saturating_sub(context.last_request.load(Ordering::Relaxed));
     if Duration::from_millis(quiet_ms) < idle_timeout {
-        return false;
+        return Idleness::Busy;
     }
-    matches!(context.state_status().await, Some(0))
+    match context.state_status().await {
+        Some(0) => Idleness::Idle,
+        Some(live) => Idleness::HeldByClaims(live),
+        None => Idleness::Busy,
+    }
 }
 
 async fn serve_connection(

@@ -3,11 +3,17 @@
 //! full round over every worktree becomes a safety net that runs once a minute instead of every 9 s. Idle
 //! worktrees then cost nothing. When a worktree cannot be watched (the kernel's watch limit, a file system
 //! without inotify), the full round keeps its 9 s period.
+//!
+//! Each worktree's git dir is watched too (its `HEAD` and `index`): git writes a new worktree's index after
+//! its files, so a scan caught mid-checkout would otherwise see every file as deleted until the next full
+//! round, with nothing in the worktree left to change.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use lanes_proto::repo::RepoLocation;
 
 use crate::daemon::work::Scanner;
 
@@ -17,10 +23,17 @@ pub struct Watch {
     inner: Mutex<Option<Inner>>,
 }
 
+/// A watched worktree: its top level and its git dir (the common dir for the main worktree).
+#[derive(Clone)]
+struct Watched {
+    root: PathBuf,
+    git_dir: PathBuf,
+}
+
 struct Inner {
     watcher: RecommendedWatcher,
-    /// The worktree roots watched; shared with the event handler, which maps a path to its worktree.
-    roots: Arc<Mutex<Vec<PathBuf>>>,
+    /// The worktrees watched; shared with the event handler, which maps a path to its worktree.
+    roots: Arc<Mutex<Vec<Watched>>>,
     /// A worktree could not be watched: the full round keeps its short period.
     incomplete: bool,
 }
@@ -45,15 +58,18 @@ impl Watch {
         }
         let Some(inner) = guard.as_mut() else { return };
         let watched = inner.roots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        for gone in watched.iter().filter(|root| !roots.contains(root)) {
-            let _ = inner.watcher.unwatch(gone);
+        for gone in watched.iter().filter(|w| !roots.contains(&w.root)) {
+            let _ = inner.watcher.unwatch(&gone.root);
+            if gone.git_dir != common_dir {
+                let _ = inner.watcher.unwatch(&gone.git_dir);
+            }
         }
-        let mut now_watched: Vec<PathBuf> = watched.into_iter().filter(|root| roots.contains(root)).collect();
+        let mut now_watched: Vec<Watched> = watched.into_iter().filter(|w| roots.contains(&w.root)).collect();
         inner.incomplete = false;
-        let new: Vec<&PathBuf> = roots.iter().filter(|root| !now_watched.contains(root)).collect();
+        let new: Vec<&PathBuf> = roots.iter().filter(|root| !now_watched.iter().any(|w| &w.root == *root)).collect();
         for root in new {
-            match inner.watcher.watch(root, RecursiveMode::Recursive) {
-                Ok(()) => now_watched.push(root.clone()),
+            match watch_worktree(&mut inner.watcher, common_dir, root) {
+                Ok(git_dir) => now_watched.push(Watched { root: root.clone(), git_dir }),
                 Err(e) => {
                     tracing::warn!("cannot watch {} ({e}); it is scanned every few seconds instead", root.display());
                     inner.incomplete = true;
@@ -64,10 +80,23 @@ impl Watch {
     }
 }
 
+/// Watches `root` and, for a linked worktree, its git dir; returns the git dir.
+fn watch_worktree(watcher: &mut RecommendedWatcher, common_dir: &Path, root: &Path) -> Result<PathBuf, String> {
+    let git_dir = RepoLocation::discover(root).map_err(|e| e.to_string())?.git_dir;
+    watcher.watch(root, RecursiveMode::Recursive).map_err(|e| e.to_string())?;
+    if git_dir != common_dir
+        && let Err(e) = watcher.watch(&git_dir, RecursiveMode::NonRecursive)
+    {
+        let _ = watcher.unwatch(root);
+        return Err(e.to_string());
+    }
+    Ok(git_dir)
+}
+
 /// The watcher, with the repository's refs watched (a commit anywhere, the base moving): `None` when the
 /// platform gives none.
 fn start(scanner: Weak<Scanner>, common_dir: &Path) -> Option<Inner> {
-    let roots: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+    let roots: Arc<Mutex<Vec<Watched>>> = Arc::default();
     let (handler_roots, common) = (Arc::clone(&roots), common_dir.to_path_buf());
     let handler = move |result: notify::Result<notify::Event>| {
         let Some(scanner) = scanner.upgrade() else { return };
@@ -100,21 +129,25 @@ fn start(scanner: Weak<Scanner>, common_dir: &Path) -> Option<Inner> {
     Some(Inner { watcher, roots, incomplete: false })
 }
 
-/// What a changed path asks for. Inside the git common dir only moving refs and the main worktree's HEAD or
-/// index count (the scanner's own private indexes live there too, and must not wake it); elsewhere, the
-/// innermost watched worktree holding the path is scanned.
-fn route(scanner: &Scanner, common_dir: &Path, roots: &[PathBuf], path: &Path) {
+/// What a changed path asks for. A worktree's `HEAD` or `index` in its git dir (a commit, a checkout
+/// finishing) asks for that worktree's scan; elsewhere inside the git common dir only moving refs count (the
+/// scanner's own private indexes live there too, and must not wake it); anywhere else, the innermost watched
+/// worktree holding the path is scanned.
+fn route(scanner: &Scanner, common_dir: &Path, roots: &[Watched], path: &Path) {
+    let in_git_dir = |w: &&Watched| path.parent() == Some(w.git_dir.as_path());
+    if path.file_name().is_some_and(|name| name == "HEAD" || name == "index")
+        && let Some(owner) = roots.iter().find(in_git_dir)
+    {
+        scanner.changed(&owner.root);
+        return;
+    }
     if let Ok(inside) = path.strip_prefix(common_dir) {
         if inside.starts_with("refs") || inside == Path::new("packed-refs") {
             scanner.all_soon();
-        } else if (inside == Path::new("HEAD") || inside == Path::new("index"))
-            && let Some(main) = common_dir.parent().filter(|main| roots.iter().any(|r| r == main))
-        {
-            scanner.changed(main);
         }
         return;
     }
-    if let Some(root) = roots.iter().filter(|root| path.starts_with(root)).max_by_key(|root| root.as_os_str().len()) {
-        scanner.changed(root);
+    if let Some(owner) = roots.iter().filter(|w| path.starts_with(&w.root)).max_by_key(|w| w.root.as_os_str().len()) {
+        scanner.changed(&owner.root);
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use lanes_core::{AcquireRequest, Claim, ClaimId, Ensured, Epoch, Grant, Principal, Scope};
+use lanes_core::{AcquireRequest, Claim, ClaimId, Ensured, Epoch, Grant, Principal, RefusalCode, Scope};
 use lanes_proto::{
     AcquireParams, CheckParams, CheckReply, ClaimReply, ConflictView, ErrorCode, ErrorData, HandoffParams, Mode,
     NoteView, ReleaseParams, ReleaseReply, RenewParams, WaitParams, WaitReply, method,
@@ -15,7 +15,7 @@ use super::{
     resolve_all, rfc3339,
 };
 use crate::config::{Binding, Config};
-use crate::daemon::state::{Answer, Command, now};
+use crate::daemon::state::{Answer, Command, Failure, now};
 
 /// Which worktree a principal's edits are bound to, and what an edit elsewhere gets (`[binding]`).
 pub struct BindingPolicy {
@@ -59,11 +59,32 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
     if let Some(refusal) = cx.hub.as_ref().and_then(|hub| hub.refusal_while_down()) {
         return Err(refusal);
     }
-    let Answer::Granted(grant) = cx.ask(Command::Acquire(request)).await? else {
+    let Answer::Granted(grant) = ask_on_fresh_work(cx, || Command::Acquire(request.clone())).await? else {
         unreachable!("acquire answers Granted")
     };
     let hub_epoch = cx.confirm_with_hub(&grant.claim).await?;
     grant_reply(&grant, hub_epoch)
+}
+
+/// Asks the state owner for a claim; refused over pending work, scans the worktrees holding that work and asks
+/// once more. A refusal then stands on a scan newer than the request, never on one the watcher has not caught
+/// up with yet (a checkout that just finished, a commit that just landed).
+async fn ask_on_fresh_work(cx: &Context, command: impl Fn() -> Command) -> Result<Answer, ErrorObjectOwned> {
+    match cx.state.ask(command()).await {
+        Err(Failure::Refused(refusal))
+            if refusal.code == RefusalCode::Conflict && refusal.conflicts.iter().any(|c| c.pending.is_some()) =>
+        {
+            let mut roots: Vec<&str> =
+                refusal.conflicts.iter().filter(|c| c.pending.is_some()).map(|c| c.worktree.root.as_str()).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            for root in roots {
+                crate::daemon::work::scan_now(cx, std::path::Path::new(root)).await;
+            }
+            cx.ask(command()).await
+        }
+        answer => answer.map_err(failure_to_rpc),
+    }
 }
 
 async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
@@ -79,7 +100,7 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
         };
         return held.map_or(Err(refusal), |claim| claim_reply(&claim, true));
     }
-    let Answer::Ensured(ensured) = cx.ask(Command::Ensure(request)).await? else {
+    let Answer::Ensured(ensured) = ask_on_fresh_work(cx, || Command::Ensure(request.clone())).await? else {
         unreachable!("ensure answers Ensured")
     };
     let mut value = match ensured {

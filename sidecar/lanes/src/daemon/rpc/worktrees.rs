@@ -68,7 +68,7 @@ async fn create(params: Params<'static>, cx: &Context) -> RpcResult {
                 std::fs::create_dir_all(parent)?;
             }
             exclude_locally(&exclude.0, &exclude.1)?;
-            git::run(&main, &["worktree", "add", "-q", "-b", &branch, &path.to_string_lossy(), &base])?;
+            git::change_worktrees(&main, &["worktree", "add", "-q", "-b", &branch, &path.to_string_lossy(), &base])?;
             Ok(base)
         })
         .await
@@ -113,9 +113,9 @@ async fn finish(params: Params<'static>, cx: &Arc<Context>) -> RpcResult {
         for tree in trees {
             let removed = {
                 let _serialized = cx.git.lock().await;
-                let main = cx.common_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| cx.common_dir.clone());
+                let common_dir = cx.common_dir.clone();
                 let tree = tree.clone();
-                tokio::task::spawn_blocking(move || remove_if_unused(&main, &tree)).await.unwrap_or(false)
+                tokio::task::spawn_blocking(move || remove_if_unused(&common_dir, &tree)).await.unwrap_or(false)
             };
             if removed {
                 let _ = cx.ask(Command::RemoveAgentWorktree { path: tree.path.clone() }).await;
@@ -140,10 +140,10 @@ fn exclude_locally(exclude: &Path, pattern: &str) -> std::io::Result<()> {
 }
 
 /// Removes a subagent worktree and its branch when it holds no uncommitted change and no new commit.
-fn remove_if_unused(main: &Path, tree: &AgentWorktree) -> bool {
+fn remove_if_unused(common_dir: &Path, tree: &AgentWorktree) -> bool {
     let path = Path::new(&tree.path);
     if !path.exists() {
-        let _ = git::run(main, &["worktree", "prune"]);
+        git::forget_worktree(common_dir, path);
         return true;
     }
     let clean = git::run(path, &["status", "--porcelain"]).is_ok_and(|s| s.is_empty());
@@ -151,6 +151,5 @@ fn remove_if_unused(main: &Path, tree: &AgentWorktree) -> bool {
     if !(clean && unchanged) {
         return false;
     }
-    git::run(main, &["worktree", "remove", &tree.path]).is_ok()
-        && git::run(main, &["branch", "-D", &tree.branch]).is_ok()
+    git::remove_worktree_and_branch(common_dir, &tree.path, &tree.branch)
 }
