@@ -122,3 +122,61 @@ fn a_database_that_lost_its_contents_is_set_aside_and_reported_loudly() {
     assert_ne!(doctor.code, 0);
     assert!(doctor.stdout.contains("lost its state"), "{}", doctor.stdout);
 }
+
+/// The state owner's failure path with a real fault: the sidecar runs under a file size limit (`ulimit -f`,
+/// SIGXFSZ ignored, so writes past it fail with EFBIG), and its write-ahead log grows up to it. The commit that fails is
+/// answered `unavailable` and its batch changes nothing; the sidecar stays up and answers from the state it
+/// reloaded; once restarted without the limit (after kill -9), the store holds exactly the grants it told of.
+#[test]
+fn a_commit_that_fails_refuses_its_batch_and_leaves_the_store_consistent() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let mut command = std::process::Command::new("bash");
+    env.hermetic(&mut command);
+    let script = r#"trap '' XFSZ; ulimit -f 200; exec "$0" sidecar run --foreground"#;
+    let mut sidecar = command
+        .current_dir(&repo)
+        .args(["-c", script, env!("CARGO_BIN_EXE_lanes")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the sidecar under a file size limit");
+    assert!(eventually(Duration::from_secs(10), || env.sidecar_pid(&repo).is_some()), "no sidecar");
+
+    let mut granted = Vec::new();
+    let mut failed = None;
+    for i in 0..2000 {
+        let run = env.lanes(&repo, &["--session", &format!("s{i}"), "--json", "claim", &format!("src/f{i}.rs")]);
+        if run.code == 0 {
+            granted.push(format!("s{i}"));
+        } else {
+            failed = Some((format!("s{i}"), run.json()));
+            break;
+        }
+    }
+    let (lost, refusal) = failed.expect("the file size limit was never reached");
+    assert_eq!(refusal["error"]["code"], "unavailable", "{refusal}");
+    assert!(refusal["error"]["message"].as_str().is_some_and(|m| m.contains("could not save")), "{refusal}");
+
+    let holders = |env: &TestEnv| -> Vec<String> {
+        let status = env.lanes(&repo, &["--json", "status"]).success().json();
+        let claims = status["claims"].as_array().expect("claims").iter();
+        claims.map(|c| c["session"].as_str().expect("session").to_owned()).collect()
+    };
+    assert_eq!(holders(&env), granted, "the reloaded state is not what was granted");
+    // SQLite may start its log over after the failure, so later commits can succeed again: whatever each one
+    // answers must be what the store keeps.
+    let release = env.lanes(&repo, &["--session", "s0", "--json", "release", "--all"]);
+    if release.code == 0 {
+        granted.retain(|s| s != "s0");
+    }
+    assert_eq!(holders(&env), granted, "the state after the release is not what it answered: {}", release.stdout);
+
+    kill9(sidecar.id());
+    let _ = sidecar.wait();
+    let after = holders(&env);
+    assert_eq!(after, granted, "after a restart the store holds other claims than the ones granted");
+    assert!(!after.contains(&lost));
+    env.lanes(&repo, &["--session", &lost, "claim", "src/again.rs"]).success();
+}

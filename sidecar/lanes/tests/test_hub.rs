@@ -741,3 +741,82 @@ fn messages_cross_machines(upstream: &Path, urls: &[&str]) {
     assert!(arrived, "the last message never reached machine b");
     assert_eq!(later, ["last one"], "a message came twice");
 }
+
+/// A `hub.acquire` of one claim, as a sidecar with `origin` would send it.
+fn acquire_params(project: &str, origin: &str, scope: &str, ttl_secs: u64) -> Value {
+    json!({"project": project, "origin": origin,
+        "claim": {"id": 1, "holder": format!("{origin}-session"), "scopes": [scope], "ttl_secs": ttl_secs}})
+}
+
+/// The claims a hub lists for `project`, as (origin, scopes).
+fn hub_claims(url: &str, project: &str) -> Vec<(String, Value)> {
+    let listed = hub_call(url, Some(TOKEN), "hub.claims", json!({"project": project})).expect("hub.claims");
+    listed["claims"]
+        .as_array()
+        .expect("claims")
+        .iter()
+        .map(|c| (c["origin"].to_string(), c["scopes"].clone()))
+        .collect()
+}
+
+/// Two hubs on one etcd decide overlapping claims together: of sixteen sidecars racing through both hubs for
+/// scopes that all overlap, exactly one wins each round and every other is told `conflict` (the Txn guard, and
+/// the retry from a fresh read when the other hub's grant has not reached this hub's view yet); both hubs then
+/// list that one claim. A claim whose hub was killed ends when its etcd lease does.
+#[test]
+fn two_hubs_on_one_etcd_grant_each_overlap_once_and_claims_end_with_their_lease() {
+    let hub_env = TestEnv::new();
+    let Some(etcd) = etcd_cluster(&hub_env) else { return };
+    let store = format!("etcd:{}", etcd.clients.join(","));
+    let (mut hub1, url1) = start_hub(&hub_env, &store, free_port());
+    let (_hub2, url2) = start_hub(&hub_env, &store, free_port());
+    let urls = [url1.clone(), url2.clone()];
+
+    for round in 0..8 {
+        let project = format!("race-{round}");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+        let racers: Vec<_> = (0..16)
+            .map(|racer: usize| {
+                let (url, barrier, project) = (urls[racer % 2].clone(), barrier.clone(), project.clone());
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+                    runtime.block_on(async {
+                        let mut headers = HeaderMap::new();
+                        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("h"));
+                        let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("ws");
+                        let scope = if racer.is_multiple_of(3) { "src" } else { "src/a.rs" };
+                        let params = acquire_params(&project, &format!("m{racer}"), scope, 60);
+                        barrier.wait();
+                        let params = params.as_object().cloned().unwrap_or_default();
+                        client.request::<Value, _>("hub.acquire", params).await.map_err(|e| e.to_string())
+                    })
+                })
+            })
+            .collect();
+        let answers: Vec<Result<Value, String>> = racers.into_iter().map(|r| r.join().expect("racer")).collect();
+        let granted = answers.iter().filter(|a| a.is_ok()).count();
+        let winners: Vec<&Value> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+        assert_eq!(granted, 1, "round {round}: {granted} grants for overlapping scopes: {winners:?}");
+        for refused in answers.iter().filter_map(|a| a.as_ref().err()) {
+            assert!(refused.contains(r#""code":"conflict""#), "round {round}: a loser not told conflict: {refused}");
+        }
+        for url in &urls {
+            assert!(
+                eventually(Duration::from_secs(10), || hub_claims(url, &project).len() == 1),
+                "round {round}: {url} lists {:?}",
+                hub_claims(url, &project)
+            );
+        }
+    }
+
+    // A claim through hub 1 with a 2 s lease; hub 1 dies, so nothing renews or releases it.
+    hub_call(&url1, Some(TOKEN), "hub.acquire", acquire_params("lease", "gone", "docs", 2)).expect("grant");
+    hub1.kill();
+    let refused = hub_call(&url2, Some(TOKEN), "hub.acquire", acquire_params("lease", "next", "docs/guide.md", 60));
+    assert!(refused.is_err(), "the live lease did not hold: {refused:?}");
+    let freed = eventually(Duration::from_secs(20), || {
+        hub_call(&url2, Some(TOKEN), "hub.acquire", acquire_params("lease", "next", "docs/guide.md", 60)).is_ok()
+    });
+    assert!(freed, "the claim outlived its etcd lease: {:?}", hub_claims(&url2, "lease"));
+    assert_eq!(hub_claims(&url2, "lease").len(), 1, "the expired claim is still listed");
+}
