@@ -229,6 +229,37 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
     assert_eq!(kept["dirty_files"], 1);
 }
 
+/// With `binding.sessions = "strict"`, a session working in one worktree that writes into another checkout of
+/// the same repository is refused by lanes' PreToolUse hook (the refusal names the worktree to use), while
+/// its own worktree stays open to it. Claude Code itself lets a session write outside its directory here, so
+/// the refusal the model sees is lanes'.
+#[test]
+fn a_strictly_bound_session_is_refused_an_edit_in_another_worktree() {
+    let Some(mut world) = World::new() else { return };
+    let main = world.repo.clone();
+    let wt_b = world.worktree("wt-b");
+    std::fs::create_dir_all(main.join(".git/lanes")).expect("mkdir");
+    std::fs::write(main.join(".git/lanes/config.toml"), "[binding]\nsessions = \"strict\"\n").expect("config");
+    let intrusion = main.join("src/intrusion.rs");
+    let own = wt_b.join("src/own.rs");
+    world.serve(&json!({"conversations": [
+        {"match": "task bound", "steps": [
+            {"tools": [{"name": "Write", "input": {"file_path": intrusion.to_string_lossy(), "content": "not mine\n"}}]},
+            {"tools": [{"name": "Write", "input": {"file_path": own.to_string_lossy(), "content": "mine\n"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
+    let session = world.start_claude(&wt_b, "bound", "task bound: write into main");
+    world.wait_claude(session, LIMIT);
+    let after = world.request_at("task bound", 1);
+    let results = tool_results(&after);
+    let refusal =
+        results.iter().find(|r| r.contains("works in")).unwrap_or_else(|| panic!("no lanes refusal: {results:?}"));
+    assert!(refusal.contains(&format!("edit {}/src/intrusion.rs instead", wt_b.display())), "{refusal}");
+    assert!(!intrusion.exists(), "the strictly bound session wrote into the main checkout");
+    assert_eq!(std::fs::read_to_string(&own).expect("own write"), "mine\n", "its own worktree was refused");
+}
+
 /// `lanes team up feature --launch` opens a tmux window per role running the real `claude` in that role's
 /// worktree.
 #[test]
