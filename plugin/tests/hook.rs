@@ -422,3 +422,96 @@ fn random_stdin_for_every_event_exits_zero() {
         })
         .expect("the hook always exits 0");
 }
+
+/// The reason a client's answer refuses with, read from that client's own format.
+fn refusal(client: &str, output: &Output) -> Option<String> {
+    assert_eq!(output.status.code(), Some(0), "{client}: a deny is a structured answer on exit 0");
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let reason = match client {
+        "claude" | "codex" => &reply["hookSpecificOutput"]["permissionDecisionReason"],
+        "gemini" => &reply["reason"],
+        "copilot" => &reply["permissionDecisionReason"],
+        _ => &reply["deny"],
+    };
+    reason.as_str().map(str::to_owned)
+}
+
+/// Each client's adapter reads its own hook input and refuses a held file in its own format, naming the holder
+/// and its client; a free file goes through and is claimed for that client's session.
+#[test]
+fn every_client_is_refused_a_held_file_in_its_own_format_and_claims_free_ones() {
+    let env = Env::new();
+    let repo = env.repo();
+    let start =
+        serde_json::json!({"session_id": "cc1", "cwd": repo, "hook_event_name": "SessionStart", "source": "startup"});
+    env.hook(&["claude", "SessionStart"], start.to_string().as_bytes());
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "cc1", "src/a.rs")), "claude claims");
+    let path = |file: &str| repo.join(file).to_string_lossy().into_owned();
+    let inputs = |file: &str| {
+        [
+            (
+                "codex",
+                "PreToolUse",
+                serde_json::json!({"session_id": "cx1", "cwd": repo, "tool_name": "apply_patch",
+                "tool_input": {"command": format!("*** Begin Patch\n*** Update File: {file}\n@@\n-a\n+b\n*** End Patch\n")}}),
+            ),
+            (
+                "gemini",
+                "BeforeTool",
+                serde_json::json!({"session_id": "gm1", "cwd": repo, "tool_name": "write_file",
+                "tool_input": {"file_path": path(file), "content": "x"}}),
+            ),
+            (
+                "copilot",
+                "preToolUse",
+                serde_json::json!({"sessionId": "cp1", "cwd": repo, "toolName": "edit",
+                "toolArgs": serde_json::json!({"path": path(file), "old_str": "a", "new_str": "b"}).to_string()}),
+            ),
+            (
+                "opencode",
+                "PreToolUse",
+                serde_json::json!({"sessionID": "oc1", "cwd": repo, "tool": "write",
+                "args": {"filePath": path(file), "content": "x"}}),
+            ),
+        ]
+    };
+    for (client, event, input) in inputs("src/a.rs") {
+        let reason = refusal(client, &env.hook(&[client, event], input.to_string().as_bytes()))
+            .unwrap_or_else(|| panic!("{client} was not refused the held file"));
+        assert!(reason.contains("held by claude session cc1"), "{client}: {reason}");
+    }
+    for (i, (client, event, input)) in inputs("src/b.rs").into_iter().enumerate() {
+        let output = env.hook(&[client, event], input.to_string().as_bytes());
+        if i == 0 {
+            assert_silent_success(&output, "a free file for the first client");
+        } else {
+            let reason =
+                refusal(client, &output).unwrap_or_else(|| panic!("{client} took a file the first client claimed"));
+            assert!(reason.contains("cx1"), "{client}: {reason}");
+        }
+    }
+}
+
+/// A patch is refused as a whole when one of its files is held, and one lanes cannot read is refused with the
+/// reason, whether it comes as a tool call or inside a shell command (Codex sends `apply_patch <<'EOF'`).
+#[test]
+fn a_patch_touching_a_held_file_or_unreadable_is_refused_whole() {
+    let env = Env::new();
+    let repo = env.repo();
+    assert_silent_success(&env.hook(&["claude", "PreToolUse"], &edit_event(&repo, "holder", "src/a.rs")), "claim");
+    let shell = |command: &str| {
+        serde_json::json!({"session_id": "cx", "cwd": repo, "tool_name": "Bash", "tool_input": {"command": command}})
+            .to_string()
+    };
+    let both = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: src/new.rs\n+x\n*** Update File: src/a.rs\n@@\n-a\n+b\n*** End Patch\nEOF\n";
+    let reason = refusal("codex", &env.hook(&["codex", "PreToolUse"], shell(both).as_bytes())).expect("refused");
+    assert!(reason.contains("held by session holder") && reason.contains("whole patch (2 files)"), "{reason}");
+    let status = env.lanes(&["--json", "status"]);
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("src/new.rs"), "a refused patch claimed its other file");
+    let unknown = "apply_patch <<'EOF'\n*** Begin Patch\n*** Rename File: src/b.rs\n*** End Patch\nEOF\n";
+    let reason = refusal("codex", &env.hook(&["codex", "PreToolUse"], shell(unknown).as_bytes())).expect("refused");
+    assert!(reason.contains("cannot read this patch") && reason.contains("Rename File"), "{reason}");
+    let from_file = refusal("codex", &env.hook(&["codex", "PreToolUse"], shell("apply_patch < fix.diff").as_bytes()));
+    assert!(from_file.is_some_and(|r| r.contains("Begin Patch")), "a patch lanes cannot see went through");
+    assert_silent_success(&env.hook(&["codex", "PreToolUse"], shell("cargo test").as_bytes()), "a plain command");
+}

@@ -399,6 +399,8 @@ pub struct Conflict {
     pub pending: Option<Pending>,
     /// Latent work: pending in `worktree`, and no claim covers it (`holder` is empty).
     pub latent: bool,
+    /// The agent CLI its holder's session runs in, when known.
+    pub client: Option<String>,
 }
 
 /// Why a request was refused; the message says what happened and what to do.
@@ -544,6 +546,8 @@ pub struct SessionInfo {
     pub model: Option<String>,
     /// How it started (`startup`, `resume`, `clear`, `compact`, `cli`).
     pub source: Option<String>,
+    /// The agent CLI it runs in (`claude`, `codex`, `gemini`, `copilot`, `opencode`, `mcp`, `cli`).
+    pub client: Option<String>,
 }
 
 /// What the book knows of a session.
@@ -1299,6 +1303,7 @@ impl ClaimBook {
                         expires_at: claim.expires_at,
                         pending: claim.pending.clone(),
                         latent: false,
+                        client: self.sessions.get(&claim.holder.session).and_then(|s| s.info.client.clone()),
                     });
                 }
             });

@@ -213,6 +213,7 @@ impl ClaimBook {
                         expires_at: PENDING_EXPIRY,
                         pending: Some(Pending { left_at: now, branch: work.branch.clone() }),
                         latent: true,
+                        client: None,
                     });
                 }
             }

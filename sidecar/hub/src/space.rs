@@ -100,6 +100,7 @@ impl Space {
                     latent: false,
                     branch: None,
                     left_at: None,
+                    client: None,
                 });
             }
         }

@@ -61,6 +61,32 @@ enum Cmd {
         #[arg(long)]
         undo: bool,
     },
+    /// Wire lanes' hook into an agent CLI's own configuration: Claude Code, Codex, Gemini CLI, Copilot CLI
+    /// or opencode. Merges into what is there and says what it changed; safe to re-run.
+    #[command(after_help = "\
+Examples:
+  lanes setup codex                  this repository's .codex/hooks.json
+  lanes setup gemini --user          ~/.gemini/settings.json, for every repository
+  lanes setup opencode --undo        take lanes' plugin out again
+
+Files: claude .claude/settings.json, codex .codex/hooks.json ($CODEX_HOME/hooks.json), gemini
+.gemini/settings.json, copilot .github/hooks/lanes.json (~/.copilot/hooks/lanes.json), opencode
+.opencode/plugins/lanes.js (~/.config/opencode/plugins/lanes.js). For Claude Code the plugin (install.sh)
+is the usual way; this writes the same hooks into settings instead.")]
+    Setup {
+        /// The agent CLI.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(cli::clients::CLIENTS))]
+        client: String,
+        /// The repository's files (the default).
+        #[arg(long, conflicts_with = "user")]
+        project: bool,
+        /// The user's files, for every repository.
+        #[arg(long)]
+        user: bool,
+        /// Take lanes' hooks out again, leaving everything else as it was.
+        #[arg(long)]
+        undo: bool,
+    },
     /// Run scripted agents in a throwaway repository and print what happens.
     #[command(
         after_help = "Examples:\n  lanes demo\n  lanes demo --hub      also a second machine sharing claims through a local hub"
@@ -490,6 +516,9 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             output::bytes(&page);
             Ok(())
         }
+        Cmd::Setup { client, user: true, undo, .. } => {
+            cli::clients::setup(&out, &dir, &client, cli::clients::Scope::User, undo)
+        }
         Cmd::Doctor => match cli::Env::discover(&dir, cli.session) {
             Ok(env) => doctor::run(&env, &out),
             Err(outside) => doctor::run_outside(&outside.message, &out),
@@ -499,6 +528,9 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             match command {
                 Cmd::Init { undo: false } => cli::setup::init(&env, &out),
                 Cmd::Init { undo: true } => cli::setup::uninit(&env, &out),
+                Cmd::Setup { client, undo, .. } => {
+                    cli::clients::setup(&out, &env.location.worktree, &client, cli::clients::Scope::Project, undo)
+                }
                 Cmd::Claims => cli::claims::claims(&env, &out),
                 Cmd::Claim { scopes, .. } if scopes.is_empty() => cli::claims::claims(&env, &out),
                 Cmd::Claim { scopes, shared, ttl, note, task } => {

@@ -233,6 +233,9 @@ pub struct SessionParams {
     /// How it started: `startup`, `resume`, `clear`, `compact`, `cli`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The agent CLI it runs in: `claude`, `codex`, `gemini`, `copilot`, `opencode`, `mcp`, `cli`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// Another session, as `session.start` describes it.
@@ -381,6 +384,9 @@ pub struct SessionView {
     /// How it started.
     #[serde(default)]
     pub source: Option<String>,
+    /// The agent CLI it runs in.
+    #[serde(default)]
+    pub client: Option<String>,
     /// When it started, RFC 3339 UTC.
     #[serde(default)]
     pub started_at: Option<String>,
@@ -501,6 +507,9 @@ pub struct ConflictView {
     /// When its holder left the pending work, RFC 3339 UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_at: Option<String>,
+    /// The agent CLI its holder's session runs in (`claude`, `codex`, …), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// Why a request failed; the string codes of DESIGN.md §6.

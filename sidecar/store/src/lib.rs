@@ -175,6 +175,7 @@ impl Store {
                     branch: text("branch"),
                     model: text("model"),
                     source: text("source"),
+                    client: text("client"),
                 },
             };
             Ok((row.get(0)?, session))
@@ -754,7 +755,8 @@ fn task_status_name(status: TaskStatus) -> &'static str {
 }
 
 fn info_json(info: &SessionInfo) -> Value {
-    json!({"worktree": info.worktree, "branch": info.branch, "model": info.model, "source": info.source})
+    json!({"worktree": info.worktree, "branch": info.branch, "model": info.model, "source": info.source,
+        "client": info.client})
 }
 
 fn mode_name(mode: Mode) -> &'static str {

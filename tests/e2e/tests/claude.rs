@@ -96,7 +96,7 @@ fn sessions_in_two_worktrees_coordinate_through_claims_and_messages() {
     let after_denial = world.request_at("task B1", 2);
     let denial =
         tool_results(&after_denial).into_iter().find(|r| r.contains("is held by")).expect("the model saw no denial");
-    assert!(denial.contains(&format!("held by session {a_session}")), "{denial}");
+    assert!(denial.contains(&format!("held by claude session {a_session}")), "{denial}");
     assert!(denial.contains("lanes send"), "{denial}");
     assert_eq!(std::fs::read_to_string(&b_rs).expect("read"), "fn a() {}\n", "the denied edit changed the file");
     world.request_at("task B1", 3);
@@ -195,7 +195,10 @@ fn parallel_subagents_in_isolated_worktrees_contend_like_sessions() {
     let session = one["session"].as_str().expect("session");
     let denial =
         tool_results(&two).into_iter().find(|r| r.contains("is held by")).expect("the second subagent was not denied");
-    assert!(denial.contains(&format!("held by session {session}/")), "the denial names the first subagent: {denial}");
+    assert!(
+        denial.contains(&format!("held by claude session {session}/")),
+        "the denial names the first subagent: {denial}"
+    );
     assert_eq!(std::fs::read_to_string(format!("{one_dir}/src/shared.rs")).expect("first write"), "one\n");
     // The third subagent, isolated in its own worktree, may not write into the main checkout. Claude Code
     // 2.1.330 stops that itself before any hook runs; lanes' binding (plugin/tests/hook.rs) stops the same

@@ -48,6 +48,7 @@ pub fn run(env: &Env, out: &Output) -> Result<(), Failure> {
         hub(env),
         hook_binary(),
         plugin(),
+        agent_clients(&env.location.worktree),
         unchecked(&env.location.common_dir),
     ];
     report(&checks, out)
@@ -351,6 +352,34 @@ fn config(common_dir: &Path) -> Check {
             Check::new("config", Status::Warn, config.warnings.join("; "), Some("remove or fix the keys named".into()))
         }
         Err(e) => Check::new("config", Status::Fail, format!("{e:#}"), Some("fix the file named".into())),
+    }
+}
+
+/// The agent CLIs on PATH besides Claude Code's plugin, and whether lanes is wired into each.
+fn agent_clients(repo: &std::path::Path) -> Check {
+    let found: Vec<_> = crate::cli::clients::wired(repo).into_iter().filter(|(name, _, _)| name != "claude").collect();
+    if found.is_empty() {
+        return Check::new(
+            "clients",
+            Status::Ok,
+            "no other agent CLI (codex, gemini, copilot, opencode) on PATH",
+            None,
+        );
+    }
+    let unwired: Vec<&str> = found.iter().filter(|(_, on, _)| !on).map(|(name, _, _)| name.as_str()).collect();
+    let summary = found
+        .iter()
+        .map(|(name, on, file)| match file {
+            Some(file) if *on => format!("{name} (wired in {})", file.display()),
+            _ => format!("{name} (not wired)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if unwired.is_empty() {
+        Check::new("clients", Status::Ok, summary, None)
+    } else {
+        let fix = unwired.iter().map(|name| format!("lanes setup {name}")).collect::<Vec<_>>().join("; ");
+        Check::new("clients", Status::Warn, summary, Some(fix))
     }
 }
 

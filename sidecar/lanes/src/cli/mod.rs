@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 pub mod checkpoints;
 pub mod claims;
+pub mod clients;
 pub mod demo;
 pub mod doctor;
 pub mod githooks;

@@ -42,6 +42,7 @@ pub fn sessions(env: &Env, out: &Output, all: bool) -> Result<(), Failure> {
                 let prompt: String = s["last_prompt"].as_str().unwrap_or("-").chars().take(40).collect();
                 vec![
                     text("id"),
+                    text("client"),
                     text("state"),
                     text("started_at"),
                     s["claims"].to_string(),
@@ -55,7 +56,10 @@ pub fn sessions(env: &Env, out: &Output, all: bool) -> Result<(), Failure> {
         if rows.is_empty() {
             "no sessions".to_owned()
         } else {
-            table(&["SESSION", "STATE", "STARTED", "CLAIMS", "BRANCH", "MODEL", "CHECKPOINT", "LAST PROMPT"], &rows)
+            table(
+                &["SESSION", "CLIENT", "STATE", "STARTED", "CLAIMS", "BRANCH", "MODEL", "CHECKPOINT", "LAST PROMPT"],
+                &rows,
+            )
         }
     });
     Ok(())

@@ -278,6 +278,7 @@ pub(crate) fn conflict_view(conflict: &Conflict, now: Timestamp) -> ConflictView
         latent: conflict.latent,
         branch: conflict.pending.as_ref().and_then(|p| p.branch.clone()),
         left_at: conflict.pending.as_ref().filter(|_| !conflict.latent).map(|p| rfc3339(p.left_at)),
+        client: conflict.client.clone(),
     }
 }
 

@@ -53,7 +53,7 @@ async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
         Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.1.root),
         None => None,
     };
-    let info = SessionInfo { worktree, branch: p.branch, model: p.model, source: p.source };
+    let info = SessionInfo { worktree, branch: p.branch, model: p.model, source: p.source, client: p.client };
     let Answer::Started(start) = cx.ask(Command::SessionStart { session: session.clone(), info }).await? else {
         unreachable!("session start answers Started")
     };

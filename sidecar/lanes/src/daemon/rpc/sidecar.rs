@@ -38,6 +38,7 @@ async fn status(cx: &Context) -> RpcResult {
             unread: line.unread,
             model: line.session.info.model.clone(),
             source: line.session.info.source.clone(),
+            client: line.session.info.client.clone(),
             started_at: Some(rfc3339(line.session.started_at)),
             ended_at: line.session.ended_at.map(rfc3339),
             last_checkpoint: line.last_checkpoint.clone(),

@@ -1,6 +1,7 @@
-//! Claude Code hook events (DESIGN.md §7, CLAUDE-CODE.md). Each event is at most one or two JSON-RPC calls
-//! to the repository's sidecar, within a hard time budget; the sidecar is started in the background when it
-//! is not running. Anything unexpected means: allow, say nothing.
+//! The hook events (DESIGN.md §7, CLAUDE-CODE.md), in Claude Code's shape: other clients' inputs arrive
+//! translated by `clients.rs`. Each event is at most one or two JSON-RPC calls per edited path to the
+//! repository's sidecar, within a hard time budget; the sidecar is started in the background when it is not
+//! running. Anything unexpected means: allow, say nothing; an edit lanes cannot judge is refused.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use lanes_proto::{
     WorktreeFinishParams, method,
 };
 use serde_json::{Value, json};
+
+use crate::clients::Client;
 
 /// The hot-path bound: connect (or start) and answer within this, or allow.
 const BUDGET: Duration = Duration::from_millis(250);
@@ -33,10 +36,11 @@ const EXIT_MARGIN: Duration = Duration::from_millis(60);
 /// The tools whose `file_path` (or `notebook_path`) is an edit.
 const EDIT_TOOLS: &[&str] = &["Edit", "Write", "MultiEdit", "NotebookEdit"];
 
-/// Handles one event; returns what to print on stdout, if anything.
-pub fn handle(event: &str, input: &Value) -> Option<String> {
+/// Handles one event (Claude Code's name for it) of `client`; returns the answer in Claude Code's format,
+/// or a worktree path for WorktreeCreate.
+pub fn handle(client: Client, event: &str, input: &Value) -> Option<String> {
     let started = Instant::now();
-    let hook = Hook::from_input(input)?;
+    let hook = Hook::from_input(client, input)?;
     let output = match event {
         "SessionStart" => hook.session_start(input, started),
         "PreToolUse" => hook.pre_tool_use(input, started),
@@ -53,6 +57,7 @@ pub fn handle(event: &str, input: &Value) -> Option<String> {
 
 /// What every event carries: who acts, and where.
 struct Hook {
+    client: Client,
     session: String,
     /// `<session>` or `<session>/<agent>` for a subagent.
     principal: String,
@@ -60,14 +65,14 @@ struct Hook {
 }
 
 impl Hook {
-    fn from_input(input: &Value) -> Option<Hook> {
+    fn from_input(client: Client, input: &Value) -> Option<Hook> {
         let session = input.get("session_id")?.as_str()?.to_owned();
         let cwd = PathBuf::from(input.get("cwd")?.as_str()?);
         let principal = match input.get("agent_id").and_then(Value::as_str) {
             Some(agent) if !agent.is_empty() => format!("{session}/{agent}"),
             _ => session.clone(),
         };
-        Some(Hook { session, principal, cwd })
+        Some(Hook { client, session, principal, cwd })
     }
 
     fn session_start(&self, input: &Value, started: Instant) -> Option<Value> {
@@ -85,6 +90,7 @@ impl Hook {
             branch: current_branch(&location.git_dir),
             model: input.get("model").and_then(Value::as_str).map(str::to_owned),
             source: input.get("source").and_then(Value::as_str).map(str::to_owned),
+            client: Some(self.client.name().to_owned()),
         };
         let reply: SessionStartReply = call(&location, started, BUDGET, method::SESSION_START, &params)?.ok()?;
         let mut context = start_context(&reply, &location, params.branch.as_deref());
@@ -101,17 +107,61 @@ impl Hook {
 
     fn pre_tool_use(&self, input: &Value, started: Instant) -> Option<Value> {
         let tool = input.get("tool_name")?.as_str()?;
+        let tool_input = input.get("tool_input")?;
         if tool == "Bash" {
-            return self.before_shell(input.get("tool_input")?.get("command")?.as_str()?, started);
+            let command = tool_input.get("command")?.as_str()?;
+            if let Some(patch) = crate::patch::in_shell_command(command) {
+                return self.check_patch(patch, started);
+            }
+            return self.before_shell(command, started);
         }
-        let path = self.edited_path(tool, input.get("tool_input")?)?;
+        if tool == "apply_patch" {
+            return self.check_patch(tool_input.get("patch").and_then(Value::as_str).unwrap_or_default(), started);
+        }
+        if EDIT_TOOLS.contains(&tool) && self.edited_path(tool, tool_input).is_none() {
+            return Some(deny("lanes cannot check this edit, so it is refused: the tool call names no file".into()));
+        }
+        self.check_edit(&[self.edited_path(tool, tool_input)?], started)
+    }
+
+    /// A patch is checked path by path, and refused as a whole when any of its paths is; one lanes cannot
+    /// read is refused with the reason.
+    fn check_patch(&self, patch: &str, started: Instant) -> Option<Value> {
+        let paths = match crate::patch::edited_paths(patch) {
+            Ok(paths) => paths,
+            Err(why) => {
+                return Some(deny(format!(
+                    "lanes cannot read this patch, so it is refused: {why}. Send the patch itself (`*** Begin \
+                     Patch` … `*** End Patch`), or edit the files one by one."
+                )));
+            }
+        };
+        let paths: Vec<PathBuf> = paths
+            .iter()
+            .map(|path| if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.cwd.join(path) })
+            .collect();
+        let answer = self.check_edit(&paths, started)?;
+        let specific = &answer["hookSpecificOutput"];
+        match specific["permissionDecisionReason"].as_str() {
+            Some(reason) if paths.len() > 1 && specific["permissionDecision"] == "deny" => Some(deny(format!(
+                "{reason}\nThe whole patch ({} files) was refused; nothing in it was applied.",
+                paths.len()
+            ))),
+            _ => Some(answer),
+        }
+    }
+
+    /// The claim check before an edit of `paths` (one file, or every file of a patch): one claim for all of
+    /// them, granted whole or refused whole, so a refused patch leaves no claim on its other files.
+    fn check_edit(&self, paths: &[PathBuf], started: Instant) -> Option<Value> {
         // Through symlinks to where the file really is: a link into another worktree is that worktree's file.
-        let path = real_path(&path);
+        let paths: Vec<PathBuf> = paths.iter().map(|p| real_path(p)).collect();
+        let path = paths.first()?.clone();
         let location = RepoLocation::discover(existing_ancestor(&path)?).ok()?;
         let params = AcquireParams {
             session: self.principal.clone(),
             worktree: location.worktree.to_string_lossy().into_owned(),
-            scopes: vec![path.to_string_lossy().into_owned()],
+            scopes: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
             mode: None,
             ttl_secs: None,
             note: None,
@@ -146,7 +196,15 @@ impl Hook {
             Err(CallError::Refused { code: ErrorCode::Conflict, data, .. }) => {
                 let conflicts: Vec<ConflictView> =
                     serde_json::from_value(data.get("conflicts").cloned().unwrap_or_default()).unwrap_or_default();
-                let reason = deny_reason(&path, &location.worktree, &conflicts);
+                // The file in the way, for a patch of several.
+                let held = paths
+                    .iter()
+                    .find(|p| {
+                        let relative = p.strip_prefix(&location.worktree).unwrap_or(p).to_string_lossy().into_owned();
+                        conflicts.iter().any(|c| relative.starts_with(c.scope.trim_end_matches(['*', '/'])))
+                    })
+                    .unwrap_or(&path);
+                let reason = deny_reason(held, &location.worktree, &conflicts);
                 Some(deny(reason))
             }
             // A sidecar with a hub that no hub answers: `[hub] offline` says whether the edit goes ahead.
@@ -432,12 +490,15 @@ impl Hook {
         }
     }
 
-    /// The absolute path an edit tool is about to change, if `tool` is one.
+    /// The absolute path an edit tool is about to change, if `tool` is one and names a file.
     fn edited_path(&self, tool: &str, tool_input: &Value) -> Option<PathBuf> {
         if !EDIT_TOOLS.contains(&tool) {
             return None;
         }
         let raw = tool_input.get("file_path").or_else(|| tool_input.get("notebook_path"))?.as_str()?;
+        if raw.trim().is_empty() {
+            return None;
+        }
         let path = Path::new(raw);
         Some(if path.is_absolute() { path.to_path_buf() } else { self.cwd.join(path) })
     }
@@ -607,6 +668,10 @@ fn human_secs(secs: u64) -> String {
 fn deny_reason(path: &Path, worktree: &Path, conflicts: &[ConflictView]) -> String {
     let shown = path.strip_prefix(worktree).unwrap_or(path).display().to_string();
     let branch = |c: &ConflictView| c.branch.as_deref().map(|b| format!(", branch {b}")).unwrap_or_default();
+    // "codex session 7f3a…": the holder's agent CLI, when the sidecar knows it.
+    let session_of = |c: &ConflictView| {
+        c.client.as_deref().map(|client| format!("{client} session")).unwrap_or_else(|| "session".to_owned())
+    };
     let holders: Vec<String> = conflicts
         .iter()
         .map(|c| match (&c.session, c.pending) {
@@ -616,15 +681,16 @@ fn deny_reason(path: &Path, worktree: &Path, conflicts: &[ConflictView]) -> Stri
                 branch(c)
             ),
             (Some(left_by), true) => format!(
-                "pending work in worktree {}{} (claim {} on {}): session {left_by} changed it and ended before it \
-                 landed",
+                "pending work in worktree {}{} (claim {} on {}): {} {left_by} changed it and ended before it landed",
                 c.worktree,
                 branch(c),
                 c.claim_id,
-                c.scope
+                c.scope,
+                session_of(c)
             ),
             (Some(session), false) => format!(
-                "session {session} (claim {} on {}, worktree {}, expires in {})",
+                "{} {session} (claim {} on {}, worktree {}, expires in {})",
+                session_of(c),
                 c.claim_id,
                 c.scope,
                 c.worktree,
