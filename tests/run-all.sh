@@ -23,6 +23,22 @@ if [ ! -x "$claude_bin" ]; then
   (cd "$claude_dir" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$claude_version")
 fi
 "$claude_bin" --version
+
+step "Codex CLI and Gemini CLI (pinned) for the end-to-end tests of the other clients"
+# npm package, version, cache directory name, binary: each cached by version like Claude Code.
+while read -r package version name; do
+  dir="$HOME/.cache/lanes/$name-$version"
+  if [ ! -x "$dir/node_modules/.bin/${name%-cli}" ]; then
+    mkdir -p "$dir"
+    (cd "$dir" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error "$package@$version")
+  fi
+  "$dir/node_modules/.bin/${name%-cli}" --version
+done <<'CLIENTS'
+@openai/codex 0.169.0 codex
+@google/gemini-cli 0.61.0 gemini-cli
+CLIENTS
+export LANES_CODEX="$HOME/.cache/lanes/codex-0.169.0/node_modules/.bin/codex"
+export LANES_GEMINI="$HOME/.cache/lanes/gemini-cli-0.61.0/node_modules/.bin/gemini"
 missing=""
 command -v python3 >/dev/null || missing="$missing python3"
 command -v tmux >/dev/null || missing="$missing tmux"

@@ -153,6 +153,13 @@ impl World {
         command.output().expect("lanes")
     }
 
+    /// `lanes` in `dir` with this world's environment, for a caller that adds to it.
+    pub fn lanes_command(&self, dir: &Path) -> Command {
+        let mut command = Command::new(self.bin_dir.join("lanes"));
+        self.env(&mut command).current_dir(dir);
+        command
+    }
+
     pub fn lanes(&self, dir: &Path, args: &[&str]) -> Output {
         let mut command = Command::new(self.bin_dir.join("lanes"));
         self.env(&mut command).current_dir(dir).args(args).output().expect("lanes")

@@ -1,0 +1,250 @@
+//! The other agent CLIs in one claim space with a real Claude Code session (DESIGN.md §12): the real Codex CLI
+//! (against the project's fake Responses API) and the real Gemini CLI (its own `--fake-responses`), each
+//! wired by `lanes setup`, in the same throwaway world as the Claude tests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{World, eventually, manifest_dir, tool_results};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(240);
+/// The pinned versions; the test set-up installs exactly these.
+const CODEX_VERSION: &str = "0.169.0";
+const GEMINI_VERSION: &str = "0.61.0";
+
+/// A client's binary: `$variable`, or the test set-up's cache; `None` (skip) when missing and not required.
+fn client(variable: &str, cached: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/lanes").join(cached)
+    });
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("LANES_E2E_REQUIRED").is_none(),
+        "{} not found ({variable}); tests/run-all.sh installs it",
+        path.display()
+    );
+    eprintln!("skipped: {} not found", path.display());
+    None
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// The claims of the repository, as (session, scopes, pending).
+fn claims(world: &World) -> Vec<(String, Vec<String>)> {
+    let status: Value =
+        serde_json::from_slice(&world.lanes(&world.repo, &["--json", "status"]).stdout).expect("status");
+    status["claims"]
+        .as_array()
+        .expect("claims")
+        .iter()
+        .map(|c| {
+            let scopes = c["scopes"].as_array().expect("scopes").iter().map(|s| s.as_str().unwrap_or("").to_owned());
+            (c["session"].as_str().unwrap_or("").to_owned(), scopes.collect())
+        })
+        .collect()
+}
+
+/// The session that holds `file`, when it is a session of `client_name` (as the session records it).
+fn holder_of(world: &World, file: &str, client_name: &str) -> Option<String> {
+    let holder = claims(world).into_iter().find(|(_, scopes)| scopes.iter().any(|s| s == file))?.0;
+    let listed: Value =
+        serde_json::from_slice(&world.lanes(&world.repo, &["--json", "sessions", "--all"]).stdout).ok()?;
+    let session = listed["sessions"].as_array()?.iter().find(|s| s["id"] == holder.as_str())?;
+    (session["client"] == client_name).then_some(holder)
+}
+
+/// Runs `codex exec` once in the repository against a fake Responses server that answers with `items`.
+fn run_codex(
+    world: &World,
+    tree: &Path,
+    codex: &Path,
+    home: &Path,
+    name: &str,
+    items: &[Value],
+) -> (Output, Vec<Value>) {
+    let dir = world.root.join(format!("codex-{name}"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (items_file, log, port_file) = (dir.join("items.json"), dir.join("requests.jsonl"), dir.join("port"));
+    std::fs::write(&items_file, Value::from(items.to_vec()).to_string()).expect("items");
+    let mut server = Command::new("python3")
+        .arg(manifest_dir().join("../fake/fake_responses.py"))
+        .args([&items_file, &log, &port_file])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("fake responses server");
+    assert!(eventually(Duration::from_secs(10), || port_file.exists()), "the fake server did not start");
+    let port = std::fs::read_to_string(&port_file).expect("port");
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "model = \"gpt-5.1-codex\"\nmodel_provider = \"fake\"\n[model_providers.fake]\nname = \"fake\"\n\
+             base_url = \"http://127.0.0.1:{}/v1\"\nwire_api = \"responses\"\n",
+            port.trim()
+        ),
+    )
+    .expect("codex config");
+    let mut command = Command::new(codex);
+    world.env(&mut command).current_dir(tree).env("CODEX_HOME", home).env("OPENAI_API_KEY", "dummy");
+    let output = command
+        .args(["exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"])
+        .args(["--dangerously-bypass-hook-trust", &format!("codex task {name}")])
+        .output()
+        .expect("codex");
+    let _ = server.kill();
+    let _ = server.wait();
+    let requests = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (output, requests)
+}
+
+/// A Codex shell call (`exec_command`), as these models send patches and commands.
+fn exec_command(command: &str) -> Value {
+    json!({"type": "function_call", "name": "exec_command", "call_id": "call_1",
+        "arguments": json!({"cmd": command}).to_string()})
+}
+
+/// What the model was told about its tool calls, in every request after the first.
+fn codex_tool_outputs(requests: &[Value]) -> Vec<String> {
+    requests
+        .iter()
+        .flat_map(|r| r["body"]["input"].as_array().cloned().unwrap_or_default())
+        .filter(|x| x["type"] == "function_call_output")
+        .map(|x| x["output"].to_string())
+        .collect()
+}
+
+/// A file a Claude Code session holds is refused to Codex (a two-file patch, refused whole) and to Gemini
+/// (`write_file`), each told the reason naming the Claude session; free files are written and claimed for
+/// their sessions, which record their client; a Codex shell command that changes the held file is reported to
+/// its holder; and the Claude session is then refused the file Codex wrote, naming the Codex session.
+#[test]
+fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
+    let Some(codex) = client("LANES_CODEX", &format!("codex-{CODEX_VERSION}/node_modules/.bin/codex")) else {
+        return;
+    };
+    let Some(gemini) = client("LANES_GEMINI", &format!("gemini-cli-{GEMINI_VERSION}/node_modules/.bin/gemini")) else {
+        return;
+    };
+    let Some(mut world) = World::new() else { return };
+    let repo = world.repo.clone();
+    let path = |file: &str| repo.join(file).to_string_lossy().into_owned();
+    world.serve(&json!({"conversations": [
+        {"match": "task hold", "steps": [
+            {"tools": [{"name": "Edit", "input": {"file_path": path("src/a.rs"), "old_string": "fn a() {}", "new_string": "fn a() { /* claude */ }"}}]},
+            {"wait_for_file": world.gate("others-done").to_string_lossy(), "tools": [{"name": "Write", "input": {"file_path": path("src/codex.rs"), "content": "claude was here\n"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
+    let claude = world.start_claude(&repo, "hold", "task hold: edit a.rs and keep it");
+    let claude_session = world.request_at("task hold", 1)["session"].as_str().expect("session").to_owned();
+    assert!(claims(&world).iter().any(|(s, scopes)| *s == claude_session && scopes == &["src/a.rs"]));
+
+    // Codex works in a worktree of its own, wired by `lanes setup codex --user` (its hooks.json in CODEX_HOME).
+    let wt_codex = world.worktree("wt-codex");
+    let codex_home = world.root.join("codex-home");
+    std::fs::create_dir_all(&codex_home).expect("mkdir");
+    let mut setup = world.lanes_command(&wt_codex);
+    setup.env("CODEX_HOME", &codex_home);
+    let wired = setup.args(["setup", "codex", "--user"]).output().expect("lanes setup codex");
+    assert!(wired.status.success(), "{}", text(&wired));
+
+    let patch = "apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: src/a.rs\n@@\n-fn a() { /* claude */ }\n+fn a() { /* codex */ }\n*** Add File: src/other.rs\n+fn other() {}\n*** End Patch\nEOF\n";
+    let (_, requests) = run_codex(&world, &wt_codex, &codex, &codex_home, "patch", &[exec_command(patch)]);
+    let told = codex_tool_outputs(&requests);
+    assert!(
+        told.iter()
+            .any(|o| o.contains(&format!("held by claude session {claude_session}")) && o.contains("whole patch")),
+        "Codex was not told the patch was refused: {told:?}"
+    );
+    assert_eq!(std::fs::read_to_string(wt_codex.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
+    assert!(!wt_codex.join("src/other.rs").exists(), "part of a refused patch was applied");
+
+    let add = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: src/codex.rs\n+fn codex() {}\n*** End Patch\nEOF\n";
+    let (output, _) = run_codex(&world, &wt_codex, &codex, &codex_home, "free", &[exec_command(add)]);
+    let written = std::fs::read_to_string(wt_codex.join("src/codex.rs")).ok();
+    assert_eq!(written.as_deref(), Some("fn codex() {}\n"), "{}", text(&output));
+    let codex_session = holder_of(&world, "src/codex.rs", "codex")
+        .unwrap_or_else(|| panic!("the file Codex wrote is not claimed for a codex session: {:?}", claims(&world)));
+
+    // A shell command that changes the file the Claude session holds: the shell-edit scan tells its holder.
+    let (_, _) =
+        run_codex(&world, &wt_codex, &codex, &codex_home, "shell", &[exec_command("echo '// codex' >> src/a.rs")]);
+    let inbox: Value =
+        serde_json::from_slice(&world.lanes(&repo, &["--session", &claude_session, "--json", "inbox"]).stdout)
+            .expect("inbox");
+    assert!(inbox["messages"].to_string().contains("changed src/a.rs"), "the holder was not told: {inbox}");
+    world.git(&wt_codex, &["checkout", "--", "src/a.rs"]);
+
+    // Gemini, in a worktree of its own, wired by `lanes setup gemini` (that worktree's .gemini/settings.json).
+    let wt_gemini = world.worktree("wt-gemini");
+    let gem_path = |file: &str| wt_gemini.join(file).to_string_lossy().into_owned();
+    let wired = world.lanes(&wt_gemini, &["setup", "gemini"]);
+    assert!(wired.status.success(), "{}", text(&wired));
+    let call = |name: &str, args: Value| {
+        json!({"method": "generateContentStream", "response": [{"candidates": [{"content": {"role": "model",
+            "parts": [{"functionCall": {"name": name, "args": args}}]}, "finishReason": "STOP"}]}]})
+    };
+    let done = json!({"method": "generateContentStream", "response": [{"candidates": [{"content": {"role": "model",
+        "parts": [{"text": "DONE"}]}, "finishReason": "STOP"}]}]});
+    let fake = [
+        call("write_file", json!({"file_path": gem_path("src/a.rs"), "content": "fn a() { /* gemini */ }\n"})),
+        call("write_file", json!({"file_path": gem_path("src/gem.rs"), "content": "fn gem() {}\n"})),
+        done,
+    ];
+    let fake_file = world.root.join("gemini-fake.jsonl");
+    std::fs::write(&fake_file, fake.iter().map(Value::to_string).collect::<Vec<_>>().join("\n") + "\n").expect("fake");
+    let mut command = Command::new(&gemini);
+    world
+        .env(&mut command)
+        .current_dir(&wt_gemini)
+        .env("GEMINI_API_KEY", "dummy")
+        .env("GEMINI_CLI_TRUST_WORKSPACE", "true");
+    let output = command
+        .args([
+            "-p",
+            "gemini task: edit a.rs",
+            "-m",
+            "gemini-3.1-pro-preview",
+            "--yolo",
+            "--output-format",
+            "stream-json",
+        ])
+        .arg("--fake-responses")
+        .arg(&fake_file)
+        .output()
+        .expect("gemini");
+    let stream = text(&output);
+    assert!(
+        stream.lines().any(|l| l.contains("\"tool_result\"")
+            && l.contains("\"error\"")
+            && l.contains(&format!("held by claude session {claude_session}"))),
+        "Gemini was not told the file is held: {stream}"
+    );
+    assert_eq!(std::fs::read_to_string(wt_gemini.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
+    let written = std::fs::read_to_string(wt_gemini.join("src/gem.rs")).ok();
+    assert_eq!(written.as_deref(), Some("fn gem() {}\n"), "{stream}");
+    holder_of(&world, "src/gem.rs", "gemini")
+        .unwrap_or_else(|| panic!("the file Gemini wrote is not claimed for a gemini session: {:?}", claims(&world)));
+
+    // The Claude session now wants the file Codex wrote in its worktree (Codex's session ended, its work has
+    // not landed): refused, naming the Codex session.
+    world.open_gate("others-done");
+    world.wait_claude(claude, LIMIT);
+    let results = tool_results(&world.request_at("task hold", 2));
+    assert!(
+        results.iter().any(|r| r.contains(&format!("codex session {codex_session}"))),
+        "the Claude session was not refused Codex's file: {results:?}"
+    );
+    assert!(!repo.join("src/codex.rs").exists(), "the Claude session wrote the file Codex's work holds");
+}
