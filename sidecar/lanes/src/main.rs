@@ -87,6 +87,16 @@ is the usual way; this writes the same hooks into settings instead.")]
         #[arg(long)]
         undo: bool,
     },
+    /// Serve lanes' tools (status, claim, release, check, send, inbox, handoff, wait, task_*, land) to an MCP
+    /// client over stdin/stdout.
+    #[command(after_help = "\
+Examples:
+  claude mcp add lanes -- lanes mcp               Claude Code
+  [mcp_servers.lanes] command = \"lanes\", args = [\"mcp\"]   Codex (config.toml)
+
+Each tool answers with what the CLI command of its name prints with --json; a refusal is a tool error naming
+the holder. The tools act as --session, LANES_SESSION, or this process's CLI session.")]
+    Mcp,
     /// Run scripted agents in a throwaway repository and print what happens.
     #[command(
         after_help = "Examples:\n  lanes demo\n  lanes demo --hub      also a second machine sharing claims through a local hub"
@@ -489,7 +499,7 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
-    let out = output::Output { json: cli.json };
+    let out = output::Output { json: cli.json, capture: None };
     match cli.command {
         Cmd::Sidecar(SidecarCmd::Run { foreground, report_version }) => {
             daemon::run(&dir, daemon::RunOptions { foreground, report_version }).map_err(cli::Failure::from)
@@ -516,6 +526,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
             output::bytes(&page);
             Ok(())
         }
+        Cmd::Mcp => cli::mcp::serve(dir, cli.session),
         Cmd::Setup { client, user: true, undo, .. } => {
             cli::clients::setup(&out, &dir, &client, cli::clients::Scope::User, undo)
         }
@@ -581,6 +592,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Run { .. })
                 | Cmd::Demo { .. }
                 | Cmd::Doctor
+                | Cmd::Mcp
                 | Cmd::Completions { .. }
                 | Cmd::Man
                 | Cmd::Hub(HubCmd::Serve { .. }) => {

@@ -206,11 +206,17 @@ impl World {
 
     /// Starts `claude -p PROMPT` in `dir`; its stream-json output goes to `<name>.out`.
     pub fn start_claude(&mut self, dir: &Path, name: &str, prompt: &str) -> usize {
+        self.start_claude_with(dir, name, prompt, &[])
+    }
+
+    /// [`World::start_claude`] with `extra` arguments.
+    pub fn start_claude_with(&mut self, dir: &Path, name: &str, prompt: &str, extra: &[&str]) -> usize {
         let out = std::fs::File::create(self.root.join(format!("{name}.out"))).expect("output file");
         let child = self
             .claude_command(dir)
             .args(["-p", prompt, "--permission-mode", "acceptEdits", "--output-format", "stream-json", "--verbose"])
             .arg("--include-hook-events")
+            .args(extra)
             .stdout(out)
             .stderr(Stdio::null())
             .spawn()

@@ -248,3 +248,41 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     );
     assert!(!repo.join("src/codex.rs").exists(), "the Claude session wrote the file Codex's work holds");
 }
+
+/// `lanes mcp` driven by the real `claude` as its MCP client: the model's `mcp__lanes__claim` of a file
+/// another session holds is a tool error naming the holder, and a free file is claimed for the MCP session.
+#[test]
+fn the_mcp_server_claims_and_refuses_for_a_real_claude_session() {
+    let Some(mut world) = World::new() else { return };
+    let repo = world.repo.clone();
+    let held = world.lanes(&repo, &["--session", "holder", "claim", "src/a.rs"]);
+    assert!(held.status.success(), "{}", text(&held));
+    world.serve(&json!({"conversations": [
+        {"match": "task mcp", "steps": [
+            {"tools": [{"name": "mcp__lanes__claim", "input": {"scopes": ["src/a.rs"]}}]},
+            {"tools": [{"name": "mcp__lanes__claim", "input": {"scopes": ["src/b.rs"], "note": "mcp was here"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
+    let lanes = world.lanes_command(&repo).get_program().to_string_lossy().into_owned();
+    let config =
+        json!({"mcpServers": {"lanes": {"command": lanes, "args": ["mcp"], "env": {"LANES_SESSION": "mcp-claude"}}}});
+    let config_file = world.root.join("mcp.json");
+    std::fs::write(&config_file, config.to_string()).expect("mcp config");
+    let config_arg = config_file.to_string_lossy().into_owned();
+    let extra = ["--mcp-config", &config_arg, "--allowedTools", "mcp__lanes__claim"];
+    let claude = world.start_claude_with(&repo, "mcp", "task mcp: claim through MCP", &extra);
+    world.wait_claude(claude, LIMIT);
+    let refused = tool_results(&world.request_at("task mcp", 1));
+    assert!(
+        refused.iter().any(|r| r.contains("held by holder") && r.contains("conflict")),
+        "the MCP claim of a held file was not refused naming the holder: {refused:?}"
+    );
+    let granted = tool_results(&world.request_at("task mcp", 2));
+    assert!(granted.iter().any(|r| r.contains("mcp was here") && r.contains("mcp-claude")), "no grant: {granted:?}");
+    assert!(
+        claims(&world).iter().any(|(s, scopes)| s == "mcp-claude" && scopes == &["src/b.rs"]),
+        "the MCP session holds no claim on src/b.rs: {:?}",
+        claims(&world)
+    );
+}

@@ -23,6 +23,7 @@ pub mod doctor;
 pub mod githooks;
 pub mod hub;
 pub mod land;
+pub mod mcp;
 pub mod messages;
 pub mod output;
 pub mod setup;

@@ -8,16 +8,20 @@ use serde_json::{Value, json};
 use crate::cli::Failure;
 
 /// Where and how results are printed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Output {
     /// Print JSON instead of text.
     pub json: bool,
+    /// Keep the result instead of printing it (`lanes mcp` answers a tool call with it).
+    pub capture: Option<std::sync::Arc<std::sync::Mutex<Option<Value>>>>,
 }
 
 impl Output {
     /// Prints `value` as JSON, or the text `human` renders from it.
     pub fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
-        if self.json {
+        if let Some(capture) = &self.capture {
+            *capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value.clone());
+        } else if self.json {
             line(value);
         } else {
             let text = human(value);
