@@ -65,8 +65,7 @@ impl Client {
             out.insert("session_id".into(), session.into());
         }
         let (tool, args) = match self {
-            Client::Claude | Client::Codex => (text(&["tool_name"]), input.get("tool_input").cloned()),
-            Client::Gemini => (text(&["tool_name"]), input.get("tool_input").cloned()),
+            Client::Claude | Client::Codex | Client::Gemini => (text(&["tool_name"]), input.get("tool_input").cloned()),
             // Copilot's camelCase hooks send `toolArgs` as an object or as a JSON string.
             Client::Copilot => {
                 let args = input.get("toolArgs").or_else(|| input.get("tool_input")).cloned();

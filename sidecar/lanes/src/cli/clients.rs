@@ -148,22 +148,19 @@ fn merged(client: &str, mut settings: Value, hook: &str, undo: bool) -> Value {
             continue;
         }
         let command = format!("{hook} {client} {event}");
-        let entry = match client {
-            "copilot" => json!({"type": "command", "bash": command, "timeoutSec": 10}),
-            "gemini" => {
-                let mut entry = json!({"hooks": [{"type": "command", "command": command, "timeout": 5000}]});
-                if let Some(matcher) = matcher {
-                    entry["matcher"] = json!(matcher);
-                }
-                entry
+        let entry = if client == "copilot" {
+            json!({"type": "command", "bash": command, "timeoutSec": 10})
+        } else {
+            let mut hook = json!({"type": "command", "command": command});
+            if client == "gemini" {
+                // Gemini's timeout is in milliseconds.
+                hook["timeout"] = json!(5000);
             }
-            _ => {
-                let mut entry = json!({"hooks": [{"type": "command", "command": command}]});
-                if let Some(matcher) = matcher {
-                    entry["matcher"] = json!(matcher);
-                }
-                entry
+            let mut entry = json!({"hooks": [hook]});
+            if let Some(matcher) = matcher {
+                entry["matcher"] = json!(matcher);
             }
+            entry
         };
         list.push(entry);
     }
