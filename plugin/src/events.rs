@@ -241,6 +241,7 @@ impl Hook {
     /// move that follows is not reported back as someone else's), and warned about when other live
     /// sessions work in the same worktree, since it switches their checkout too.
     fn before_shell(&self, command: &str, started: Instant) -> Option<Value> {
+        self.shell_scan(true, started);
         let runs_git = |verbs: &[&str]| {
             command.split(['&', ';', '|', '\n']).any(|part| {
                 let words: Vec<&str> = part.split_whitespace().collect();
@@ -334,16 +335,7 @@ impl Hook {
     /// The shell-edit scan (DESIGN.md §5): what the command changed is claimed for this principal; what it
     /// changed in others' claims or pending work is said to the model at once, with how to undo it.
     fn after_shell(&self, started: Instant) -> Vec<String> {
-        let Ok(location) = RepoLocation::discover(&self.cwd) else { return Vec::new() };
-        let params = ShellScanParams {
-            session: self.principal.clone(),
-            worktree: location.worktree.to_string_lossy().into_owned(),
-        };
-        let Some(Ok(reply)) =
-            call::<_, ShellScanReply>(&location, started, EDIT_BUDGET, method::WORKTREE_SCAN, &params)
-        else {
-            return Vec::new();
-        };
+        let Some(reply) = self.shell_scan(false, started) else { return Vec::new() };
         let mut notes = Vec::new();
         for taken in &reply.taken {
             let reason = deny_reason(Path::new(&taken.path), Path::new(""), &taken.holders);
@@ -363,6 +355,19 @@ impl Hook {
             ));
         }
         notes
+    }
+
+    /// `worktree.scan` for this principal's worktree: `before` a shell command (the sidecar notes what is
+    /// pending so far), or after it (what it changed).
+    fn shell_scan(&self, before: bool, started: Instant) -> Option<ShellScanReply> {
+        let location = RepoLocation::discover(&self.cwd).ok()?;
+        let params = ShellScanParams {
+            session: self.principal.clone(),
+            worktree: location.worktree.to_string_lossy().into_owned(),
+            before,
+        };
+        let budget = if before { BUDGET } else { EDIT_BUDGET };
+        call::<_, ShellScanReply>(&location, started, budget, method::WORKTREE_SCAN, &params)?.ok()
     }
 
     /// Records the prompt (the sidecar masks secrets before storing it) and hands out unread messages.

@@ -209,6 +209,35 @@ fn a_shell_command_claims_what_it_changed_and_reports_what_others_hold() {
     assert!(inbox["messages"].to_string().contains("changed src/a.rs"), "the holder was not told: {inbox}");
 }
 
+/// The file watcher may scan the worktree while the command still runs: what the command changed is judged
+/// against the worktree as it stood when the command began, not against that scan.
+#[test]
+fn a_shell_command_is_judged_against_its_start_even_when_the_watcher_saw_its_change_first() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let other = env.worktree(&repo, "other");
+    env.lanes(&other, &["--session", "holder", "claim", "src/a.rs"]).success();
+    let bash = |event: &str| {
+        json!({"session_id": "agent", "cwd": repo, "hook_event_name": event, "tool_name": "Bash",
+            "tool_input": {"command": "./rewrite.sh"}, "tool_response": {}})
+    };
+    hook(&env, "PreToolUse", bash("PreToolUse"));
+    std::fs::write(repo.join("docs/guide.md"), "rewritten by a script\n").expect("write");
+    std::fs::write(repo.join("src/a.rs"), "changed by the script\n").expect("write");
+    let seen = || {
+        let check = env.lanes(&other, &["--session", "third", "--json", "check", "docs/guide.md"]).json();
+        check["holders"].as_array().is_some_and(|h| !h.is_empty())
+    };
+    assert!(eventually(SEEN, seen), "the watcher did not see the command's change");
+    let run = hook(&env, "PostToolUse", bash("PostToolUse"));
+    let answer: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    let context = answer["hookSpecificOutput"]["additionalContext"].as_str().expect("context").to_owned();
+    assert!(context.contains("changed src/a.rs") && context.contains("holder"), "{context}");
+    assert!(context.contains("docs/guide.md; claimed for you"), "{context}");
+    let inbox = env.lanes(&other, &["--session", "holder", "--json", "inbox"]).success().json();
+    assert!(inbox["messages"].to_string().contains("changed src/a.rs"), "the holder was not told: {inbox}");
+}
+
 fn hooks_path() -> String {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_lanes")).parent().expect("bin dir").to_path_buf();
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())

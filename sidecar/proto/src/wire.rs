@@ -943,7 +943,7 @@ pub struct WorktreeCreateReply {
 }
 
 /// `worktree.scan` parameters: a principal's shell command (or any tool whose edits the hook cannot see)
-/// just ran in `worktree`.
+/// just ran in `worktree`, or is about to (`before`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShellScanParams {
@@ -951,6 +951,11 @@ pub struct ShellScanParams {
     pub session: String,
     /// Absolute path of its worktree.
     pub worktree: String,
+    /// The command is about to run: remember the worktree's pending paths as they stand (no git; the reply is
+    /// empty), so the scan after it counts only what the command changed, even if the file watcher saw the
+    /// change first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before: bool,
 }
 
 /// A path a shell command changed that another principal holds.

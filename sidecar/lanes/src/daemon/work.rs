@@ -46,6 +46,10 @@ pub struct Scanner {
     changed: Mutex<HashSet<PathBuf>>,
     /// When each worktree was last scanned.
     last_scan: Mutex<HashMap<PathBuf, Instant>>,
+    /// A worktree's pending paths as a principal's shell command began, by (worktree, principal): what the
+    /// scan after the command compares against. Taken when used; a command that never reports back leaves
+    /// one entry, replaced by its principal's next command.
+    before_shell: Mutex<HashMap<(PathBuf, String), BTreeSet<String>>>,
 }
 
 /// How long a base branch found from the repository is trusted before it is looked up again.
@@ -67,6 +71,7 @@ impl Scanner {
             watch: crate::daemon::watch::Watch::default(),
             changed: Mutex::new(HashSet::new()),
             last_scan: Mutex::new(HashMap::new()),
+            before_shell: Mutex::new(HashMap::new()),
         }
     }
 
@@ -341,11 +346,21 @@ pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context)
     let who = principal(&p.session)?;
     let (root, worktree) = cx.worktree(&p.worktree).map_err(failure_to_rpc)?;
     let root_text = root.to_string_lossy().into_owned();
-    let Answer::Work(before) = cx.ask(Command::Work { root: root_text.clone() }).await? else {
+    let Answer::Work(known) = cx.ask(Command::Work { root: root_text.clone() }).await? else {
         unreachable!("work answers Work")
     };
+    let known = known.map(|w| w.paths).unwrap_or_default();
+    let before = {
+        let mut baselines = cx.scanner.before_shell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (root.clone(), who.to_string());
+        if p.before {
+            baselines.insert(key, known);
+            return reply(&ShellScanReply::default());
+        }
+        // Without a baseline (a client that says nothing before its commands) the last scan stands in for it.
+        baselines.remove(&key).unwrap_or(known)
+    };
     let Some(after) = scan_now(cx, &root).await else { return reply(&ShellScanReply::default()) };
-    let before = before.map(|w| w.paths).unwrap_or_default();
     let mut answer = ShellScanReply::default();
     for path in after.paths.difference(&before) {
         let Ok(scope) = lanes_core::Scope::parse(path) else { continue };
