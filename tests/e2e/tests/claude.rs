@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{World, occurrences, tool_results};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -264,25 +264,49 @@ fn a_strictly_bound_session_is_refused_an_edit_in_another_worktree() {
 }
 
 /// `lanes team up feature --launch` opens a tmux window per role running the real `claude` in that role's
-/// worktree.
+/// worktree; past the client's first screens (a returning user who trusts the team's worktrees), the role's
+/// SessionStart hook gives the model its brief and its edit is claimed for that role's session.
 #[test]
 fn team_up_launches_a_claude_per_role_in_tmux() {
-    let Some(world) = World::new() else { return };
+    let Some(mut world) = World::new() else { return };
+    world.serve(&json!({"conversations": [
+        {"match": "team backend:", "steps": [
+            {"tools": [{"name": "Write", "input": {"file_path": "{cwd}/src/server.rs", "content": "fn serve() {}\n"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
     let repo = world.repo.clone();
     let bin = world.root.join("claude-bin");
     std::fs::create_dir_all(&bin).expect("mkdir");
     std::os::unix::fs::symlink(world.claude_path(), bin.join("claude")).expect("symlink");
-    // The interactive client checks its connection to the real service during onboarding; this world is
-    // offline (loopback only), so mark onboarding done, as a returning user would have it.
+    let roles = ["planner", "backend", "frontend", "reviewer"];
+    // The interactive client checks its connection to the real service during onboarding, asks whether to use
+    // the API key it finds, and whether to trust each folder; this world is offline (loopback only), so its
+    // state says what a returning user's says: onboarding done, the key approved, the team's worktrees trusted,
+    // edits accepted without a prompt (and no offer of auto mode).
     let state = world.root.join("home/.claude.json");
-    let mut config: serde_json::Value =
+    let mut config: Value =
         std::fs::read_to_string(&state).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!({}));
     config["hasCompletedOnboarding"] = json!(true);
+    config["customApiKeyResponses"] = json!({"approved": ["dummy"], "rejected": []});
+    for role in roles {
+        let worktree = world.root.join(format!("repo-{role}"));
+        config["projects"][worktree.to_string_lossy().as_ref()] = json!({"hasTrustDialogAccepted": true});
+    }
     std::fs::write(&state, config.to_string()).expect("write client state");
+    let settings_path = world.root.join("home/.claude/settings.json");
+    let mut settings: Value = std::fs::read_to_string(&settings_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}));
+    settings["permissions"]["defaultMode"] = json!("acceptEdits");
+    settings["permissions"]["disableAutoMode"] = json!("disable");
+    std::fs::write(&settings_path, settings.to_string()).expect("write client settings");
+
     let session = "lanes-feature";
     let up = world.lanes_with_path(&repo, &bin, &["--json", "team", "up", "feature", "--launch"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&up.stdout).expect("json");
+    let report: Value = serde_json::from_slice(&up.stdout).expect("json");
     assert_eq!(report["tmux"], session);
     let mut windows = String::new();
     let all_there = common::eventually(Duration::from_secs(10), || {
@@ -290,22 +314,53 @@ fn team_up_launches_a_claude_per_role_in_tmux() {
             &world.tmux(&["list-windows", "-t", session, "-F", "#{window_name} #{pane_current_path}"]).stdout,
         )
         .into_owned();
-        ["planner", "backend", "frontend", "reviewer"]
-            .iter()
-            .all(|role| windows.lines().any(|l| l.starts_with(role) && l.ends_with(&format!("repo-{role}"))))
+        roles.iter().all(|role| windows.lines().any(|l| l.starts_with(role) && l.ends_with(&format!("repo-{role}"))))
     });
     assert!(all_there, "a window per role, each in its worktree:\n{windows}");
-    // The real client is up in the backend window.
-    let started = common::eventually(Duration::from_secs(20), || {
-        let pane = world.tmux(&["capture-pane", "-p", "-t", &format!("{session}:backend")]);
-        let text = String::from_utf8_lossy(&pane.stdout).into_owned();
-        std::fs::write(world.root.join("pane.txt"), &text).ok();
-        // Its first screen asks whether to trust the role's worktree: the client runs, and runs there.
-        text.contains("Claude Code") && text.contains("repo-backend")
+    // The real client waits for its first prompt in the backend window, past every first screen.
+    let window = format!("{session}:backend");
+    let pane = || String::from_utf8_lossy(&world.tmux(&["capture-pane", "-p", "-t", &window]).stdout).into_owned();
+    let mut screen = String::new();
+    let ready = common::eventually(Duration::from_secs(30), || {
+        screen = pane();
+        screen.contains("accept edits on")
     });
-    let pane = std::fs::read_to_string(world.root.join("pane.txt")).unwrap_or_default();
+    assert!(ready, "claude did not reach its prompt in the backend window:\n{screen}");
+    world.tmux(&["send-keys", "-t", &window, "-l", "team backend: write the server"]);
+    std::thread::sleep(Duration::from_millis(300));
+    world.tmux(&["send-keys", "-t", &window, "Enter"]);
+    let first = world.request_at("team backend:", 0);
+    assert!(
+        occurrences(&first, "Team feature — your role: backend") > 0
+            && occurrences(&first, "You implement server-side work") > 0,
+        "the backend role's brief did not reach the model: {}",
+        first["body"]["messages"]
+    );
+    let after = world.request_at("team backend:", 1);
+    let results = tool_results(&after);
+    let server = world.root.join("repo-backend/src/server.rs");
+    let written = std::fs::read_to_string(&server).unwrap_or_default();
+    let status: Value = serde_json::from_slice(&world.lanes(&repo, &["--json", "status"]).stdout).expect("status");
+    let screen = pane();
     world.tmux(&["kill-server"]);
-    assert!(started, "claude did not start in the backend window:\n{pane}");
+    assert_eq!(written, "fn serve() {}\n", "the backend's write: {results:?}\n{screen}");
+    let claim = status["claims"]
+        .as_array()
+        .expect("claims")
+        .iter()
+        .find(|c| c["scopes"].as_array().is_some_and(|s| s.iter().any(|s| s == "src/server.rs")))
+        .unwrap_or_else(|| panic!("src/server.rs is not claimed: {status}"));
+    let holder = claim["session"].as_str().expect("session");
+    let sessions: Value =
+        serde_json::from_slice(&world.lanes(&repo, &["--json", "sessions", "--all"]).stdout).expect("sessions");
+    let record = sessions["sessions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["id"] == holder))
+        .unwrap_or_else(|| panic!("no session {holder}: {sessions}"));
+    assert!(
+        record["worktree"].as_str().is_some_and(|w| w.ends_with("repo-backend")),
+        "the claim is not the backend window's session: {record}"
+    );
 }
 
 /// The scenario of the "claims follow the work" report: eight real sessions in eight worktrees start together;

@@ -149,7 +149,10 @@ pub fn up(env: &Env, out: &Output, name: &str, launch: bool) -> Result<(), Failu
             v["tasks"].as_array().map_or(0, Vec::len)
         ));
         match v["tmux"].as_str() {
-            Some(session) => text.push_str(&format!("\nlaunched: tmux attach -t {session}")),
+            Some(session) => text.push_str(&format!(
+                "\nlaunched: tmux attach -t {session} (a window per role; claude asks once per worktree whether to \
+                 trust it, then its role comes with SessionStart)"
+            )),
             None => text.push_str(
                 "\nstart `claude` in each worktree (or re-run with --launch): its role comes with SessionStart",
             ),
