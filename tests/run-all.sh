@@ -24,7 +24,7 @@ if [ ! -x "$claude_bin" ]; then
 fi
 "$claude_bin" --version
 
-step "Codex CLI and Gemini CLI (pinned) for the end-to-end tests of the other clients"
+step "Codex CLI, Gemini CLI, Copilot CLI and opencode (pinned) for the end-to-end tests of the other clients"
 # npm package, version, cache directory name, binary: each cached by version like Claude Code.
 while read -r package version name; do
   dir="$HOME/.cache/lanes/$name-$version"
@@ -36,9 +36,13 @@ while read -r package version name; do
 done <<'CLIENTS'
 @openai/codex 0.169.0 codex
 @google/gemini-cli 0.61.0 gemini-cli
+@github/copilot 1.0.102 copilot
+opencode-ai 1.18.33 opencode
 CLIENTS
 export LANES_CODEX="$HOME/.cache/lanes/codex-0.169.0/node_modules/.bin/codex"
 export LANES_GEMINI="$HOME/.cache/lanes/gemini-cli-0.61.0/node_modules/.bin/gemini"
+export LANES_COPILOT="$HOME/.cache/lanes/copilot-1.0.102/node_modules/.bin/copilot"
+export LANES_OPENCODE="$HOME/.cache/lanes/opencode-1.18.33/node_modules/.bin/opencode"
 missing=""
 command -v python3 >/dev/null || missing="$missing python3"
 command -v tmux >/dev/null || missing="$missing tmux"

@@ -139,6 +139,11 @@ impl World {
         Command::new("tmux").env("TMUX_TMPDIR", self.root.join("run")).args(args).output().expect("tmux")
     }
 
+    /// The fake model server's port (once [`World::serve`] started it).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The real client's binary.
     pub fn claude_path(&self) -> &Path {
         &self.claude

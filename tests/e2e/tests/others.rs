@@ -1,6 +1,7 @@
 //! The other agent CLIs in one claim space with a real Claude Code session (DESIGN.md §12): the real Codex CLI
-//! (against the project's fake Responses API) and the real Gemini CLI (its own `--fake-responses`), each
-//! wired by `lanes setup`, in the same throwaway world as the Claude tests.
+//! (against the project's fake Responses API), the real Gemini CLI (its own `--fake-responses`), the real
+//! Copilot CLI (offline, against the fake Messages API the Claude tests use) and the real opencode (against a
+//! fake Chat Completions API), each wired by `lanes setup`, in the same throwaway world as the Claude tests.
 
 mod common;
 
@@ -15,6 +16,8 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// The pinned versions; the test set-up installs exactly these.
 const CODEX_VERSION: &str = "0.169.0";
 const GEMINI_VERSION: &str = "0.61.0";
+const COPILOT_VERSION: &str = "1.0.102";
+const OPENCODE_VERSION: &str = "1.18.33";
 
 /// A client's binary: `$variable`, or the test set-up's cache; `None` (skip) when missing and not required.
 fn client(variable: &str, cached: &str) -> Option<PathBuf> {
@@ -285,4 +288,136 @@ fn the_mcp_server_claims_and_refuses_for_a_real_claude_session() {
         "the MCP session holds no claim on src/b.rs: {:?}",
         claims(&world)
     );
+}
+
+/// Runs `opencode run` once in `tree` against a fake Chat Completions server that answers with `calls`;
+/// returns its JSON event stream.
+fn run_opencode(world: &World, tree: &Path, opencode: &Path, calls: &[Value]) -> String {
+    let dir = world.root.join("opencode-run");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let (calls_file, log, port_file) = (dir.join("calls.json"), dir.join("requests.jsonl"), dir.join("port"));
+    std::fs::write(&calls_file, Value::from(calls.to_vec()).to_string()).expect("calls");
+    let mut server = Command::new("python3")
+        .arg(manifest_dir().join("../fake/fake_chat.py"))
+        .args([&calls_file, &log, &port_file])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("fake chat server");
+    assert!(eventually(Duration::from_secs(10), || port_file.exists()), "the fake server did not start");
+    let port = std::fs::read_to_string(&port_file).expect("port");
+    let config = json!({"model": "fake/fake-model", "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
+        "name": "fake", "options": {"baseURL": format!("http://127.0.0.1:{}/v1", port.trim()), "apiKey": "dummy"},
+        "models": {"fake-model": {"name": "fake-model", "tool_call": true}}}},
+        "permission": {"edit": "allow", "bash": "allow"}});
+    std::fs::write(tree.join("opencode.json"), config.to_string()).expect("opencode config");
+    // opencode fetches its provider package from npm on first use: keep it where the next run finds it.
+    let cache = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(format!(".cache/lanes/opencode-{OPENCODE_VERSION}/cache"));
+    let mut command = Command::new(opencode);
+    world.env(&mut command).current_dir(tree).env("XDG_CACHE_HOME", cache);
+    let output = command.args(["run", "--format", "json", "opencode task: write"]).output().expect("opencode");
+    let _ = server.kill();
+    let _ = server.wait();
+    text(&output)
+}
+
+/// A file a Claude Code session holds is refused to the real Copilot CLI (`edit`; the run says "Denied by
+/// preToolUse hook" with the reason) and to the real opencode (`write`; the tool's error is the reason), each
+/// naming the Claude session; the free files they write are claimed for their sessions, which record their
+/// client; and the Claude session is then refused the file Copilot's ended session left, naming it.
+#[test]
+fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
+    let Some(copilot) = client("LANES_COPILOT", &format!("copilot-{COPILOT_VERSION}/node_modules/.bin/copilot")) else {
+        return;
+    };
+    let Some(opencode) = client("LANES_OPENCODE", &format!("opencode-{OPENCODE_VERSION}/node_modules/.bin/opencode"))
+    else {
+        return;
+    };
+    let Some(mut world) = World::new() else { return };
+    let repo = world.repo.clone();
+    let path = |file: &str| repo.join(file).to_string_lossy().into_owned();
+    let wt_copilot = world.worktree("wt-copilot");
+    let cop_path = |file: &str| wt_copilot.join(file).to_string_lossy().into_owned();
+    world.serve(&json!({"conversations": [
+        {"match": "task hold", "steps": [
+            {"tools": [{"name": "Edit", "input": {"file_path": path("src/a.rs"), "old_string": "fn a() {}", "new_string": "fn a() { /* claude */ }"}}]},
+            {"wait_for_file": world.gate("others-done").to_string_lossy(), "tools": [{"name": "Write", "input": {"file_path": path("src/copilot.rs"), "content": "claude was here\n"}}]},
+            {"text": "DONE"}
+        ]},
+        {"match": "copilot task", "steps": [
+            {"tools": [{"name": "edit", "input": {"path": cop_path("src/a.rs"), "old_str": "fn a() {}", "new_str": "fn a() { /* copilot */ }"}}]},
+            {"tools": [{"name": "create", "input": {"path": cop_path("src/copilot.rs"), "file_text": "fn copilot() {}\n"}}]},
+            {"text": "DONE"}
+        ]}
+    ]}));
+    let claude = world.start_claude(&repo, "hold", "task hold: edit a.rs and keep it");
+    let claude_session = world.request_at("task hold", 1)["session"].as_str().expect("session").to_owned();
+    assert!(claims(&world).iter().any(|(s, scopes)| *s == claude_session && scopes == &["src/a.rs"]));
+    let held_by_claude = format!("held by claude session {claude_session}");
+
+    // Copilot, wired by `lanes setup copilot --user` (~/.copilot/hooks/lanes.json: its `-p` mode runs user
+    // hooks), offline against the same fake Messages API.
+    let wired = world.lanes(&wt_copilot, &["setup", "copilot", "--user"]);
+    assert!(wired.status.success(), "{}", text(&wired));
+    let mut command = Command::new(&copilot);
+    world
+        .env(&mut command)
+        .current_dir(&wt_copilot)
+        .env("COPILOT_OFFLINE", "true")
+        .env("COPILOT_PROVIDER_TYPE", "anthropic")
+        .env("COPILOT_PROVIDER_BASE_URL", format!("http://127.0.0.1:{}", world.port()))
+        .env("COPILOT_PROVIDER_API_KEY", "dummy")
+        .env("COPILOT_MODEL", "claude-sonnet-4.5");
+    let output = command.args(["-p", "copilot task: edit a.rs", "--allow-all-tools"]).output().expect("copilot");
+    let said = text(&output);
+    let flat = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Denied by preToolUse hook") && flat.contains(&held_by_claude),
+        "Copilot was not told the file is held: {said}"
+    );
+    assert_eq!(std::fs::read_to_string(wt_copilot.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
+    let written = std::fs::read_to_string(wt_copilot.join("src/copilot.rs")).ok();
+    assert_eq!(written.as_deref(), Some("fn copilot() {}\n"), "{said}");
+    let copilot_session = holder_of(&world, "src/copilot.rs", "copilot")
+        .unwrap_or_else(|| panic!("the file Copilot wrote is not claimed for a copilot session: {:?}", claims(&world)));
+
+    // opencode, in a worktree of its own, wired by `lanes setup opencode` (the worktree's plugin file).
+    let wt_opencode = world.worktree("wt-opencode");
+    let wired = world.lanes(&wt_opencode, &["setup", "opencode"]);
+    assert!(wired.status.success(), "{}", text(&wired));
+    let oc_path = |file: &str| wt_opencode.join(file).to_string_lossy().into_owned();
+    let calls = [
+        json!({"name": "write", "arguments": {"filePath": oc_path("src/a.rs"), "content": "fn a() { /* opencode */ }\n"}}),
+        json!({"name": "write", "arguments": {"filePath": oc_path("src/opencode.rs"), "content": "fn opencode() {}\n"}}),
+    ];
+    let stream = run_opencode(&world, &wt_opencode, &opencode, &calls);
+    let parts: Vec<Value> = stream.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        parts.iter().any(|p| p["part"]["state"]["status"] == "error"
+            && p["part"]["state"]["error"].as_str().is_some_and(|e| e.contains(&held_by_claude))),
+        "opencode was not told the file is held: {stream}"
+    );
+    assert_eq!(std::fs::read_to_string(wt_opencode.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
+    let written = std::fs::read_to_string(wt_opencode.join("src/opencode.rs")).ok();
+    assert_eq!(written.as_deref(), Some("fn opencode() {}\n"), "{stream}");
+    let opencode_session = holder_of(&world, "src/opencode.rs", "opencode").unwrap_or_else(|| {
+        panic!("the file opencode wrote is not claimed for an opencode session: {:?}", claims(&world))
+    });
+    // Its session ended with the process: the file stays claimed as its pending work.
+    let sessions: Value =
+        serde_json::from_slice(&world.lanes(&repo, &["--json", "sessions", "--all"]).stdout).expect("sessions");
+    let record =
+        sessions["sessions"].as_array().and_then(|all| all.iter().find(|s| s["id"] == opencode_session.as_str()));
+    assert_eq!(record.map(|r| r["state"].clone()), Some(json!("ended")), "{sessions}");
+
+    // The Claude session now wants the file Copilot left uncommitted in its worktree: refused, naming it.
+    world.open_gate("others-done");
+    world.wait_claude(claude, LIMIT);
+    let results = tool_results(&world.request_at("task hold", 2));
+    assert!(
+        results.iter().any(|r| r.contains(&format!("copilot session {copilot_session}"))),
+        "the Claude session was not refused Copilot's file: {results:?}"
+    );
+    assert!(!repo.join("src/copilot.rs").exists(), "the Claude session wrote the file Copilot's work holds");
 }

@@ -22,27 +22,55 @@ pub enum Scope {
 }
 
 /// The opencode plugin: opencode runs it in-process; it asks `lanes-hook opencode` before each tool call
-/// and throws the refusal, which opencode hands to the model as the tool's error.
+/// and throws the refusal, which opencode hands to the model as the tool's error. opencode has no session
+/// hooks a plugin can rely on, so a session starts with its first tool call and ends with the process;
+/// what lanes says after a call (or that it could not check one) is added to that tool's output.
 const OPENCODE_PLUGIN: &str = r#"// lanes: written by `lanes setup opencode`; `lanes setup opencode --undo` removes it.
 import { spawnSync } from "node:child_process";
 
 const HOOK = __LANES_HOOK__;
+// The sessions this opencode process told lanes about: each ends when the process does.
+const sessions = new Set();
+// Each running tool call's arguments (the after hook does not get them) and what to tell the model after it.
+const calls = new Map();
 
 function ask(event, payload) {
   const run = spawnSync(HOOK, ["opencode", event], { input: JSON.stringify(payload), encoding: "utf8", timeout: 5000 });
-  if (run.status !== 0 || !run.stdout.trim()) return {};
-  try { return JSON.parse(run.stdout); } catch { return {}; }
+  if (run.error || run.status !== 0) {
+    return { unchecked: run.error ? String(run.error) : (run.stderr.trim() || `lanes-hook exited with ${run.status}`) };
+  }
+  if (!run.stdout.trim()) return {};
+  try { return JSON.parse(run.stdout); } catch { return { unchecked: "lanes-hook answered something that is not JSON" }; }
 }
 
-export const LanesPlugin = async ({ directory }) => ({
-  "tool.execute.before": async (input, output) => {
-    const answer = ask("PreToolUse", { sessionID: input.sessionID, cwd: directory, tool: input.tool, args: output.args });
-    if (answer.deny) throw new Error(answer.deny);
-  },
-  "tool.execute.after": async (input, output) => {
-    ask("PostToolUse", { sessionID: input.sessionID, cwd: directory, tool: input.tool, args: output?.args ?? {} });
-  },
-});
+function unchecked(why) {
+  return `lanes: this call was NOT checked against other agents' claims (${why}); run \`lanes status\` before you edit further.`;
+}
+
+export const LanesPlugin = async ({ directory }) => {
+  process.on("exit", () => {
+    for (const sessionID of sessions) ask("SessionEnd", { sessionID, cwd: directory, reason: "exit" });
+  });
+  return {
+    "tool.execute.before": async (input, output) => {
+      if (!sessions.has(input.sessionID)) {
+        sessions.add(input.sessionID);
+        ask("SessionStart", { sessionID: input.sessionID, cwd: directory, source: "startup" });
+      }
+      const answer = ask("PreToolUse", { sessionID: input.sessionID, cwd: directory, tool: input.tool, args: output.args });
+      if (answer.deny) throw new Error(answer.deny);
+      const notes = [answer.context, answer.unchecked && unchecked(answer.unchecked)].filter(Boolean);
+      calls.set(input.callID, { args: output.args, notes });
+    },
+    "tool.execute.after": async (input, output) => {
+      const call = calls.get(input.callID) ?? { args: input.args ?? {}, notes: [] };
+      calls.delete(input.callID);
+      const answer = ask("PostToolUse", { sessionID: input.sessionID, cwd: directory, tool: input.tool, args: call.args });
+      const notes = [...call.notes, answer.context].filter(Boolean);
+      if (notes.length && output && typeof output.output === "string") output.output += "\n\n" + notes.join("\n");
+    },
+  };
+};
 "#;
 
 /// The file `client`'s hooks live in for `scope`.
