@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs lanes from this checkout: the `lanes` CLI and sidecar and the `lanes-hook` hook client into
 # ~/.cargo/bin, and, when Claude Code's `claude` is on PATH, the lanes plugin (user scope) from this checkout
-# as a local marketplace. Safe to re-run.
+# as a local marketplace; every other agent CLI on PATH (codex, gemini, copilot, opencode) gets lanes' hooks
+# through `lanes setup <client> --user`. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")"
 checkout="$(pwd)"
@@ -36,3 +37,10 @@ else
   echo "lanes: claude is not on PATH; to add the plugin later, run:"
   echo "  claude plugin marketplace add $checkout && claude plugin install lanes@lanes"
 fi
+
+# The other agent CLIs get the same guard through their own hooks, for every repository (user scope).
+for client in codex gemini copilot opencode; do
+  if command -v "$client" >/dev/null 2>&1; then
+    "$bin/lanes" setup "$client" --user || echo "lanes: could not wire $client; run: lanes setup $client --user" >&2
+  fi
+done

@@ -290,4 +290,16 @@ mod tests {
         let gemini = merged("gemini", json!({}), "/bin/lanes-hook", false);
         assert_eq!(gemini["hooks"]["BeforeTool"][0]["matcher"], "write_file|replace|run_shell_command");
     }
+
+    /// A user's file keeps its own key order (serde_json's `preserve_order`): lanes adds to it, never sorts it.
+    #[test]
+    fn setup_keeps_the_files_key_order() {
+        let theirs: Value =
+            serde_json::from_str(r#"{"zeta": 1, "general": {"b": 1, "a": 2}, "alpha": true}"#).expect("json");
+        let once = merged("gemini", theirs, "/bin/lanes-hook", false);
+        let keys: Vec<&String> = once.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["zeta", "general", "alpha", "hooks"]);
+        let inner: Vec<&String> = once["general"].as_object().expect("object").keys().collect();
+        assert_eq!(inner, ["b", "a"]);
+    }
 }

@@ -96,14 +96,20 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
 
     let sessions: Vec<&Value> =
         status["sessions"].as_array().into_iter().flatten().filter(|s| s["state"] == "live").collect();
-    let rows = sessions
-        .iter()
-        .map(|s| Row::new(vec![text(&s["id"]), s["claims"].to_string(), text(&s["branch"]), text(&s["worktree"])]));
-    let widths =
-        [Constraint::Percentage(30), Constraint::Length(6), Constraint::Percentage(20), Constraint::Percentage(44)];
+    let rows = sessions.iter().map(|s| {
+        let client = s["client"].as_str().unwrap_or("-").to_owned();
+        Row::new(vec![text(&s["id"]), client, s["claims"].to_string(), text(&s["branch"]), text(&s["worktree"])])
+    });
+    let widths = [
+        Constraint::Percentage(28),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Percentage(20),
+        Constraint::Percentage(40),
+    ];
     frame.render_widget(
         Table::new(rows, widths)
-            .header(header(&["SESSION", "CLAIMS", "BRANCH", "WORKTREE"]))
+            .header(header(&["SESSION", "CLIENT", "CLAIMS", "BRANCH", "WORKTREE"]))
             .block(title("sessions", sessions.len())),
         sessions_area,
     );
@@ -204,7 +210,7 @@ mod tests {
     fn renders_sessions_claims_tasks_the_queue_and_events() {
         let mut view = View::default();
         let status = json!({
-            "sessions": [{"id": "alice", "state": "live", "claims": 1, "branch": "main", "worktree": "/r"},
+            "sessions": [{"id": "alice", "state": "live", "claims": 1, "branch": "main", "worktree": "/r", "client": "codex"},
                          {"id": "gone", "state": "ended", "claims": 0}],
             "claims": [{"id": 7, "session": "alice", "scopes": ["src/api.rs"], "expires_in_secs": 1740, "mode": "exclusive"}],
             "tasks": [{"id": 1, "status": "taken", "title": "write the API", "holder": "alice"}],
@@ -219,6 +225,7 @@ mod tests {
         for expected in [
             "sessions (1)",
             "alice",
+            "codex",
             "claims (1)",
             "src/api.rs",
             "29m",
