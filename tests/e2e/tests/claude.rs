@@ -342,7 +342,6 @@ fn team_up_launches_a_claude_per_role_in_tmux() {
     let written = std::fs::read_to_string(&server).unwrap_or_default();
     let status: Value = serde_json::from_slice(&world.lanes(&repo, &["--json", "status"]).stdout).expect("status");
     let screen = pane();
-    world.tmux(&["kill-server"]);
     assert_eq!(written, "fn serve() {}\n", "the backend's write: {results:?}\n{screen}");
     let claim = status["claims"]
         .as_array()

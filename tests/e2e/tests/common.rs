@@ -283,6 +283,8 @@ impl Drop for World {
             let _ = server.kill();
             let _ = server.wait();
         }
+        // The clients a test launched in this world's tmux server go with it, even when the test failed.
+        let _ = self.tmux(&["kill-server"]);
         let _ = self.lanes(&self.repo, &["sidecar", "stop"]);
     }
 }
