@@ -72,6 +72,7 @@ fn run_codex(
     home: &Path,
     name: &str,
     items: &[Value],
+    extra_config: &str,
 ) -> (Output, Vec<Value>) {
     let dir = world.root.join(format!("codex-{name}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -89,7 +90,7 @@ fn run_codex(
         home.join("config.toml"),
         format!(
             "model = \"gpt-5.1-codex\"\nmodel_provider = \"fake\"\n[model_providers.fake]\nname = \"fake\"\n\
-             base_url = \"http://127.0.0.1:{}/v1\"\nwire_api = \"responses\"\n",
+             base_url = \"http://127.0.0.1:{}/v1\"\nwire_api = \"responses\"\n{extra_config}",
             port.trim()
         ),
     )
@@ -163,7 +164,7 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     assert!(wired.status.success(), "{}", text(&wired));
 
     let patch = "apply_patch <<'EOF'\n*** Begin Patch\n*** Update File: src/a.rs\n@@\n-fn a() { /* claude */ }\n+fn a() { /* codex */ }\n*** Add File: src/other.rs\n+fn other() {}\n*** End Patch\nEOF\n";
-    let (_, requests) = run_codex(&world, &wt_codex, &codex, &codex_home, "patch", &[exec_command(patch)]);
+    let (_, requests) = run_codex(&world, &wt_codex, &codex, &codex_home, "patch", &[exec_command(patch)], "");
     let told = codex_tool_outputs(&requests);
     assert!(
         told.iter()
@@ -174,7 +175,7 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     assert!(!wt_codex.join("src/other.rs").exists(), "part of a refused patch was applied");
 
     let add = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: src/codex.rs\n+fn codex() {}\n*** End Patch\nEOF\n";
-    let (output, _) = run_codex(&world, &wt_codex, &codex, &codex_home, "free", &[exec_command(add)]);
+    let (output, _) = run_codex(&world, &wt_codex, &codex, &codex_home, "free", &[exec_command(add)], "");
     let written = std::fs::read_to_string(wt_codex.join("src/codex.rs")).ok();
     assert_eq!(written.as_deref(), Some("fn codex() {}\n"), "{}", text(&output));
     let codex_session = holder_of(&world, "src/codex.rs", "codex")
@@ -182,7 +183,7 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
 
     // A shell command that changes the file the Claude session holds: the shell-edit scan tells its holder.
     let (_, _) =
-        run_codex(&world, &wt_codex, &codex, &codex_home, "shell", &[exec_command("echo '// codex' >> src/a.rs")]);
+        run_codex(&world, &wt_codex, &codex, &codex_home, "shell", &[exec_command("echo '// codex' >> src/a.rs")], "");
     let inbox: Value =
         serde_json::from_slice(&world.lanes(&repo, &["--session", &claude_session, "--json", "inbox"]).stdout)
             .expect("inbox");
@@ -420,4 +421,43 @@ fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
         "the Claude session was not refused Copilot's file: {results:?}"
     );
     assert!(!repo.join("src/copilot.rs").exists(), "the Claude session wrote the file Copilot's work holds");
+}
+
+/// `lanes mcp` driven by the real Codex as its MCP client (`[mcp_servers.lanes]` in its config; Codex starts
+/// MCP servers with a trimmed environment, so `env_vars` passes the runtime dir that finds the sidecar): a
+/// claim of a held file is refused naming the holder, a free one is granted to the MCP session.
+#[test]
+fn the_mcp_server_claims_and_refuses_for_a_real_codex_session() {
+    let Some(codex) = client("LANES_CODEX", &format!("codex-{CODEX_VERSION}/node_modules/.bin/codex")) else {
+        return;
+    };
+    let Some(world) = World::new() else { return };
+    let repo = world.repo.clone();
+    let held = world.lanes(&repo, &["--session", "holder", "claim", "src/a.rs"]);
+    assert!(held.status.success(), "{}", text(&held));
+    let home = world.root.join("codex-home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let lanes = world.lanes_command(&repo).get_program().to_string_lossy().into_owned();
+    let mcp = format!(
+        "[mcp_servers.lanes]\ncommand = {lanes:?}\nargs = [\"mcp\"]\nenv = {{ LANES_SESSION = \"mcp-codex\" }}\n\
+         env_vars = [\"XDG_RUNTIME_DIR\"]\n"
+    );
+    let claim = |scope: &str| {
+        json!({"type": "function_call", "namespace": "mcp__lanes", "name": "claim", "call_id": "call_1",
+            "arguments": json!({"scopes": [scope]}).to_string()})
+    };
+    let (_, requests) = run_codex(&world, &repo, &codex, &home, "mcp-held", &[claim("src/a.rs")], &mcp);
+    let told = codex_tool_outputs(&requests);
+    assert!(
+        told.iter().any(|o| o.contains("src/a.rs is held by holder")),
+        "the MCP claim of a held file was not refused naming the holder: {told:?}"
+    );
+    let (output, requests) = run_codex(&world, &repo, &codex, &home, "mcp-free", &[claim("src/c.rs")], &mcp);
+    assert!(
+        claims(&world).iter().any(|(s, scopes)| s == "mcp-codex" && scopes == &["src/c.rs"]),
+        "the MCP session holds no claim on src/c.rs: {:?}\n{:?}\n{}",
+        claims(&world),
+        codex_tool_outputs(&requests),
+        text(&output)
+    );
 }
