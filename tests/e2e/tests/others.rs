@@ -130,8 +130,8 @@ fn codex_tool_outputs(requests: &[Value]) -> Vec<String> {
 
 /// A file a Claude Code session holds is refused to Codex (a two-file patch, refused whole) and to Gemini
 /// (`write_file`), each told the reason naming the Claude session; free files are written and claimed for
-/// their sessions, which record their client; a Codex shell command that changes the held file is reported to
-/// its holder; and the Claude session is then refused the file Codex wrote, naming the Codex session.
+/// their sessions, which record their client; their shell commands that change the held file are reported to
+/// its holder; and the Claude session is then refused the files they wrote, naming each session.
 #[test]
 fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     let Some(codex) = client("LANES_CODEX", &format!("codex-{CODEX_VERSION}/node_modules/.bin/codex")) else {
@@ -146,7 +146,9 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     world.serve(&json!({"conversations": [
         {"match": "task hold", "steps": [
             {"tools": [{"name": "Edit", "input": {"file_path": path("src/a.rs"), "old_string": "fn a() {}", "new_string": "fn a() { /* claude */ }"}}]},
-            {"wait_for_file": world.gate("others-done").to_string_lossy(), "tools": [{"name": "Write", "input": {"file_path": path("src/codex.rs"), "content": "claude was here\n"}}]},
+            {"wait_for_file": world.gate("others-done").to_string_lossy(), "tools": [
+                {"name": "Write", "input": {"file_path": path("src/codex.rs"), "content": "claude was here\n"}},
+                {"name": "Write", "input": {"file_path": path("src/gem.rs"), "content": "claude was here\n"}}]},
             {"text": "DONE"}
         ]}
     ]}));
@@ -184,11 +186,7 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     // A shell command that changes the file the Claude session holds: the shell-edit scan tells its holder.
     let (_, _) =
         run_codex(&world, &wt_codex, &codex, &codex_home, "shell", &[exec_command("echo '// codex' >> src/a.rs")], "");
-    let inbox: Value =
-        serde_json::from_slice(&world.lanes(&repo, &["--session", &claude_session, "--json", "inbox"]).stdout)
-            .expect("inbox");
-    assert!(inbox["messages"].to_string().contains("changed src/a.rs"), "the holder was not told: {inbox}");
-    world.git(&wt_codex, &["checkout", "--", "src/a.rs"]);
+    assert_holder_told(&world, &claude_session, &wt_codex);
 
     // Gemini, in a worktree of its own, wired by `lanes setup gemini` (that worktree's .gemini/settings.json).
     let wt_gemini = world.worktree("wt-gemini");
@@ -204,6 +202,7 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
     let fake = [
         call("write_file", json!({"file_path": gem_path("src/a.rs"), "content": "fn a() { /* gemini */ }\n"})),
         call("write_file", json!({"file_path": gem_path("src/gem.rs"), "content": "fn gem() {}\n"})),
+        call("run_shell_command", json!({"command": "echo '// gemini' >> src/a.rs"})),
         done,
     ];
     let fake_file = world.root.join("gemini-fake.jsonl");
@@ -235,22 +234,40 @@ fn codex_and_gemini_share_one_claim_space_with_a_claude_session() {
             && l.contains(&format!("held by claude session {claude_session}"))),
         "Gemini was not told the file is held: {stream}"
     );
-    assert_eq!(std::fs::read_to_string(wt_gemini.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
+    // The refused write left the file alone; the shell command after it appended a line.
+    assert_eq!(std::fs::read_to_string(wt_gemini.join("src/a.rs")).expect("a.rs"), "fn a() {}\n// gemini\n");
     let written = std::fs::read_to_string(wt_gemini.join("src/gem.rs")).ok();
     assert_eq!(written.as_deref(), Some("fn gem() {}\n"), "{stream}");
-    holder_of(&world, "src/gem.rs", "gemini")
+    let gemini_session = holder_of(&world, "src/gem.rs", "gemini")
         .unwrap_or_else(|| panic!("the file Gemini wrote is not claimed for a gemini session: {:?}", claims(&world)));
+    assert_holder_told(&world, &claude_session, &wt_gemini);
 
-    // The Claude session now wants the file Codex wrote in its worktree (Codex's session ended, its work has
-    // not landed): refused, naming the Codex session.
+    // The Claude session now wants the files Codex and Gemini wrote in their worktrees (their work has not
+    // landed): refused, naming each one's session.
     world.open_gate("others-done");
     world.wait_claude(claude, LIMIT);
     let results = tool_results(&world.request_at("task hold", 2));
-    assert!(
-        results.iter().any(|r| r.contains(&format!("codex session {codex_session}"))),
-        "the Claude session was not refused Codex's file: {results:?}"
-    );
-    assert!(!repo.join("src/codex.rs").exists(), "the Claude session wrote the file Codex's work holds");
+    for (who, session, file) in [("codex", &codex_session, "src/codex.rs"), ("gemini", &gemini_session, "src/gem.rs")] {
+        assert!(
+            results.iter().any(|r| r.contains(&format!("{who} session {session}"))),
+            "the Claude session was not refused {who}'s file: {results:?}"
+        );
+        assert!(!repo.join(file).exists(), "the Claude session wrote the file {who}'s work holds");
+    }
+}
+
+/// A shell command run in `tree` changed `src/a.rs`, which `holder` holds: the holder was told (the
+/// shell-edit scan), naming that worktree; the change is then undone.
+fn assert_holder_told(world: &World, holder: &str, tree: &Path) {
+    let inbox: Value =
+        serde_json::from_slice(&world.lanes(&world.repo, &["--session", holder, "--json", "inbox"]).stdout)
+            .expect("inbox");
+    let told = inbox["messages"].as_array().into_iter().flatten().any(|m| {
+        let text = m["text"].as_str().unwrap_or_default();
+        text.contains("changed src/a.rs") && text.contains(&format!("in {}", tree.display()))
+    });
+    assert!(told, "the holder was not told of the shell change in {}: {inbox}", tree.display());
+    world.git(tree, &["checkout", "--", "src/a.rs"]);
 }
 
 /// `lanes mcp` driven by the real `claude` as its MCP client: the model's `mcp__lanes__claim` of a file
@@ -291,10 +308,11 @@ fn the_mcp_server_claims_and_refuses_for_a_real_claude_session() {
     );
 }
 
-/// Runs `opencode run` once in `tree` against a fake Chat Completions server that answers with `calls`;
+/// Runs `opencode run` once in `tree` against a fake Chat Completions server that answers with `calls`, the
+/// model named `model` (opencode offers `write` and `edit` to most models, `apply_patch` to GPT ones);
 /// returns its JSON event stream.
-fn run_opencode(world: &World, tree: &Path, opencode: &Path, calls: &[Value]) -> String {
-    let dir = world.root.join("opencode-run");
+fn run_opencode(world: &World, tree: &Path, opencode: &Path, model: &str, calls: &[Value]) -> String {
+    let dir = world.root.join(format!("opencode-{model}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let (calls_file, log, port_file) = (dir.join("calls.json"), dir.join("requests.jsonl"), dir.join("port"));
     std::fs::write(&calls_file, Value::from(calls.to_vec()).to_string()).expect("calls");
@@ -306,9 +324,9 @@ fn run_opencode(world: &World, tree: &Path, opencode: &Path, calls: &[Value]) ->
         .expect("fake chat server");
     assert!(eventually(Duration::from_secs(10), || port_file.exists()), "the fake server did not start");
     let port = std::fs::read_to_string(&port_file).expect("port");
-    let config = json!({"model": "fake/fake-model", "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
+    let config = json!({"model": format!("fake/{model}"), "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
         "name": "fake", "options": {"baseURL": format!("http://127.0.0.1:{}/v1", port.trim()), "apiKey": "dummy"},
-        "models": {"fake-model": {"name": "fake-model", "tool_call": true}}}},
+        "models": {model: {"name": model, "tool_call": true}}}},
         "permission": {"edit": "allow", "bash": "allow"}});
     std::fs::write(tree.join("opencode.json"), config.to_string()).expect("opencode config");
     // opencode fetches its provider package from npm on first use: keep it where the next run finds it.
@@ -323,9 +341,10 @@ fn run_opencode(world: &World, tree: &Path, opencode: &Path, calls: &[Value]) ->
 }
 
 /// A file a Claude Code session holds is refused to the real Copilot CLI (`edit`; the run says "Denied by
-/// preToolUse hook" with the reason) and to the real opencode (`write`; the tool's error is the reason), each
-/// naming the Claude session; the free files they write are claimed for their sessions, which record their
-/// client; and the Claude session is then refused the file Copilot's ended session left, naming it.
+/// preToolUse hook" with the reason) and to the real opencode (`write`, and a two-file `apply_patch` refused
+/// whole; the tool's error is the reason), each naming the Claude session; their shell commands that change it
+/// are reported to it; the free files they write are claimed for their sessions, which record their client;
+/// and the Claude session is then refused those files, naming each session.
 #[test]
 fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
     let Some(copilot) = client("LANES_COPILOT", &format!("copilot-{COPILOT_VERSION}/node_modules/.bin/copilot")) else {
@@ -343,12 +362,15 @@ fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
     world.serve(&json!({"conversations": [
         {"match": "task hold", "steps": [
             {"tools": [{"name": "Edit", "input": {"file_path": path("src/a.rs"), "old_string": "fn a() {}", "new_string": "fn a() { /* claude */ }"}}]},
-            {"wait_for_file": world.gate("others-done").to_string_lossy(), "tools": [{"name": "Write", "input": {"file_path": path("src/copilot.rs"), "content": "claude was here\n"}}]},
+            {"wait_for_file": world.gate("others-done").to_string_lossy(), "tools": [
+                {"name": "Write", "input": {"file_path": path("src/copilot.rs"), "content": "claude was here\n"}},
+                {"name": "Write", "input": {"file_path": path("src/opencode.rs"), "content": "claude was here\n"}}]},
             {"text": "DONE"}
         ]},
         {"match": "copilot task", "steps": [
             {"tools": [{"name": "edit", "input": {"path": cop_path("src/a.rs"), "old_str": "fn a() {}", "new_str": "fn a() { /* copilot */ }"}}]},
             {"tools": [{"name": "create", "input": {"path": cop_path("src/copilot.rs"), "file_text": "fn copilot() {}\n"}}]},
+            {"tools": [{"name": "bash", "input": {"command": "echo '// copilot' >> src/a.rs", "description": "append a line"}}]},
             {"text": "DONE"}
         ]}
     ]}));
@@ -377,11 +399,13 @@ fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
         flat.contains("Denied by preToolUse hook") && flat.contains(&held_by_claude),
         "Copilot was not told the file is held: {said}"
     );
-    assert_eq!(std::fs::read_to_string(wt_copilot.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
+    // The refused write left the file alone; the shell command after it appended a line.
+    assert_eq!(std::fs::read_to_string(wt_copilot.join("src/a.rs")).expect("a.rs"), "fn a() {}\n// copilot\n");
     let written = std::fs::read_to_string(wt_copilot.join("src/copilot.rs")).ok();
     assert_eq!(written.as_deref(), Some("fn copilot() {}\n"), "{said}");
     let copilot_session = holder_of(&world, "src/copilot.rs", "copilot")
         .unwrap_or_else(|| panic!("the file Copilot wrote is not claimed for a copilot session: {:?}", claims(&world)));
+    assert_holder_told(&world, &claude_session, &wt_copilot);
 
     // opencode, in a worktree of its own, wired by `lanes setup opencode` (the worktree's plugin file).
     let wt_opencode = world.worktree("wt-opencode");
@@ -392,19 +416,34 @@ fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
         json!({"name": "write", "arguments": {"filePath": oc_path("src/a.rs"), "content": "fn a() { /* opencode */ }\n"}}),
         json!({"name": "write", "arguments": {"filePath": oc_path("src/opencode.rs"), "content": "fn opencode() {}\n"}}),
     ];
-    let stream = run_opencode(&world, &wt_opencode, &opencode, &calls);
-    let parts: Vec<Value> = stream.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(
-        parts.iter().any(|p| p["part"]["state"]["status"] == "error"
-            && p["part"]["state"]["error"].as_str().is_some_and(|e| e.contains(&held_by_claude))),
-        "opencode was not told the file is held: {stream}"
-    );
+    let refused_naming = |stream: &str, needle: &str| {
+        stream.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).any(|p| {
+            p["part"]["state"]["status"] == "error"
+                && p["part"]["state"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&held_by_claude) && e.contains(needle))
+        })
+    };
+    let stream = run_opencode(&world, &wt_opencode, &opencode, "fake-model", &calls);
+    assert!(refused_naming(&stream, "src/a.rs"), "opencode was not told the file is held: {stream}");
     assert_eq!(std::fs::read_to_string(wt_opencode.join("src/a.rs")).expect("a.rs"), "fn a() {}\n");
     let written = std::fs::read_to_string(wt_opencode.join("src/opencode.rs")).ok();
     assert_eq!(written.as_deref(), Some("fn opencode() {}\n"), "{stream}");
     let opencode_session = holder_of(&world, "src/opencode.rs", "opencode").unwrap_or_else(|| {
         panic!("the file opencode wrote is not claimed for an opencode session: {:?}", claims(&world))
     });
+    // A GPT model gets `apply_patch`: a patch touching the held file is refused whole; then a shell command
+    // that changes the held file is reported to its holder.
+    let patch = "*** Begin Patch\n*** Update File: src/a.rs\n@@\n-fn a() {}\n+fn a() { /* opencode */ }\n\
+                 *** Add File: src/other.rs\n+fn other() {}\n*** End Patch\n";
+    let calls = [
+        json!({"name": "apply_patch", "arguments": {"patchText": patch}}),
+        json!({"name": "bash", "arguments": {"command": "echo '// opencode' >> src/a.rs", "description": "append"}}),
+    ];
+    let stream = run_opencode(&world, &wt_opencode, &opencode, "gpt-5.1", &calls);
+    assert!(refused_naming(&stream, "whole patch"), "opencode's patch was not refused whole: {stream}");
+    assert!(!wt_opencode.join("src/other.rs").exists(), "part of a refused patch was applied");
+    assert_holder_told(&world, &claude_session, &wt_opencode);
     // Its session ended with the process: the file stays claimed as its pending work.
     let sessions: Value =
         serde_json::from_slice(&world.lanes(&repo, &["--json", "sessions", "--all"]).stdout).expect("sessions");
@@ -412,15 +451,20 @@ fn copilot_and_opencode_share_one_claim_space_with_a_claude_session() {
         sessions["sessions"].as_array().and_then(|all| all.iter().find(|s| s["id"] == opencode_session.as_str()));
     assert_eq!(record.map(|r| r["state"].clone()), Some(json!("ended")), "{sessions}");
 
-    // The Claude session now wants the file Copilot left uncommitted in its worktree: refused, naming it.
+    // The Claude session now wants the files Copilot and opencode left uncommitted in their worktrees: refused,
+    // naming each one's session.
     world.open_gate("others-done");
     world.wait_claude(claude, LIMIT);
     let results = tool_results(&world.request_at("task hold", 2));
-    assert!(
-        results.iter().any(|r| r.contains(&format!("copilot session {copilot_session}"))),
-        "the Claude session was not refused Copilot's file: {results:?}"
-    );
-    assert!(!repo.join("src/copilot.rs").exists(), "the Claude session wrote the file Copilot's work holds");
+    for (who, session, file) in
+        [("copilot", &copilot_session, "src/copilot.rs"), ("opencode", &opencode_session, "src/opencode.rs")]
+    {
+        assert!(
+            results.iter().any(|r| r.contains(&format!("{who} session {session}"))),
+            "the Claude session was not refused {who}'s file: {results:?}"
+        );
+        assert!(!repo.join(file).exists(), "the Claude session wrote the file {who}'s work holds");
+    }
 }
 
 /// `lanes mcp` driven by the real Codex as its MCP client (`[mcp_servers.lanes]` in its config; Codex starts
