@@ -49,6 +49,7 @@ command -v tmux >/dev/null || missing="$missing tmux"
 command -v git >/dev/null || missing="$missing git"
 command -v protoc >/dev/null || missing="$missing protobuf-compiler"  # etcd-client generates its gRPC code
 command -v etcd >/dev/null || missing="$missing etcd-server"         # the hub's cluster tests run real etcd
+command -v chromium >/dev/null || missing="$missing chromium"        # the web view's tests drive a real browser
 if [ -n "$missing" ]; then
   step "Debian packages:$missing"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -11,6 +11,7 @@ mod etcd;
 mod server;
 pub mod space;
 mod sqlite;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -215,13 +216,108 @@ fn now_ms() -> u64 {
 /// What the handlers share.
 pub struct Hub {
     store: Store,
+    /// What the web view shows besides the store: the projects this hub served and their latest events.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// The projects a hub served since it started, and the latest events of each (grants, releases, and what
+/// sidecars pushed), newest last.
+#[derive(Default)]
+struct Seen {
+    projects: std::collections::BTreeMap<String, std::collections::VecDeque<Value>>,
+}
+
+/// How many events the web view keeps per project.
+const RECENT_EVENTS: usize = 50;
+
+impl Hub {
+    /// A hub over `store`.
+    pub fn new(store: Store) -> Hub {
+        Hub { store, seen: std::sync::Mutex::new(Seen::default()) }
+    }
+
+    /// Notes `events` of `project` (made or relayed by the sidecar `origin`) for the web view.
+    fn saw(&self, project: &str, origin: &str, events: impl IntoIterator<Item = Value>) {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.projects.contains_key(project) && seen.projects.len() >= 10_000 {
+            return;
+        }
+        let recent = seen.projects.entry(project.to_owned()).or_default();
+        for mut event in events {
+            event["machine"] = Value::from(origin);
+            if recent.len() == RECENT_EVENTS {
+                recent.pop_front();
+            }
+            recent.push_back(event);
+        }
+    }
+
+    fn event(kind: &str, claim: &lanes_proto::hub::HubClaim) -> Value {
+        serde_json::json!({"at": space::rfc3339(now_ms()), "kind": kind, "session": claim.holder, "claim": claim.id,
+            "scopes": claim.scopes})
+    }
+}
+
+impl web::Source for Hub {
+    fn view(&self, project: Option<&str>) -> web::ViewFuture<'_> {
+        let project = project.map(str::to_owned);
+        Box::pin(async move {
+            let (projects, only) = {
+                let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let projects: Vec<String> = seen.projects.keys().cloned().collect();
+                let only = (projects.len() == 1).then(|| projects[0].clone());
+                (projects, only)
+            };
+            let Some(project) = project.or(only) else {
+                return Ok(serde_json::json!({"title": "lanes hub: choose a project", "projects": projects}));
+            };
+            let claims = self.store.claims(&project).await.map_err(|e| e.to_string())?;
+            let presence = self.store.presence(&project).await.map_err(|e| e.to_string())?;
+            let now = now_ms();
+            let live: Vec<&(String, Presence)> =
+                presence.iter().filter(|(_, p)| now.saturating_sub(p.at_ms) < PRESENCE_FRESH_MS).collect();
+            let machines: Vec<Value> = live
+                .iter()
+                .map(|(origin, p)| {
+                    serde_json::json!({"machine": origin, "sessions": p.sessions, "seen": space::rfc3339(p.at_ms)})
+                })
+                .collect();
+            let sessions: Vec<Value> = live
+                .iter()
+                .flat_map(|(origin, p)| p.sessions.iter().map(move |session| (origin, session)))
+                .map(|(origin, session)| {
+                    let held = claims.iter().filter(|c| c.origin == *origin && in_session(&c.claim.holder, session));
+                    serde_json::json!({"id": session, "machine": origin, "claims": held.count()})
+                })
+                .collect();
+            let claims: Vec<Value> = claims
+                .iter()
+                .map(|c| {
+                    serde_json::json!({"id": c.claim.id, "holder": c.claim.holder, "scopes": c.claim.scopes,
+                        "mode": c.claim.mode, "machine": c.origin, "epoch": c.epoch,
+                        "expires_in_secs": c.claim.ttl_secs})
+                })
+                .collect();
+            let events: Vec<Value> = {
+                let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                seen.projects.get(&project).map(|recent| recent.iter().rev().cloned().collect()).unwrap_or_default()
+            };
+            Ok(serde_json::json!({"title": format!("lanes hub: {project}"), "project": project, "projects": projects,
+                "machines": machines, "sessions": sessions, "claims": claims, "events": events}))
+        })
+    }
+}
+
+/// Whether a claim's holder (`session` or `session/agent`) is `session` or one of its agents.
+fn in_session(holder: &str, session: &str) -> bool {
+    holder.split('/').next() == Some(session)
 }
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
 /// The hub's methods.
-pub fn module(store: Store) -> RpcModule<Arc<Hub>> {
-    let mut module = RpcModule::new(Arc::new(Hub { store }));
+pub fn module(hub: Arc<Hub>) -> RpcModule<Arc<Hub>> {
+    let mut module = RpcModule::new(hub);
     let registered = [
         module.register_async_method(method::HELLO, |p, hub, ext| async move { hello(p, &hub, &ext) }).map(|_| ()),
         module
@@ -287,7 +383,9 @@ async fn acquire(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcRes
     let p: HubAcquireParams = admit(&params, ext)?;
     names(&p.project, Some(&p.origin))?;
     space::check_claim(&p.claim).map_err(|e| error(ErrorCode::InvalidArgument, e))?;
+    let event = Hub::event("grant", &p.claim);
     let epoch = hub.store.acquire(&p.project, &p.origin, p.claim).await.map_err(to_rpc)?;
+    hub.saw(&p.project, &p.origin, [event]);
     reply(&HubGrant { epoch })
 }
 
@@ -315,18 +413,25 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
             Err(e) => return Err(to_rpc(e)),
         }
     }
+    let mut seen = Vec::new();
     for claim in again {
         let id = claim.id;
+        let event = Hub::event("grant", &claim);
         match hub.store.acquire(&p.project, &p.origin, claim).await {
-            Ok(_) => answer.held.push(id),
+            Ok(_) => {
+                seen.push(event);
+                answer.held.push(id);
+            }
             Err(HubError::Conflict(_) | HubError::Invalid(_)) => answer.refused.push(id),
             Err(e) => return Err(to_rpc(e)),
         }
     }
     for held in plan.release {
         hub.store.release(&p.project, &held).await.map_err(to_rpc)?;
+        seen.push(Hub::event("release", &held.claim));
         answer.released.push(held.claim.id);
     }
+    hub.saw(&p.project, &p.origin, seen);
     reply(&answer)
 }
 
@@ -343,6 +448,7 @@ async fn push(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
         return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_PUSH} events per push")));
     }
     let cursor = hub.store.push(&p.project, &p.origin, p.after, &p.events).await.map_err(to_rpc)?;
+    hub.saw(&p.project, &p.origin, p.events.iter().filter_map(|e| serde_json::to_value(e).ok()));
     tracing::debug!("push from {} after {} ({} events): cursor {cursor}", p.origin, p.after, p.events.len());
     reply(&HubCursor { cursor })
 }
@@ -401,6 +507,7 @@ async fn mail(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
         hub.store.set_presence(&p.project, &p.origin, &presence).await.map_err(to_rpc)?;
     }
     let messages = hub.store.take_mail(&p.project, &p.sessions).await.map_err(to_rpc)?;
+    hub.saw(&p.project, &p.origin, []);
     reply(&HubMailReply { messages })
 }
 

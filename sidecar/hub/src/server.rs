@@ -1,7 +1,9 @@
 //! `lanes hub serve`: the listener, TLS, the token check and the rate limits in front of the hub's methods.
 //!
 //! The token is checked on the WebSocket upgrade (`Authorization: Bearer …`), in constant time; a peer
-//! that keeps guessing is refused without a comparison for a while. Tokens are never logged.
+//! that keeps guessing is refused without a comparison for a while. Tokens are never logged. The web view
+//! (`GET /`, `/api/…`) takes the same header, or the cookie its login form sets (a random id the hub keeps,
+//! never the token itself).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::Service;
 
-use crate::{HubError, Store, module};
+use crate::{Hub, HubError, Store, module, web};
 
 /// How `lanes hub serve` runs.
 #[derive(Clone, Debug)]
@@ -129,6 +131,76 @@ fn refusal(status: u16, text: &'static str) -> HttpResponse {
     response
 }
 
+/// The web view's login form: the token, posted to `/login`, buys a cookie.
+const LOGIN_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lanes hub: log in</title>
+<style>body { font: 14px system-ui, sans-serif; margin: 3rem; } input { font: inherit; padding: .3rem; }</style>
+</head><body><h1>lanes hub</h1><p>This hub needs its token.</p>
+<form method="post" action="/login"><input type="password" name="token" placeholder="hub token" autofocus>
+<button type="submit">Log in</button></form></body></html>
+"#;
+
+/// The cookie the login form sets.
+const LOGIN_COOKIE: &str = "lanes_hub_login";
+
+/// Browsers logged in to the web view: random ids handed out as HttpOnly cookies, kept until the hub stops.
+#[derive(Default)]
+struct Logins(Mutex<std::collections::HashSet<String>>);
+
+impl Logins {
+    /// Whether the request carries a login cookie this hub handed out.
+    fn knows<B>(&self, request: &http::Request<B>) -> bool {
+        let ids = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        request
+            .headers()
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().strip_prefix(LOGIN_COOKIE)?.strip_prefix('='))
+            .any(|id| ids.contains(id))
+    }
+
+    /// `POST /login` with `token=…`: the right token gets a cookie and goes to the page; a wrong one counts as
+    /// a guess and gets the form again.
+    async fn log_in(
+        &self,
+        request: HttpRequest<hyper::body::Incoming>,
+        token: Option<&[u8]>,
+        guesses: &Guesses,
+        ip: IpAddr,
+    ) -> HttpResponse {
+        use http_body_util::BodyExt;
+        let body = http_body_util::Limited::new(request.into_body(), 4096).collect().await;
+        let form = body.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+        let given = web::query_param(&form, "token").unwrap_or_default();
+        let right = token.is_none_or(|expected| same_token(format!("Bearer {given}").as_bytes(), expected));
+        if !right {
+            guesses.failed(ip);
+            tracing::warn!("refused a web login from {ip}: wrong token");
+            return web::page(401, LOGIN_PAGE);
+        }
+        let Some(id) = random_id() else { return refusal(500, "no randomness for a login id\n") };
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone());
+        let mut response = refusal(303, "logged in\n");
+        let headers = response.headers_mut();
+        headers.insert(http::header::LOCATION, http::HeaderValue::from_static("/"));
+        let cookie = format!("{LOGIN_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+        if let Ok(value) = http::HeaderValue::from_str(&cookie) {
+            headers.insert(http::header::SET_COOKIE, value);
+        }
+        response
+    }
+}
+
+/// 128 random bits from the kernel, in hex.
+fn random_id() -> Option<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<TlsAcceptor, HubError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|e| HubError::Invalid(format!("failed to read {}: {e}", path.display())))
@@ -158,8 +230,9 @@ pub async fn serve(
         Some((cert, key)) => Some(tls_acceptor(cert, key)?),
         None => None,
     };
-    let store = Store::open(&options.store).await?;
-    let methods: Methods = module(store).into();
+    let hub = Arc::new(Hub::new(Store::open(&options.store).await?));
+    let methods: Methods = module(Arc::clone(&hub)).into();
+    let logins = Arc::new(Logins::default());
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| HubError::Unavailable(format!("failed to listen on {}: {e}", options.listen)))?;
@@ -189,19 +262,26 @@ pub async fn serve(
         let limiter = Arc::new(RateLimiter::new(options.rate_limit));
         let stopped = stop_handle.clone().shutdown();
         let (methods, builder, stop_handle) = (methods.clone(), builder.clone(), stop_handle.clone());
-        let (token, guesses) = (token.clone(), Arc::clone(&guesses));
+        let (token, guesses, logins, hub) =
+            (token.clone(), Arc::clone(&guesses), Arc::clone(&logins), Arc::clone(&hub));
         let service = tower::service_fn(move |mut request: HttpRequest<hyper::body::Incoming>| {
             let mut inner = builder.clone().build(methods.clone(), stop_handle.clone());
+            let web = web::is_web_request(&request);
+            let login = request.method() == http::Method::POST && request.uri().path() == "/login";
             // Only failures are throttled: the right token always gets in, however hard someone else at the
             // same address (a NAT, a shared host) is guessing.
             let verdict = match &token {
                 None => None,
+                Some(_) if login => None,
                 Some(expected) => {
                     let given = request.headers().get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
-                    if same_token(given, expected) {
+                    if same_token(given, expected) || (web && logins.knows(&request)) {
                         None
                     } else if guesses.blocked(peer.ip()) {
                         Some(refusal(429, "too many wrong tokens: wait and retry\n"))
+                    } else if web && request.uri().path() == "/" {
+                        // A browser gets the login form, not a bare refusal (not counted as a guess).
+                        Some(web::page(401, LOGIN_PAGE))
                     } else {
                         guesses.failed(peer.ip());
                         tracing::warn!("refused {peer}: missing or wrong token");
@@ -210,9 +290,13 @@ pub async fn serve(
                 }
             };
             request.extensions_mut().insert(Arc::clone(&limiter));
+            let (token, guesses, logins, source) =
+                (token.clone(), Arc::clone(&guesses), Arc::clone(&logins), Arc::clone(&hub) as Arc<dyn web::Source>);
             async move {
                 match verdict {
                     Some(refused) => Ok(refused),
+                    None if login => Ok(logins.log_in(request, token.as_deref(), &guesses, peer.ip()).await),
+                    None if web => Ok(web::answer(&request, source).await),
                     None => inner.call(request).await,
                 }
             }

@@ -311,6 +311,14 @@ the holder. The tools act as --session, LANES_SESSION, or this process's CLI ses
     },
     /// A live terminal view: sessions, claims with time left, the task board and the event stream.
     Watch,
+    /// The live web view of this repository (sessions, claims, pending work, tasks, the landing queue,
+    /// events) on loopback; prints its URL and serves until Ctrl-C.
+    #[command(after_help = "Examples:\n  lanes web\n  lanes web --port 7879")]
+    Web {
+        /// The loopback port to serve on (0: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Check the set-up and say what is wrong and how to fix it.
     Doctor,
     /// Print a shell completion script.
@@ -583,6 +591,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                     cli::checkpoints::rewind(&env, &out, checkpoint, dry_run, paths, force)
                 }
                 Cmd::Watch => watch::run(&env, out.json),
+                Cmd::Web { port } => cli::web::run(&env, &out, port),
                 Cmd::Worktrees => worktrees::worktrees(&env, &out),
                 Cmd::Gc { force, dry_run } => worktrees::gc(&env, &out, force, dry_run),
                 Cmd::Sidecar(SidecarCmd::Start) => cli::sidecar::sidecar_start(&env, &out),

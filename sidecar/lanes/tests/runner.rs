@@ -33,6 +33,8 @@ mod test_sessions;
 mod test_tasks;
 /// Team templates.
 mod test_team;
+/// The web view (the hub's and `lanes web`'s) in a real headless Chromium.
+mod test_web;
 /// The wire: malformed JSON-RPC, unknown methods, oversized lines, disconnects, racing clients.
 mod test_wire;
 /// Claims keyed to worktrees; a removed worktree's claims are dropped.

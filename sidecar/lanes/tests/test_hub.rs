@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestEnv, eventually, kill9};
 
-const TOKEN: &str = "s3cret-hub-token-for-tests";
+pub(crate) const TOKEN: &str = "s3cret-hub-token-for-tests";
 
 /// A child process killed (-9) when dropped.
-struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
 }
 
@@ -28,19 +28,25 @@ impl Spawned {
     }
 }
 
+impl From<Child> for Spawned {
+    fn from(child: Child) -> Spawned {
+        Spawned { child }
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Starts `lanes hub serve` on `port` and waits until it listens. The token comes from the environment; the
 /// log goes to `hub-<port>.log` in the test's directory.
-fn start_hub(env: &TestEnv, store: &str, port: u16) -> (Spawned, String) {
+pub(crate) fn start_hub(env: &TestEnv, store: &str, port: u16) -> (Spawned, String) {
     start_hub_with(env, store, port, &[])
 }
 
@@ -64,7 +70,7 @@ fn start_hub_with(env: &TestEnv, store: &str, port: u16, extra: &[&str]) -> (Spa
 }
 
 /// One "machine": a hermetic world with a clone of `upstream` whose sidecar uses `urls`.
-fn machine(upstream: &Path, name: &str, urls: &[&str], extra: &str) -> (TestEnv, PathBuf) {
+pub(crate) fn machine(upstream: &Path, name: &str, urls: &[&str], extra: &str) -> (TestEnv, PathBuf) {
     let env = TestEnv::new();
     let clone = env.clone_of(upstream, name);
     std::fs::write(env.root().join("home/hub.token"), format!("{TOKEN}\n")).expect("token");

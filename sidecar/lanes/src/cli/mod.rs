@@ -32,6 +32,7 @@ pub mod status;
 pub mod tasks;
 pub mod team;
 pub mod watch;
+pub mod web;
 pub mod worktrees;
 
 /// How long a CLI command waits for the sidecar to start.
@@ -87,7 +88,7 @@ impl From<CallError> for Failure {
 }
 
 /// Where the command runs: the repository, the worktree, the acting session, the sidecar's files.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Env {
     pub location: RepoLocation,
     pub cwd: PathBuf,
