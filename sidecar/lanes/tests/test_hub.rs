@@ -130,11 +130,10 @@ fn two_machines_share_one_claim_space_through_a_sqlite_hub() {
     );
 
     claim(&b_env, &b, "bob", "src/b.rs").success();
-    a_env.lanes(&a, &["--session", "alice", "release", "--all"]).success();
-    assert!(
-        eventually(Duration::from_secs(10), || claim(&b_env, &b, "bob", "src/a.rs").code == 0),
-        "after alice released, bob gets src/a.rs"
-    );
+    let released = a_env.lanes(&a, &["--session", "alice", "--json", "release", "--all"]).success().json();
+    assert_eq!(released["hub"], "released", "{released}");
+    let taken = claim(&b_env, &b, "bob", "src/a.rs");
+    assert_eq!(taken.code, 0, "right after alice's release was answered, bob gets src/a.rs: {taken:?}");
     assert_eq!(claim(&a_env, &a, "alice", "src/a.rs").code, 3, "now bob holds it for both machines");
 
     let status = hub_status(&a_env, &a);
@@ -186,6 +185,11 @@ fn hub_down_answers_unavailable_at_once_and_the_edit_hook_is_told_what_to_do() {
     );
     let held = wire.call("claim.ensure", params);
     assert_eq!(held["result"]["held"], true, "{held}");
+    // A release with no hub answering is done here, queued for the hub, and says so.
+    let released = a_env.lanes(&a, &["--session", "alice", "--json", "release", "--all"]).success().json();
+    assert!(released["hub"].as_str().is_some_and(|h| h.starts_with("queued")), "{released}");
+    let said = a_env.lanes(&a, &["--session", "alice", "release", "--all"]);
+    assert!(said.stdout.contains("nothing to release"), "{said:?}");
 }
 
 #[test]
@@ -554,6 +558,33 @@ fn hubs_on_a_three_member_etcd_cluster_share_claims_survive_a_member_and_fail_ov
     let delivered = hub_seqs(&url2, &status);
     assert_eq!(&delivered[..local.len()], &local[..]);
     assert_eq!(delivered, (1..=delivered.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+}
+
+/// A release answered to its client is released at the hub too: another machine claims the path at once
+/// (no waiting for a sync), through either of two hubs on one etcd, both ways round.
+#[test]
+fn a_release_frees_the_path_for_other_machines_at_once_through_either_hub() {
+    let hub_env = TestEnv::new();
+    let Some(etcd) = etcd_cluster(&hub_env) else { return };
+    let upstream = hub_env.repo("upstream");
+    let store = format!("etcd:{}", etcd.clients.join(","));
+    let (_hub1, url1) = start_hub(&hub_env, &store, free_port());
+    let (_hub2, url2) = start_hub(&hub_env, &store, free_port());
+    let (a_env, a) = machine(&upstream, "a", &[&url1, &url2], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url2, &url1], "");
+    let machines = [(&a_env, &a, "alice"), (&b_env, &b, "bob")];
+    for round in 0..6 {
+        let path = format!("src/shared{round}.rs");
+        let (holder, taker) = if round % 2 == 0 { (machines[0], machines[1]) } else { (machines[1], machines[0]) };
+        claim(holder.0, holder.1, holder.2, &path).success();
+        assert_eq!(claim(taker.0, taker.1, taker.2, &path).code, 3, "round {round}: held on the other machine");
+        let released =
+            holder.0.lanes(holder.1, &["--session", holder.2, "--json", "release", "--all"]).success().json();
+        assert_eq!(released["hub"], "released", "round {round}: {released}");
+        let taken = claim(taker.0, taker.1, taker.2, &path);
+        assert_eq!(taken.code, 0, "round {round}: the path was not free at once after the release: {taken:?}");
+        taker.0.lanes(taker.1, &["--session", taker.2, "release", "--all"]).success();
+    }
 }
 
 /// The sequence numbers of a sidecar's event log.

@@ -161,6 +161,10 @@ pub struct ReleaseParams {
 pub struct ReleaseReply {
     /// The claims released.
     pub released: Vec<u64>,
+    /// With a hub: `released` when the hub released them too before this answer (another machine can claim
+    /// the paths at once), else `queued: <why>` (the hub learns of it when it answers again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
 }
 
 /// `claim.renew` parameters.
@@ -358,6 +362,9 @@ pub struct MessagesReply {
 pub struct SessionEndReply {
     /// The claims released with it.
     pub released: Vec<u64>,
+    /// With a hub: as [`ReleaseReply::hub`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
 }
 
 /// A session as `status` shows it.

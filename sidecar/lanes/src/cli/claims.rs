@@ -75,7 +75,12 @@ pub fn release(
         (ids, true) if ids.is_empty() => "no pending work to give up".to_owned(),
         (ids, true) => format!("gave up pending work {ids}: its paths are free (the changes themselves stay)"),
         (ids, false) if ids.is_empty() => "nothing to release".to_owned(),
-        (ids, false) => format!("released claim {ids}"),
+        (ids, false) => match v["hub"].as_str() {
+            Some(queued) if queued.starts_with("queued") => {
+                format!("released claim {ids} here; the hub is told when it answers again ({queued})")
+            }
+            _ => format!("released claim {ids}"),
+        },
     });
     Ok(())
 }

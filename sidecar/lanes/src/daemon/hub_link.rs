@@ -439,6 +439,21 @@ async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
     }
 }
 
+/// How long a release waits for the hub to release it too before it answers anyway (within the edit hook's
+/// and SessionEnd's bounds).
+const RELEASE_BOUND: Duration = Duration::from_millis(500);
+
+/// Brings a release to the hub before it is answered, so another machine can claim the paths at once: what
+/// the reply's `hub` says (`released`, or `queued: <why>` when no hub answered in time; the forwarder's
+/// next sync carries it then).
+pub async fn release_now(link: &HubLink, cx: &Context) -> String {
+    match tokio::time::timeout(RELEASE_BOUND, sync_claims(link, cx)).await {
+        Ok(Ok(())) => "released".to_owned(),
+        Ok(Err(why)) => format!("queued: {why}"),
+        Err(_) => format!("queued: the hub did not answer within {} ms", RELEASE_BOUND.as_millis()),
+    }
+}
+
 async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
     let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
         return Err("could not read the claims".to_owned());

@@ -222,7 +222,11 @@ async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
         Command::Release { who, ids, all: p.all.unwrap_or(false), epoch: p.epoch.map(Epoch) }
     };
     let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("release answers Released") };
-    reply(&ReleaseReply { released: ids.into_iter().map(|id| id.0).collect() })
+    let hub = match &cx.hub {
+        Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, cx).await),
+        _ => None,
+    };
+    reply(&ReleaseReply { released: ids.into_iter().map(|id| id.0).collect(), hub })
 }
 
 async fn renew(params: Params<'static>, cx: &Context) -> RpcResult {

@@ -142,5 +142,10 @@ async fn session_end(params: Params<'static>, cx: &Context) -> RpcResult {
         None => Command::SessionEnd { session: who.session },
     };
     let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("session end answers Released") };
-    reply(&SessionEndReply { released: ids.into_iter().map(|id| id.0).collect() })
+    // What the session leaves is free on other machines as soon as this is answered, as for `claim.release`.
+    let hub = match &cx.hub {
+        Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, cx).await),
+        _ => None,
+    };
+    reply(&SessionEndReply { released: ids.into_iter().map(|id| id.0).collect(), hub })
 }
