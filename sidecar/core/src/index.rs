@@ -1,27 +1,33 @@
 //! The overlap index: a trie of path components. A path scope is filed at its own node, a glob at the node
 //! of its leading literal components, and `.` at the root. A query walks only the nodes on its own path and
 //! the subtree below it, so its cost grows with the depth of the path and the claims near it, not with the
-//! number of live claims.
+//! number of live claims. It is keyed by the sidecar's claim ids, and at the hub by (sidecar, claim id).
 
 use std::collections::HashMap;
 
 use crate::book::ClaimId;
 use crate::scope::Scope;
 
-#[derive(Default, Debug)]
-struct Node {
-    children: HashMap<String, Node>,
-    entries: Vec<(ClaimId, Scope)>,
+#[derive(Debug)]
+struct Node<K> {
+    children: HashMap<String, Node<K>>,
+    entries: Vec<(K, Scope)>,
 }
 
-impl Node {
+impl<K> Default for Node<K> {
+    fn default() -> Self {
+        Node { children: HashMap::new(), entries: Vec::new() }
+    }
+}
+
+impl<K: Clone + PartialEq> Node<K> {
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.entries.is_empty()
     }
 
-    fn for_each_below(&self, found: &mut impl FnMut(ClaimId, &Scope)) {
+    fn for_each_below(&self, found: &mut impl FnMut(K, &Scope)) {
         for (claim, scope) in &self.entries {
-            found(*claim, scope);
+            found(claim.clone(), scope);
         }
         for child in self.children.values() {
             child.for_each_below(found);
@@ -30,13 +36,20 @@ impl Node {
 }
 
 /// Finds the held scopes that overlap a query scope.
-#[derive(Default, Debug)]
-pub(crate) struct OverlapIndex {
-    root: Node,
+#[derive(Debug)]
+pub struct OverlapIndex<K = ClaimId> {
+    root: Node<K>,
 }
 
-impl OverlapIndex {
-    pub(crate) fn insert(&mut self, claim: ClaimId, scope: &Scope) {
+impl<K> Default for OverlapIndex<K> {
+    fn default() -> Self {
+        OverlapIndex { root: Node::default() }
+    }
+}
+
+impl<K: Clone + PartialEq> OverlapIndex<K> {
+    /// Files `scope` under `claim`.
+    pub fn insert(&mut self, claim: K, scope: &Scope) {
         let mut node = &mut self.root;
         for component in scope.index_key() {
             node = node.children.entry(component.clone()).or_default();
@@ -44,8 +57,9 @@ impl OverlapIndex {
         node.entries.push((claim, scope.clone()));
     }
 
-    pub(crate) fn remove(&mut self, claim: ClaimId, scope: &Scope) {
-        fn remove_below(node: &mut Node, key: &[String], claim: ClaimId, scope: &Scope) {
+    /// Takes `scope` of `claim` out again.
+    pub fn remove(&mut self, claim: K, scope: &Scope) {
+        fn remove_below<K: Clone + PartialEq>(node: &mut Node<K>, key: &[String], claim: K, scope: &Scope) {
             match key.split_first() {
                 None => node.entries.retain(|(c, s)| !(*c == claim && s == scope)),
                 Some((first, rest)) => {
@@ -63,13 +77,13 @@ impl OverlapIndex {
 
     /// Calls `found` with every filed scope that overlaps `query` (once per scope, so a claim with several
     /// overlapping scopes is reported several times).
-    pub(crate) fn for_each_overlap(&self, query: &Scope, mut found: impl FnMut(ClaimId, &Scope)) {
+    pub fn for_each_overlap(&self, query: &Scope, mut found: impl FnMut(K, &Scope)) {
         let key = query.index_key();
         let mut node = &self.root;
         for component in key {
             for (claim, held) in &node.entries {
                 if held.overlaps(query) {
-                    found(*claim, held);
+                    found(claim.clone(), held);
                 }
             }
             match node.children.get(component) {
@@ -77,7 +91,7 @@ impl OverlapIndex {
                 None => return,
             }
         }
-        let mut check = |claim: ClaimId, held: &Scope| {
+        let mut check = |claim: K, held: &Scope| {
             if held.overlaps(query) {
                 found(claim, held);
             }

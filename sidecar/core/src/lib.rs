@@ -24,6 +24,7 @@ pub use book::{
     Grant, LapsedNote, MAX_NOTE_BYTES, MAX_SCOPES, Mode, Policy, Principal, Refusal, RefusalCode, ReleaseReason,
     Session, SessionInfo, SessionState, Snapshot, Worktree, describe_conflict,
 };
+pub use index::OverlapIndex;
 pub use messages::{MAX_MESSAGE_BYTES, Message, Recipient, SYSTEM_SENDER};
 pub use pending::{Latent, PENDING_EXPIRY, Pending, WorktreeWork};
 pub use redact::{MASK, redact};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use lanes_core::Scope;
+use lanes_core::{OverlapIndex, Scope};
 use lanes_proto::hub::{HubClaim, HubClaimView};
 use lanes_proto::{ConflictView, Mode};
 use serde::{Deserialize, Serialize};
@@ -34,10 +34,15 @@ impl Held {
     }
 }
 
-/// The live claims of one project.
+/// A claim's name at the hub: the sidecar that made it and that sidecar's claim id.
+type Key = (String, u64);
+
+/// The live claims of one project, with the overlap index the sidecar's book uses (lanes-core): a decision
+/// walks the paths near the wanted scopes, not every claim of the project.
 #[derive(Debug, Default)]
 pub struct Space {
-    held: BTreeMap<(String, u64), (Held, Vec<Scope>)>,
+    held: BTreeMap<Key, (Held, Vec<Scope>)>,
+    index: OverlapIndex<Key>,
 }
 
 /// Checks a claim as a sidecar states it (holder, lease length) and parses its scopes, refusing any that
@@ -81,41 +86,57 @@ impl Space {
     /// the same claim is not in the way.
     pub fn conflicts(&self, origin: &str, claim: &HubClaim, now_ms: u64) -> Result<Vec<ConflictView>, String> {
         let wanted = check_claim(claim)?;
+        // Each overlapping claim once, with the first of its scopes found in the way.
+        let mut overlapping: BTreeMap<Key, Scope> = BTreeMap::new();
+        for scope in &wanted {
+            self.index.for_each_overlap(scope, |key, held| {
+                overlapping.entry(key).or_insert_with(|| held.clone());
+            });
+        }
         let mut found = Vec::new();
-        for ((held_origin, id), (held, scopes)) in &self.held {
-            let same_claim = held_origin == origin && *id == claim.id;
+        for ((held_origin, id), scope) in overlapping {
+            let Some((held, _)) = self.held.get(&(held_origin.clone(), id)) else { continue };
+            let same_claim = held_origin == origin && id == claim.id;
             let both_shared = held.claim.mode == Mode::Shared && claim.mode == Mode::Shared;
             if same_claim || both_shared || nested(&held.claim.holder, &claim.holder) || held.expires_at_ms <= now_ms {
                 continue;
             }
-            if let Some(scope) = scopes.iter().find(|s| wanted.iter().any(|w| w.overlaps(s))) {
-                found.push(ConflictView {
-                    claim_id: *id,
-                    session: Some(held.claim.holder.clone()),
-                    scope: scope.to_string(),
-                    worktree: format!("{held_origin} (through the hub)"),
-                    expires_at: rfc3339(held.expires_at_ms),
-                    expires_in_secs: held.expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
-                    pending: false,
-                    latent: false,
-                    branch: None,
-                    left_at: None,
-                    client: None,
-                });
-            }
+            found.push(ConflictView {
+                claim_id: id,
+                session: Some(held.claim.holder.clone()),
+                scope: scope.to_string(),
+                worktree: format!("{held_origin} (through the hub)"),
+                expires_at: rfc3339(held.expires_at_ms),
+                expires_in_secs: held.expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
+                pending: false,
+                latent: false,
+                branch: None,
+                left_at: None,
+                client: None,
+            });
         }
         Ok(found)
     }
 
     /// Records a claim (replacing an earlier version of it).
     pub fn insert(&mut self, held: Held) {
+        let key = (held.origin.clone(), held.claim.id);
+        self.remove(&key.0, key.1);
         let scopes = parse_scopes(&held.claim).unwrap_or_default();
-        self.held.insert((held.origin.clone(), held.claim.id), (held, scopes));
+        for scope in &scopes {
+            self.index.insert(key.clone(), scope);
+        }
+        self.held.insert(key, (held, scopes));
     }
 
     /// Forgets a claim.
     pub fn remove(&mut self, origin: &str, id: u64) -> Option<Held> {
-        self.held.remove(&(origin.to_owned(), id)).map(|(held, _)| held)
+        let key = (origin.to_owned(), id);
+        let (held, scopes) = self.held.remove(&key)?;
+        for scope in &scopes {
+            self.index.remove(key.clone(), scope);
+        }
+        Some(held)
     }
 
     /// One claim.
@@ -137,7 +158,7 @@ impl Space {
     pub fn sweep(&mut self, now_ms: u64) -> Vec<Held> {
         let expired: Vec<(String, u64)> =
             self.held.iter().filter(|(_, (h, _))| h.expires_at_ms <= now_ms).map(|(k, _)| k.clone()).collect();
-        expired.into_iter().filter_map(|k| self.held.remove(&k).map(|(h, _)| h)).collect()
+        expired.into_iter().filter_map(|(origin, id)| self.remove(&origin, id)).collect()
     }
 }
 
@@ -209,6 +230,38 @@ mod tests {
         assert!(space.conflicts("m2", &wanted, 10_000).expect("valid").is_empty(), "expired at the instant");
         assert!(space.conflicts("m2", &claim(7, "b", "docs/", Mode::Exclusive), 5_000).expect("valid").is_empty());
         assert!(space.conflicts("m2", &claim(7, "a", "src/", Mode::Exclusive), 5_000).expect("valid").is_empty());
+    }
+
+    /// The index follows every change: a claim stated again with other scopes, removed, swept, and a glob
+    /// held beside many paths.
+    #[test]
+    fn the_overlap_index_follows_replacements_removals_and_sweeps() {
+        let mut space = Space::default();
+        for i in 0..1000 {
+            space.insert(held("m1", claim(i, &format!("s{i}"), &format!("src/f{i}.rs"), Mode::Exclusive), 10_000));
+        }
+        space.insert(held("m2", claim(1, "g", "docs/**/*.md", Mode::Exclusive), 10_000));
+        let wants = |space: &Space, scope: &str| {
+            let mut holders: Vec<String> = space
+                .conflicts("m9", &claim(1, "me", scope, Mode::Exclusive), 0)
+                .expect("valid")
+                .into_iter()
+                .filter_map(|c| c.session)
+                .collect();
+            holders.sort();
+            holders
+        };
+        assert_eq!(wants(&space, "src/f7.rs"), ["s7"]);
+        assert_eq!(wants(&space, "docs/a/b.md"), ["g"]);
+        assert_eq!(wants(&space, "src/").len(), 1000, "a directory meets every path below it, each once");
+        space.insert(held("m1", claim(7, "s7", "lib/", Mode::Exclusive), 10_000));
+        assert!(wants(&space, "src/f7.rs").is_empty(), "the old scope of a claim stated again is gone");
+        assert_eq!(wants(&space, "lib/x.rs"), ["s7"]);
+        space.remove("m2", 1);
+        assert!(wants(&space, "docs/a/b.md").is_empty());
+        space.insert(held("m3", claim(1, "late", "src/f8.rs", Mode::Exclusive), 5_000));
+        assert_eq!(space.sweep(6_000).len(), 1);
+        assert_eq!(wants(&space, "src/f8.rs"), ["s8"], "a swept claim leaves the index");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! clients, restart time with 10,000 claims, and idle memory; then the hub (DESIGN.md §9) on a real etcd
 //! on loopback: claim+release at the hub and through a sidecar, 32 sidecars beside 32 without a hub, and
 //! what the edit hook's question costs when the hub is down.
-//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only, `-- sidecar` without them,
+//! Run with `cargo bench -p lanes --bench sidecar` (`-- hub` for the hub figures only, `-- space` for the hub's
+//! decision with 100,000 claims alone, `-- sidecar` without them,
 //! `-- work` for what following the work costs: 20 worktrees of 10,000 files).
 //! It prints figures; it asserts nothing about speed.
 
@@ -25,7 +26,12 @@ fn main() {
         machine(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if std::env::args().any(|a| a == "space") {
+        hub_decision();
+        return;
+    }
     if std::env::args().any(|a| a == "hub") {
+        hub_decision();
         hub::run();
         return;
     }
@@ -47,6 +53,7 @@ fn main() {
     idle_memory(&world);
     world.stop();
     if !std::env::args().any(|a| a == "sidecar") {
+        hub_decision();
         hub::run();
     }
 }
@@ -113,6 +120,55 @@ fn overlap_decision() {
     }
     let (p50, p99, max) = percentiles(samples);
     println!("overlap decision, 10,000 live claims:      p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+}
+
+/// The hub's decision (its project's claim space, the lanes-core overlap index) with 100,000 live claims of
+/// many sidecars: the conflict check a grant makes before it writes.
+fn hub_decision() {
+    use lanes_hub::space::{Held, Space};
+    use lanes_proto::hub::HubClaim;
+    let mut space = Space::default();
+    let claim = |id: u64, holder: String, scope: String| HubClaim {
+        id,
+        holder,
+        scopes: vec![scope],
+        mode: lanes_proto::Mode::Exclusive,
+        ttl_secs: 3600,
+    };
+    let started = Instant::now();
+    for i in 0..100_000u64 {
+        let scope =
+            if i % 100 == 0 { format!("docs{i}/**/*.md") } else { format!("dir{}/sub{}/file{i}.rs", i % 97, i % 31) };
+        let held = Held {
+            origin: format!("m{}", i % 32),
+            claim: claim(i, format!("s{i}"), scope),
+            epoch: i + 1,
+            expires_at_ms: 4_000_000_000_000,
+            lease: 0,
+        };
+        space.insert(held);
+    }
+    let loaded = started.elapsed();
+    let mut samples = Vec::with_capacity(10_000);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for n in 0..10_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let path = format!("dir{}/sub{}/file{}.rs", seed % 97, (seed >> 8) % 31, (seed >> 16) % 120_000);
+        let wanted = claim(1_000_000 + n, "asker".into(), path);
+        let started = Instant::now();
+        std::hint::black_box(space.conflicts("asker-machine", &wanted, 1).expect("valid"));
+        samples.push(started.elapsed());
+    }
+    let (p50, p99, max) = percentiles(samples);
+    println!(
+        "hub decision, 100,000 live claims of 32 sidecars: p50 {}  p99 {}  max {}  (loading the view: {} ms)",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        loaded.as_millis()
+    );
 }
 
 fn call(client: &mut Client, method: &str, params: &Value) -> Value {
