@@ -220,15 +220,55 @@ pub struct Hub {
     seen: std::sync::Mutex<Seen>,
 }
 
-/// The projects a hub served since it started, and the latest events of each (grants, releases, and what
-/// sidecars pushed), newest last.
+/// The projects a hub served since it started, with what the web view shows of each.
 #[derive(Default)]
 struct Seen {
-    projects: std::collections::BTreeMap<String, std::collections::VecDeque<Value>>,
+    projects: std::collections::BTreeMap<String, ProjectSeen>,
+}
+
+/// One project as this hub saw it: its latest events (grants, releases, what sidecars pushed), newest last,
+/// and when it granted and how long each decision took, for its figures.
+#[derive(Default)]
+struct ProjectSeen {
+    events: std::collections::VecDeque<Value>,
+    grants: std::collections::VecDeque<std::time::Instant>,
+    decisions: std::collections::VecDeque<Duration>,
 }
 
 /// How many events the web view keeps per project.
 const RECENT_EVENTS: usize = 50;
+/// How many decision times a project's percentiles are taken over.
+const RECENT_DECISIONS: usize = 1000;
+/// The window grants per second are counted over.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+impl ProjectSeen {
+    /// Notes a grant that took `decided` (the conflict check and the store's write).
+    fn granted(&mut self, decided: Duration) {
+        let now = std::time::Instant::now();
+        self.grants.push_back(now);
+        while self.grants.front().is_some_and(|at| now.duration_since(*at) > RATE_WINDOW) {
+            self.grants.pop_front();
+        }
+        if self.decisions.len() == RECENT_DECISIONS {
+            self.decisions.pop_front();
+        }
+        self.decisions.push_back(decided);
+    }
+
+    /// Grants per second over the last [`RATE_WINDOW`], and the p50 and p99 decision times in ms.
+    fn figures(&self) -> (f64, f64, f64) {
+        let now = std::time::Instant::now();
+        let recent = self.grants.iter().filter(|at| now.duration_since(**at) <= RATE_WINDOW).count();
+        let mut times: Vec<Duration> = self.decisions.iter().copied().collect();
+        times.sort();
+        let at = |q: f64| {
+            let i = ((times.len().saturating_sub(1)) as f64 * q).round() as usize;
+            times.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        (recent as f64 / RATE_WINDOW.as_secs_f64(), at(0.5), at(0.99))
+    }
+}
 
 impl Hub {
     /// A hub over `store`.
@@ -242,13 +282,21 @@ impl Hub {
         if !seen.projects.contains_key(project) && seen.projects.len() >= 10_000 {
             return;
         }
-        let recent = seen.projects.entry(project.to_owned()).or_default();
+        let recent = &mut seen.projects.entry(project.to_owned()).or_default().events;
         for mut event in events {
             event["machine"] = Value::from(origin);
             if recent.len() == RECENT_EVENTS {
                 recent.pop_front();
             }
             recent.push_back(event);
+        }
+    }
+
+    /// Notes a grant of `project` and how long it took.
+    fn granted(&self, project: &str, decided: Duration) {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(project) = seen.projects.get_mut(project) {
+            project.granted(decided);
         }
     }
 
@@ -298,12 +346,17 @@ impl web::Source for Hub {
                         "expires_in_secs": c.claim.ttl_secs})
                 })
                 .collect();
-            let events: Vec<Value> = {
+            let (events, (grants_per_s, p50, p99)) = {
                 let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                seen.projects.get(&project).map(|recent| recent.iter().rev().cloned().collect()).unwrap_or_default()
+                let this = seen.projects.get(&project);
+                let events = this.map(|p| p.events.iter().rev().cloned().collect::<Vec<_>>()).unwrap_or_default();
+                (events, this.map(ProjectSeen::figures).unwrap_or_default())
             };
+            let figures = serde_json::json!({"project": project, "claims": claims.len(), "sidecars": machines.len(),
+                "grants_per_s": (grants_per_s * 10.0).round() / 10.0, "decision_p50_ms": (p50 * 1000.0).round() / 1000.0,
+                "decision_p99_ms": (p99 * 1000.0).round() / 1000.0, "store": self.store.kind()});
             Ok(serde_json::json!({"title": format!("lanes hub: {project}"), "project": project, "projects": projects,
-                "machines": machines, "sessions": sessions, "claims": claims, "events": events}))
+                "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "events": events}))
         })
     }
 }
@@ -384,8 +437,10 @@ async fn acquire(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcRes
     names(&p.project, Some(&p.origin))?;
     space::check_claim(&p.claim).map_err(|e| error(ErrorCode::InvalidArgument, e))?;
     let event = Hub::event("grant", &p.claim);
+    let started = std::time::Instant::now();
     let epoch = hub.store.acquire(&p.project, &p.origin, p.claim).await.map_err(to_rpc)?;
     hub.saw(&p.project, &p.origin, [event]);
+    hub.granted(&p.project, started.elapsed());
     reply(&HubGrant { epoch })
 }
 

@@ -155,6 +155,7 @@ fn appears_live(browser: &mut Browser, claim: impl FnOnce(), text: &str) -> Dura
     let shown = browser.wait_for("claims", text, Duration::from_secs(5)).map(|_| started.elapsed());
     let shown = shown.unwrap_or_else(|| panic!("{text} did not appear: {}", browser.table("claims")));
     assert_eq!(browser.eval("window.stillTheSamePage === true"), json!(true), "the page was reloaded");
+    assert_eq!(browser.eval("document.getElementById('status').className"), json!("live"), "the page says it is live");
     assert!(shown <= Duration::from_secs(1), "{text} took {shown:?} to appear");
     shown
 }
@@ -181,6 +182,10 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     let view: Value = serde_json::from_str(&body).expect("view JSON");
     assert!(view["claims"].to_string().contains("src/a.rs"), "{view}");
     assert!(view["machines"].as_array().is_some_and(|m| !m.is_empty()), "the machine is listed: {view}");
+    let figures = &view["figures"][0];
+    assert!(figures["claims"] == 1 && figures["sidecars"] == 1, "the project's figures: {view}");
+    assert!(figures["grants_per_s"].as_f64().is_some_and(|g| g > 0.0), "{view}");
+    assert!(figures["decision_p99_ms"].as_f64().is_some_and(|d| d > 0.0), "{view}");
 
     let Some(mut browser) = Browser::launch(&hub_env.root().join("chromium")) else { return };
     let page = format!("http://127.0.0.1:{port}/");
@@ -191,6 +196,7 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     let shown = browser.wait_for("claims", "src/a.rs", Duration::from_secs(10));
     assert!(shown.is_some(), "the claim made before is not on the page: {}", browser.eval("document.body.innerText"));
     assert!(browser.table("claims").contains("alice"), "{}", browser.table("claims"));
+    assert!(browser.table("figures").contains("sqlite"), "the project's figures: {}", browser.table("figures"));
     browser.screenshot(&hub_env.root().join("hub-view.png"));
     let took = appears_live(&mut browser, || claim(&b_env, &b, "bob", "src/b.rs"), "src/b.rs");
     eprintln!("a claim on another machine appeared on the hub's page {took:?} after it was answered");
