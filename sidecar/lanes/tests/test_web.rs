@@ -224,4 +224,12 @@ fn lanes_web_shows_one_repository_live_in_a_real_browser() {
     browser.screenshot(&env.root().join("web-view.png"));
     let took = appears_live(&mut browser, || claim(&env, &repo, "bob", "src/b.rs"), "src/b.rs");
     eprintln!("a claim appeared on lanes web's page {took:?} after it was answered");
+    // A branch queued for landing shows in the queue, with its state, while its (slow) tests run.
+    let tree = env.worktree(&repo, "feat");
+    std::fs::write(tree.join("src/feat.rs"), "fn feat() {}\n").expect("write");
+    env.git(&tree, &["add", "-A"]);
+    env.git(&tree, &["commit", "-q", "-m", "feat"]);
+    env.lanes(&repo, &["land", "feat", "--test", "sleep 3"]).success();
+    let queued = browser.wait_for("queue", "feat → main", Duration::from_secs(5));
+    assert!(queued.is_some(), "the queued branch is not on the page: {}", browser.table("queue"));
 }
