@@ -1,7 +1,8 @@
 //! The hub's store for a cluster: etcd (DESIGN.md §9). Every claim is a key under its own etcd lease, so etcd
 //! expires it; a grant is one Txn that puts the claim only if the project's guard key is still at the
 //! revision this hub's view was read at (so no overlapping claim can have slipped in); the fencing epoch is
-//! the revision of that Txn. Each hub keeps a view of each project fed by a watch, which pushes every grant,
+//! the revision of that Txn. Grants that arrive together are decided together (against the view and each
+//! other) and written in one Txn: group commit, so a busy project costs one Txn per batch, not per grant. Each hub keeps a view of each project fed by a watch, which pushes every grant,
 //! release and expiry to every hub on the same etcd.
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
@@ -24,6 +25,8 @@ use crate::{HubError, Presence};
 
 /// How often a grant is retried when another hub granted in between.
 const GRANT_ATTEMPTS: usize = 16;
+/// The most grants one Txn carries (etcd allows 128 operations in a Txn by default; one is the guard).
+const MAX_BATCH: usize = 100;
 
 /// Claims and events in etcd.
 pub struct EtcdStore {
@@ -35,8 +38,32 @@ pub struct EtcdStore {
 struct Project {
     prefix: String,
     view: Mutex<View>,
-    /// Grants of one project from this hub go one at a time: they would only defeat each other's Txn.
+    /// Grants of one project from this hub are decided one batch at a time: batches would only defeat each
+    /// other's Txn. Whoever holds it decides every grant waiting.
     granting: tokio::sync::Mutex<()>,
+    /// Grants waiting for the next batch.
+    waiting: Mutex<Vec<Wanted>>,
+}
+
+/// A grant waiting for its project's next decision, with its own lease and where its answer goes.
+struct Wanted {
+    origin: String,
+    claim: HubClaim,
+    lease: i64,
+    now_ms: u64,
+    answer: tokio::sync::oneshot::Sender<Result<u64, HubError>>,
+}
+
+impl Wanted {
+    fn held(&self) -> Held {
+        Held {
+            origin: self.origin.clone(),
+            expires_at_ms: self.now_ms + self.claim.ttl_secs * 1000,
+            claim: self.claim.clone(),
+            epoch: 0,
+            lease: self.lease,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -67,6 +94,20 @@ impl Project {
 
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next batch: up to [`MAX_BATCH`] waiting grants, one per claim key (a claim stated twice waits for
+    /// the batch after, since one Txn may not put a key twice).
+    fn take_batch(&self) -> Vec<Wanted> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut batch: Vec<Wanted> = Vec::new();
+        let mut later = Vec::new();
+        for wanted in waiting.drain(..) {
+            let twice = batch.iter().any(|b| b.origin == wanted.origin && b.claim.id == wanted.claim.id);
+            if twice || batch.len() == MAX_BATCH { later.push(wanted) } else { batch.push(wanted) }
+        }
+        *waiting = later;
+        batch
     }
 
     /// Applies one key's state at `revision` (a put with its value, or a delete) unless the view already
@@ -128,6 +169,7 @@ impl EtcdStore {
             prefix: format!("lanes/{}/", escape(name)),
             view: Mutex::new(View::default()),
             granting: tokio::sync::Mutex::new(()),
+            waiting: Mutex::new(Vec::new()),
         });
         let revision = reload(&mut self.client.clone(), &project).await?;
         tokio::spawn(watch(self.client.clone(), Arc::clone(&project), revision));
@@ -135,67 +177,28 @@ impl EtcdStore {
         Ok(project)
     }
 
-    /// Grants a claim unless another holder's live claim overlaps it.
+    /// Grants a claim unless another holder's live claim overlaps it. The grant joins the project's next
+    /// batch; whichever waiting caller takes the decision lock decides the whole batch.
     pub async fn acquire(&self, name: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
         let project = self.project(name).await?;
         let mut client = self.client.clone();
         // The lease first, before waiting for our turn: grants of many sidecars overlap in this step.
         let ttl = i64::try_from(claim.ttl_secs.max(1)).unwrap_or(i64::MAX);
-        let lease_id = client.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
-        let _one_at_a_time = project.granting.lock().await;
-        let mut reloaded = false;
-        for _ in 0..GRANT_ATTEMPTS {
-            let (conflicts, guard, previous) = {
-                let view = project.view();
-                let conflicts = view.space.conflicts(origin, &claim, now_ms).map_err(HubError::Invalid)?;
-                (conflicts, view.guard, view.space.get(origin, claim.id).map(|h| h.lease))
-            };
-            if !conflicts.is_empty() {
-                // The view may still show a claim another hub released or etcd expired a moment ago.
-                if reloaded {
-                    let _ = client.lease_revoke(lease_id).await;
-                    return Err(HubError::Conflict(conflicts));
-                }
-                reload(&mut client, &project).await?;
-                reloaded = true;
-                continue;
+        let lease = client.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        let wanted = Wanted { origin: origin.to_owned(), claim, lease, now_ms, answer };
+        project.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(wanted);
+        loop {
+            if let Some(result) = answer_of(&mut answered) {
+                return result;
             }
-            let key = project.claim_key(origin, claim.id);
-            let held = Held {
-                origin: origin.to_owned(),
-                expires_at_ms: now_ms + claim.ttl_secs * 1000,
-                claim: claim.clone(),
-                epoch: 0,
-                lease: lease_id,
-            };
-            let record = serde_json::to_vec(&held).map_err(|e| HubError::Invalid(e.to_string()))?;
-            let txn =
-                Txn::new().when([Compare::mod_revision(project.guard_key(), CompareOp::Equal, guard)]).and_then([
-                    TxnOp::put(key.clone(), record, Some(PutOptions::new().with_lease(lease_id))),
-                    TxnOp::put(project.guard_key(), origin.as_bytes().to_vec(), None),
-                ]);
-            let response = client.txn(txn).await.map_err(etcd_error)?;
-            if !response.succeeded() {
-                reload(&mut client, &project).await?;
-                reloaded = true;
-                continue;
+            let _deciding = project.granting.lock().await;
+            if let Some(result) = answer_of(&mut answered) {
+                return result;
             }
-            let revision = response.header().map_or(0, |h| h.revision());
-            // The epoch is the Txn's revision: the record says 0 since it cannot know it before the write.
-            let held = Held { epoch: u64::try_from(revision).unwrap_or(0), ..held };
-            {
-                let mut view = project.view();
-                let record = serde_json::to_vec(&held).unwrap_or_default();
-                project.apply(&mut view, &key, Some(&record), revision);
-                project.apply(&mut view, &project.guard_key(), None, revision);
-            }
-            if let Some(old) = previous.filter(|old| *old != lease_id && *old != 0) {
-                let _ = client.lease_revoke(old).await;
-            }
-            return Ok(held.epoch);
+            let batch = project.take_batch();
+            decide(&mut client, &project, batch).await;
         }
-        let _ = client.lease_revoke(lease_id).await;
-        Err(HubError::Unavailable("too much contention on the hub: try again".to_owned()))
     }
 
     /// Renews a claim the hub holds (keeps its lease alive), taking the holder the sidecar names now.
@@ -381,6 +384,124 @@ fn stored_cursor(responses: &[TxnOpResponse]) -> u64 {
             get.kvs().first().and_then(|kv| kv.value_str().ok()?.parse().ok()).unwrap_or(0)
         }
         _ => 0,
+    }
+}
+
+/// The answer to a waiting grant, once its batch was decided.
+fn answer_of(answered: &mut tokio::sync::oneshot::Receiver<Result<u64, HubError>>) -> Option<Result<u64, HubError>> {
+    match answered.try_recv() {
+        Ok(result) => Some(result),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+            Some(Err(HubError::Unavailable("the hub dropped a grant it was deciding: try again".to_owned())))
+        }
+    }
+}
+
+/// Decides a batch of grants and answers each: every one is checked against the view and against the
+/// grants before it in the batch; the ones nothing is in the way of are written in one Txn that also moves
+/// the project's guard, and all get its revision as their epoch (they overlap nothing of each other, so each
+/// path's epochs still only grow). A conflict is believed only after a fresh read; a Txn whose guard moved
+/// (another hub granted) is decided again from a fresh read.
+async fn decide(client: &mut Client, project: &Project, mut batch: Vec<Wanted>) {
+    let mut reloaded = false;
+    for _ in 0..GRANT_ATTEMPTS {
+        let (guard, verdicts, previous) = {
+            let view = project.view();
+            let mut in_batch = Space::default();
+            let verdicts: Vec<Result<Vec<lanes_proto::ConflictView>, String>> = batch
+                .iter()
+                .map(|w| {
+                    let mut conflicts = view.space.conflicts(&w.origin, &w.claim, w.now_ms)?;
+                    conflicts.extend(in_batch.conflicts(&w.origin, &w.claim, w.now_ms)?);
+                    if conflicts.is_empty() {
+                        in_batch.insert(w.held());
+                    }
+                    Ok(conflicts)
+                })
+                .collect();
+            let previous: Vec<Option<i64>> =
+                batch.iter().map(|w| view.space.get(&w.origin, w.claim.id).map(|h| h.lease)).collect();
+            (view.guard, verdicts, previous)
+        };
+        let refused = verdicts.iter().any(|v| v.as_ref().map_or(true, |c| !c.is_empty()));
+        if refused && !reloaded {
+            // The view may still show a claim another hub released or etcd expired a moment ago.
+            if let Err(e) = reload(client, project).await {
+                return fail_all(client, batch, &e.to_string()).await;
+            }
+            reloaded = true;
+            continue;
+        }
+        let mut granting = Vec::new();
+        let mut leases_before = Vec::new();
+        for ((wanted, verdict), before) in batch.drain(..).zip(verdicts).zip(previous) {
+            match verdict {
+                Ok(conflicts) if conflicts.is_empty() => {
+                    granting.push(wanted);
+                    leases_before.push(before);
+                }
+                refusal => {
+                    let _ = client.lease_revoke(wanted.lease).await;
+                    let error = match refusal {
+                        Ok(conflicts) => HubError::Conflict(conflicts),
+                        Err(invalid) => HubError::Invalid(invalid),
+                    };
+                    let _ = wanted.answer.send(Err(error));
+                }
+            }
+        }
+        if granting.is_empty() {
+            return;
+        }
+        let records: Vec<(String, Held)> =
+            granting.iter().map(|w| (project.claim_key(&w.origin, w.claim.id), w.held())).collect();
+        let mut puts = Vec::with_capacity(records.len() + 1);
+        for (key, held) in &records {
+            let record = serde_json::to_vec(held).unwrap_or_default();
+            puts.push(TxnOp::put(key.clone(), record, Some(PutOptions::new().with_lease(held.lease))));
+        }
+        puts.push(TxnOp::put(project.guard_key(), b"batch".to_vec(), None));
+        let txn = Txn::new().when([Compare::mod_revision(project.guard_key(), CompareOp::Equal, guard)]).and_then(puts);
+        let response = match client.txn(txn).await {
+            Ok(response) => response,
+            Err(e) => return fail_all(client, granting, &etcd_error(e).to_string()).await,
+        };
+        if !response.succeeded() {
+            if let Err(e) = reload(client, project).await {
+                return fail_all(client, granting, &e.to_string()).await;
+            }
+            reloaded = true;
+            batch = granting;
+            continue;
+        }
+        let revision = response.header().map_or(0, |h| h.revision());
+        // The epoch is the Txn's revision: the records say 0 since they cannot know it before the write.
+        let epoch = u64::try_from(revision).unwrap_or(0);
+        {
+            let mut view = project.view();
+            for (key, held) in &records {
+                let record = serde_json::to_vec(&Held { epoch, ..held.clone() }).unwrap_or_default();
+                project.apply(&mut view, key, Some(&record), revision);
+            }
+            project.apply(&mut view, &project.guard_key(), None, revision);
+        }
+        for (wanted, before) in granting.into_iter().zip(leases_before) {
+            if let Some(old) = before.filter(|old| *old != wanted.lease && *old != 0) {
+                let _ = client.lease_revoke(old).await;
+            }
+            let _ = wanted.answer.send(Ok(epoch));
+        }
+        return;
+    }
+    fail_all(client, batch, "too much contention on the hub: try again").await;
+}
+
+/// Answers every grant of `batch` with `unavailable` and gives back their leases.
+async fn fail_all(client: &mut Client, batch: Vec<Wanted>, why: &str) {
+    for wanted in batch {
+        let _ = client.lease_revoke(wanted.lease).await;
+        let _ = wanted.answer.send(Err(HubError::Unavailable(why.to_owned())));
     }
 }
 

@@ -61,9 +61,23 @@ pub fn run() {
     world.stop();
 
     for hub in [None, Some(url.as_str())] {
-        sidecars(32, 100, hub);
+        sidecars(32, 100, hub, &etcd_url);
     }
     hook_question_with_the_hub_down();
+}
+
+/// How many proposals etcd has committed (every write: puts, Txns, lease grants and revokes), from its
+/// metrics.
+fn etcd_writes(etcd_url: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let address = etcd_url.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    // HTTP/1.0: the body comes whole, not in chunks that could split a line.
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let line = text.lines().find(|l| l.starts_with("etcd_server_proposals_committed_total "))?;
+    line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|v| v as u64)
 }
 
 fn start_hub(store: &str) -> (Killed, String) {
@@ -134,7 +148,7 @@ fn one_client_through_a_sidecar(socket: &std::path::Path, world: &World) {
 }
 
 /// `count` sidecars (one repository each), one client each, all claiming and releasing at once.
-fn sidecars(count: usize, pairs: usize, hub: Option<&str>) {
+fn sidecars(count: usize, pairs: usize, hub: Option<&str>, etcd_url: &str) {
     let worlds: Vec<World> = (0..count).map(|_| World::new("full")).collect();
     let sockets: Vec<_> = worlds
         .iter()
@@ -146,11 +160,18 @@ fn sidecars(count: usize, pairs: usize, hub: Option<&str>) {
         })
         .collect();
     let targets = sockets.into_iter().zip(&worlds).map(|(s, w)| (s, w.repo.to_string_lossy().into_owned())).collect();
+    let writes_before = etcd_writes(etcd_url);
     let elapsed = pairs_at_once(targets, pairs);
     let total = count * pairs;
     let label = if hub.is_some() { "through the etcd hub" } else { "sidecar only, no hub" };
+    let writes = match (writes_before, etcd_writes(etcd_url)) {
+        (Some(before), Some(after)) if hub.is_some() => {
+            format!(", {:.2} etcd writes per pair", (after - before) as f64 / total as f64)
+        }
+        _ => String::new(),
+    };
     println!(
-        "  claim+release, {count} sidecars, {label}: {:>6.0} pairs/s ({total} pairs in {:.2} s)",
+        "  claim+release, {count} sidecars, {label}: {:>6.0} pairs/s ({total} pairs in {:.2} s{writes})",
         total as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );
