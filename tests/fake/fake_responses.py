@@ -7,32 +7,20 @@ the next item (a function call); a call that carries one gets a final "DONE" mes
 one JSON line; the chosen port is written to PORTFILE once the server listens.
 """
 import json, sys, uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakehttp import JsonHandler, serve
 
 ITEMS = json.load(open(sys.argv[1])); LOG = sys.argv[2]; PORT_FILE = sys.argv[3]
 served = []
 
-def log(entry):
-    with open(LOG, "a") as f:
-        f.write(json.dumps(entry) + "\n")
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *args): pass
-    def _json(self, code, body):
-        data = json.dumps(body).encode(); self.send_response(code)
-        self.send_header("content-type", "application/json"); self.send_header("content-length", str(len(data)))
-        self.end_headers(); self.wfile.write(data)
+class Handler(JsonHandler):
+    log_path = LOG
     def do_GET(self):
         if "/models" in self.path:
-            return self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}], "models": []})
-        self._json(404, {"error": {"message": "fake"}})
+            return self.reply_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}], "models": []})
+        self.reply_json(404, {"error": {"message": "fake"}})
     def do_POST(self):
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try: body = json.loads(raw or b"{}")
-        except Exception: body = {}
-        log({"path": self.path, "body": body})
+        body = self.read_json()
         inputs = body.get("input", [])
         answered = any(isinstance(x, dict) and x.get("type") in ("function_call_output", "custom_tool_call_output") for x in inputs)
         if answered or len(served) >= len(ITEMS):
@@ -42,8 +30,7 @@ class Handler(BaseHTTPRequestHandler):
             item = dict(ITEMS[len(served)]); served.append(item)
             item.setdefault("id", "fc_" + uuid.uuid4().hex[:8])
         response_id = "resp_" + uuid.uuid4().hex[:12]
-        self.send_response(200); self.send_header("content-type", "text/event-stream")
-        self.send_header("cache-control", "no-cache"); self.send_header("connection", "close"); self.end_headers()
+        self.start_events()
         def event(name, data):
             self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()); self.wfile.flush()
         event("response.created", {"type": "response.created", "response": {"id": response_id}})
@@ -52,10 +39,5 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
         event("response.completed", {"type": "response.completed", "response": {"id": response_id, "usage": usage}})
-        self.close_connection = True
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-with open(PORT_FILE + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-import os; os.replace(PORT_FILE + ".tmp", PORT_FILE)
-server.serve_forever()
+serve(Handler, PORT_FILE)
