@@ -36,6 +36,76 @@ struct Inner {
 /// Claims and events in one SQLite file.
 pub struct SqliteStore {
     inner: Mutex<Inner>,
+    /// Grants waiting for the next batch: whoever holds `inner` next decides them all in one transaction.
+    waiting: Mutex<Vec<Wanted>>,
+}
+
+/// A grant waiting for the next batch, and where its answer goes.
+struct Wanted {
+    project: String,
+    origin: String,
+    claim: HubClaim,
+    now_ms: u64,
+    answer: std::sync::mpsc::Sender<Result<u64, HubError>>,
+}
+
+/// The most grants one transaction carries.
+const MAX_BATCH: usize = 256;
+
+/// Decides a batch of grants in order, each against the project's claims and the grants before it in the
+/// batch, writes the granted ones (each with an epoch of its own) in one transaction, and answers each.
+fn decide(inner: &mut Inner, batch: Vec<Wanted>) {
+    let mut granted: Vec<(Wanted, Held)> = Vec::new();
+    let mut in_batch: HashMap<String, Space> = HashMap::new();
+    let mut epoch = inner.epoch;
+    let written = (|| -> Result<(), HubError> {
+        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
+        for wanted in batch {
+            let space = inner.spaces.entry(wanted.project.clone()).or_default();
+            for expired in space.sweep(wanted.now_ms) {
+                delete_claim(&tx, &wanted.project, &expired.origin, expired.claim.id)?;
+            }
+            let here = in_batch.entry(wanted.project.clone()).or_default();
+            let conflicts = space.conflicts(&wanted.origin, &wanted.claim, wanted.now_ms).and_then(|mut c| {
+                c.extend(here.conflicts(&wanted.origin, &wanted.claim, wanted.now_ms)?);
+                Ok(c)
+            });
+            match conflicts {
+                Ok(conflicts) if conflicts.is_empty() => {
+                    epoch += 1;
+                    let held = Held {
+                        origin: wanted.origin.clone(),
+                        expires_at_ms: wanted.now_ms + wanted.claim.ttl_secs * 1000,
+                        claim: wanted.claim.clone(),
+                        epoch,
+                        lease: 0,
+                    };
+                    write_claim(&tx, &wanted.project, &held)?;
+                    here.insert(held.clone());
+                    granted.push((wanted, held));
+                }
+                Ok(conflicts) => drop(wanted.answer.send(Err(HubError::Conflict(conflicts)))),
+                Err(invalid) => drop(wanted.answer.send(Err(HubError::Invalid(invalid)))),
+            }
+        }
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)", [epoch]).map_err(db_error)?;
+        tx.commit().map_err(db_error)
+    })();
+    match written {
+        Ok(()) => {
+            inner.epoch = epoch;
+            for (wanted, held) in granted {
+                let epoch = held.epoch;
+                inner.spaces.entry(wanted.project.clone()).or_default().insert(held);
+                let _ = wanted.answer.send(Ok(epoch));
+            }
+        }
+        Err(e) => {
+            for (wanted, _) in granted {
+                let _ = wanted.answer.send(Err(HubError::Unavailable(e.to_string())));
+            }
+        }
+    }
 }
 
 fn db_error(e: rusqlite::Error) -> HubError {
@@ -74,35 +144,42 @@ impl SqliteStore {
                 }
             }
         }
-        Ok(SqliteStore { inner: Mutex::new(Inner { db, spaces, epoch }) })
+        Ok(SqliteStore { inner: Mutex::new(Inner { db, spaces, epoch }), waiting: Mutex::new(Vec::new()) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Grants a claim unless another holder's live claim overlaps it.
+    /// Grants a claim unless another holder's live claim overlaps it. Grants that arrive while another batch
+    /// commits wait and go together in the next transaction (group commit: one fsync for the lot).
     pub fn acquire(&self, project: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        let space = inner.spaces.entry(project.to_owned()).or_default();
-        for expired in space.sweep(now_ms) {
-            delete_claim(&inner.db, project, &expired.origin, expired.claim.id)?;
+        let (answer, answered) = std::sync::mpsc::channel();
+        let wanted = Wanted { project: project.to_owned(), origin: origin.to_owned(), claim, now_ms, answer };
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(wanted);
+        let decided = || match answered.try_recv() {
+            Ok(result) => Some(result),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            // Its batch failed before it was decided.
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Some(Err(HubError::Unavailable("the hub store failed while deciding: try again".to_owned())))
+            }
+        };
+        loop {
+            if let Some(result) = decided() {
+                return result;
+            }
+            let mut inner = self.lock();
+            if let Some(result) = decided() {
+                return result;
+            }
+            let batch: Vec<Wanted> = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let take = waiting.len().min(MAX_BATCH);
+                waiting.drain(..take).collect()
+            };
+            decide(&mut inner, batch);
         }
-        let conflicts = space.conflicts(origin, &claim, now_ms).map_err(HubError::Invalid)?;
-        if !conflicts.is_empty() {
-            return Err(HubError::Conflict(conflicts));
-        }
-        let epoch = inner.epoch + 1;
-        let held =
-            Held { origin: origin.to_owned(), expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, epoch, lease: 0 };
-        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
-        write_claim(&tx, project, &held)?;
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)", [epoch]).map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
-        inner.epoch = epoch;
-        space.insert(held);
-        Ok(epoch)
     }
 
     /// Renews a claim the hub holds, taking the holder the sidecar names now.
@@ -277,4 +354,52 @@ fn delete_claim(db: &Connection, project: &str, origin: &str, id: u64) -> Result
     db.execute("DELETE FROM claims WHERE project = ?1 AND origin = ?2 AND id = ?3", params![project, origin, id])
         .map_err(db_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(id: u64, holder: &str, scope: &str) -> HubClaim {
+        HubClaim {
+            id,
+            holder: holder.to_owned(),
+            scopes: vec![scope.to_owned()],
+            mode: lanes_proto::Mode::Exclusive,
+            ttl_secs: 60,
+        }
+    }
+
+    /// Grants racing from many threads are batched: of overlapping ones exactly one wins and the rest are
+    /// told who holds it; disjoint ones all win, each with an epoch of its own; all of it survives a reopen.
+    #[test]
+    fn racing_grants_are_decided_in_batches_exactly_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hub.db");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).expect("open"));
+        let race = |id: u64, scope: fn(usize) -> String| {
+            let threads: Vec<_> = (0..16)
+                .map(|n| {
+                    let store = std::sync::Arc::clone(&store);
+                    std::thread::spawn(move || {
+                        store.acquire("p", &format!("m{n}"), claim(id, &format!("s{n}"), &scope(n)), 1_000)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).collect::<Vec<_>>()
+        };
+        let overlapping = race(1, |_| "src/".to_owned());
+        assert_eq!(overlapping.iter().filter(|r| r.is_ok()).count(), 1, "{overlapping:?}");
+        assert!(
+            overlapping.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(HubError::Conflict(c)) if !c.is_empty()))
+        );
+        let disjoint = race(2, |n| format!("docs/{n}.md"));
+        let mut epochs: Vec<u64> = disjoint.iter().map(|r| *r.as_ref().expect("granted")).collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        assert_eq!(epochs.len(), 16, "each grant has an epoch of its own");
+        drop(store);
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(reopened.claims("p", 1_000).len(), 17);
+    }
 }

@@ -60,8 +60,12 @@ pub fn run() {
     one_client_through_a_sidecar(&socket, &world);
     world.stop();
 
-    for hub in [None, Some(url.as_str())] {
-        sidecars(32, 100, hub, &etcd_url);
+    for (hub, label) in [
+        (None, "sidecar only, no hub"),
+        (Some(url.as_str()), "through the etcd hub"),
+        (Some(sqlite_url.as_str()), "through the sqlite hub"),
+    ] {
+        sidecars(32, 100, hub, label, &etcd_url);
     }
     hook_question_with_the_hub_down();
 }
@@ -148,7 +152,7 @@ fn one_client_through_a_sidecar(socket: &std::path::Path, world: &World) {
 }
 
 /// `count` sidecars (one repository each), one client each, all claiming and releasing at once.
-fn sidecars(count: usize, pairs: usize, hub: Option<&str>, etcd_url: &str) {
+fn sidecars(count: usize, pairs: usize, hub: Option<&str>, label: &str, etcd_url: &str) {
     let worlds: Vec<World> = (0..count).map(|_| World::new("full")).collect();
     let sockets: Vec<_> = worlds
         .iter()
@@ -163,9 +167,8 @@ fn sidecars(count: usize, pairs: usize, hub: Option<&str>, etcd_url: &str) {
     let writes_before = etcd_writes(etcd_url);
     let elapsed = pairs_at_once(targets, pairs);
     let total = count * pairs;
-    let label = if hub.is_some() { "through the etcd hub" } else { "sidecar only, no hub" };
     let writes = match (writes_before, etcd_writes(etcd_url)) {
-        (Some(before), Some(after)) if hub.is_some() => {
+        (Some(before), Some(after)) if label.contains("etcd") => {
             format!(", {:.2} etcd writes per pair", (after - before) as f64 / total as f64)
         }
         _ => String::new(),
