@@ -14,9 +14,21 @@ use serde_json::{Value, json};
 use crate::common::{TestEnv, eventually};
 use crate::test_hub::{TOKEN, free_port, machine, start_hub};
 
+/// A Chromium process group, killed (-9, every process of it: Chromium forks its renderers) when dropped,
+/// also when the test fails half-way through its launch.
+struct Chromium(Child);
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-9", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
 /// Headless Chromium with a DevTools connection to its one page.
 struct Browser {
-    child: Child,
+    _chromium: Chromium,
     socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
     next_id: u64,
 }
@@ -24,8 +36,10 @@ struct Browser {
 impl Browser {
     /// Starts Chromium, or `None` (skip) when it is missing and the suite does not require it.
     fn launch(profile: &Path) -> Option<Browser> {
+        use std::os::unix::process::CommandExt;
         let program = std::env::var_os("LANES_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "chromium".into());
         let spawned = Command::new(&program)
+            .process_group(0)
             .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check"])
             .args(["--remote-debugging-port=0", "--window-size=1200,900"])
             .arg(format!("--user-data-dir={}", profile.display()))
@@ -34,8 +48,8 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let child = match spawned {
-            Ok(child) => child,
+        let chromium = match spawned {
+            Ok(child) => Chromium(child),
             Err(e) => {
                 assert!(
                     std::env::var_os("LANES_E2E_REQUIRED").is_none(),
@@ -59,7 +73,7 @@ impl Browser {
         let page = targets.as_array().into_iter().flatten().find(|t| t["type"] == "page").expect("a page target");
         let url = page["webSocketDebuggerUrl"].as_str().expect("debugger url");
         let (socket, _) = tungstenite::connect(url).expect("DevTools connection");
-        Some(Browser { child, socket, next_id: 1 })
+        Some(Browser { _chromium: chromium, socket, next_id: 1 })
     }
 
     /// One DevTools command; events that arrive meanwhile are skipped.
@@ -114,13 +128,6 @@ impl Browser {
             base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().expect("data")).expect("base64");
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         std::fs::write(path, png).expect("write the screenshot");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
