@@ -408,18 +408,7 @@ async fn decide(client: &mut Client, project: &Project, mut batch: Vec<Wanted>) 
     for _ in 0..GRANT_ATTEMPTS {
         let (guard, verdicts, previous) = {
             let view = project.view();
-            let mut in_batch = Space::default();
-            let verdicts: Vec<Result<Vec<lanes_proto::ConflictView>, String>> = batch
-                .iter()
-                .map(|w| {
-                    let mut conflicts = view.space.conflicts(&w.origin, &w.claim, w.now_ms)?;
-                    conflicts.extend(in_batch.conflicts(&w.origin, &w.claim, w.now_ms)?);
-                    if conflicts.is_empty() {
-                        in_batch.insert(w.held());
-                    }
-                    Ok(conflicts)
-                })
-                .collect();
+            let verdicts = view.space.conflicts_in_batch(batch.iter().map(|w| (w.origin.as_str(), &w.claim, w.now_ms)));
             let previous: Vec<Option<i64>> =
                 batch.iter().map(|w| view.space.get(&w.origin, w.claim.id).map(|h| h.lease)).collect();
             (view.guard, verdicts, previous)

@@ -118,6 +118,34 @@ impl Space {
         Ok(found)
     }
 
+    /// Who is in the way of each grant of a batch, decided in order: the live claims it overlaps and the grants
+    /// before it in the batch that were free (an empty list: it may be granted; an error: its scopes are
+    /// invalid). A batch granted on these answers never holds two overlapping claims.
+    pub fn conflicts_in_batch<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (&'a str, &'a HubClaim, u64)>,
+    ) -> Vec<Result<Vec<ConflictView>, String>> {
+        let mut granted = Space::default();
+        batch
+            .into_iter()
+            .map(|(origin, claim, now_ms)| {
+                let mut conflicts = self.conflicts(origin, claim, now_ms)?;
+                conflicts.extend(granted.conflicts(origin, claim, now_ms)?);
+                if conflicts.is_empty() {
+                    let expires_at_ms = now_ms + claim.ttl_secs * 1000;
+                    granted.insert(Held {
+                        origin: origin.to_owned(),
+                        claim: claim.clone(),
+                        epoch: 0,
+                        expires_at_ms,
+                        lease: 0,
+                    });
+                }
+                Ok(conflicts)
+            })
+            .collect()
+    }
+
     /// Records a claim (replacing an earlier version of it).
     pub fn insert(&mut self, held: Held) {
         let key = (held.origin.clone(), held.claim.id);
@@ -262,6 +290,27 @@ mod tests {
         space.insert(held("m3", claim(1, "late", "src/f8.rs", Mode::Exclusive), 5_000));
         assert_eq!(space.sweep(6_000).len(), 1);
         assert_eq!(wants(&space, "src/f8.rs"), ["s8"], "a swept claim leaves the index");
+    }
+
+    #[test]
+    fn a_batch_is_decided_in_order_against_the_claims_and_itself() {
+        let mut space = Space::default();
+        space.insert(held("m1", claim(1, "a", "docs/", Mode::Exclusive), 10_000));
+        let (first, second, third) = (
+            claim(1, "b", "src/", Mode::Exclusive),
+            claim(1, "c", "src/lib.rs", Mode::Exclusive),
+            claim(2, "c", "docs/a.md", Mode::Exclusive),
+        );
+        let bad = HubClaim { scopes: vec!["../x".to_owned()], ..claim(3, "c", "x", Mode::Exclusive) };
+        let batch = [("m2", &first, 0), ("m3", &second, 0), ("m3", &third, 0), ("m3", &bad, 0)];
+        let verdicts = space.conflicts_in_batch(batch);
+        assert!(verdicts[0].as_ref().expect("valid").is_empty(), "the first is free");
+        let holders = |v: &Result<Vec<ConflictView>, String>| {
+            v.as_ref().expect("valid").iter().filter_map(|c| c.session.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(holders(&verdicts[1]), ["b"], "the second meets the first of its batch");
+        assert_eq!(holders(&verdicts[2]), ["a"], "the third meets a live claim");
+        assert!(verdicts[3].is_err(), "a scope leaving the repository is invalid");
     }
 
     #[test]

@@ -52,40 +52,41 @@ struct Wanted {
 /// The most grants one transaction carries.
 const MAX_BATCH: usize = 256;
 
-/// Decides a batch of grants in order, each against the project's claims and the grants before it in the
-/// batch, writes the granted ones (each with an epoch of its own) in one transaction, and answers each.
+/// Decides a batch of grants in order, each against its project's claims and the grants before it in the
+/// batch ([`Space::conflicts_in_batch`]), writes the granted ones (each with an epoch of its own) in one
+/// transaction, and answers each.
 fn decide(inner: &mut Inner, batch: Vec<Wanted>) {
+    let mut by_project: std::collections::BTreeMap<String, Vec<Wanted>> = std::collections::BTreeMap::new();
+    for wanted in batch {
+        by_project.entry(wanted.project.clone()).or_default().push(wanted);
+    }
     let mut granted: Vec<(Wanted, Held)> = Vec::new();
-    let mut in_batch: HashMap<String, Space> = HashMap::new();
     let mut epoch = inner.epoch;
     let written = (|| -> Result<(), HubError> {
         let tx = inner.db.unchecked_transaction().map_err(db_error)?;
-        for wanted in batch {
-            let space = inner.spaces.entry(wanted.project.clone()).or_default();
-            for expired in space.sweep(wanted.now_ms) {
-                delete_claim(&tx, &wanted.project, &expired.origin, expired.claim.id)?;
+        for (project, wanted) in by_project {
+            let space = inner.spaces.entry(project.clone()).or_default();
+            for expired in wanted.first().map(|w| space.sweep(w.now_ms)).unwrap_or_default() {
+                delete_claim(&tx, &project, &expired.origin, expired.claim.id)?;
             }
-            let here = in_batch.entry(wanted.project.clone()).or_default();
-            let conflicts = space.conflicts(&wanted.origin, &wanted.claim, wanted.now_ms).and_then(|mut c| {
-                c.extend(here.conflicts(&wanted.origin, &wanted.claim, wanted.now_ms)?);
-                Ok(c)
-            });
-            match conflicts {
-                Ok(conflicts) if conflicts.is_empty() => {
-                    epoch += 1;
-                    let held = Held {
-                        origin: wanted.origin.clone(),
-                        expires_at_ms: wanted.now_ms + wanted.claim.ttl_secs * 1000,
-                        claim: wanted.claim.clone(),
-                        epoch,
-                        lease: 0,
-                    };
-                    write_claim(&tx, &wanted.project, &held)?;
-                    here.insert(held.clone());
-                    granted.push((wanted, held));
+            let verdicts = space.conflicts_in_batch(wanted.iter().map(|w| (w.origin.as_str(), &w.claim, w.now_ms)));
+            for (wanted, verdict) in wanted.into_iter().zip(verdicts) {
+                match verdict {
+                    Ok(conflicts) if conflicts.is_empty() => {
+                        epoch += 1;
+                        let held = Held {
+                            origin: wanted.origin.clone(),
+                            expires_at_ms: wanted.now_ms + wanted.claim.ttl_secs * 1000,
+                            claim: wanted.claim.clone(),
+                            epoch,
+                            lease: 0,
+                        };
+                        write_claim(&tx, &project, &held)?;
+                        granted.push((wanted, held));
+                    }
+                    Ok(conflicts) => drop(wanted.answer.send(Err(HubError::Conflict(conflicts)))),
+                    Err(invalid) => drop(wanted.answer.send(Err(HubError::Invalid(invalid)))),
                 }
-                Ok(conflicts) => drop(wanted.answer.send(Err(HubError::Conflict(conflicts)))),
-                Err(invalid) => drop(wanted.answer.send(Err(HubError::Invalid(invalid)))),
             }
         }
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)", [epoch]).map_err(db_error)?;

@@ -195,18 +195,9 @@ impl World {
 
     /// Starts the fake model server with this script.
     pub fn serve(&mut self, script: &Value) {
-        let script_path = self.root.join("script.json");
-        std::fs::write(&script_path, script.to_string()).expect("write script");
-        let port_file = self.root.join("port");
-        let server = Command::new("python3")
-            .arg(manifest_dir().join("../fake/fake_anthropic.py"))
-            .args([&script_path, &self.log, &port_file])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the fake model server");
+        let (server, port) = start_fake("fake_anthropic.py", script, &self.root.join("script.json"), &self.log);
         self.server = Some(server);
-        assert!(eventually(Duration::from_secs(10), || port_file.exists()), "the fake server did not start");
-        self.port = std::fs::read_to_string(&port_file).expect("port").trim().parse().expect("port number");
+        self.port = port;
     }
 
     /// Starts `claude -p PROMPT` in `dir`; its stream-json output goes to `<name>.out`.
@@ -287,6 +278,23 @@ impl Drop for World {
         let _ = self.tmux(&["kill-server"]);
         let _ = self.lanes(&self.repo, &["sidecar", "stop"]);
     }
+}
+
+/// Starts `tests/fake/<program>` answering with `answers` (written to `answers_file`), logging each request to
+/// `log`; returns the process and, once it listens, its port.
+pub fn start_fake(program: &str, answers: &Value, answers_file: &Path, log: &Path) -> (Child, u16) {
+    std::fs::write(answers_file, answers.to_string()).expect("write the fake server's answers");
+    let port_file = answers_file.with_extension("port");
+    let server = Command::new("python3")
+        .arg(manifest_dir().join("../fake").join(program))
+        .arg(answers_file)
+        .args([log, &port_file])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    assert!(eventually(Duration::from_secs(10), || port_file.exists()), "{program} did not start");
+    let port = std::fs::read_to_string(&port_file).expect("port").trim().parse().expect("port number");
+    (server, port)
 }
 
 /// The text of every tool_result in a request's messages.

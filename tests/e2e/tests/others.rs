@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{World, eventually, manifest_dir, tool_results};
+use common::{World, start_fake, tool_results};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(240);
@@ -76,22 +76,14 @@ fn run_codex(
 ) -> (Output, Vec<Value>) {
     let dir = world.root.join(format!("codex-{name}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let (items_file, log, port_file) = (dir.join("items.json"), dir.join("requests.jsonl"), dir.join("port"));
-    std::fs::write(&items_file, Value::from(items.to_vec()).to_string()).expect("items");
-    let mut server = Command::new("python3")
-        .arg(manifest_dir().join("../fake/fake_responses.py"))
-        .args([&items_file, &log, &port_file])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("fake responses server");
-    assert!(eventually(Duration::from_secs(10), || port_file.exists()), "the fake server did not start");
-    let port = std::fs::read_to_string(&port_file).expect("port");
+    let log = dir.join("requests.jsonl");
+    let (mut server, port) =
+        start_fake("fake_responses.py", &Value::from(items.to_vec()), &dir.join("items.json"), &log);
     std::fs::write(
         home.join("config.toml"),
         format!(
             "model = \"gpt-5.1-codex\"\nmodel_provider = \"fake\"\n[model_providers.fake]\nname = \"fake\"\n\
-             base_url = \"http://127.0.0.1:{}/v1\"\nwire_api = \"responses\"\n{extra_config}",
-            port.trim()
+             base_url = \"http://127.0.0.1:{port}/v1\"\nwire_api = \"responses\"\n{extra_config}"
         ),
     )
     .expect("codex config");
@@ -314,18 +306,10 @@ fn the_mcp_server_claims_and_refuses_for_a_real_claude_session() {
 fn run_opencode(world: &World, tree: &Path, opencode: &Path, model: &str, calls: &[Value]) -> String {
     let dir = world.root.join(format!("opencode-{model}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let (calls_file, log, port_file) = (dir.join("calls.json"), dir.join("requests.jsonl"), dir.join("port"));
-    std::fs::write(&calls_file, Value::from(calls.to_vec()).to_string()).expect("calls");
-    let mut server = Command::new("python3")
-        .arg(manifest_dir().join("../fake/fake_chat.py"))
-        .args([&calls_file, &log, &port_file])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("fake chat server");
-    assert!(eventually(Duration::from_secs(10), || port_file.exists()), "the fake server did not start");
-    let port = std::fs::read_to_string(&port_file).expect("port");
+    let (calls_file, log) = (dir.join("calls.json"), dir.join("requests.jsonl"));
+    let (mut server, port) = start_fake("fake_chat.py", &Value::from(calls.to_vec()), &calls_file, &log);
     let config = json!({"model": format!("fake/{model}"), "provider": {"fake": {"npm": "@ai-sdk/openai-compatible",
-        "name": "fake", "options": {"baseURL": format!("http://127.0.0.1:{}/v1", port.trim()), "apiKey": "dummy"},
+        "name": "fake", "options": {"baseURL": format!("http://127.0.0.1:{port}/v1"), "apiKey": "dummy"},
         "models": {model: {"name": model, "tool_call": true}}}},
         "permission": {"edit": "allow", "bash": "allow"}});
     std::fs::write(tree.join("opencode.json"), config.to_string()).expect("opencode config");

@@ -42,6 +42,16 @@ impl View {
         }
         self.cursor = events["cursor"].as_u64().unwrap_or(self.cursor);
     }
+
+    /// Reads the sidecar's status, the events after the cursor and the landing queue (`lanes watch` and
+    /// `lanes web` show the same).
+    pub fn refresh(&mut self, client: &mut lanes_proto::client::Client) -> Result<(), Failure> {
+        let status = client.call_value(method::STATUS, &json!({}))?;
+        let events = client.call_value(method::EVENTS, &EventsParams { since: self.cursor, limit: Some(500) })?;
+        self.update(status, &events);
+        self.queue = client.call_value(method::LAND_LIST, &json!({}))?;
+        Ok(())
+    }
 }
 
 pub fn run(env: &Env, json: bool) -> Result<(), Failure> {
@@ -57,10 +67,7 @@ pub fn run(env: &Env, json: bool) -> Result<(), Failure> {
     let mut terminal = ratatui::init();
     let result = (|| -> Result<(), Failure> {
         loop {
-            let status = client.call_value(method::STATUS, &json!({}))?;
-            let events = client.call_value(method::EVENTS, &EventsParams { since: view.cursor, limit: Some(500) })?;
-            view.update(status, &events);
-            view.queue = client.call_value(method::LAND_LIST, &json!({}))?;
+            view.refresh(&mut client)?;
             terminal.draw(|frame| render(frame, &view)).map_err(|e| Failure::internal(e.to_string()))?;
             if event::poll(Duration::from_millis(500)).map_err(|e| Failure::internal(e.to_string()))?
                 && let Event::Key(key) = event::read().map_err(|e| Failure::internal(e.to_string()))?

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use lanes_proto::{EventsParams, method};
 use serde_json::{Value, json};
 
 use super::watch::View;
@@ -29,10 +28,7 @@ impl Sidecar {
             Some(connection) => connection,
             None => self.env.connect()?,
         };
-        let status = connection.call_value(method::STATUS, &json!({}))?;
-        let events = connection.call_value(method::EVENTS, &EventsParams { since: view.cursor, limit: Some(500) })?;
-        view.update(status, &events);
-        view.queue = connection.call_value(method::LAND_LIST, &json!({}))?;
+        view.refresh(&mut connection)?;
         *client = Some(connection);
         let live: Vec<&Value> =
             view.status["sessions"].as_array().into_iter().flatten().filter(|s| s["state"] == "live").collect();
