@@ -99,6 +99,33 @@ impl ClaimBook {
         Some(self.queue_message(from, to, crate::redact::redact(text), now))
     }
 
+    /// Tells each live holder in `conflicts` that a shell command of `editor` in `root` changed `path`, which
+    /// it holds (DESIGN.md §5, "Shell edits"). The text is lanes' own, so it is not redacted: a session id or a
+    /// path that looks random to the redactor is exactly what the holder needs to read.
+    pub fn report_shell_edit(
+        &mut self,
+        editor: &crate::Principal,
+        root: &str,
+        path: &str,
+        conflicts: &[crate::Conflict],
+        now: Timestamp,
+    ) -> Vec<Message> {
+        let mut told = Vec::new();
+        for conflict in conflicts.iter().filter(|c| !c.latent) {
+            let holder = &conflict.holder.session;
+            if !matches!(self.session_state(holder), Some(SessionState::Live)) {
+                continue;
+            }
+            let text = format!(
+                "lanes: a shell command of {editor} in {root} changed {path}, which you hold (claim {}); ask them \
+                 to undo it (`git checkout -- {path}`) or agree on who keeps it",
+                conflict.claim_id
+            );
+            told.push(self.queue_message(SYSTEM_SENDER, holder, text, now));
+        }
+        told
+    }
+
     /// Messages waiting for `session`, marked delivered: each is handed out once.
     pub fn take_inbox(&mut self, session: &str, now: Timestamp) -> Vec<Message> {
         let messages = self.inboxes.remove(session).unwrap_or_default();
@@ -161,5 +188,34 @@ mod tests {
             book.send_message("a", &Recipient::All, &long, now).map(|_| ()).expect_err("refused").code,
             RefusalCode::InvalidArgument
         );
+    }
+
+    #[test]
+    fn a_shell_edit_report_names_the_editor_and_the_worktree_unredacted() {
+        use crate::book::{AcquireRequest, Mode, Worktree};
+        let mut book = ClaimBook::new(Policy::default());
+        let now = Timestamp(1);
+        // An opencode-style session id and a temp path: both look random enough for the redactor.
+        let editor = crate::Principal::parse("ses_1a2B3c4D5e6F7g8H9i0JkLmNoP").expect("principal");
+        let root = "/tmp/.tmpX9qZ3kVw7LmR2pTb/repo-opencode";
+        book.start_session("holder", SessionInfo::default(), now);
+        let request = |who: &crate::Principal, root: &str| AcquireRequest {
+            holder: who.clone(),
+            worktree: Worktree { root: root.to_owned(), git_dir: format!("{root}/.git") },
+            scopes: vec![crate::Scope::parse("src/a.rs").expect("scope")],
+            mode: Mode::Exclusive,
+            ttl: None,
+            note: None,
+            task: None,
+        };
+        book.acquire(request(&crate::Principal::parse("holder").expect("principal"), "/wt/holder"), now)
+            .expect("granted");
+        let refused = book.acquire(request(&editor, root), now).expect_err("held");
+        let told = book.report_shell_edit(&editor, root, "src/a.rs", &refused.conflicts, now);
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].from, SYSTEM_SENDER);
+        let text = &book.take_inbox("holder", now)[0].text;
+        assert!(text.contains(&format!("a shell command of {editor} in {root} changed src/a.rs")), "{text}");
+        assert!(!text.contains(crate::MASK), "{text}");
     }
 }

@@ -123,6 +123,13 @@ pub enum Command {
     Inbox {
         session: String,
     },
+    /// Tells the holders in `conflicts` that a shell command of `editor` changed `path` in `root`.
+    ReportShellEdit {
+        editor: Principal,
+        root: String,
+        path: String,
+        conflicts: Vec<lanes_core::Conflict>,
+    },
     /// What the landing queue did with a branch, for the log and its owner.
     RecordLanding {
         owner: String,
@@ -213,6 +220,7 @@ impl Command {
             | Command::TaskDone { who, .. }
             | Command::TaskChange { who, .. } => Some(&who.session),
             Command::Send { from, .. } => Some(from),
+            Command::ReportShellEdit { editor, .. } => Some(&editor.session),
             Command::Inbox { session } => Some(session),
             Command::RecordCheckpoint(checkpoint) => Some(&checkpoint.session),
             Command::LastPrompt { session } => Some(session),
@@ -548,6 +556,9 @@ impl StateOwner {
                 Answer::Messages(book.send_message(&from, &to, &text, now).map_err(Failure::Refused)?)
             }
             Command::Inbox { session } => Answer::Messages(book.take_inbox(&session, now)),
+            Command::ReportShellEdit { editor, root, path, conflicts } => {
+                Answer::Messages(book.report_shell_edit(&editor, &root, &path, &conflicts, now))
+            }
             Command::RecordLanding { owner, branch, outcome, detail } => {
                 book.record_landing(&owner, &branch, &outcome, &detail, now);
                 Answer::Recorded

@@ -389,16 +389,13 @@ pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context)
             Ok(_) => answer.claimed.push(path.clone()),
             Err(Failure::Refused(refusal)) if refusal.code == lanes_core::RefusalCode::Conflict => {
                 let now = crate::daemon::state::now();
-                for holder in refusal.conflicts.iter().filter(|c| !c.latent) {
-                    let text = format!(
-                        "lanes: a shell command of {who} in {} changed {path}, which you hold (claim {}); ask them \
-                         to undo it (`git checkout -- {path}`) or agree on who keeps it",
-                        root.display(),
-                        holder.claim_id
-                    );
-                    let to = lanes_core::Recipient::parse(&holder.holder.session);
-                    let _ = cx.ask(Command::Send { from: who.session.clone(), to, text }).await;
-                }
+                let report = Command::ReportShellEdit {
+                    editor: who.clone(),
+                    root: root_text.clone(),
+                    path: path.clone(),
+                    conflicts: refusal.conflicts.clone(),
+                };
+                let _ = cx.ask(report).await;
                 let holders = refusal.conflicts.iter().map(|c| conflict_view(c, now)).collect();
                 answer.taken.push(TakenPath { path: path.clone(), holders });
             }
