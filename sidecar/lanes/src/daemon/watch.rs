@@ -130,9 +130,9 @@ fn start(scanner: Weak<Scanner>, common_dir: &Path) -> Option<Inner> {
 }
 
 /// What a changed path asks for. A worktree's `HEAD` or `index` in its git dir (a commit, a checkout
-/// finishing) asks for that worktree's scan; elsewhere inside the git common dir only moving refs count (the
-/// scanner's own private indexes live there too, and must not wake it); anywhere else, the innermost watched
-/// worktree holding the path is scanned.
+/// finishing) asks for that worktree's scan; elsewhere inside the git common dir only moving refs and a new
+/// worktree's git dir count (the scanner's own private indexes live there too, and must not wake it);
+/// anywhere else, the innermost watched worktree holding the path is scanned.
 fn route(scanner: &Scanner, common_dir: &Path, roots: &[Watched], path: &Path) {
     let in_git_dir = |w: &&Watched| path.parent() == Some(w.git_dir.as_path());
     if path.file_name().is_some_and(|name| name == "HEAD" || name == "index")
@@ -142,7 +142,11 @@ fn route(scanner: &Scanner, common_dir: &Path, roots: &[Watched], path: &Path) {
         return;
     }
     if let Ok(inside) = path.strip_prefix(common_dir) {
-        if inside.starts_with("refs") || inside == Path::new("packed-refs") {
+        // A linked worktree's git dir being written that no watched worktree owns: `git worktree add` is
+        // under way, and the full round that lists worktrees may have run before it was listed.
+        let new_worktree = inside.starts_with("worktrees")
+            && path.file_name().is_some_and(|name| name == "HEAD" || name == "index" || name == "gitdir");
+        if inside.starts_with("refs") || inside == Path::new("packed-refs") || new_worktree {
             scanner.all_soon();
         }
         return;
