@@ -1,9 +1,11 @@
-//! The hub's store for a cluster: etcd (DESIGN.md §9). Every claim is a key under its own etcd lease, so etcd
-//! expires it; a grant is one Txn that puts the claim only if the project's guard key is still at the
-//! revision this hub's view was read at (so no overlapping claim can have slipped in); the fencing epoch is
-//! the revision of that Txn. Grants that arrive together are decided together (against the view and each
-//! other) and written in one Txn: group commit, so a busy project costs one Txn per batch, not per grant. Each hub keeps a view of each project fed by a watch, which pushes every grant,
-//! release and expiry to every hub on the same etcd.
+//! The hub's store for a cluster: etcd (DESIGN.md §9). A claim is a key that carries its own expiry; the
+//! keys of one sidecar (origin) share one etcd lease that this hub keeps alive, so a claim costs no lease
+//! grant or revoke of its own and etcd still drops everything of a hub that is gone for good. A grant is put
+//! only if the project's guard key is still at the revision this hub's view was read at (so no overlapping
+//! claim can have slipped in); the fencing epoch is the revision of that Txn. Grants, renewals and releases
+//! that arrive together are decided together (against the view and each other) and written in one Txn:
+//! group commit, so a busy project costs one Txn per batch, not per claim. Each hub keeps a view of each
+//! project fed by a watch, which pushes every grant, release and expiry to every hub on the same etcd.
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
 //! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard`, `events/<origin>/<seq>`, `cursor/<origin>`,
@@ -23,45 +25,100 @@ use lanes_proto::{EventView, MessageView};
 use crate::space::{Held, Space};
 use crate::{HubError, Presence};
 
-/// How often a grant is retried when another hub granted in between.
+/// How often a batch is decided again when another hub wrote in between.
 const GRANT_ATTEMPTS: usize = 16;
-/// The most grants one Txn carries (etcd allows 128 operations in a Txn by default; one is the guard).
+/// The most changes one Txn carries (etcd allows 128 operations in a Txn by default; one is the guard).
 const MAX_BATCH: usize = 100;
+/// How long a sidecar's shared lease outlives this hub. The hub renews it every third of that; a sidecar
+/// that moves to another hub has its claims put under that hub's lease at its next sync (every 5 s), so only
+/// claims nobody syncs for this long go with the lease before their own expiry.
+const LEASE_TTL_SECS: i64 = 60;
+/// How often the hub renews its leases and deletes the claims whose own expiry has passed.
+const KEEPER_EVERY: Duration = Duration::from_secs(2);
+
+/// The projects this hub has served, each loaded (view read and watched) once, on first use.
+type Projects = Arc<tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Project>>>>>>;
 
 /// Claims and events in etcd.
 pub struct EtcdStore {
     client: Client,
-    projects: tokio::sync::Mutex<HashMap<String, Arc<Project>>>,
+    projects: Projects,
+    leases: Arc<Leases>,
+}
+
+/// The etcd leases this hub keeps its claims under: one per sidecar, shared by all of its claims.
+#[derive(Default)]
+struct Leases {
+    by_origin: Mutex<HashMap<String, i64>>,
+}
+
+impl Leases {
+    fn get(&self, origin: &str) -> Option<i64> {
+        self.by_origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(origin).copied()
+    }
+
+    /// The lease `origin`'s claims go under, granted on first use.
+    async fn of(&self, client: &mut Client, origin: &str) -> Result<i64, HubError> {
+        if let Some(lease) = self.get(origin) {
+            return Ok(lease);
+        }
+        let granted = client.lease_grant(LEASE_TTL_SECS, None).await.map_err(etcd_error)?.id();
+        let mut by_origin = self.by_origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two first grants of one origin may race: the first lease recorded wins (the other expires unused).
+        Ok(*by_origin.entry(origin.to_owned()).or_insert(granted))
+    }
+
+    /// Forgets leases etcd no longer has, so the next grant takes a new one.
+    fn forget(&self, leases: &[i64]) {
+        self.by_origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, l| !leases.contains(l));
+    }
+
+    fn all(&self) -> Vec<i64> {
+        self.by_origin.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().copied().collect()
+    }
 }
 
 /// One project's keys and this hub's view of its claims.
 struct Project {
     prefix: String,
     view: Mutex<View>,
-    /// Grants of one project from this hub are decided one batch at a time: batches would only defeat each
-    /// other's Txn. Whoever holds it decides every grant waiting.
-    granting: tokio::sync::Mutex<()>,
-    /// Grants waiting for the next batch.
+    /// Changes of one project from this hub are decided one batch at a time: batches would only defeat each
+    /// other's Txn. Whoever holds it decides every change waiting.
+    deciding: tokio::sync::Mutex<()>,
+    /// Changes waiting for the next batch.
     waiting: Mutex<Vec<Wanted>>,
 }
 
-/// A grant waiting for its project's next decision, with its own lease and where its answer goes.
+/// What a sidecar asks of one of its claims.
+enum Change {
+    /// Grant it unless another holder's live claim overlaps it.
+    Grant(HubClaim),
+    /// Extend it (and take the holder the sidecar names now), keeping its epoch; it must still be live.
+    Renew(HubClaim),
+    /// Delete it.
+    Release(u64),
+}
+
+/// A change waiting for its project's next decision, and where its answer (the claim's epoch) goes.
 struct Wanted {
     origin: String,
-    claim: HubClaim,
-    lease: i64,
+    change: Change,
     now_ms: u64,
     answer: tokio::sync::oneshot::Sender<Result<u64, HubError>>,
 }
 
 impl Wanted {
-    fn held(&self) -> Held {
-        Held {
-            origin: self.origin.clone(),
-            expires_at_ms: self.now_ms + self.claim.ttl_secs * 1000,
-            claim: self.claim.clone(),
-            epoch: 0,
-            lease: self.lease,
+    fn id(&self) -> u64 {
+        match &self.change {
+            Change::Grant(claim) | Change::Renew(claim) => claim.id,
+            Change::Release(id) => *id,
+        }
+    }
+
+    fn claim(&self) -> Option<&HubClaim> {
+        match &self.change {
+            Change::Grant(claim) | Change::Renew(claim) => Some(claim),
+            Change::Release(_) => None,
         }
     }
 }
@@ -96,14 +153,14 @@ impl Project {
         self.view.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The next batch: up to [`MAX_BATCH`] waiting grants, one per claim key (a claim stated twice waits for
-    /// the batch after, since one Txn may not put a key twice).
+    /// The next batch: up to [`MAX_BATCH`] waiting changes, one per claim key (a claim changed twice waits for
+    /// the batch after, since one Txn may not touch a key twice).
     fn take_batch(&self) -> Vec<Wanted> {
         let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut batch: Vec<Wanted> = Vec::new();
         let mut later = Vec::new();
         for wanted in waiting.drain(..) {
-            let twice = batch.iter().any(|b| b.origin == wanted.origin && b.claim.id == wanted.claim.id);
+            let twice = batch.iter().any(|b| b.origin == wanted.origin && b.id() == wanted.id());
             if twice || batch.len() == MAX_BATCH { later.push(wanted) } else { batch.push(wanted) }
         }
         *waiting = later;
@@ -124,7 +181,7 @@ impl Project {
         }
         view.revisions.insert(slot, revision);
         match value.map(serde_json::from_slice::<Held>) {
-            // A record is written before its revision is known: its epoch is the revision it was written at.
+            // A grant is written before its revision is known: its epoch is the revision it was written at.
             Some(Ok(held)) if held.epoch == 0 => {
                 view.space.insert(Held { epoch: u64::try_from(revision).unwrap_or(0), ..held });
             }
@@ -133,6 +190,32 @@ impl Project {
             None => {
                 view.space.remove(&origin, id);
             }
+        }
+    }
+
+    /// Queues a change and waits for its answer; whichever waiting caller takes the decision lock decides
+    /// every change waiting.
+    async fn change(
+        &self,
+        client: &mut Client,
+        leases: &Leases,
+        origin: &str,
+        change: Change,
+        now_ms: u64,
+    ) -> Result<u64, HubError> {
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        let wanted = Wanted { origin: origin.to_owned(), change, now_ms, answer };
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(wanted);
+        loop {
+            if let Some(result) = answer_of(&mut answered) {
+                return result;
+            }
+            let _deciding = self.deciding.lock().await;
+            if let Some(result) = answer_of(&mut answered) {
+                return result;
+            }
+            let batch = self.take_batch();
+            decide(client, self, leases, batch).await;
         }
     }
 }
@@ -147,100 +230,75 @@ fn escape(project: &str) -> String {
 }
 
 impl EtcdStore {
-    /// Connects to the cluster (any of the endpoints will do; the client fails over between them).
+    /// Connects to the cluster (any of the endpoints will do; the client fails over between them) and starts
+    /// the keeper that renews this hub's leases and deletes expired claims.
     pub async fn connect(endpoints: &[String]) -> Result<EtcdStore, HubError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         let client = Client::connect(endpoints, Some(options)).await.map_err(etcd_error)?;
-        let store = EtcdStore { client, projects: tokio::sync::Mutex::new(HashMap::new()) };
+        let store = EtcdStore {
+            client,
+            projects: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
+            leases: Arc::new(Leases::default()),
+        };
         store.client.clone().status().await.map_err(etcd_error)?;
+        tokio::spawn(keep(store.client.clone(), Arc::clone(&store.projects), Arc::clone(&store.leases)));
         Ok(store)
     }
 
-    /// The project's view, loaded and watched on first use.
+    /// The project's view, loaded and watched on first use. Projects load side by side: the map's lock is
+    /// held only to find a project's cell, never while etcd answers.
     async fn project(&self, name: &str) -> Result<Arc<Project>, HubError> {
-        let mut projects = self.projects.lock().await;
-        if let Some(project) = projects.get(name) {
-            return Ok(Arc::clone(project));
-        }
-        let project = Arc::new(Project {
-            prefix: format!("lanes/{}/", escape(name)),
-            view: Mutex::new(View::default()),
-            granting: tokio::sync::Mutex::new(()),
-            waiting: Mutex::new(Vec::new()),
-        });
-        let revision = reload(&mut self.client.clone(), &project).await?;
-        tokio::spawn(watch(self.client.clone(), Arc::clone(&project), revision));
-        projects.insert(name.to_owned(), Arc::clone(&project));
-        Ok(project)
+        let cell = Arc::clone(self.projects.lock().await.entry(name.to_owned()).or_default());
+        let project = cell
+            .get_or_try_init(|| async {
+                let project = Arc::new(Project {
+                    prefix: format!("lanes/{}/", escape(name)),
+                    view: Mutex::new(View::default()),
+                    deciding: tokio::sync::Mutex::new(()),
+                    waiting: Mutex::new(Vec::new()),
+                });
+                let revision = reload(&mut self.client.clone(), &project).await?;
+                tokio::spawn(watch(self.client.clone(), Arc::clone(&project), revision));
+                Ok::<_, HubError>(project)
+            })
+            .await?;
+        Ok(Arc::clone(project))
     }
 
-    /// Grants a claim unless another holder's live claim overlaps it. The grant joins the project's next
-    /// batch; whichever waiting caller takes the decision lock decides the whole batch.
+    /// Grants a claim unless another holder's live claim overlaps it; answers its epoch.
     pub async fn acquire(&self, name: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
         let project = self.project(name).await?;
-        let mut client = self.client.clone();
-        // The lease first, before waiting for our turn: grants of many sidecars overlap in this step.
-        let ttl = i64::try_from(claim.ttl_secs.max(1)).unwrap_or(i64::MAX);
-        let lease = client.lease_grant(ttl, None).await.map_err(etcd_error)?.id();
-        let (answer, mut answered) = tokio::sync::oneshot::channel();
-        let wanted = Wanted { origin: origin.to_owned(), claim, lease, now_ms, answer };
-        project.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(wanted);
-        loop {
-            if let Some(result) = answer_of(&mut answered) {
-                return result;
-            }
-            let _deciding = project.granting.lock().await;
-            if let Some(result) = answer_of(&mut answered) {
-                return result;
-            }
-            let batch = project.take_batch();
-            decide(&mut client, &project, batch).await;
-        }
+        project.change(&mut self.client.clone(), &self.leases, origin, Change::Grant(claim), now_ms).await
     }
 
-    /// Renews a claim the hub holds (keeps its lease alive), taking the holder the sidecar names now.
+    /// Renews a claim the hub holds, taking the holder the sidecar names now; [`HubError::Lapsed`] when it is
+    /// gone or expired (it has to be granted again).
     pub async fn renew(&self, name: &str, claim: HubClaim, held: Held, now_ms: u64) -> Result<(), HubError> {
         let project = self.project(name).await?;
-        let mut client = self.client.clone();
-        let (mut keeper, mut responses) = client.lease_keep_alive(held.lease).await.map_err(etcd_error)?;
-        keeper.keep_alive().await.map_err(etcd_error)?;
-        let alive = responses.message().await.map_err(etcd_error)?.is_some_and(|r| r.ttl() > 0);
-        if !alive {
-            return Err(HubError::Lapsed);
-        }
-        let key = project.claim_key(&held.origin, claim.id);
-        let held = Held { expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, ..held };
-        let record = serde_json::to_vec(&held).map_err(|e| HubError::Invalid(e.to_string()))?;
-        // Only while the key is still there: a put after etcd expired it would bring it back without a lease check.
-        let txn = Txn::new().when([Compare::lease(key.clone(), CompareOp::Equal, held.lease)]).and_then([TxnOp::put(
-            key,
-            record,
-            Some(PutOptions::new().with_lease(held.lease)),
-        )]);
-        client.txn(txn).await.map_err(etcd_error)?;
-        Ok(())
+        let change = Change::Renew(claim);
+        project.change(&mut self.client.clone(), &self.leases, &held.origin, change, now_ms).await.map(|_| ())
     }
 
-    /// Releases a claim: revoking its lease deletes its key.
+    /// Releases a claim: deletes its key (in the project's next batch).
     pub async fn release(&self, name: &str, held: &Held) -> Result<(), HubError> {
         let project = self.project(name).await?;
-        let mut client = self.client.clone();
-        match client.lease_revoke(held.lease).await {
-            Ok(_) => {}
-            // Already expired: nothing left to release.
-            Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("lease not found") => {}
-            Err(e) => return Err(etcd_error(e)),
-        }
-        project.view().space.remove(&held.origin, held.claim.id);
-        Ok(())
+        let change = Change::Release(held.claim.id);
+        project.change(&mut self.client.clone(), &self.leases, &held.origin, change, 0).await.map(|_| ())
     }
 
     /// The claims one sidecar holds.
+    /// A claim under a lease this hub does not keep alive (another hub granted it, or this hub's earlier
+    /// life) shows as running out, so the sidecar's sync renews it under this hub's lease.
     pub async fn of_origin(&self, name: &str, origin: &str) -> Result<Vec<Held>, HubError> {
-        Ok(self.project(name).await?.view().space.of_origin(origin))
+        let ours = self.leases.get(origin);
+        let mut held = self.project(name).await?.view().space.of_origin(origin);
+        for claim in held.iter_mut().filter(|h| Some(h.lease) != ours) {
+            claim.expires_at_ms = 0;
+        }
+        Ok(held)
     }
 
     /// The live claims of a project.
@@ -398,100 +456,218 @@ fn answer_of(answered: &mut tokio::sync::oneshot::Receiver<Result<u64, HubError>
     }
 }
 
-/// Decides a batch of grants and answers each: every one is checked against the view and against the
-/// grants before it in the batch; the ones nothing is in the way of are written in one Txn that also moves
-/// the project's guard, and all get its revision as their epoch (they overlap nothing of each other, so each
-/// path's epochs still only grow). A conflict is believed only after a fresh read; a Txn whose guard moved
-/// (another hub granted) is decided again from a fresh read.
-async fn decide(client: &mut Client, project: &Project, mut batch: Vec<Wanted>) {
+/// How one change of a batch was decided.
+enum Verdict {
+    /// Write it: a put of the claim (keeping `epoch`, or 0 for a grant, which takes the Txn's revision), only
+    /// while the key is still at `revision` for a renewal; or a delete.
+    Put {
+        epoch: u64,
+        revision: Option<i64>,
+    },
+    Delete,
+    /// Refuse it.
+    Refuse(HubError),
+}
+
+/// Decides a batch and answers each change: grants and renewals are checked against the view and against
+/// the ones before them in the batch (a renewal also needs its claim still live in the view); what may be
+/// written goes in one Txn that also moves the project's guard, and every grant gets its revision as its
+/// epoch (they overlap nothing of each other, so each path's epochs still only grow). A refusal is believed
+/// only after a fresh read; a Txn whose guard or renewed keys moved (another hub wrote) is decided again from
+/// a fresh read.
+async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut batch: Vec<Wanted>) {
     let mut reloaded = false;
     for _ in 0..GRANT_ATTEMPTS {
-        let (guard, verdicts, previous) = {
+        let (guard, verdicts) = {
             let view = project.view();
-            let verdicts = view.space.conflicts_in_batch(batch.iter().map(|w| (w.origin.as_str(), &w.claim, w.now_ms)));
-            let previous: Vec<Option<i64>> =
-                batch.iter().map(|w| view.space.get(&w.origin, w.claim.id).map(|h| h.lease)).collect();
-            (view.guard, verdicts, previous)
+            let checked = batch.iter().filter_map(|w| Some((w.origin.as_str(), w.claim()?, w.now_ms)));
+            let mut conflicts = view.space.conflicts_in_batch(checked).into_iter();
+            let verdicts: Vec<Verdict> = batch
+                .iter()
+                .map(|wanted| {
+                    let Some(claim) = wanted.claim() else { return Verdict::Delete };
+                    let checked = conflicts.next().unwrap_or(Ok(Vec::new()));
+                    let renewed = matches!(wanted.change, Change::Renew(_));
+                    let live = view.space.get(&wanted.origin, claim.id).filter(|h| h.expires_at_ms > wanted.now_ms);
+                    match (checked, renewed, live) {
+                        (Err(invalid), ..) => Verdict::Refuse(HubError::Invalid(invalid)),
+                        (Ok(_), true, None) => Verdict::Refuse(HubError::Lapsed),
+                        // Someone else holds part of it now: the claim is lost, the sidecar learns so by granting again.
+                        (Ok(c), true, Some(_)) if !c.is_empty() => Verdict::Refuse(HubError::Lapsed),
+                        (Ok(c), false, _) if !c.is_empty() => Verdict::Refuse(HubError::Conflict(c)),
+                        (Ok(_), true, Some(held)) => Verdict::Put {
+                            epoch: held.epoch,
+                            revision: view.revisions.get(&(wanted.origin.clone(), claim.id)).copied(),
+                        },
+                        (Ok(_), false, _) => Verdict::Put { epoch: 0, revision: None },
+                    }
+                })
+                .collect();
+            (view.guard, verdicts)
         };
-        let refused = verdicts.iter().any(|v| v.as_ref().map_or(true, |c| !c.is_empty()));
+        let refused = verdicts.iter().any(|v| matches!(v, Verdict::Refuse(_)));
         if refused && !reloaded {
-            // The view may still show a claim another hub released or etcd expired a moment ago.
+            // The view may still show a claim another hub released or that expired a moment ago, or not yet
+            // show one another hub renewed.
             if let Err(e) = reload(client, project).await {
-                return fail_all(client, batch, &e.to_string()).await;
+                return fail_all(batch, &e.to_string());
             }
             reloaded = true;
             continue;
         }
-        let mut granting = Vec::new();
-        let mut leases_before = Vec::new();
-        for ((wanted, verdict), before) in batch.drain(..).zip(verdicts).zip(previous) {
+        let mut writing = Vec::new();
+        for (wanted, verdict) in batch.drain(..).zip(verdicts) {
             match verdict {
-                Ok(conflicts) if conflicts.is_empty() => {
-                    granting.push(wanted);
-                    leases_before.push(before);
-                }
-                refusal => {
-                    let _ = client.lease_revoke(wanted.lease).await;
-                    let error = match refusal {
-                        Ok(conflicts) => HubError::Conflict(conflicts),
-                        Err(invalid) => HubError::Invalid(invalid),
-                    };
+                Verdict::Refuse(error) => {
                     let _ = wanted.answer.send(Err(error));
                 }
+                verdict => writing.push((wanted, verdict)),
             }
         }
-        if granting.is_empty() {
+        if writing.is_empty() {
             return;
         }
-        let records: Vec<(String, Held)> =
-            granting.iter().map(|w| (project.claim_key(&w.origin, w.claim.id), w.held())).collect();
-        let mut puts = Vec::with_capacity(records.len() + 1);
-        for (key, held) in &records {
-            let record = serde_json::to_vec(held).unwrap_or_default();
-            puts.push(TxnOp::put(key.clone(), record, Some(PutOptions::new().with_lease(held.lease))));
+        let mut compares = Vec::new();
+        let mut ops = Vec::with_capacity(writing.len() + 1);
+        let mut records = Vec::with_capacity(writing.len());
+        let mut used_leases = Vec::new();
+        for (wanted, verdict) in &writing {
+            let key = project.claim_key(&wanted.origin, wanted.id());
+            let (Verdict::Put { epoch, revision }, Some(claim)) = (verdict, wanted.claim()) else {
+                ops.push(TxnOp::delete(key.clone(), None));
+                records.push((key, None));
+                continue;
+            };
+            let lease = match leases.of(client, &wanted.origin).await {
+                Ok(lease) => lease,
+                Err(e) => return fail_all(writing.into_iter().map(|(w, _)| w).collect(), &e.to_string()),
+            };
+            used_leases.push(lease);
+            if let Some(revision) = revision {
+                compares.push(Compare::mod_revision(key.clone(), CompareOp::Equal, *revision));
+            }
+            let held = Held {
+                origin: wanted.origin.clone(),
+                claim: claim.clone(),
+                epoch: *epoch,
+                expires_at_ms: wanted.now_ms + claim.ttl_secs * 1000,
+                lease,
+            };
+            let record = serde_json::to_vec(&held).unwrap_or_default();
+            ops.push(TxnOp::put(key.clone(), record, Some(PutOptions::new().with_lease(lease))));
+            records.push((key, Some(held)));
         }
-        puts.push(TxnOp::put(project.guard_key(), b"batch".to_vec(), None));
-        let txn = Txn::new().when([Compare::mod_revision(project.guard_key(), CompareOp::Equal, guard)]).and_then(puts);
-        let response = match client.txn(txn).await {
+        let puts = records.iter().any(|(_, held)| held.is_some());
+        if puts {
+            compares.push(Compare::mod_revision(project.guard_key(), CompareOp::Equal, guard));
+            ops.push(TxnOp::put(project.guard_key(), b"batch".to_vec(), None));
+        }
+        let response = match client.txn(Txn::new().when(compares).and_then(ops)).await {
             Ok(response) => response,
-            Err(e) => return fail_all(client, granting, &etcd_error(e).to_string()).await,
+            Err(e) => {
+                if e.to_string().contains("lease not found") {
+                    // A lease this hub kept ran out (etcd was away too long): take new ones when decided again.
+                    leases.forget(&used_leases);
+                }
+                return fail_all(writing.into_iter().map(|(w, _)| w).collect(), &etcd_error(e).to_string());
+            }
         };
         if !response.succeeded() {
             if let Err(e) = reload(client, project).await {
-                return fail_all(client, granting, &e.to_string()).await;
+                return fail_all(writing.into_iter().map(|(w, _)| w).collect(), &e.to_string());
             }
             reloaded = true;
-            batch = granting;
+            batch = writing.into_iter().map(|(w, _)| w).collect();
             continue;
         }
         let revision = response.header().map_or(0, |h| h.revision());
-        // The epoch is the Txn's revision: the records say 0 since they cannot know it before the write.
+        // A grant's epoch is the Txn's revision: its record says 0 since it cannot know it before the write.
         let epoch = u64::try_from(revision).unwrap_or(0);
+        let mut answers = Vec::with_capacity(records.len());
         {
             let mut view = project.view();
-            for (key, held) in &records {
-                let record = serde_json::to_vec(&Held { epoch, ..held.clone() }).unwrap_or_default();
-                project.apply(&mut view, key, Some(&record), revision);
+            for (key, held) in records {
+                let Some(held) = held else {
+                    project.apply(&mut view, &key, None, revision);
+                    answers.push(0);
+                    continue;
+                };
+                let held = Held { epoch: if held.epoch == 0 { epoch } else { held.epoch }, ..held };
+                answers.push(held.epoch);
+                let record = serde_json::to_vec(&held).unwrap_or_default();
+                project.apply(&mut view, &key, Some(&record), revision);
             }
-            project.apply(&mut view, &project.guard_key(), None, revision);
+            if puts {
+                project.apply(&mut view, &project.guard_key(), None, revision);
+            }
         }
-        for (wanted, before) in granting.into_iter().zip(leases_before) {
-            if let Some(old) = before.filter(|old| *old != wanted.lease && *old != 0) {
-                let _ = client.lease_revoke(old).await;
-            }
+        for ((wanted, _), epoch) in writing.into_iter().zip(answers) {
             let _ = wanted.answer.send(Ok(epoch));
         }
         return;
     }
-    fail_all(client, batch, "too much contention on the hub: try again").await;
+    fail_all(batch, "too much contention on the hub: try again");
 }
 
-/// Answers every grant of `batch` with `unavailable` and gives back their leases.
-async fn fail_all(client: &mut Client, batch: Vec<Wanted>, why: &str) {
+/// Answers every change of `batch` with `unavailable`.
+fn fail_all(batch: Vec<Wanted>, why: &str) {
     for wanted in batch {
-        let _ = client.lease_revoke(wanted.lease).await;
         let _ = wanted.answer.send(Err(HubError::Unavailable(why.to_owned())));
     }
+}
+
+/// Renews this hub's leases every third of their time and deletes the claims whose own expiry passed (each
+/// only while it is still the version that expired, so a renewal that came in between stands). Runs for the
+/// life of the hub.
+async fn keep(mut client: Client, projects: Projects, leases: Arc<Leases>) {
+    let renew_every = Duration::from_secs(u64::try_from(LEASE_TTL_SECS / 3).unwrap_or(20));
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(KEEPER_EVERY).await;
+        if renewed.elapsed() >= renew_every {
+            renewed = tokio::time::Instant::now();
+            let mut lost = Vec::new();
+            for lease in leases.all() {
+                match renew_lease(&mut client, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => lost.push(lease),
+                    Err(e) => tracing::warn!("could not renew lease {lease:x}: {e}"),
+                }
+            }
+            leases.forget(&lost);
+        }
+        let ready: Vec<Arc<Project>> = projects.lock().await.values().filter_map(|cell| cell.get().cloned()).collect();
+        let now = crate::now_ms();
+        for project in ready {
+            let expired: Vec<(String, i64)> = {
+                let view = project.view();
+                view.space
+                    .expired(now)
+                    .into_iter()
+                    .take(MAX_BATCH)
+                    .filter_map(|(origin, id)| {
+                        let revision = view.revisions.get(&(origin.clone(), id)).copied()?;
+                        Some((project.claim_key(&origin, id), revision))
+                    })
+                    .collect()
+            };
+            for (key, revision) in expired {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+                    .and_then([TxnOp::delete(key, None)]);
+                if let Err(e) = client.txn(txn).await {
+                    tracing::warn!("could not delete an expired claim: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one lease alive for another term; false when etcd no longer has it.
+async fn renew_lease(client: &mut Client, lease: i64) -> Result<bool, etcd_client::Error> {
+    let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+    keeper.keep_alive().await?;
+    Ok(responses.message().await?.is_some_and(|r| r.ttl() > 0))
 }
 
 /// Reads the project's claims afresh into its view; returns the revision they were read at.

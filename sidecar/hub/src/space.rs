@@ -182,11 +182,14 @@ impl Space {
         self.held.values().filter(|(h, _)| h.expires_at_ms > now_ms).map(|(h, _)| h.view(now_ms)).collect()
     }
 
+    /// The claims whose lease ran out, by name.
+    pub fn expired(&self, now_ms: u64) -> Vec<(String, u64)> {
+        self.held.iter().filter(|(_, (h, _))| h.expires_at_ms <= now_ms).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Removes and returns the claims whose lease ran out.
     pub fn sweep(&mut self, now_ms: u64) -> Vec<Held> {
-        let expired: Vec<(String, u64)> =
-            self.held.iter().filter(|(_, (h, _))| h.expires_at_ms <= now_ms).map(|(k, _)| k.clone()).collect();
-        expired.into_iter().filter_map(|(origin, id)| self.remove(&origin, id)).collect()
+        self.expired(now_ms).into_iter().filter_map(|(origin, id)| self.remove(&origin, id)).collect()
     }
 }
 

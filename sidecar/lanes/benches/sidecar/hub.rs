@@ -60,13 +60,15 @@ pub fn run() {
     one_client_through_a_sidecar(&socket, &world);
     world.stop();
 
-    for (hub, label) in [
-        (None, "sidecar only, no hub"),
-        (Some(url.as_str()), "through the etcd hub"),
-        (Some(sqlite_url.as_str()), "through the sqlite hub"),
+    let (_hub2, url2) = start_hub(&format!("etcd:{etcd_url}"));
+    for (hubs, label) in [
+        (vec![], "sidecars only, no hub"),
+        (vec![url.as_str(), url2.as_str()], "through 2 etcd hubs"),
+        (vec![sqlite_url.as_str()], "through the sqlite hub"),
     ] {
-        sidecars(32, 100, hub, label, &etcd_url);
+        machines(8, 4, 100, &hubs, label, &etcd_url);
     }
+    hub_restart(&etcd_url, 100_000);
     hook_question_with_the_hub_down();
 }
 
@@ -151,22 +153,23 @@ fn one_client_through_a_sidecar(socket: &std::path::Path, world: &World) {
     println!("  claim+release through a sidecar, 1 client:    p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
 }
 
-/// `count` sidecars (one repository each), one client each, all claiming and releasing at once.
-fn sidecars(count: usize, pairs: usize, hub: Option<&str>, label: &str, etcd_url: &str) {
+/// `count` machines (a repository and sidecar each) with `agents` clients each, all claiming and releasing at
+/// once; machine `m` goes through `hubs[m % hubs.len()]`.
+fn machines(count: usize, agents: usize, pairs: usize, hubs: &[&str], label: &str, etcd_url: &str) {
     let worlds: Vec<World> = (0..count).map(|_| World::new("full")).collect();
-    let sockets: Vec<_> = worlds
-        .iter()
-        .map(|w| {
-            if let Some(url) = hub {
-                w.use_hub(&[url]);
-            }
-            w.start()
-        })
-        .collect();
-    let targets = sockets.into_iter().zip(&worlds).map(|(s, w)| (s, w.repo.to_string_lossy().into_owned())).collect();
+    let mut targets = Vec::new();
+    for (m, world) in worlds.iter().enumerate() {
+        if !hubs.is_empty() {
+            world.use_hub(&[hubs[m % hubs.len()]]);
+        }
+        let socket = world.start();
+        for _ in 0..agents {
+            targets.push((socket.clone(), world.repo.to_string_lossy().into_owned()));
+        }
+    }
     let writes_before = etcd_writes(etcd_url);
     let elapsed = pairs_at_once(targets, pairs);
-    let total = count * pairs;
+    let total = count * agents * pairs;
     let writes = match (writes_before, etcd_writes(etcd_url)) {
         (Some(before), Some(after)) if label.contains("etcd") => {
             format!(", {:.2} etcd writes per pair", (after - before) as f64 / total as f64)
@@ -174,13 +177,68 @@ fn sidecars(count: usize, pairs: usize, hub: Option<&str>, label: &str, etcd_url
         _ => String::new(),
     };
     println!(
-        "  claim+release, {count} sidecars, {label}: {:>6.0} pairs/s ({total} pairs in {:.2} s{writes})",
+        "  claim+release, {count} machines x {agents} agents, {label}: {:>6.0} pairs/s ({total} pairs in {:.2} s{writes})",
         total as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );
     for world in &worlds {
         world.stop();
     }
+}
+
+/// A hub started on an etcd project that holds `count` live claims: how long until its first answer (the
+/// view read from etcd, and the watch set up), then how long a decision takes in it.
+fn hub_restart(etcd_url: &str, count: usize) {
+    let (hub, url) = start_hub(&format!("etcd:{etcd_url}"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        // 32 sidecars, each on its own connection with 100 grants in flight: the hub writes them in batches.
+        let origins = 32;
+        let sidecars = (0..origins).map(|origin| {
+            let url = url.clone();
+            async move {
+                let client = WsClientBuilder::default().build(&url).await.expect("connect to the hub");
+                let mine: Vec<usize> = (origin..count).step_by(origins).collect();
+                for chunk in mine.chunks(100) {
+                    let grants = chunk.iter().map(|n| {
+                        let claim = json!({"id": n / origins + 1, "holder": format!("keep{origin}"),
+                            "scopes": [format!("kept/{origin}/{n}.rs")], "ttl_secs": 3600});
+                        let params = json!({"project": "restart", "origin": format!("m{origin}"), "claim": claim});
+                        client.request::<Value, _>("hub.acquire", object(params))
+                    });
+                    for granted in futures::future::join_all(grants).await {
+                        granted.expect("grant");
+                    }
+                }
+            }
+        });
+        futures::future::join_all(sidecars).await;
+    });
+    drop(hub);
+    let started = Instant::now();
+    let (_hub, url) = start_hub(&format!("etcd:{etcd_url}"));
+    let samples = runtime.block_on(async {
+        let client = WsClientBuilder::default().build(&url).await.expect("connect to the hub");
+        let probe = json!({"project": "restart", "origin": "probe", "claim":
+            {"id": 1, "holder": "probe", "scopes": ["kept/0/0.rs"], "ttl_secs": 60}});
+        let refused = client.request::<Value, _>("hub.acquire", object(probe)).await;
+        assert!(refused.is_err(), "the restarted hub lost a claim: {refused:?}");
+        println!(
+            "  hub restart with {count} claims in a project (start, view read from etcd, first decision): {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        let mut samples = Vec::new();
+        for i in 0..500u64 {
+            let claim = json!({"id": i + 1, "holder": "fresh", "scopes": [format!("fresh/{i}")], "ttl_secs": 60});
+            let acquire = json!({"project": "restart", "origin": "fresh", "claim": claim});
+            let started = Instant::now();
+            let _: Value = client.request("hub.acquire", object(acquire)).await.expect("grant");
+            samples.push(started.elapsed());
+        }
+        samples
+    });
+    let (p50, p99, max) = percentiles(samples);
+    println!("  hub.acquire with {count} claims in the project:  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
 }
 
 /// What the edit hook asks (claim.ensure) with no hub, and with a hub configured that does not answer.
