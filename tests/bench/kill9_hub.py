@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Fault injection for the hub: a 3-member etcd cluster on loopback, two `lanes hub serve` processes on it, and
-four "machines" (clones, each with its own sidecar listing both hubs) whose 32 clients claim as fast as they can
+eight "machines" (clones, each with its own sidecar listing both hubs) whose 32 clients claim as fast as they can
 (private paths and a contended pool). Round after round, a hub or an etcd member is killed with SIGKILL at a
-random moment and started again. At the end, through the hub: every grant a client was told about (confirmed by
-the hub) is still held by the same session on the same path, and no path is held by two sessions. Prints the
-restart times.
+random moment (batches of grants are in flight all the time) and started again. A watcher follows etcd's claim
+keys all along (etcd's own watch, through its JSON gateway) and checks that no grant ever lands on a path another
+session holds live and that each path's epochs only grow. At the end, in etcd's keys and through the hub: every
+grant a client was told about (confirmed by the hub) is still held by the same session on the same path, and no
+path is held by two sessions. Prints the restart times.
 
 Usage: tests/bench/kill9_hub.py [ROUNDS] [BIN_DIR]   (default 200 rounds of each: a hub, then an etcd member, in
 turn; $CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server).
 """
+import base64
 import json
 import os
 import random
@@ -24,8 +27,8 @@ import urllib.request
 
 from claim_load import claim_until
 
-MACHINES = 4
-CLIENTS_PER_MACHINE = 8
+MACHINES = 8
+CLIENTS_PER_MACHINE = 4
 
 
 def free_port():
@@ -44,8 +47,10 @@ def wait_for(condition, limit=30.0):
 
 
 class Etcd:
-    def __init__(self, root):
-        self.ports = [(free_port(), free_port()) for _ in range(3)]
+    """An etcd cluster of `members` on loopback ports (fsync on, as etcd runs by default)."""
+
+    def __init__(self, root, members=3):
+        self.ports = [(free_port(), free_port()) for _ in range(members)]
         cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(self.ports))
         self.args = []
         for i, (client, peer) in enumerate(self.ports):
@@ -55,8 +60,8 @@ class Etcd:
                               "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                               "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
                               "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500"])
-        self.members = [self.spawn(i) for i in range(3)]
-        assert wait_for(lambda: all(self.healthy(i) for i in range(3))), "etcd did not come up"
+        self.members = [self.spawn(i) for i in range(members)]
+        assert wait_for(lambda: all(self.healthy(i) for i in range(members))), "etcd did not come up"
 
     def spawn(self, i):
         return subprocess.Popen(self.args[i], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,6 +88,104 @@ class Etcd:
         for m in self.members:
             m.kill()
             m.wait()
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def claim_key(key):
+    """The (origin, id) of a hub claim key `lanes/<project>/claims/<origin>/<id>`, or None for other keys."""
+    parts = key.split("/")
+    if len(parts) == 5 and parts[0] == "lanes" and parts[2] == "claims":
+        return parts[3], int(parts[4])
+    return None
+
+
+class Watcher(threading.Thread):
+    """Follows every hub claim key in etcd from revision 1 on, through whichever member answers, and checks
+    each grant as etcd ordered it: the path is held live by no other session, and its epoch is above every
+    earlier epoch of that path."""
+
+    def __init__(self, etcd):
+        super().__init__(daemon=True)
+        self.etcd, self.stop = etcd, threading.Event()
+        self.held = {}            # key -> its record
+        self.last_epoch = {}      # scope -> the latest grant's epoch
+        self.revision = 0
+        self.grants, self.violations, self.reconnects = 0, [], 0
+
+    def run(self):
+        member = 0
+        while not self.stop.is_set():
+            port = self.etcd.ports[member % len(self.etcd.ports)][0]
+            member += 1
+            body = {"create_request": {"key": b64("lanes/"), "range_end": b64("lanes0"),
+                                       "start_revision": str(self.revision + 1)}}
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v3/watch", data=json.dumps(body).encode())
+            try:
+                with urllib.request.urlopen(request, timeout=2) as stream:
+                    while not self.stop.is_set():
+                        line = stream.readline()
+                        if not line:
+                            break
+                        for event in json.loads(line).get("result", {}).get("events", []):
+                            self.apply(event)
+            except (OSError, ValueError):
+                pass
+            self.reconnects += 1
+            time.sleep(0.05)
+
+    def apply(self, event):
+        kv = event["kv"]
+        key, revision = base64.b64decode(kv["key"]).decode(), int(kv["mod_revision"])
+        self.revision = max(self.revision, revision)
+        if claim_key(key) is None:
+            return
+        if event.get("type") == "DELETE":
+            self.held.pop(key, None)
+            return
+        record = json.loads(base64.b64decode(kv["value"]))
+        if record["epoch"] == 0:
+            # A grant: its epoch is the revision of the Txn that wrote it.
+            record["epoch"] = revision
+            self.check_grant(key, record)
+        self.held[key] = record
+
+    def check_grant(self, key, record):
+        self.grants += 1
+        claim = record["claim"]
+        decided_at = record["expires_at_ms"] - claim["ttl_secs"] * 1000
+        for scope in claim["scopes"]:
+            for other_key, other in self.held.items():
+                if other_key == key or scope not in other["claim"]["scopes"]:
+                    continue
+                if other["claim"]["holder"] != claim["holder"] and other["expires_at_ms"] > decided_at:
+                    self.violations.append(f"{scope}: granted to {claim['holder']} at epoch {record['epoch']} "
+                                           f"while {other['claim']['holder']} held it (epoch {other['epoch']})")
+            if record["epoch"] <= self.last_epoch.get(scope, 0):
+                self.violations.append(f"{scope}: epoch {record['epoch']} after {self.last_epoch[scope]}")
+            self.last_epoch[scope] = record["epoch"]
+
+
+def etcd_claims(etcd):
+    """Every hub claim key in etcd now, read from whichever member answers: (origin, id) -> record."""
+    body = json.dumps({"key": b64("lanes/"), "range_end": b64("lanes0")}).encode()
+    for client, _ in etcd.ports:
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{client}/v3/kv/range", data=body)
+            with urllib.request.urlopen(request, timeout=5) as r:
+                kvs = json.loads(r.read()).get("kvs", [])
+        except OSError:
+            continue
+        claims = {}
+        for kv in kvs:
+            name = claim_key(base64.b64decode(kv["key"]).decode())
+            if name is not None:
+                record = json.loads(base64.b64decode(kv["value"]))
+                claims[name] = record
+        return claims
+    raise SystemExit("no etcd member answered a range read")
 
 
 class Hub:
@@ -136,6 +239,8 @@ def main():
                                                capture_output=True, check=True).stdout)
             machines.append((repo, status["socket"]))
 
+        watcher = Watcher(etcd)
+        watcher.start()
         granted, lock, stop = {}, threading.Lock(), threading.Event()
         outcomes = {"granted": 0, "refused": 0, "unavailable": 0}
 
@@ -183,11 +288,19 @@ def main():
         reply = json.loads(subprocess.run([lanes, "--json", "hub", "claims"], cwd=machines[0][0], env=env,
                                           capture_output=True).stdout)
         on_hub = {(c["origin"], c["id"]): (c["holder"], c["scopes"][0]) for c in reply["claims"]}
-        lost = [(m, cid) for (m, cid), claim in granted.items() if on_hub.get((origins[m], cid)) != claim]
-        holders = {}
-        for holder, scope in on_hub.values():
-            holders.setdefault(scope, set()).add(holder)
-        doubled = [scope for scope, who in holders.items() if len(who) > 1]
+        now_ms = time.time() * 1000
+        in_etcd = {name: (r["claim"]["holder"], r["claim"]["scopes"][0])
+                   for name, r in etcd_claims(etcd).items() if r["expires_at_ms"] > now_ms}
+        lost = [(m, cid) for (m, cid), claim in granted.items()
+                if on_hub.get((origins[m], cid)) != claim or in_etcd.get((origins[m], cid)) != claim]
+        doubled = []
+        for live in (on_hub, in_etcd):
+            holders = {}
+            for holder, scope in live.values():
+                holders.setdefault(scope, set()).add(holder)
+            doubled += [scope for scope, who in holders.items() if len(who) > 1]
+        time.sleep(0.5)
+        watcher.stop.set()
         for repo, _ in machines:
             subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
         for hub in hubs:
@@ -197,11 +310,15 @@ def main():
           f"{MACHINES * CLIENTS_PER_MACHINE} clients on {MACHINES} machines: {outcomes['granted']} grants seen, "
           f"{outcomes['refused']} refused as conflicts, {outcomes['unavailable']} answered unavailable")
     print(f"  {len(lost)} granted claims lost, {len(doubled)} paths held by two sessions "
-          f"({len(on_hub)} claims live on the hub)")
+          f"({len(on_hub)} claims live on the hub, {len(in_etcd)} in etcd's keys)")
+    print(f"  the watcher saw {watcher.grants} grants in etcd's order (reconnected {watcher.reconnects} times): "
+          f"{len(watcher.violations)} on a path held by another session or with an epoch not above the last")
+    for violation in watcher.violations[:10]:
+        print(f"    {violation}")
     print(f"  hub restart (spawn to listening): p50 {statistics.median(hub_restarts):.0f} ms, "
           f"max {max(hub_restarts):.0f} ms; etcd member restart (spawn to healthy): "
           f"p50 {statistics.median(etcd_restarts):.0f} ms, max {max(etcd_restarts):.0f} ms")
-    sys.exit(1 if lost or doubled else 0)
+    sys.exit(1 if lost or doubled or watcher.violations or not watcher.grants else 0)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,11 @@ verbatim python3 tests/bench/land_overhead.py
 section "Following the work: 20 worktrees of 10,000 files"
 echo "==> cargo bench -p lanes --bench sidecar -- work" >&2
 verbatim cargo bench --quiet -p lanes --bench sidecar -- work
+section "The hub at scale: 8 machines x 4 agents through 2 hubs on one etcd, beside no hub"
+echo "==> hub_pairs.py" >&2
+verbatim python3 tests/bench/hub_pairs.py 10
+echo "==> cargo bench -p lanes --bench sidecar -- hub" >&2
+verbatim cargo bench --quiet -p lanes --bench sidecar -- hub
 section "Fault injection"
 echo "==> kill9.py $rounds" >&2
 verbatim python3 tests/bench/kill9.py "$rounds"
