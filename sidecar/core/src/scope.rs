@@ -99,7 +99,7 @@ impl Scope {
 
     /// The components under which everything this scope covers lies: the path itself, or a glob's leading
     /// literal components. The overlap index files the scope under this key.
-    pub(crate) fn index_key(&self) -> &[String] {
+    pub fn index_key(&self) -> &[String] {
         match self {
             Scope::Repo => &[],
             Scope::Path(p) => p,

@@ -1,15 +1,18 @@
 //! The hub's store for a cluster: etcd (DESIGN.md §9). A claim is a key that carries its own expiry; the
 //! keys of one sidecar (origin) share one etcd lease that this hub keeps alive, so a claim costs no lease
 //! grant or revoke of its own and etcd still drops everything of a hub that is gone for good. A grant is put
-//! only if the project's guard key is still at the revision this hub's view was read at (so no overlapping
-//! claim can have slipped in); the fencing epoch is the revision of that Txn. Grants, renewals and releases
-//! that arrive together are decided together (against the view and each other) and written in one Txn:
-//! group commit, so a busy project costs one Txn per batch, not per claim. Each hub keeps a view of each
-//! project fed by a watch, which pushes every grant, release and expiry to every hub on the same etcd.
+//! only if the guard keys of its part of the tree (see `Project::guards_of`) are still at the revisions this
+//! hub's view knows (so no overlapping claim can have slipped in), and moves them; grants in unrelated
+//! directories touch unrelated guard keys, so two hubs granting side by side rarely defeat each other's Txn.
+//! The fencing epoch is the revision of that Txn. Grants, renewals and releases that arrive together are
+//! decided together (against the view and each other) and written in one Txn: group commit, so a busy project
+//! costs one Txn per batch, not per claim. Each hub keeps a view of each project fed by a watch, which pushes
+//! every grant, release and expiry to every hub on the same etcd.
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
-//! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard`, `events/<origin>/<seq>`, `cursor/<origin>`,
-//! `presence/<origin>` (a [`Presence`]), `mail/<session>/<time>-<origin>-<id>` (a message waiting).
+//! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard[/<dir>[/<dir>]]` (guard keys),
+//! `events/<origin>/<seq>`, `cursor/<origin>`, `presence/<origin>` (a [`Presence`]),
+//! `mail/<session>/<time>-<origin>-<id>` (a message waiting).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,12 +30,18 @@ use crate::{HubError, Presence};
 
 /// How often a batch is decided again when another hub wrote in between.
 const GRANT_ATTEMPTS: usize = 16;
-/// The most changes one Txn carries (etcd allows 128 operations in a Txn by default; one is the guard).
+/// The most changes one batch takes (a Txn also carries their guard keys; see [`MAX_TXN_OPS`]).
 const MAX_BATCH: usize = 100;
+/// The most operations, and the most compares, one Txn carries: etcd allows 128 of each by default.
+const MAX_TXN_OPS: usize = 120;
+/// How many leading path components a claim's guard key names (see `Project::guards_of`).
+const GUARD_DEPTH: usize = 2;
 /// How long a sidecar's shared lease outlives this hub. The hub renews it every third of that; a sidecar
 /// that moves to another hub has its claims put under that hub's lease at its next sync (every 5 s), so only
 /// claims nobody syncs for this long go with the lease before their own expiry.
 const LEASE_TTL_SECS: i64 = 60;
+/// How many claims one read of a project's view takes (a page is about 1.5 MiB; gRPC allows 4 MiB).
+const RELOAD_PAGE: i64 = 5_000;
 /// How often the hub renews its leases and deletes the claims whose own expiry has passed.
 const KEEPER_EVERY: Duration = Duration::from_secs(2);
 
@@ -128,8 +137,11 @@ struct View {
     space: Space,
     /// The mod revision of each claim key in the view, so a late watch event never undoes a newer write.
     revisions: HashMap<(String, u64), i64>,
-    /// The guard key's mod revision the view reflects.
-    guard: i64,
+    /// The mod revision of each guard key the view knows (a key it does not know is taken to be absent).
+    guards: HashMap<String, i64>,
+    /// The revision through which the watch (or the last read) brought every change: the view knows every
+    /// key written at or below it.
+    revision: i64,
 }
 
 fn etcd_error(e: etcd_client::Error) -> HubError {
@@ -141,8 +153,45 @@ impl Project {
         format!("{}claims/", self.prefix)
     }
 
-    fn guard_key(&self) -> String {
-        format!("{}claims/!guard", self.prefix)
+    /// The guard key of a region of the tree (no components: the whole repository).
+    fn guard_key(&self, region: &[String]) -> String {
+        let mut key = format!("{}claims/!guard", self.prefix);
+        for component in region {
+            key.push('/');
+            key.push_str(component);
+        }
+        key
+    }
+
+    /// What a grant or renewal of `claim` must find unchanged, and which guard keys it moves (DESIGN.md §9):
+    /// each of its regions (a scope's index key cut to [`GUARD_DEPTH`] components) and every region above
+    /// it must be at the revision the view knows, and for a region shallower than the depth, no guard below
+    /// it may have moved since the view's revision. Two claims can overlap only if one's region lies within
+    /// the other's, so grants in unrelated parts of the tree never contend for a key.
+    fn guards_of(&self, view: &View, claim: &HubClaim) -> (Vec<(String, Compare)>, Vec<String>) {
+        let mut regions: Vec<Vec<String>> = crate::space::check_claim(claim)
+            .unwrap_or_default()
+            .iter()
+            .map(|scope| scope.index_key().iter().take(GUARD_DEPTH).cloned().collect())
+            .collect();
+        regions.sort();
+        regions.dedup();
+        let mut compares = Vec::new();
+        for region in &regions {
+            for depth in 0..=region.len() {
+                let key = self.guard_key(&region[..depth]);
+                let known = view.guards.get(&key).copied().unwrap_or(0);
+                compares.push((key.clone(), Compare::mod_revision(key, CompareOp::Equal, known)));
+            }
+            if region.len() < GUARD_DEPTH {
+                let below = format!("{}/", self.guard_key(region));
+                let end = format!("{}0", self.guard_key(region));
+                let unchanged =
+                    Compare::mod_revision(below.clone(), CompareOp::Less, view.revision + 1).with_range(end);
+                compares.push((below, unchanged));
+            }
+        }
+        (compares, regions.iter().map(|region| self.guard_key(region)).collect())
     }
 
     fn claim_key(&self, origin: &str, id: u64) -> String {
@@ -170,8 +219,10 @@ impl Project {
     /// Applies one key's state at `revision` (a put with its value, or a delete) unless the view already
     /// holds something newer for it.
     fn apply(&self, view: &mut View, key: &str, value: Option<&[u8]>, revision: i64) {
-        if key == self.guard_key() {
-            view.guard = view.guard.max(revision);
+        let guards = self.guard_key(&[]);
+        if key == guards || key.strip_prefix(&guards).is_some_and(|rest| rest.starts_with('/')) {
+            let known = view.guards.entry(key.to_owned()).or_insert(0);
+            *known = (*known).max(revision);
             return;
         }
         let Some((origin, id)) = parse_claim_key(key, &self.claims_prefix()) else { return };
@@ -471,14 +522,14 @@ enum Verdict {
 
 /// Decides a batch and answers each change: grants and renewals are checked against the view and against
 /// the ones before them in the batch (a renewal also needs its claim still live in the view); what may be
-/// written goes in one Txn that also moves the project's guard, and every grant gets its revision as its
+/// written goes in one Txn that also moves their guard keys, and every grant gets its revision as its
 /// epoch (they overlap nothing of each other, so each path's epochs still only grow). A refusal is believed
-/// only after a fresh read; a Txn whose guard or renewed keys moved (another hub wrote) is decided again from
+/// only after a fresh read; a Txn whose guards or renewed keys moved (another hub wrote) is decided again from
 /// a fresh read.
 async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut batch: Vec<Wanted>) {
     let mut reloaded = false;
     for _ in 0..GRANT_ATTEMPTS {
-        let (guard, verdicts) = {
+        let verdicts = {
             let view = project.view();
             let checked = batch.iter().filter_map(|w| Some((w.origin.as_str(), w.claim()?, w.now_ms)));
             let mut conflicts = view.space.conflicts_in_batch(checked).into_iter();
@@ -503,7 +554,7 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
                     }
                 })
                 .collect();
-            (view.guard, verdicts)
+            verdicts
         };
         let refused = verdicts.iter().any(|v| matches!(v, Verdict::Refuse(_)));
         if refused && !reloaded {
@@ -527,24 +578,55 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
         if writing.is_empty() {
             return;
         }
-        let mut compares = Vec::new();
+        let mut compares: Vec<(String, Compare)> = Vec::new();
+        let mut moved: Vec<String> = Vec::new();
         let mut ops = Vec::with_capacity(writing.len() + 1);
         let mut records = Vec::with_capacity(writing.len());
         let mut used_leases = Vec::new();
-        for (wanted, verdict) in &writing {
+        let mut later = Vec::new();
+        for (wanted, verdict) in std::mem::take(&mut writing) {
             let key = project.claim_key(&wanted.origin, wanted.id());
-            let (Verdict::Put { epoch, revision }, Some(claim)) = (verdict, wanted.claim()) else {
+            let (Verdict::Put { epoch, revision }, Some(claim)) = (&verdict, wanted.claim()) else {
+                if ops.len() + moved.len() >= MAX_TXN_OPS {
+                    later.push(wanted);
+                    continue;
+                }
                 ops.push(TxnOp::delete(key.clone(), None));
                 records.push((key, None));
+                writing.push((wanted, verdict));
                 continue;
             };
+            let (needs, moves) = project.guards_of(&project.view(), claim);
+            let new_compares = needs.iter().filter(|(k, _)| !compares.iter().any(|(c, _)| c == k)).count();
+            let new_moves = moves.iter().filter(|k| !moved.contains(k)).count();
+            let too_many = compares.len() + new_compares + 1 > MAX_TXN_OPS
+                || ops.len() + moved.len() + new_moves + 1 > MAX_TXN_OPS;
+            if too_many {
+                later.push(wanted);
+                continue;
+            }
             let lease = match leases.of(client, &wanted.origin).await {
                 Ok(lease) => lease,
-                Err(e) => return fail_all(writing.into_iter().map(|(w, _)| w).collect(), &e.to_string()),
+                Err(e) => {
+                    let mut failed: Vec<Wanted> = writing.into_iter().map(|(w, _)| w).collect();
+                    failed.push(wanted);
+                    failed.append(&mut later);
+                    return fail_all(failed, &e.to_string());
+                }
             };
             used_leases.push(lease);
+            for (k, compare) in needs {
+                if !compares.iter().any(|(c, _)| *c == k) {
+                    compares.push((k, compare));
+                }
+            }
+            for k in moves {
+                if !moved.contains(&k) {
+                    moved.push(k);
+                }
+            }
             if let Some(revision) = revision {
-                compares.push(Compare::mod_revision(key.clone(), CompareOp::Equal, *revision));
+                compares.push((key.clone(), Compare::mod_revision(key.clone(), CompareOp::Equal, *revision)));
             }
             let held = Held {
                 origin: wanted.origin.clone(),
@@ -556,12 +638,18 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
             let record = serde_json::to_vec(&held).unwrap_or_default();
             ops.push(TxnOp::put(key.clone(), record, Some(PutOptions::new().with_lease(lease))));
             records.push((key, Some(held)));
+            writing.push((wanted, verdict));
         }
-        let puts = records.iter().any(|(_, held)| held.is_some());
-        if puts {
-            compares.push(Compare::mod_revision(project.guard_key(), CompareOp::Equal, guard));
-            ops.push(TxnOp::put(project.guard_key(), b"batch".to_vec(), None));
+        // What did not fit in this Txn goes first in the next batch.
+        if !later.is_empty() {
+            let mut waiting = project.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            later.append(&mut waiting);
+            *waiting = later;
         }
+        for key in &moved {
+            ops.push(TxnOp::put(key.clone(), b"batch".to_vec(), None));
+        }
+        let compares: Vec<Compare> = compares.into_iter().map(|(_, compare)| compare).collect();
         let response = match client.txn(Txn::new().when(compares).and_then(ops)).await {
             Ok(response) => response,
             Err(e) => {
@@ -597,8 +685,8 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
                 let record = serde_json::to_vec(&held).unwrap_or_default();
                 project.apply(&mut view, &key, Some(&record), revision);
             }
-            if puts {
-                project.apply(&mut view, &project.guard_key(), None, revision);
+            for key in &moved {
+                project.apply(&mut view, key, None, revision);
             }
         }
         for ((wanted, _), epoch) in writing.into_iter().zip(answers) {
@@ -672,16 +760,32 @@ async fn renew_lease(client: &mut Client, lease: i64) -> Result<bool, etcd_clien
 
 /// Reads the project's claims afresh into its view; returns the revision they were read at.
 async fn reload(client: &mut Client, project: &Project) -> Result<i64, HubError> {
-    let txn = Txn::new().and_then([TxnOp::get(project.claims_prefix(), Some(GetOptions::new().with_prefix()))]);
-    let response = client.txn(txn).await.map_err(etcd_error)?;
-    let revision = response.header().map_or(0, |h| h.revision());
+    // In pages, all at the first page's revision: a big project's claims do not fit in one gRPC message
+    // (4 MiB, about 16,000 claims).
+    let prefix = project.claims_prefix();
+    // The end of the prefix range: its last byte, `/`, plus one.
+    let end = format!("{}0", prefix.trim_end_matches('/'));
     let mut view = View::default();
-    if let Some(TxnOpResponse::Get(get)) = response.op_responses().first() {
-        for kv in get.kvs() {
-            let key = kv.key_str().unwrap_or_default();
-            project.apply(&mut view, key, Some(kv.value()), kv.mod_revision());
+    let mut from = prefix.into_bytes();
+    let mut revision = 0;
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(RELOAD_PAGE);
+        if revision != 0 {
+            options = options.with_revision(revision);
+        }
+        let response = client.get(from.clone(), Some(options)).await.map_err(etcd_error)?;
+        if revision == 0 {
+            revision = response.header().map_or(0, |h| h.revision());
+        }
+        for kv in response.kvs() {
+            project.apply(&mut view, kv.key_str().unwrap_or_default(), Some(kv.value()), kv.mod_revision());
+        }
+        match response.kvs().last() {
+            Some(last) if response.more() => from = [last.key(), b"\0"].concat(),
+            _ => break,
         }
     }
+    view.revision = revision;
     *project.view() = view;
     Ok(revision)
 }
@@ -703,6 +807,7 @@ async fn watch(mut client: Client, project: Arc<Project>, mut revision: i64) {
                             let value = (event.event_type() == EventType::Put).then(|| kv.value());
                             project.apply(&mut view, key, value, kv.mod_revision());
                             revision = revision.max(kv.mod_revision());
+                            view.revision = view.revision.max(revision);
                         }
                     }
                     Ok(None) => break,

@@ -49,6 +49,9 @@ pub struct Presence {
     pub sessions: Vec<String>,
     /// When it said so, Unix milliseconds.
     pub at_ms: u64,
+    /// What it said of each (client, branch, worktree).
+    #[serde(default)]
+    pub briefs: Vec<lanes_proto::hub::HubSessionBrief>,
 }
 
 /// Why the hub refused or failed a request.
@@ -332,10 +335,14 @@ impl web::Source for Hub {
                 .collect();
             let sessions: Vec<Value> = live
                 .iter()
-                .flat_map(|(origin, p)| p.sessions.iter().map(move |session| (origin, session)))
-                .map(|(origin, session)| {
+                .flat_map(|(origin, p)| p.sessions.iter().map(move |session| (origin, p, session)))
+                .map(|(origin, p, session)| {
                     let held = claims.iter().filter(|c| c.origin == *origin && in_session(&c.claim.holder, session));
-                    serde_json::json!({"id": session, "machine": origin, "claims": held.count()})
+                    let brief = p.briefs.iter().find(|b| b.id == *session);
+                    serde_json::json!({"id": session, "machine": origin, "claims": held.count(),
+                        "client": brief.and_then(|b| b.client.as_deref()),
+                        "branch": brief.and_then(|b| b.branch.as_deref()),
+                        "worktree": brief.and_then(|b| b.worktree.as_deref())})
                 })
                 .collect();
             let claims: Vec<Value> = claims
@@ -558,7 +565,7 @@ async fn mail(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
         return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_SESSIONS} sessions per request")));
     }
     if p.present {
-        let presence = Presence { sessions: p.sessions.clone(), at_ms: now_ms() };
+        let presence = Presence { sessions: p.sessions.clone(), at_ms: now_ms(), briefs: p.briefs };
         hub.store.set_presence(&p.project, &p.origin, &presence).await.map_err(to_rpc)?;
     }
     let messages = hub.store.take_mail(&p.project, &p.sessions).await.map_err(to_rpc)?;

@@ -797,7 +797,8 @@ fn hub_claims(url: &str, project: &str) -> Vec<(String, Value)> {
 }
 
 /// Two hubs on one etcd decide overlapping claims together: of sixteen sidecars racing through both hubs for
-/// scopes that all overlap, exactly one wins each round and every other is told `conflict` (the Txn guard, and
+/// scopes that all overlap (a directory, a file in it, a glob), exactly one wins each round and every other is
+/// told `conflict` (the Txn's guard keys, and
 /// the retry from a fresh read when the other hub's grant has not reached this hub's view yet); both hubs then
 /// list that one claim. A claim whose hub was killed ends when its etcd lease does.
 #[test]
@@ -821,7 +822,12 @@ fn two_hubs_on_one_etcd_grant_each_overlap_once_and_claims_end_with_their_lease(
                         let mut headers = HeaderMap::new();
                         headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("h"));
                         let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("ws");
-                        let scope = if racer.is_multiple_of(3) { "src" } else { "src/a.rs" };
+                        // A directory, a file in it, and a glob from the top: guard keys at three depths.
+                        let scope = match racer % 5 {
+                            0 | 3 => "src",
+                            1 => "**/a.rs",
+                            _ => "src/a.rs",
+                        };
                         let params = acquire_params(&project, &format!("m{racer}"), scope, 60);
                         barrier.wait();
                         let params = params.as_object().cloned().unwrap_or_default();

@@ -176,6 +176,9 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     let (_hub, url) = start_hub(&hub_env, &store, port);
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     let (b_env, b) = machine(&upstream, "b", &[&url], "");
+    let (socket, _) = a_env.start_sidecar(&a);
+    crate::common::Wire::connect(&socket)
+        .call("session.start", json!({"session": "alice", "worktree": a.to_string_lossy(), "client": "codex"}));
     claim(&a_env, &a, "alice", "src/a.rs");
 
     // Without the token: the page is the login form, the API a bare 401; with it, the view.
@@ -193,6 +196,14 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     assert!(figures["claims"] == 1 && figures["sidecars"] == 1, "the project's figures: {view}");
     assert!(figures["grants_per_s"].as_f64().is_some_and(|g| g > 0.0), "{view}");
     assert!(figures["decision_p99_ms"].as_f64().is_some_and(|d| d > 0.0), "{view}");
+    // The session as its sidecar described it: which agent CLI, on which machine.
+    let described = eventually(Duration::from_secs(5), || {
+        let (_, body) = get(port, "/api/view", Some(&format!("Authorization: Bearer {TOKEN}")));
+        let view: Value = serde_json::from_str(&body).unwrap_or_default();
+        view["sessions"].as_array().is_some_and(|s| s.iter().any(|s| s["id"] == "alice" && s["client"] == "codex"))
+    });
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    assert!(described, "alice is not listed with her client: {}", get(port, "/api/view", Some(&bearer)).1);
 
     let Some(mut browser) = Browser::launch(&hub_env.root().join("chromium")) else { return };
     let page = format!("http://127.0.0.1:{port}/");
@@ -203,6 +214,7 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     let shown = browser.wait_for("claims", "src/a.rs", Duration::from_secs(10));
     assert!(shown.is_some(), "the claim made before is not on the page: {}", browser.eval("document.body.innerText"));
     assert!(browser.table("claims").contains("alice"), "{}", browser.table("claims"));
+    assert!(browser.table("sessions").contains("codex"), "{}", browser.table("sessions"));
     assert!(browser.table("figures").contains("sqlite"), "the project's figures: {}", browser.table("figures"));
     browser.screenshot(&hub_env.root().join("hub-view.png"));
     let took = appears_live(&mut browser, || claim(&b_env, &b, "bob", "src/b.rs"), "src/b.rs");

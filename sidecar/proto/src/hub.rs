@@ -203,6 +203,25 @@ pub struct HubMailParams {
     /// 30 s); without it, only take their mail.
     #[serde(default)]
     pub present: bool,
+    /// With `present`: what the sidecar knows of each live session, for the hub's web view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub briefs: Vec<HubSessionBrief>,
+}
+
+/// A live session as its sidecar describes it to the hub (`hub.mail` with `present`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HubSessionBrief {
+    /// The session id.
+    pub id: String,
+    /// The agent CLI it runs in (`claude`, `codex`, ...).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// The branch its worktree is on.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Its worktree on that machine.
+    #[serde(default)]
+    pub worktree: Option<String>,
 }
 
 /// `hub.mail` reply: the messages, now taken from the hub.

@@ -15,7 +15,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
 use lanes_proto::hub::{
     HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubMailParams, HubMailReply, HubPushParams,
-    HubSendParams, HubSendReply, HubSyncParams, HubSyncReply, method,
+    HubSendParams, HubSendReply, HubSessionBrief, HubSyncParams, HubSyncReply, method,
 };
 use lanes_proto::{ErrorCode, ErrorData, EventView, HelloParams, PROTOCOL_VERSION};
 use serde::Serialize;
@@ -505,14 +505,23 @@ async fn take_mail_once(
     let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
         return Err("could not read the sessions".to_owned());
     };
-    let sessions: Vec<String> =
-        snapshot.sessions.into_iter().filter(|line| line.session.live).map(|line| line.id).collect();
+    let briefs: Vec<HubSessionBrief> = snapshot
+        .sessions
+        .into_iter()
+        .filter(|line| line.session.live)
+        .map(|line| {
+            let info = line.session.info;
+            HubSessionBrief { id: line.id, client: info.client, branch: info.branch, worktree: info.worktree }
+        })
+        .collect();
+    let sessions: Vec<String> = briefs.iter().map(|brief| brief.id.clone()).collect();
     let present = told.as_ref().is_none_or(|(before, at)| *before != sessions || at.elapsed() >= PRESENCE_EVERY);
     let params = HubMailParams {
         project: link.project.clone(),
         origin: link.origin.clone(),
         sessions: sessions.clone(),
         present,
+        briefs: if present { briefs } else { Vec::new() },
     };
     let reply: HubMailReply = link.call(method::MAIL, &params).await.map_err(|e| format!("{e:?}"))?;
     if !reply.messages.is_empty() {
