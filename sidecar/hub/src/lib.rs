@@ -467,19 +467,27 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
     );
     let refused = invalid.into_iter().map(|c| c.id).collect();
     let mut answer = HubSyncReply { held: plan.current, refused, ..HubSyncReply::default() };
+    let (project, origin) = (&p.project, &p.origin);
+    // Each step's writes go to the store at once, so they join one batch rather than one after another.
     let mut again = plan.acquire;
-    for (claim, held) in plan.renew {
-        match hub.store.renew(&p.project, claim.clone(), held).await {
+    let renewals = plan.renew.into_iter().map(|(claim, held)| async move {
+        let renewed = hub.store.renew(project, claim.clone(), held).await;
+        (claim, renewed)
+    });
+    for (claim, renewed) in futures::future::join_all(renewals).await {
+        match renewed {
             Ok(()) => answer.held.push(claim.id),
             Err(HubError::Lapsed) => again.push(claim),
             Err(e) => return Err(to_rpc(e)),
         }
     }
     let mut seen = Vec::new();
-    for claim in again {
-        let id = claim.id;
+    let grants = again.into_iter().map(|claim| async move {
         let event = Hub::event("grant", &claim);
-        match hub.store.acquire(&p.project, &p.origin, claim).await {
+        (claim.id, event, hub.store.acquire(project, origin, claim).await)
+    });
+    for (id, event, granted) in futures::future::join_all(grants).await {
+        match granted {
             Ok(_) => {
                 seen.push(event);
                 answer.held.push(id);
@@ -488,8 +496,11 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
             Err(e) => return Err(to_rpc(e)),
         }
     }
+    let releases = plan.release.iter().map(|held| hub.store.release(project, held));
+    for released in futures::future::join_all(releases).await {
+        released.map_err(to_rpc)?;
+    }
     for held in plan.release {
-        hub.store.release(&p.project, &held).await.map_err(to_rpc)?;
         seen.push(Hub::event("release", &held.claim));
         answer.released.push(held.claim.id);
     }
