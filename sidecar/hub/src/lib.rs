@@ -22,8 +22,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use lanes_proto::MessageView;
 use lanes_proto::hub::{
     HubAcquireParams, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHelloReply,
-    HubMailParams, HubMailReply, HubProjectParams, HubPushParams, HubSendParams, HubSendReply, HubSyncParams,
-    HubSyncReply, method,
+    HubMailParams, HubMailReply, HubProjectParams, HubPushParams, HubReleaseParams, HubReleaseReply, HubSendParams,
+    HubSendReply, HubSyncParams, HubSyncReply, method,
 };
 use lanes_proto::{ConflictView, ErrorCode, ErrorData, HelloParams, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
@@ -385,6 +385,9 @@ pub fn module(hub: Arc<Hub>) -> RpcModule<Arc<Hub>> {
             .map(|_| ()),
         module.register_async_method(method::SYNC, |p, hub, ext| async move { sync(p, &hub, &ext).await }).map(|_| ()),
         module
+            .register_async_method(method::RELEASE, |p, hub, ext| async move { release(p, &hub, &ext).await })
+            .map(|_| ()),
+        module
             .register_async_method(method::CLAIMS, |p, hub, ext| async move { claims(p, &hub, &ext).await })
             .map(|_| ()),
         module.register_async_method(method::PUSH, |p, hub, ext| async move { push(p, &hub, &ext).await }).map(|_| ()),
@@ -496,16 +499,36 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
             Err(e) => return Err(to_rpc(e)),
         }
     }
-    let releases = plan.release.iter().map(|held| hub.store.release(project, held));
+    answer.released = release_all(hub, project, origin, plan.release, seen).await?;
+    reply(&answer)
+}
+
+async fn release(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubReleaseParams = admit(&params, ext)?;
+    names(&p.project, Some(&p.origin))?;
+    let known = hub.store.of_origin(&p.project, &p.origin).await.map_err(to_rpc)?;
+    let held = known.into_iter().filter(|h| p.ids.contains(&h.claim.id)).collect();
+    let released = release_all(hub, &p.project, &p.origin, held, Vec::new()).await?;
+    reply(&HubReleaseReply { released })
+}
+
+/// Releases `held` (all at once, so they join one batch) and tells the live view, with the events `seen`
+/// before; the ids released.
+async fn release_all(
+    hub: &Hub,
+    project: &str,
+    origin: &str,
+    held: Vec<Held>,
+    mut seen: Vec<Value>,
+) -> Result<Vec<u64>, ErrorObjectOwned> {
+    let releases = held.iter().map(|h| hub.store.release(project, h));
     for released in futures::future::join_all(releases).await {
         released.map_err(to_rpc)?;
     }
-    for held in plan.release {
-        seen.push(Hub::event("release", &held.claim));
-        answer.released.push(held.claim.id);
-    }
-    hub.saw(&p.project, &p.origin, seen);
-    reply(&answer)
+    let ids = held.iter().map(|h| h.claim.id).collect();
+    seen.extend(held.iter().map(|h| Hub::event("release", &h.claim)));
+    hub.saw(project, origin, seen);
+    Ok(ids)
 }
 
 async fn claims(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {

@@ -321,10 +321,22 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
         (prop::collection::vec(claim, 0..4), any::<u64>())
             .prop_map(|(cs, upto)| (m::SYNC, json!({"project": "p", "origin": "o", "upto": upto, "claims": cs}))),
         any::<u64>().prop_map(|after| (m::EVENTS, json!({"project": "p", "origin": "o", "after": after}))),
+        prop::collection::vec(any::<u64>(), 0..4)
+            .prop_map(|ids| (m::RELEASE, json!({"project": "p", "origin": "o", "ids": ids}))),
     ];
     let request = prop_oneof![
         (
-            prop::sample::select(vec![m::HELLO, m::ACQUIRE, m::SYNC, m::CLAIMS, m::PUSH, m::EVENTS, m::SEND, m::MAIL]),
+            prop::sample::select(vec![
+                m::HELLO,
+                m::ACQUIRE,
+                m::SYNC,
+                m::RELEASE,
+                m::CLAIMS,
+                m::PUSH,
+                m::EVENTS,
+                m::SEND,
+                m::MAIL
+            ]),
             crate::common::arbitrary_params()
         ),
         structured,

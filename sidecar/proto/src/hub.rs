@@ -17,6 +17,9 @@ pub mod method {
     pub const ACQUIRE: &str = "hub.acquire";
     /// A sidecar's whole claim set: renews what is there, grants what is missing, releases the rest.
     pub const SYNC: &str = "hub.sync";
+    /// Release some of a sidecar's claims at once (what `claim.release` answers only after):
+    /// [`super::HubReleaseParams`] → [`super::HubReleaseReply`]; ids the hub does not hold are left out.
+    pub const RELEASE: &str = "hub.release";
     /// The live claims of a project.
     pub const CLAIMS: &str = "hub.claims";
     /// Append a sidecar's events after a cursor (idempotent).
@@ -99,6 +102,24 @@ pub struct HubSyncReply {
     pub released: Vec<u64>,
     /// Claims the hub could not grant again (another machine took the scope meanwhile).
     pub refused: Vec<u64>,
+}
+
+/// `hub.release` params.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubReleaseParams {
+    /// The project.
+    pub project: String,
+    /// The sidecar.
+    pub origin: String,
+    /// The sidecar's claim ids to release.
+    pub ids: Vec<u64>,
+}
+
+/// `hub.release` reply.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HubReleaseReply {
+    /// The claims released (those the hub held for this sidecar).
+    pub released: Vec<u64>,
 }
 
 /// Params naming a project.

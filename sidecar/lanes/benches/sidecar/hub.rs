@@ -106,7 +106,7 @@ fn start_hub(store: &str) -> (Killed, String) {
     (Killed(child), format!("ws://127.0.0.1:{port}"))
 }
 
-/// hub.acquire then hub.sync with the claim gone, as one sidecar would send them, over one WebSocket.
+/// hub.acquire then hub.release, as one sidecar sends them, over one WebSocket.
 fn at_the_hub(url: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let samples = runtime.block_on(async {
@@ -116,10 +116,10 @@ fn at_the_hub(url: &str) {
             let claim =
                 json!({"id": i + 1, "holder": "bench", "scopes": [format!("bench/{}", i % 50)], "ttl_secs": 60});
             let acquire = json!({"project": "bench", "origin": "bench-origin", "claim": claim});
-            let release = json!({"project": "bench", "origin": "bench-origin", "upto": i + 1, "claims": []});
+            let release = json!({"project": "bench", "origin": "bench-origin", "ids": [i + 1]});
             let started = Instant::now();
             let _: Value = client.request("hub.acquire", object(acquire)).await.expect("acquire");
-            let _: Value = client.request("hub.sync", object(release)).await.expect("release");
+            let _: Value = client.request("hub.release", object(release)).await.expect("release");
             if i >= 100 {
                 samples.push(started.elapsed());
             }
@@ -127,15 +127,14 @@ fn at_the_hub(url: &str) {
         samples
     });
     let (p50, p99, max) = percentiles(samples);
-    println!("claim+release at the hub (acquire, then sync):  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+    println!("claim+release at the hub (acquire, release):  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
 }
 
 fn object(value: Value) -> serde_json::Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
 }
 
-/// claim.acquire + claim.release on the sidecar's socket; the grant waits for the hub, the release is
-/// forwarded after it is answered.
+/// claim.acquire + claim.release on the sidecar's socket; the grant and the release each wait for the hub.
 fn one_client_through_a_sidecar(socket: &std::path::Path, world: &World) {
     let mut client = Client::connect(socket, Duration::from_secs(10)).expect("connect");
     let worktree = world.repo.to_string_lossy().into_owned();

@@ -15,7 +15,8 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
 use lanes_proto::hub::{
     HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubMailParams, HubMailReply, HubPushParams,
-    HubSendParams, HubSendReply, HubSessionBrief, HubSyncParams, HubSyncReply, method,
+    HubReleaseParams, HubReleaseReply, HubSendParams, HubSendReply, HubSessionBrief, HubSyncParams, HubSyncReply,
+    method,
 };
 use lanes_proto::{ErrorCode, ErrorData, EventView, HelloParams, PROTOCOL_VERSION};
 use serde::Serialize;
@@ -41,8 +42,9 @@ const MAIL_EVERY: Duration = Duration::from_secs(1);
 const PRESENCE_EVERY: Duration = Duration::from_secs(10);
 /// The most event bytes one push carries (the hub accepts requests of up to 4 MiB).
 const MAX_PUSH_BYTES: usize = 1024 * 1024;
-/// How long the forwarder gathers changes after being woken before it syncs.
-const GATHER: Duration = Duration::from_millis(10);
+/// How long the forwarder gathers events after being woken before it pushes them: a push is an etcd write,
+/// and the live view learns of grants and releases from the hub's own answers, not from the push.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// Why a hub call failed.
 #[derive(Debug)]
@@ -84,6 +86,12 @@ pub struct HubLink {
     state: Mutex<LinkState>,
     /// Wakes the forwarder (after a release, a handoff, new events).
     pub wake: tokio::sync::Notify,
+    /// Whether the forwarder's next round syncs the claim set (after a handoff, a renewal, a release the hub
+    /// did not take), not only pushes events.
+    resync: std::sync::atomic::AtomicBool,
+    /// A sync states the whole claim set as it was when read: a grant confirmed or a release made while one
+    /// is under way would be undone by it (a released claim granted again), so they take turns with it.
+    turn: tokio::sync::RwLock<()>,
     /// The id of the next message sent through the hub: unique for this origin (it starts at the start time
     /// in microseconds, so a restarted sidecar never reuses one).
     next_message: std::sync::atomic::AtomicU64,
@@ -113,12 +121,22 @@ impl HubLink {
             connection: tokio::sync::Mutex::new(Connection::default()),
             state: Mutex::new(LinkState::default()),
             wake: tokio::sync::Notify::new(),
+            turn: tokio::sync::RwLock::new(()),
+            resync: std::sync::atomic::AtomicBool::new(false),
             next_message: std::sync::atomic::AtomicU64::new(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             ),
         }))
+    }
+
+    /// Wakes the forwarder to push events, and to sync the claim set too when `resync`.
+    pub fn wake(&self, resync: bool) {
+        if resync {
+            self.resync.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.wake.notify_one();
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
@@ -217,6 +235,7 @@ impl HubLink {
     /// Asks the hub for a claim the sidecar just granted; `Err` is the answer to give instead.
     pub async fn confirm(&self, claim: HubClaim) -> Result<u64, ErrorObjectOwned> {
         let params = HubAcquireParams { project: self.project.clone(), origin: self.origin.clone(), claim };
+        let _turn = self.turn.read().await;
         match self.call::<_, HubGrant>(method::ACQUIRE, &params).await {
             Ok(grant) => Ok(grant.epoch),
             Err(HubFailure::Refused(error)) => Err(error),
@@ -384,16 +403,21 @@ pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubCl
 
 /// The forwarder: keeps the hub's view of this sidecar's claims and events current, forever.
 pub async fn forward(link: Arc<HubLink>, cx: Arc<Context>) {
+    let mut synced: Option<Instant> = None;
     loop {
         if let Err(e) = push_events(&link, &cx).await {
             tracing::debug!("event forwarding paused: {e}");
         }
-        if let Err(e) = sync_claims(&link, &cx).await {
-            tracing::debug!("claim sync paused: {e}");
+        let due = synced.is_none_or(|at| at.elapsed() >= SYNC_EVERY);
+        if link.resync.swap(false, std::sync::atomic::Ordering::SeqCst) || due {
+            synced = Some(Instant::now());
+            if let Err(e) = sync_claims(&link, &cx).await {
+                tracing::debug!("claim sync paused: {e}");
+            }
         }
         tokio::select! {
             () = link.wake.notified() => {
-                // Releases come in bursts (a session ending, a task done): one sync carries them all.
+                // Changes come in bursts (a session ending, a task done): one round carries them all.
                 tokio::time::sleep(GATHER).await;
             }
             () = tokio::time::sleep(SYNC_EVERY) => {}
@@ -443,18 +467,27 @@ async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
 /// and SessionEnd's bounds).
 const RELEASE_BOUND: Duration = Duration::from_millis(500);
 
-/// Brings a release to the hub before it is answered, so another machine can claim the paths at once: what
-/// the reply's `hub` says (`released`, or `queued: <why>` when no hub answered in time; the forwarder's
-/// next sync carries it then).
-pub async fn release_now(link: &HubLink, cx: &Context) -> String {
-    match tokio::time::timeout(RELEASE_BOUND, sync_claims(link, cx)).await {
-        Ok(Ok(())) => "released".to_owned(),
-        Ok(Err(why)) => format!("queued: {why}"),
-        Err(_) => format!("queued: the hub did not answer within {} ms", RELEASE_BOUND.as_millis()),
-    }
+/// Brings the release of `ids` to the hub before it is answered, so another machine can claim the paths at
+/// once: what the reply's `hub` says (`released`, or `queued: <why>` when no hub answered in time; the
+/// forwarder's next sync carries it then).
+pub async fn release_now(link: &HubLink, ids: &[lanes_core::ClaimId]) -> String {
+    let release = async {
+        let _turn = link.turn.read().await;
+        let ids = ids.iter().map(|id| id.0).collect();
+        let params = HubReleaseParams { project: link.project.clone(), origin: link.origin.clone(), ids };
+        link.call::<_, HubReleaseReply>(method::RELEASE, &params).await.map(|_| ()).map_err(|e| format!("{e:?}"))
+    };
+    let why = match tokio::time::timeout(RELEASE_BOUND, release).await {
+        Ok(Ok(())) => return "released".to_owned(),
+        Ok(Err(why)) => why,
+        Err(_) => format!("the hub did not answer within {} ms", RELEASE_BOUND.as_millis()),
+    };
+    link.wake(true);
+    format!("queued: {why}")
 }
 
 async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
+    let _turn = link.turn.write().await;
     let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
         return Err("could not read the claims".to_owned());
     };

@@ -223,7 +223,7 @@ async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
     };
     let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("release answers Released") };
     let hub = match &cx.hub {
-        Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, cx).await),
+        Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, &ids).await),
         _ => None,
     };
     reply(&ReleaseReply { released: ids.into_iter().map(|id| id.0).collect(), hub })

@@ -121,14 +121,15 @@ impl Context {
     }
 
     pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
-        let frees = matches!(
-            command,
-            Command::Release { .. } | Command::Handoff { .. } | Command::SessionEnd { .. } | Command::Renew { .. }
-        );
+        // The hub learns of handoffs and renewals from the forwarder's next sync, of releases from
+        // `release_now`; the events of all of them go with the forwarder's next push.
+        let frees = matches!(command, Command::Release { .. } | Command::SessionEnd { .. });
+        let resync = matches!(command, Command::Handoff { .. } | Command::Renew { .. });
         let answer = self.state.ask(command).await.map_err(failure_to_rpc);
-        if frees && let Some(hub) = &self.hub {
-            // The hub learns of releases, handoffs and renewals from the forwarder's next sync: now.
-            hub.wake.notify_one();
+        if (frees || resync)
+            && let Some(hub) = &self.hub
+        {
+            hub.wake(resync);
         }
         answer
     }
