@@ -121,8 +121,8 @@ impl HubLink {
             connection: tokio::sync::Mutex::new(Connection::default()),
             state: Mutex::new(LinkState::default()),
             wake: tokio::sync::Notify::new(),
-            turn: tokio::sync::RwLock::new(()),
             resync: std::sync::atomic::AtomicBool::new(false),
+            turn: tokio::sync::RwLock::new(()),
             next_message: std::sync::atomic::AtomicU64::new(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
