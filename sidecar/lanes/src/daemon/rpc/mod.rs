@@ -121,10 +121,11 @@ impl Context {
     }
 
     pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
-        // The hub learns of handoffs and renewals from the forwarder's next sync, of releases from
-        // `release_now`; the events of all of them go with the forwarder's next push.
-        let frees = matches!(command, Command::Release { .. } | Command::SessionEnd { .. });
-        let resync = matches!(command, Command::Handoff { .. } | Command::Renew { .. });
+        // The hub learns of handoffs, renewals and session ends (claims left pending hold on with a new
+        // expiry) from the forwarder's next sync, of releases from `release_now`; the events of all of them go
+        // with the forwarder's next push.
+        let frees = matches!(command, Command::Release { .. });
+        let resync = matches!(command, Command::Handoff { .. } | Command::Renew { .. } | Command::SessionEnd { .. });
         let answer = self.state.ask(command).await.map_err(failure_to_rpc);
         if (frees || resync)
             && let Some(hub) = &self.hub
