@@ -42,6 +42,8 @@ const GUARD_DEPTH: usize = 2;
 const LEASE_TTL_SECS: i64 = 60;
 /// How many claims one read of a project's view takes (a page is about 1.5 MiB; gRPC allows 4 MiB).
 const RELOAD_PAGE: i64 = 5_000;
+/// How long a defeated Txn waits for the watch to bring what defeated it before the project is read whole.
+const CATCH_UP: Duration = Duration::from_secs(1);
 /// How often the hub renews its leases and deletes the claims whose own expiry has passed.
 const KEEPER_EVERY: Duration = Duration::from_secs(2);
 
@@ -96,6 +98,8 @@ struct Project {
     deciding: tokio::sync::Mutex<()>,
     /// Changes waiting for the next batch.
     waiting: Mutex<Vec<Wanted>>,
+    /// Told whenever the view's revision moves on (the watch brought changes, or a whole read).
+    advanced: tokio::sync::Notify,
 }
 
 /// What a sidecar asks of one of its claims.
@@ -106,6 +110,13 @@ enum Change {
     Renew(HubClaim),
     /// Delete it.
     Release(u64),
+}
+
+/// One guard compare of a grant's Txn: the guard key (or, with `end`, the range of guard keys) it reads.
+struct Guard {
+    key: String,
+    end: Option<String>,
+    compare: Compare,
 }
 
 /// A change waiting for its project's next decision, and where its answer (the claim's epoch) goes.
@@ -144,6 +155,31 @@ struct View {
     revision: i64,
 }
 
+impl View {
+    /// Takes from `watched` (the view the watch kept while this one was read at `self.revision`) every
+    /// change newer than that read: claims put or deleted after it, guards moved after it.
+    fn keep_newer(&mut self, watched: View) {
+        let read_at = self.revision;
+        for (slot, revision) in watched.revisions {
+            if revision <= read_at || self.revisions.get(&slot).is_some_and(|seen| *seen >= revision) {
+                continue;
+            }
+            match watched.space.get(&slot.0, slot.1) {
+                Some(held) => self.space.insert(held.clone()),
+                None => {
+                    self.space.remove(&slot.0, slot.1);
+                }
+            }
+            self.revisions.insert(slot, revision);
+        }
+        for (key, revision) in watched.guards {
+            let known = self.guards.entry(key).or_insert(0);
+            *known = (*known).max(revision);
+        }
+        self.revision = self.revision.max(watched.revision);
+    }
+}
+
 fn etcd_error(e: etcd_client::Error) -> HubError {
     HubError::Unavailable(format!("etcd: {e}"))
 }
@@ -168,7 +204,7 @@ impl Project {
     /// it must be at the revision the view knows, and for a region shallower than the depth, no guard below
     /// it may have moved since the view's revision. Two claims can overlap only if one's region lies within
     /// the other's, so grants in unrelated parts of the tree never contend for a key.
-    fn guards_of(&self, view: &View, claim: &HubClaim) -> (Vec<(String, Compare)>, Vec<String>) {
+    fn guards_of(&self, view: &View, claim: &HubClaim) -> (Vec<Guard>, Vec<String>) {
         let mut regions: Vec<Vec<String>> = crate::space::check_claim(claim)
             .unwrap_or_default()
             .iter()
@@ -181,14 +217,15 @@ impl Project {
             for depth in 0..=region.len() {
                 let key = self.guard_key(&region[..depth]);
                 let known = view.guards.get(&key).copied().unwrap_or(0);
-                compares.push((key.clone(), Compare::mod_revision(key, CompareOp::Equal, known)));
+                let compare = Compare::mod_revision(key.clone(), CompareOp::Equal, known);
+                compares.push(Guard { key, end: None, compare });
             }
             if region.len() < GUARD_DEPTH {
                 let below = format!("{}/", self.guard_key(region));
                 let end = format!("{}0", self.guard_key(region));
-                let unchanged =
-                    Compare::mod_revision(below.clone(), CompareOp::Less, view.revision + 1).with_range(end);
-                compares.push((below, unchanged));
+                let compare =
+                    Compare::mod_revision(below.clone(), CompareOp::Less, view.revision + 1).with_range(end.clone());
+                compares.push(Guard { key: below, end: Some(end), compare });
             }
         }
         (compares, regions.iter().map(|region| self.guard_key(region)).collect())
@@ -310,6 +347,7 @@ impl EtcdStore {
                     view: Mutex::new(View::default()),
                     deciding: tokio::sync::Mutex::new(()),
                     waiting: Mutex::new(Vec::new()),
+                    advanced: tokio::sync::Notify::new(),
                 });
                 let revision = reload(&mut self.client.clone(), &project).await?;
                 tokio::spawn(watch(self.client.clone(), Arc::clone(&project), revision));
@@ -524,10 +562,10 @@ enum Verdict {
 /// the ones before them in the batch (a renewal also needs its claim still live in the view); what may be
 /// written goes in one Txn that also moves their guard keys, and every grant gets its revision as its
 /// epoch (they overlap nothing of each other, so each path's epochs still only grow). A refusal is believed
-/// only after a fresh read; a Txn whose guards or renewed keys moved (another hub wrote) is decided again from
-/// a fresh read.
+/// only after the claims it rests on are read again; a Txn whose guards or renewed keys moved (another hub
+/// wrote) is decided again once the view caught up with those writes. Neither reads the whole project.
 async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut batch: Vec<Wanted>) {
-    let mut reloaded = false;
+    let mut reread = false;
     for _ in 0..GRANT_ATTEMPTS {
         let verdicts = {
             let view = project.view();
@@ -557,13 +595,14 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
             verdicts
         };
         let refused = verdicts.iter().any(|v| matches!(v, Verdict::Refuse(_)));
-        if refused && !reloaded {
+        if refused && !reread {
             // The view may still show a claim another hub released or that expired a moment ago, or not yet
-            // show one another hub renewed.
-            if let Err(e) = reload(client, project).await {
+            // show one another hub renewed: read again just the claims the refusals rest on.
+            let keys = refusal_grounds(project, &batch, &verdicts);
+            if let Err(e) = refresh(client, project, &keys).await {
                 return fail_all(batch, &e.to_string());
             }
-            reloaded = true;
+            reread = true;
             continue;
         }
         let mut writing = Vec::new();
@@ -578,7 +617,8 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
         if writing.is_empty() {
             return;
         }
-        let mut compares: Vec<(String, Compare)> = Vec::new();
+        let mut compares: Vec<Guard> = Vec::new();
+        let mut renewed: Vec<(String, Compare)> = Vec::new();
         let mut moved: Vec<String> = Vec::new();
         let mut ops = Vec::with_capacity(writing.len() + 1);
         let mut records = Vec::with_capacity(writing.len());
@@ -597,9 +637,9 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
                 continue;
             };
             let (needs, moves) = project.guards_of(&project.view(), claim);
-            let new_compares = needs.iter().filter(|(k, _)| !compares.iter().any(|(c, _)| c == k)).count();
+            let new_compares = needs.iter().filter(|n| !compares.iter().any(|c| c.key == n.key)).count();
             let new_moves = moves.iter().filter(|k| !moved.contains(k)).count();
-            let too_many = compares.len() + new_compares + 1 > MAX_TXN_OPS
+            let too_many = compares.len() + renewed.len() + new_compares + 1 > MAX_TXN_OPS
                 || ops.len() + moved.len() + new_moves + 1 > MAX_TXN_OPS;
             if too_many {
                 later.push(wanted);
@@ -615,9 +655,9 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
                 }
             };
             used_leases.push(lease);
-            for (k, compare) in needs {
-                if !compares.iter().any(|(c, _)| *c == k) {
-                    compares.push((k, compare));
+            for guard in needs {
+                if !compares.iter().any(|c| c.key == guard.key) {
+                    compares.push(guard);
                 }
             }
             for k in moves {
@@ -626,7 +666,7 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
                 }
             }
             if let Some(revision) = revision {
-                compares.push((key.clone(), Compare::mod_revision(key.clone(), CompareOp::Equal, *revision)));
+                renewed.push((key.clone(), Compare::mod_revision(key.clone(), CompareOp::Equal, *revision)));
             }
             let held = Held {
                 origin: wanted.origin.clone(),
@@ -649,8 +689,9 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
         for key in &moved {
             ops.push(TxnOp::put(key.clone(), b"batch".to_vec(), None));
         }
-        let compares: Vec<Compare> = compares.into_iter().map(|(_, compare)| compare).collect();
-        let response = match client.txn(Txn::new().when(compares).and_then(ops)).await {
+        let when: Vec<Compare> =
+            compares.iter().map(|g| g.compare.clone()).chain(renewed.iter().map(|(_, c)| c.clone())).collect();
+        let response = match client.txn(Txn::new().when(when).and_then(ops)).await {
             Ok(response) => response,
             Err(e) => {
                 if e.to_string().contains("lease not found") {
@@ -661,10 +702,11 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
             }
         };
         if !response.succeeded() {
-            if let Err(e) = reload(client, project).await {
+            let renewed: Vec<String> = renewed.into_iter().map(|(key, _)| key).collect();
+            if let Err(e) = catch_up(client, project, &compares, &renewed).await {
                 return fail_all(writing.into_iter().map(|(w, _)| w).collect(), &e.to_string());
             }
-            reloaded = true;
+            reread = true;
             batch = writing.into_iter().map(|(w, _)| w).collect();
             continue;
         }
@@ -695,6 +737,92 @@ async fn decide(client: &mut Client, project: &Project, leases: &Leases, mut bat
         return;
     }
     fail_all(batch, "too much contention on the hub: try again");
+}
+
+/// The claim keys the refusals of a batch rest on: the claims in the way of each refused grant or renewal,
+/// and a refused renewal's own claim (the view may not know it was renewed through another hub).
+fn refusal_grounds(project: &Project, batch: &[Wanted], verdicts: &[Verdict]) -> Vec<String> {
+    let view = project.view();
+    let mut keys = Vec::new();
+    for (wanted, verdict) in batch.iter().zip(verdicts) {
+        let (Verdict::Refuse(_), Some(claim)) = (verdict, wanted.claim()) else { continue };
+        if matches!(wanted.change, Change::Renew(_)) {
+            keys.push(project.claim_key(&wanted.origin, claim.id));
+        }
+        for (origin, id) in view.space.blockers(&wanted.origin, claim, wanted.now_ms) {
+            keys.push(project.claim_key(&origin, id));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Reads `keys` afresh into the view (a read-only Txn of gets, [`MAX_TXN_OPS`] at a time): a key that is
+/// gone is applied as deleted at the read's revision.
+async fn refresh(client: &mut Client, project: &Project, keys: &[String]) -> Result<(), HubError> {
+    for chunk in keys.chunks(MAX_TXN_OPS) {
+        let gets: Vec<TxnOp> = chunk.iter().map(|key| TxnOp::get(key.clone(), None)).collect();
+        let response = client.txn(Txn::new().and_then(gets)).await.map_err(etcd_error)?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let mut view = project.view();
+        for (key, answer) in chunk.iter().zip(response.op_responses()) {
+            let TxnOpResponse::Get(got) = answer else { continue };
+            match got.kvs().first() {
+                Some(kv) => project.apply(&mut view, key, Some(kv.value()), kv.mod_revision()),
+                None => project.apply(&mut view, key, None, revision),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Brings the view up to what defeated a Txn: the renewed claims it compared are read again, and the view
+/// waits for the watch to bring every change up to the newest write of the guard keys it compared (the
+/// claims another hub granted with them come in the same revisions), so a busy project is not read whole.
+/// A guard key is only ever learnt through the watch or a whole read, never alone: a view that knew a
+/// guard's new revision but not the claim written with it would let an overlapping grant through.
+async fn catch_up(
+    client: &mut Client,
+    project: &Project,
+    guards: &[Guard],
+    renewed: &[String],
+) -> Result<(), HubError> {
+    refresh(client, project, renewed).await?;
+    let reads: Vec<TxnOp> = guards
+        .iter()
+        .map(|guard| {
+            let options = GetOptions::new().with_keys_only();
+            let options = match &guard.end {
+                Some(end) => options.with_range(end.clone()),
+                None => options,
+            };
+            TxnOp::get(guard.key.clone(), Some(options))
+        })
+        .collect();
+    let response = client.txn(Txn::new().and_then(reads)).await.map_err(etcd_error)?;
+    let target = response
+        .op_responses()
+        .iter()
+        .filter_map(|answer| match answer {
+            TxnOpResponse::Get(got) => got.kvs().iter().map(|kv| kv.mod_revision()).max(),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        let advanced = project.advanced.notified();
+        tokio::pin!(advanced);
+        advanced.as_mut().enable();
+        if project.view().revision >= target {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, advanced).await.is_err() {
+            // The watch is behind or broken: read the project whole.
+            return reload(client, project).await.map(|_| ());
+        }
+    }
 }
 
 /// Answers every change of `batch` with `unavailable`.
@@ -758,35 +886,54 @@ async fn renew_lease(client: &mut Client, lease: i64) -> Result<bool, etcd_clien
     Ok(responses.message().await?.is_some_and(|r| r.ttl() > 0))
 }
 
-/// Reads the project's claims afresh into its view; returns the revision they were read at.
+/// Reads the project's claims afresh into its view; returns the revision they were read at. What the watch
+/// brought meanwhile, newer than that read, stays (see [`View::keep_newer`]), so a read while the watch runs
+/// never loses a change.
 async fn reload(client: &mut Client, project: &Project) -> Result<i64, HubError> {
     // In pages, all at the first page's revision: a big project's claims do not fit in one gRPC message
-    // (4 MiB, about 16,000 claims).
+    // (4 MiB, about 16,000 claims). The next page is on its way while this one is parsed.
     let prefix = project.claims_prefix();
     // The end of the prefix range: its last byte, `/`, plus one.
     let end = format!("{}0", prefix.trim_end_matches('/'));
-    let mut view = View::default();
-    let mut from = prefix.into_bytes();
-    let mut revision = 0;
-    loop {
+    let page = |client: &Client, from: Vec<u8>, revision: i64| {
+        let mut client = client.clone();
         let mut options = GetOptions::new().with_range(end.clone()).with_limit(RELOAD_PAGE);
         if revision != 0 {
             options = options.with_revision(revision);
         }
-        let response = client.get(from.clone(), Some(options)).await.map_err(etcd_error)?;
+        tokio::spawn(async move { client.get(from, Some(options)).await })
+    };
+    let mut fresh = View::default();
+    let mut next = page(client, prefix.into_bytes(), 0);
+    let mut revision = 0;
+    loop {
+        let response = next
+            .await
+            .map_err(|e| HubError::Unavailable(format!("reading the view failed: {e}")))?
+            .map_err(etcd_error)?;
         if revision == 0 {
             revision = response.header().map_or(0, |h| h.revision());
         }
+        let more = match response.kvs().last() {
+            Some(last) if response.more() => Some(page(client, [last.key(), b"\0"].concat(), revision)),
+            _ => None,
+        };
         for kv in response.kvs() {
-            project.apply(&mut view, kv.key_str().unwrap_or_default(), Some(kv.value()), kv.mod_revision());
+            project.apply(&mut fresh, kv.key_str().unwrap_or_default(), Some(kv.value()), kv.mod_revision());
         }
-        match response.kvs().last() {
-            Some(last) if response.more() => from = [last.key(), b"\0"].concat(),
-            _ => break,
+        match more {
+            Some(page) => next = page,
+            None => break,
         }
     }
-    view.revision = revision;
-    *project.view() = view;
+    fresh.revision = revision;
+    {
+        let mut view = project.view();
+        let watched = std::mem::take(&mut *view);
+        fresh.keep_newer(watched);
+        *view = fresh;
+    }
+    project.advanced.notify_waiters();
     Ok(revision)
 }
 
@@ -809,6 +956,8 @@ async fn watch(mut client: Client, project: Arc<Project>, mut revision: i64) {
                             revision = revision.max(kv.mod_revision());
                             view.revision = view.revision.max(revision);
                         }
+                        drop(view);
+                        project.advanced.notify_waiters();
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -824,5 +973,60 @@ async fn watch(mut client: Client, project: Arc<Project>, mut revision: i64) {
             Ok(fresh) => revision = fresh,
             Err(e) => tracing::warn!("reload of {} failed: {}", project.prefix, e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(origin: &str, id: u64, scope: &str) -> Held {
+        let claim = HubClaim {
+            id,
+            holder: format!("{origin}-agent"),
+            scopes: vec![scope.to_owned()],
+            mode: lanes_proto::Mode::Exclusive,
+            ttl_secs: 60,
+        };
+        Held { origin: origin.to_owned(), claim, epoch: 5, expires_at_ms: u64::MAX, lease: 0 }
+    }
+
+    fn view_with(revision: i64, claims: &[(Held, i64)], deleted: &[((&str, u64), i64)]) -> View {
+        let mut view = View { revision, ..View::default() };
+        for (claim, at) in claims {
+            view.revisions.insert((claim.origin.clone(), claim.claim.id), *at);
+            view.space.insert(claim.clone());
+        }
+        for ((origin, id), at) in deleted {
+            view.revisions.insert(((*origin).to_owned(), *id), *at);
+        }
+        view
+    }
+
+    #[test]
+    fn a_whole_read_keeps_what_the_watch_brought_after_it() {
+        // Read at revision 10: a was put at 4, b at 6.
+        let mut fresh = view_with(10, &[(held("a", 1, "src/a.rs"), 4), (held("b", 1, "src/b.rs"), 6)], &[]);
+        // Meanwhile the watch brought b's release (12) and c's grant (11), and still shows a put it saw at 4.
+        let mut watched =
+            view_with(12, &[(held("a", 1, "src/a.rs"), 4), (held("c", 1, "src/c.rs"), 11)], &[(("b", 1), 12)]);
+        watched.guards.insert("g".to_owned(), 11);
+        fresh.guards.insert("g".to_owned(), 3);
+        fresh.keep_newer(watched);
+        assert!(fresh.space.get("a", 1).is_some());
+        assert!(fresh.space.get("b", 1).is_none(), "a release after the read stands");
+        assert!(fresh.space.get("c", 1).is_some(), "a grant after the read stands");
+        assert_eq!(fresh.guards["g"], 11);
+        assert_eq!(fresh.revision, 12);
+    }
+
+    #[test]
+    fn a_whole_read_wins_over_what_the_watch_had_before_it() {
+        // The watch still showed b (put at 6); the read at 10 no longer has it: it was released by then.
+        let mut fresh = view_with(10, &[], &[]);
+        let watched = view_with(8, &[(held("b", 1, "src/b.rs"), 6)], &[]);
+        fresh.keep_newer(watched);
+        assert!(fresh.space.get("b", 1).is_none());
+        assert_eq!(fresh.revision, 10);
     }
 }

@@ -85,23 +85,10 @@ impl Space {
     /// The live claims of other holders that stand in the way of `claim`. A sidecar's own earlier version of
     /// the same claim is not in the way.
     pub fn conflicts(&self, origin: &str, claim: &HubClaim, now_ms: u64) -> Result<Vec<ConflictView>, String> {
-        let wanted = check_claim(claim)?;
-        // Each overlapping claim once, with the first of its scopes found in the way.
-        let mut overlapping: BTreeMap<Key, Scope> = BTreeMap::new();
-        for scope in &wanted {
-            self.index.for_each_overlap(scope, |key, held| {
-                overlapping.entry(key).or_insert_with(|| held.clone());
-            });
-        }
-        let mut found = Vec::new();
-        for ((held_origin, id), scope) in overlapping {
-            let Some((held, _)) = self.held.get(&(held_origin.clone(), id)) else { continue };
-            let same_claim = held_origin == origin && id == claim.id;
-            let both_shared = held.claim.mode == Mode::Shared && claim.mode == Mode::Shared;
-            if same_claim || both_shared || nested(&held.claim.holder, &claim.holder) || held.expires_at_ms <= now_ms {
-                continue;
-            }
-            found.push(ConflictView {
+        let found = self.in_the_way(origin, claim, now_ms)?;
+        Ok(found
+            .into_iter()
+            .map(|((held_origin, id), held, scope)| ConflictView {
                 claim_id: id,
                 session: Some(held.claim.holder.clone()),
                 scope: scope.to_string(),
@@ -113,9 +100,36 @@ impl Space {
                 branch: None,
                 left_at: None,
                 client: None,
+            })
+            .collect())
+    }
+
+    /// The names of the live claims of other holders that stand in the way of `claim`: what a store re-reads
+    /// before it believes a refusal.
+    pub fn blockers(&self, origin: &str, claim: &HubClaim, now_ms: u64) -> Vec<(String, u64)> {
+        self.in_the_way(origin, claim, now_ms).unwrap_or_default().into_iter().map(|(key, ..)| key).collect()
+    }
+
+    /// Each live claim of another holder that overlaps `claim`, once, with the first of its scopes found in
+    /// the way.
+    fn in_the_way(&self, origin: &str, claim: &HubClaim, now_ms: u64) -> Result<Vec<(Key, &Held, Scope)>, String> {
+        let wanted = check_claim(claim)?;
+        let mut overlapping: BTreeMap<Key, Scope> = BTreeMap::new();
+        for scope in &wanted {
+            self.index.for_each_overlap(scope, |key, held| {
+                overlapping.entry(key).or_insert_with(|| held.clone());
             });
         }
-        Ok(found)
+        Ok(overlapping
+            .into_iter()
+            .filter_map(|(key, scope)| {
+                let (held, _) = self.held.get(&key)?;
+                let same_claim = key.0 == origin && key.1 == claim.id;
+                let both_shared = held.claim.mode == Mode::Shared && claim.mode == Mode::Shared;
+                let apart = same_claim || both_shared || nested(&held.claim.holder, &claim.holder);
+                (!apart && held.expires_at_ms > now_ms).then_some((key, held, scope))
+            })
+            .collect())
     }
 
     /// Who is in the way of each grant of a batch, decided in order: the live claims it overlaps and the grants
