@@ -235,10 +235,26 @@ fn hub_restart(etcd_url: &str, count: usize) {
             let _: Value = client.request("hub.acquire", object(acquire)).await.expect("grant");
             samples.push(started.elapsed());
         }
-        samples
+        // A refusal is believed only after the claims in the way are read again: one key, not the project.
+        let mut refusals = Vec::new();
+        for i in 0..200u64 {
+            // Claim n of the kept ones belongs to origin n % 32.
+            let n = i % 32 + 32 * (i * 13 % 3000);
+            let claim =
+                json!({"id": 1000 + i, "holder": "probe", "scopes": [format!("kept/{}/{n}.rs", n % 32)], "ttl_secs": 60});
+            let probe = json!({"project": "restart", "origin": "probe", "claim": claim});
+            let started = Instant::now();
+            let refused = client.request::<Value, _>("hub.acquire", object(probe)).await;
+            refusals.push(started.elapsed());
+            assert!(refused.is_err_and(|e| e.to_string().contains("held by")), "a held path was granted");
+        }
+        (samples, refusals)
     });
+    let (samples, refusals) = samples;
     let (p50, p99, max) = percentiles(samples);
     println!("  hub.acquire with {count} claims in the project:  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+    let (p50, p99, max) = percentiles(refusals);
+    println!("  refused hub.acquire with {count} claims:         p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
 }
 
 /// What the edit hook asks (claim.ensure) with no hub, and with a hub configured that does not answer.

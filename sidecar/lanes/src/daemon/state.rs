@@ -325,10 +325,74 @@ pub enum Failure {
     Unavailable(String),
 }
 
-type Reply = oneshot::Sender<Result<Answer, Failure>>;
 pub type Job = (Command, Reply);
 /// A decided batch: each reply with what it will say.
 type Answers = Vec<(Reply, Result<Answer, Failure>)>;
+
+/// Where a command's answer goes. A command is answered once what it changed is on disk, unless it asked to
+/// be told early (a grant the hub must confirm too): then it gets its answer once committed and `durable`
+/// once on disk, so the hub's confirmation and the log sync run side by side. Its caller still answers its
+/// client only after both.
+pub struct Reply {
+    answer: oneshot::Sender<Result<Answer, Failure>>,
+    durable: Option<oneshot::Sender<Result<(), Failure>>>,
+}
+
+impl Reply {
+    /// Answers now: nothing it changed waits for the disk.
+    fn finish(self, answer: Result<Answer, Failure>) {
+        let _ = self.answer.send(answer);
+        if let Some(durable) = self.durable {
+            let _ = durable.send(Ok(()));
+        }
+    }
+
+    fn fail(self, failure: Failure) {
+        let _ = self.answer.send(Err(failure));
+    }
+
+    /// Its batch is committed and waits for a sync: an early reply is told its answer now.
+    fn committed(self, answer: Result<Answer, Failure>) -> OnSync {
+        match self.durable {
+            Some(durable) => {
+                let _ = self.answer.send(answer);
+                OnSync::Durable(durable)
+            }
+            None => OnSync::Answer(self.answer, Box::new(answer)),
+        }
+    }
+}
+
+/// What a sync of the log finishes: an answer to give, or an early answer's `durable` to tell.
+enum OnSync {
+    // Boxed: an answer is large beside a `durable`.
+    Answer(oneshot::Sender<Result<Answer, Failure>>, Box<Result<Answer, Failure>>),
+    Durable(oneshot::Sender<Result<(), Failure>>),
+}
+
+impl OnSync {
+    fn synced(self) {
+        match self {
+            OnSync::Answer(reply, answer) => {
+                let _ = reply.send(*answer);
+            }
+            OnSync::Durable(durable) => {
+                let _ = durable.send(Ok(()));
+            }
+        }
+    }
+
+    fn failed(self, message: String) {
+        match self {
+            OnSync::Answer(reply, _) => {
+                let _ = reply.send(Err(Failure::Unavailable(message)));
+            }
+            OnSync::Durable(durable) => {
+                let _ = durable.send(Err(Failure::Unavailable(message)));
+            }
+        }
+    }
+}
 
 /// The current instant.
 pub fn now() -> Timestamp {
@@ -348,7 +412,7 @@ pub struct StateOwner {
     /// A session no hook started ends after this long without acting (and without a live claim).
     idle_sessions: Duration,
     /// Committed batches that wait for a log sync, oldest first, each with the number of its sync.
-    unanswered: VecDeque<(u64, Answers)>,
+    unanswered: VecDeque<(u64, Vec<OnSync>)>,
     /// Log syncs asked for so far, and the newest one finished.
     syncs_asked: u64,
     syncs_done: u64,
@@ -445,7 +509,7 @@ impl StateOwner {
                 self.book.take_events();
                 self.reload();
                 for reply in replies {
-                    let _ = reply.send(Err(Failure::Unavailable("internal error in the sidecar; see its log".into())));
+                    reply.fail(Failure::Unavailable("internal error in the sidecar; see its log".into()));
                 }
                 continue;
             };
@@ -456,8 +520,7 @@ impl StateOwner {
                 Err(e) => {
                     tracing::error!("failed to commit {} events: {e}", events.len());
                     for (reply, _) in answers {
-                        let _ = reply
-                            .send(Err(Failure::Unavailable(format!("the sidecar could not save the change: {e}"))));
+                        reply.fail(Failure::Unavailable(format!("the sidecar could not save the change: {e}")));
                     }
                     self.reload();
                 }
@@ -716,7 +779,7 @@ impl StateOwner {
     async fn answer_when_durable(&mut self, commit: Commit, answers: Answers) {
         if commit == Commit::Done {
             for (reply, answer) in answers {
-                let _ = reply.send(answer);
+                reply.finish(answer);
             }
             return;
         }
@@ -725,7 +788,7 @@ impl StateOwner {
         // and the CPU it would spin on is the clients'.
         let alone = answers.len() == 1 && self.unanswered.is_empty();
         let sync = self.syncs_asked;
-        self.unanswered.push_back((sync, answers));
+        self.unanswered.push_back((sync, answers.into_iter().map(|(reply, answer)| reply.committed(answer)).collect()));
         match self.syncer().and_then(|syncer| syncer.ask(sync)) {
             Ok(()) if alone => self.wait_awake().await,
             Ok(()) => {}
@@ -770,17 +833,17 @@ impl StateOwner {
             Ok(done) => {
                 self.syncs_done = self.syncs_done.max(done);
                 while self.unanswered.front().is_some_and(|(needs, _)| *needs <= self.syncs_done) {
-                    for (reply, answer) in self.unanswered.pop_front().into_iter().flat_map(|(_, answers)| answers) {
-                        let _ = reply.send(answer);
+                    for waiting in self.unanswered.pop_front().into_iter().flat_map(|(_, waiting)| waiting) {
+                        waiting.synced();
                     }
                 }
             }
             Err(e) => {
                 tracing::error!("failed to sync the state database to disk: {e}; exiting so a restart reads it again");
-                for (reply, _) in self.unanswered.drain(..).flat_map(|(_, answers)| answers) {
-                    let _ = reply.send(Err(Failure::Unavailable(format!(
+                for waiting in self.unanswered.drain(..).flat_map(|(_, waiting)| waiting) {
+                    waiting.failed(format!(
                         "the sidecar could not write its state to disk ({e}) and exits; the next command restarts it"
-                    ))));
+                    ));
                 }
                 std::process::exit(1);
             }
@@ -875,10 +938,39 @@ impl StateHandle {
 
     /// Sends a command and waits for its answer.
     pub async fn ask(&self, command: Command) -> Result<Answer, Failure> {
-        let (reply, answer) = oneshot::channel();
-        self.sender.send((command, reply)).map_err(|_| Failure::Unavailable("the sidecar is shutting down".into()))?;
-        answer.await.map_err(|_| Failure::Unavailable("the sidecar is shutting down".into()))?
+        self.ask_early(command, false).await.map(|(answer, _)| answer)
     }
+
+    /// Sends a command and waits for its answer; `early`, the answer comes once it is committed, and the
+    /// [`Durable`] says when it is on disk (else it comes on disk, and the [`Durable`] is done).
+    pub async fn ask_early(&self, command: Command, early: bool) -> Result<(Answer, Durable), Failure> {
+        let (answer, answered) = oneshot::channel();
+        let (durable, on_disk) = if early {
+            let (durable, on_disk) = oneshot::channel();
+            (Some(durable), Some(on_disk))
+        } else {
+            (None, None)
+        };
+        self.sender.send((command, Reply { answer, durable })).map_err(|_| shutting_down())?;
+        let answer = answered.await.map_err(|_| shutting_down())??;
+        Ok((answer, Durable(on_disk)))
+    }
+}
+
+/// When an early answer's change is on disk.
+pub struct Durable(Option<oneshot::Receiver<Result<(), Failure>>>);
+
+impl Durable {
+    pub async fn wait(self) -> Result<(), Failure> {
+        match self.0 {
+            Some(on_disk) => on_disk.await.map_err(|_| shutting_down())?,
+            None => Ok(()),
+        }
+    }
+}
+
+fn shutting_down() -> Failure {
+    Failure::Unavailable("the sidecar is shutting down".into())
 }
 
 /// A refusal for an input that names no valid principal or claim.

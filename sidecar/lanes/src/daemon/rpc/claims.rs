@@ -15,7 +15,7 @@ use super::{
     resolve_all, rfc3339,
 };
 use crate::config::{Binding, Config};
-use crate::daemon::state::{Answer, Command, Failure, now};
+use crate::daemon::state::{Answer, Command, Durable, Failure, now};
 
 /// Which worktree a principal's edits are bound to, and what an edit elsewhere gets (`[binding]`).
 pub struct BindingPolicy {
@@ -59,18 +59,27 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
     if let Some(refusal) = cx.hub.as_ref().and_then(|hub| hub.refusal_while_down()) {
         return Err(refusal);
     }
-    let Answer::Granted(grant) = ask_on_fresh_work(cx, || Command::Acquire(request.clone())).await? else {
+    let (Answer::Granted(grant), durable) = ask_on_fresh_work(cx, || Command::Acquire(request.clone())).await? else {
         unreachable!("acquire answers Granted")
     };
-    let hub_epoch = cx.confirm_with_hub(&grant.claim).await?;
+    let hub_epoch = confirm_when_durable(cx, &grant, durable).await?;
     grant_reply(&grant, hub_epoch)
+}
+
+/// A grant's answer: once it is on this disk and, with a hub, confirmed there, the two side by side.
+async fn confirm_when_durable(cx: &Context, grant: &Grant, durable: Durable) -> Result<Option<u64>, ErrorObjectOwned> {
+    let (on_disk, confirmed) = tokio::join!(durable.wait(), cx.confirm_with_hub(&grant.claim));
+    on_disk.map_err(failure_to_rpc)?;
+    confirmed
 }
 
 /// Asks the state owner for a claim; refused over pending work, scans the worktrees holding that work and asks
 /// once more. A refusal then stands on a scan newer than the request, never on one the watcher has not caught
-/// up with yet (a checkout that just finished, a commit that just landed).
-async fn ask_on_fresh_work(cx: &Context, command: impl Fn() -> Command) -> Result<Answer, ErrorObjectOwned> {
-    match cx.state.ask(command()).await {
+/// up with yet (a checkout that just finished, a commit that just landed). With a hub, a grant is answered
+/// once committed, and the hub asked while it goes to disk.
+async fn ask_on_fresh_work(cx: &Context, command: impl Fn() -> Command) -> Result<(Answer, Durable), ErrorObjectOwned> {
+    let early = cx.hub.is_some();
+    match cx.state.ask_early(command(), early).await {
         Err(Failure::Refused(refusal))
             if refusal.code == RefusalCode::Conflict && refusal.conflicts.iter().any(|c| c.pending.is_some()) =>
         {
@@ -81,7 +90,7 @@ async fn ask_on_fresh_work(cx: &Context, command: impl Fn() -> Command) -> Resul
             for root in roots {
                 crate::daemon::work::scan_now(cx, std::path::Path::new(root)).await;
             }
-            cx.ask(command()).await
+            cx.state.ask_early(command(), early).await.map_err(failure_to_rpc)
         }
         answer => answer.map_err(failure_to_rpc),
     }
@@ -100,15 +109,18 @@ async fn ensure(params: Params<'static>, cx: &Context) -> RpcResult {
         };
         return held.map_or(Err(refusal), |claim| claim_reply(&claim, true));
     }
-    let Answer::Ensured(ensured) = ask_on_fresh_work(cx, || Command::Ensure(request.clone())).await? else {
+    let (Answer::Ensured(ensured), durable) = ask_on_fresh_work(cx, || Command::Ensure(request.clone())).await? else {
         unreachable!("ensure answers Ensured")
     };
     let mut value = match ensured {
         Ensured::Granted(grant) => {
-            let hub_epoch = cx.confirm_with_hub(&grant.claim).await?;
+            let hub_epoch = confirm_when_durable(cx, &grant, durable).await?;
             grant_reply(&grant, hub_epoch)?
         }
-        Ensured::Held(claim) => claim_reply(&claim, true)?,
+        Ensured::Held(claim) => {
+            durable.wait().await.map_err(failure_to_rpc)?;
+            claim_reply(&claim, true)?
+        }
     };
     if let Some(warning) = warning {
         value["warning"] = match value["warning"].as_str() {
