@@ -785,8 +785,9 @@ impl StateOwner {
         }
         self.syncs_asked += 1;
         // Only a lone request waits for its sync awake: under load the owner has batches to decide meanwhile,
-        // and the CPU it would spin on is the clients'.
-        let alone = answers.len() == 1 && self.unanswered.is_empty();
+        // and the CPU it would spin on is the clients'. An early reply's caller waits for the hub, which takes
+        // longer than the sync: spinning would only take the CPU the hub's answer needs.
+        let alone = answers.len() == 1 && self.unanswered.is_empty() && answers[0].0.durable.is_none();
         let sync = self.syncs_asked;
         self.unanswered.push_back((sync, answers.into_iter().map(|(reply, answer)| reply.committed(answer)).collect()));
         match self.syncer().and_then(|syncer| syncer.ask(sync)) {
