@@ -421,6 +421,10 @@ impl EtcdStore {
             last = event.seq;
         }
         puts.push(TxnOp::put(cursor_key.clone(), format!("{last:020}"), None));
+        if let Some(oldest_kept) = last.checked_sub(crate::KEPT_EVENTS - 1).filter(|&oldest| oldest > 1) {
+            let range = DeleteOptions::new().with_range(format!("{prefix}events/{origin}/{oldest_kept:020}"));
+            puts.push(TxnOp::delete(format!("{prefix}events/{origin}/"), Some(range)));
+        }
         let txn = Txn::new().when([expected]).and_then(puts).or_else([TxnOp::get(cursor_key, None)]);
         let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
         if response.succeeded() {

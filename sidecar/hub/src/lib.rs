@@ -35,6 +35,11 @@ use space::{Held, plan_sync};
 /// The most events one `hub.push` may carry (etcd allows 128 operations in one Txn).
 pub const MAX_PUSH: usize = 100;
 
+/// The most events the hub keeps from one sidecar: each push drops the ones older than that, so a busy team's
+/// event log does not fill the store (etcd refuses every write, grants too, once its space quota is full). A
+/// reader further behind starts at the oldest one kept.
+pub const KEPT_EVENTS: u64 = 10_000;
+
 /// How long a sidecar's word on its live sessions counts: it says it again every 10 s (a `hub.mail` with
 /// `present`), so a sidecar silent this long is gone and its sessions get no more mail.
 const PRESENCE_FRESH_MS: u64 = 30_000;

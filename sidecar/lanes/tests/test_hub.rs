@@ -875,3 +875,39 @@ fn two_hubs_on_one_etcd_grant_each_overlap_once_and_claims_end_with_their_lease(
     assert!(freed, "the claim outlived its etcd lease: {:?}", hub_claims(&url2, "lease"));
     assert_eq!(hub_claims(&url2, "lease").len(), 1, "the expired claim is still listed");
 }
+
+/// The hub keeps the newest `KEPT_EVENTS` of each sidecar, on either store: a team's log, pushed all day,
+/// does not fill the store (a full etcd refuses grants too); the cursor still says where the sidecar is.
+#[test]
+fn the_hub_keeps_only_the_newest_events_of_each_sidecar_on_sqlite_and_etcd() {
+    let hub_env = TestEnv::new();
+    let etcd = etcd_cluster(&hub_env);
+    let mut stores = vec![format!("sqlite:{}", hub_env.root().join("events.db").display())];
+    stores.extend(etcd.iter().map(|etcd| format!("etcd:{}", etcd.clients.join(","))));
+    let kept = lanes_hub::KEPT_EVENTS;
+    let pushed = kept + 250;
+    for store in stores {
+        let (_hub, url) = start_hub(&hub_env, &store, free_port());
+        for first in (1..=pushed).step_by(lanes_hub::MAX_PUSH) {
+            let events: Vec<Value> = (first..(first + lanes_hub::MAX_PUSH as u64).min(pushed + 1))
+                .map(|seq| {
+                    json!({"seq": seq, "at": "2026-12-03T00:00:00Z", "kind": "grant", "session": "s",
+                    "claim": seq, "data": {}})
+                })
+                .collect();
+            let params = json!({"project": "p", "origin": "m1", "after": first - 1, "events": events});
+            let cursor = hub_call(&url, Some(TOKEN), "hub.push", params).expect("push");
+            assert_eq!(cursor["cursor"], first + events.len() as u64 - 1, "{store}: pushed in order");
+        }
+        let params = json!({"project": "p", "origin": "m1", "after": 0, "limit": 5});
+        let reply = hub_call(&url, Some(TOKEN), "hub.events", params).expect("events");
+        let seqs: Vec<u64> =
+            reply["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+        let oldest = pushed - kept + 1;
+        assert_eq!(seqs, (oldest..oldest + 5).collect::<Vec<_>>(), "{store}: the oldest events are gone");
+        assert_eq!(reply["cursor"], pushed, "{store}: the cursor is the last event pushed");
+        let params = json!({"project": "p", "origin": "m1", "after": pushed - 2});
+        let reply = hub_call(&url, Some(TOKEN), "hub.events", params).expect("events");
+        assert_eq!(reply["events"].as_array().map(Vec::len), Some(2), "{store}: the newest are all there");
+    }
+}
