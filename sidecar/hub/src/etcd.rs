@@ -820,10 +820,14 @@ async fn catch_up(
         tokio::pin!(advanced);
         advanced.as_mut().enable();
         if project.view().revision >= target {
+            tracing::debug!("{}: a defeated Txn waited for the watch to reach revision {target}", project.prefix);
             return Ok(());
         }
         if tokio::time::timeout_at(deadline, advanced).await.is_err() {
-            // The watch is behind or broken: read the project whole.
+            tracing::warn!(
+                "{}: the watch did not reach revision {target} within {CATCH_UP:?}: reading it whole",
+                project.prefix
+            );
             return reload(client, project).await.map(|_| ());
         }
     }
