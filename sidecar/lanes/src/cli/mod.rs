@@ -37,6 +37,8 @@ pub mod worktrees;
 
 /// How long a CLI command waits for the sidecar to start.
 const START_BUDGET: Duration = Duration::from_secs(5);
+/// How often a call is made again to a sidecar that reset its connection unread (it was restarting).
+const RESET_RETRIES: u32 = 5;
 /// How long a CLI command waits for one reply.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -136,7 +138,27 @@ impl Env {
     }
 
     pub fn call<P: Serialize>(&self, method: &str, params: &P) -> Result<Value, Failure> {
-        Ok(self.connect()?.call_value(method, params)?)
+        self.call_passing(false, method, params)
+    }
+
+    /// One call on a fresh connection ([`Env::connect_passing`]). A sidecar that resets the connection before
+    /// reading the request is going away (a restart on a changed config file): the call is made again, to the
+    /// sidecar that replaces it, up to [`RESET_RETRIES`] times. The request was never read, so asking again is
+    /// safe.
+    fn call_passing<P: Serialize>(&self, pass_setting_vars: bool, method: &str, params: &P) -> Result<Value, Failure> {
+        let mut tries = 0;
+        loop {
+            match self.connect_passing(pass_setting_vars)?.call_value(method, params) {
+                Err(CallError::Io(e))
+                    if tries < RESET_RETRIES
+                        && matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                answer => return Ok(answer?),
+            }
+        }
     }
 
     fn worktree(&self) -> String {

@@ -11,7 +11,7 @@ use crate::cli::output::Output;
 
 /// Starts the sidecar with this shell's `LANES_*` settings: the one place a client's environment reaches it.
 pub fn sidecar_start(env: &Env, out: &Output) -> Result<(), Failure> {
-    let hello = env.connect_passing(true)?.call_value(method::HELLO, &hello_params())?;
+    let hello = env.call_passing(true, method::HELLO, &hello_params())?;
     out.print(
         &json!({"running": true, "pid": hello["pid"], "version": hello["version"], "socket": env.paths.socket}),
         |v| format!("sidecar running (pid {}) on {}", v["pid"], env.paths.socket.display()),
