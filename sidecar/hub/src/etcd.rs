@@ -421,7 +421,7 @@ impl EtcdStore {
             last = event.seq;
         }
         puts.push(TxnOp::put(cursor_key.clone(), format!("{last:020}"), None));
-        if let Some(oldest_kept) = last.checked_sub(crate::KEPT_EVENTS - 1).filter(|&oldest| oldest > 1) {
+        if let Some(oldest_kept) = crate::oldest_kept_event(last) {
             let range = DeleteOptions::new().with_range(format!("{prefix}events/{origin}/{oldest_kept:020}"));
             puts.push(TxnOp::delete(format!("{prefix}events/{origin}/"), Some(range)));
         }

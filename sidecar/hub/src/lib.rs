@@ -40,6 +40,12 @@ pub const MAX_PUSH: usize = 100;
 /// reader further behind starts at the oldest one kept.
 pub const KEPT_EVENTS: u64 = 10_000;
 
+/// The oldest event a push that ends at `last` keeps, when there are older ones to drop: both stores delete
+/// the events before it in the push's own transaction.
+fn oldest_kept_event(last: u64) -> Option<u64> {
+    last.checked_sub(KEPT_EVENTS - 1).filter(|&oldest| oldest > 1)
+}
+
 /// How long a sidecar's word on its live sessions counts: it says it again every 10 s (a `hub.mail` with
 /// `present`), so a sidecar silent this long is gone and its sessions get no more mail.
 const PRESENCE_FRESH_MS: u64 = 30_000;

@@ -234,7 +234,7 @@ impl SqliteStore {
             .map_err(db_error)?;
             last = event.seq;
         }
-        if let Some(oldest_kept) = last.checked_sub(crate::KEPT_EVENTS - 1) {
+        if let Some(oldest_kept) = crate::oldest_kept_event(last) {
             tx.execute(
                 "DELETE FROM events WHERE project = ?1 AND origin = ?2 AND seq < ?3",
                 params![project, origin, oldest_kept],

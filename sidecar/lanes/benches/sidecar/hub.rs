@@ -216,7 +216,7 @@ fn hub_restart(etcd_url: &str, count: usize) {
     drop(hub);
     let started = Instant::now();
     let (_hub, url) = start_hub(&format!("etcd:{etcd_url}"));
-    let samples = runtime.block_on(async {
+    let (samples, refusals) = runtime.block_on(async {
         let client = WsClientBuilder::default().build(&url).await.expect("connect to the hub");
         let probe = json!({"project": "restart", "origin": "probe", "claim":
             {"id": 1, "holder": "probe", "scopes": ["kept/0/0.rs"], "ttl_secs": 60}});
@@ -250,7 +250,6 @@ fn hub_restart(etcd_url: &str, count: usize) {
         }
         (samples, refusals)
     });
-    let (samples, refusals) = samples;
     let (p50, p99, max) = percentiles(samples);
     println!("  hub.acquire with {count} claims in the project:  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
     let (p50, p99, max) = percentiles(refusals);
