@@ -46,6 +46,10 @@ pub struct Scanner {
     changed: Mutex<HashSet<PathBuf>>,
     /// When each worktree was last scanned.
     last_scan: Mutex<HashMap<PathBuf, Instant>>,
+    /// One lock per worktree, held from a scan's read of git to the book taking its result: two scans of one
+    /// worktree at once (the timer's, and one before a holder ends) could otherwise hand the book the older
+    /// read last, and a pending path the older read missed would be released as landed.
+    scanning: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// A worktree's pending paths as a principal's shell command began, by (worktree, principal): what the
     /// scan after the command compares against. Taken when used; a command that never reports back leaves
     /// one entry, replaced by its principal's next command.
@@ -71,6 +75,7 @@ impl Scanner {
             watch: crate::daemon::watch::Watch::default(),
             changed: Mutex::new(HashSet::new()),
             last_scan: Mutex::new(HashMap::new()),
+            scanning: Mutex::new(HashMap::new()),
             before_shell: Mutex::new(HashMap::new()),
         }
     }
@@ -254,6 +259,15 @@ fn worktrees(common_dir: &Path) -> Option<Vec<PathBuf>> {
 
 /// Scans `root` now and hands the result to the book. Returns what was found.
 pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
+    let turn = Arc::clone(
+        cx.scanner
+            .scanning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(root.to_path_buf())
+            .or_default(),
+    );
+    let _turn = turn.lock().await;
     cx.scanner
         .last_scan
         .lock()
@@ -275,6 +289,7 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
             // as latent work until the next full round.
             tracing::debug!("{} is gone: {e:#}", root.display());
             cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
+            cx.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
             let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
             None
         }
@@ -322,6 +337,7 @@ pub async fn refresh(cx: Arc<Context>) {
                 gone
             };
             for root in gone {
+                cx.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&root);
                 let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
             }
             roots = listed;
