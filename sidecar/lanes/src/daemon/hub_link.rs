@@ -433,6 +433,7 @@ async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
             Ok(Answer::Events(logged)) => logged.into_iter().map(rpc::sidecar::event_view).collect(),
             _ => return Err("could not read the event log".to_owned()),
         };
+        let read = events.len();
         // Keep a push well under the hub's request limit, whatever the events carry (prompts can be long).
         let mut bytes = 0;
         let fits = events
@@ -453,12 +454,20 @@ async fn push_events(link: &HubLink, cx: &Context) -> Result<(), String> {
         }
         let params = HubPushParams { project: link.project.clone(), origin: link.origin.clone(), after, events };
         let sent = params.events.len();
+        let last_sent = params.events.last().map(|e| e.seq);
         let reply: HubCursor = link.call(method::PUSH, &params).await.map_err(|e| format!("{e:?}"))?;
         link.state().cursor = Some(reply.cursor);
         // A cursor other than the one we sent from means the hub had more (or less) than we thought:
         // go round again from where it is.
         if reply.cursor == after {
             return if sent == 0 { Ok(()) } else { Err(format!("the hub did not take events after {after}")) };
+        }
+        // Only a push that left events behind goes round again at once. Events logged while it was on its way
+        // wait for the next wake's gathering: going round for them made one etcd write per few events under
+        // load, and with one agent an extra write every five pairs.
+        let left_behind = read == lanes_hub::MAX_PUSH || sent < read;
+        if last_sent == Some(reply.cursor) && !left_behind {
+            return Ok(());
         }
     }
 }
