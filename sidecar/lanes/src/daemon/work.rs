@@ -288,9 +288,7 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
             // Gone (removed as the watcher saw it go): what an earlier scan caught mid-removal must not linger
             // as latent work until the next full round.
             tracing::debug!("{} is gone: {e:#}", root.display());
-            cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
-            cx.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
-            let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
+            forget(cx, root).await;
             None
         }
         Ok(Err(e)) => {
@@ -302,6 +300,13 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
             None
         }
     }
+}
+
+/// Forgets a worktree that is gone: its pending paths, and what the scanner kept for it.
+async fn forget(cx: &Context, root: &Path) {
+    cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
+    cx.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
+    let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
 }
 
 /// Keeps every worktree's pending paths current, forever: the ones a hook event asked for at once, the ones
@@ -330,15 +335,11 @@ pub async fn refresh(cx: Arc<Context>) {
             let _ = tokio::task::spawn_blocking(move || scanner.watch.cover(&scanner, &common_dir, &watched)).await;
             // Worktrees that went away (unlisted, their directory gone) take their pending paths with them.
             let gone: Vec<PathBuf> = {
-                let mut scanned = cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let gone: Vec<PathBuf> =
-                    scanned.iter().filter(|root| !listed.contains(root) && !root.exists()).cloned().collect();
-                scanned.retain(|root| !gone.contains(root));
-                gone
+                let scanned = cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                scanned.iter().filter(|root| !listed.contains(root) && !root.exists()).cloned().collect()
             };
             for root in gone {
-                cx.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&root);
-                let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
+                forget(&cx, &root).await;
             }
             roots = listed;
         }
