@@ -233,11 +233,7 @@ async fn release(params: Params<'static>, cx: &Context) -> RpcResult {
     } else {
         Command::Release { who, ids, all: p.all.unwrap_or(false), epoch: p.epoch.map(Epoch) }
     };
-    let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("release answers Released") };
-    let hub = match &cx.hub {
-        Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, &ids).await),
-        _ => None,
-    };
+    let (ids, hub) = cx.release_everywhere(command).await?;
     reply(&ReleaseReply { released: ids.into_iter().map(|id| id.0).collect(), hub })
 }
 

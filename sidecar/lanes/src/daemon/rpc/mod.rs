@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use lanes_core::{Claim, Conflict, Principal, RefusalCode, Scope, Timestamp, Worktree};
+use lanes_core::{Claim, ClaimId, Conflict, Principal, RefusalCode, Scope, Timestamp, Worktree};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{ClaimView, ConflictView, ErrorCode, ErrorData, Mode, SidecarView};
 use serde::Serialize;
@@ -121,18 +121,40 @@ impl Context {
     }
 
     pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
-        // The hub learns of handoffs, renewals and session ends (claims left pending hold on with a new
-        // expiry) from the forwarder's next sync, of releases from `release_now`; the events of all of them go
-        // with the forwarder's next push.
-        let frees = matches!(command, Command::Release { .. });
-        let resync = matches!(command, Command::Handoff { .. } | Command::Renew { .. } | Command::SessionEnd { .. });
+        let wake = hub_wake_for(&command);
         let answer = self.state.ask(command).await.map_err(failure_to_rpc);
-        if (frees || resync)
-            && let Some(hub) = &self.hub
-        {
+        self.wake_hub(wake);
+        answer
+    }
+
+    /// Releases what `command` frees (`claim.release`, a session's end) here and, with a hub, at the hub
+    /// before it answers, so another machine can claim the paths at once; the local release goes to disk
+    /// meanwhile. Returns the released claims and what the hub said (none without a hub or a release).
+    pub(crate) async fn release_everywhere(
+        &self,
+        command: Command,
+    ) -> Result<(Vec<ClaimId>, Option<String>), ErrorObjectOwned> {
+        let wake = hub_wake_for(&command);
+        let asked = self.state.ask_early(command, self.hub.is_some()).await;
+        self.wake_hub(wake);
+        let (Answer::Released(ids), durable) = asked.map_err(failure_to_rpc)? else {
+            unreachable!("a release answers Released")
+        };
+        let at_hub = async {
+            match &self.hub {
+                Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, &ids).await),
+                _ => None,
+            }
+        };
+        let (on_disk, hub) = tokio::join!(durable.wait(), at_hub);
+        on_disk.map_err(failure_to_rpc)?;
+        Ok((ids, hub))
+    }
+
+    fn wake_hub(&self, wake: Option<bool>) {
+        if let (Some(resync), Some(hub)) = (wake, &self.hub) {
             hub.wake(resync);
         }
-        answer
     }
 
     /// With a hub, a grant stands only once the hub confirms it; otherwise it is taken back and the hub's
@@ -154,6 +176,17 @@ impl Context {
                 Err(refusal)
             }
         }
+    }
+}
+
+/// Whether the hub's forwarder should go round after `command`, and with a full sync: the hub learns of
+/// handoffs, renewals and session ends (claims left pending hold on with a new expiry) from the next sync, of
+/// releases from `release_now`; the events of all of them go with the next push.
+fn hub_wake_for(command: &Command) -> Option<bool> {
+    match command {
+        Command::Handoff { .. } | Command::Renew { .. } | Command::SessionEnd { .. } => Some(true),
+        Command::Release { .. } => Some(false),
+        _ => None,
     }
 }
 

@@ -141,11 +141,7 @@ async fn session_end(params: Params<'static>, cx: &Context) -> RpcResult {
         Some(_) => Command::PrincipalEnd { who },
         None => Command::SessionEnd { session: who.session },
     };
-    let Answer::Released(ids) = cx.ask(command).await? else { unreachable!("session end answers Released") };
     // What the session leaves is free on other machines as soon as this is answered, as for `claim.release`.
-    let hub = match &cx.hub {
-        Some(link) if !ids.is_empty() => Some(crate::daemon::hub_link::release_now(link, &ids).await),
-        _ => None,
-    };
+    let (ids, hub) = cx.release_everywhere(command).await?;
     reply(&SessionEndReply { released: ids.into_iter().map(|id| id.0).collect(), hub })
 }
