@@ -378,6 +378,11 @@ impl EtcdStore {
         project.change(&mut self.client.clone(), &self.leases, &held.origin, change, 0).await.map(|_| ())
     }
 
+    /// Those of `ids` that one sidecar holds.
+    pub async fn among(&self, name: &str, origin: &str, ids: &[u64]) -> Result<Vec<Held>, HubError> {
+        Ok(self.project(name).await?.view().space.among(origin, ids))
+    }
+
     /// The claims one sidecar holds.
     /// A claim under a lease this hub does not keep alive (another hub granted it, or this hub's earlier
     /// life) shows as running out, so the sidecar's sync renews it under this hub's lease.

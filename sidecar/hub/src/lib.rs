@@ -139,6 +139,13 @@ impl Store {
         }
     }
 
+    async fn among(&self, project: &str, origin: &str, ids: &[u64]) -> Result<Vec<Held>, HubError> {
+        match self {
+            Store::Sqlite(s) => Ok(s.among(project, origin, ids)),
+            Store::Etcd(s) => retry(|| s.among(project, origin, ids)).await,
+        }
+    }
+
     async fn of_origin(&self, project: &str, origin: &str) -> Result<Vec<Held>, HubError> {
         match self {
             Store::Sqlite(s) => Ok(s.of_origin(project, origin)),
@@ -517,10 +524,10 @@ async fn sync(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
 async fn release(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
     let p: HubReleaseParams = admit(&params, ext)?;
     names(&p.project, Some(&p.origin))?;
-    let known = hub.store.of_origin(&p.project, &p.origin).await.map_err(to_rpc)?;
-    // A set, so a request naming many ids costs one pass over the sidecar's claims, not one per id.
-    let wanted: std::collections::HashSet<u64> = p.ids.into_iter().collect();
-    let held = known.into_iter().filter(|h| wanted.contains(&h.claim.id)).collect();
+    let mut ids = p.ids;
+    ids.sort_unstable();
+    ids.dedup();
+    let held = hub.store.among(&p.project, &p.origin, &ids).await.map_err(to_rpc)?;
     let released = release_all(hub, &p.project, &p.origin, held, Vec::new()).await?;
     reply(&HubReleaseReply { released })
 }

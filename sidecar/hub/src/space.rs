@@ -186,9 +186,17 @@ impl Space {
         self.held.get(&(origin.to_owned(), id)).map(|(held, _)| held)
     }
 
-    /// The claims of one sidecar.
+    /// Those of `ids` that one sidecar holds, looked up one by one: what a release needs, at the cost of
+    /// the ids it names.
+    pub fn among(&self, origin: &str, ids: &[u64]) -> Vec<Held> {
+        ids.iter().filter_map(|&id| self.get(origin, id)).cloned().collect()
+    }
+
+    /// The claims of one sidecar: a range of the map (claims are named by sidecar first), so a release or a
+    /// sync costs that sidecar's claims, not the project's.
     pub fn of_origin(&self, origin: &str) -> Vec<Held> {
-        self.held.values().filter(|(h, _)| h.origin == origin).map(|(h, _)| h.clone()).collect()
+        let range = (origin.to_owned(), 0)..=(origin.to_owned(), u64::MAX);
+        self.held.range(range).map(|(_, (h, _))| h.clone()).collect()
     }
 
     /// Live claims, for `hub.claims`.
@@ -328,6 +336,22 @@ mod tests {
         assert_eq!(holders(&verdicts[1]), ["b"], "the second meets the first of its batch");
         assert_eq!(holders(&verdicts[2]), ["a"], "the third meets a live claim");
         assert!(verdicts[3].is_err(), "a scope leaving the repository is invalid");
+    }
+
+    /// A sidecar's claims are a range of the map: whole ids at both ends, and none of a sidecar whose name
+    /// starts with this one's; a release's lookup finds only the ids that sidecar holds.
+    #[test]
+    fn the_claims_of_one_sidecar_are_its_own() {
+        let mut space = Space::default();
+        for (origin, id) in [("m1", 0), ("m1", u64::MAX), ("m1", 5), ("m10", 1), ("m", 2), ("m0", 3)] {
+            space.insert(held(origin, claim(id, "a", &format!("{origin}/{id}"), Mode::Exclusive), 10_000));
+        }
+        let ids: Vec<u64> = space.of_origin("m1").iter().map(|h| h.claim.id).collect();
+        assert_eq!(ids, vec![0, 5, u64::MAX]);
+        assert_eq!(space.of_origin("m10").len(), 1);
+        assert!(space.of_origin("m2").is_empty());
+        let among: Vec<u64> = space.among("m1", &[5, 1, u64::MAX]).iter().map(|h| h.claim.id).collect();
+        assert_eq!(among, vec![5, u64::MAX], "only the ids it holds");
     }
 
     #[test]

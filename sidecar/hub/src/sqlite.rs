@@ -203,6 +203,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Those of `ids` that one sidecar holds.
+    pub fn among(&self, project: &str, origin: &str, ids: &[u64]) -> Vec<Held> {
+        self.lock().spaces.get(project).map(|s| s.among(origin, ids)).unwrap_or_default()
+    }
+
     /// The claims one sidecar holds.
     pub fn of_origin(&self, project: &str, origin: &str) -> Vec<Held> {
         self.lock().spaces.get(project).map(|s| s.of_origin(origin)).unwrap_or_default()

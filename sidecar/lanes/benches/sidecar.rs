@@ -169,6 +169,25 @@ fn hub_decision() {
         ms(max),
         loaded.as_millis()
     );
+    // What a hub.release looks up first (the claims it names), and a hub.sync (all the sidecar's, 3,125 here).
+    let lookups = |look: &dyn Fn(u64)| {
+        let samples: Vec<Duration> = (0..1_000u64)
+            .map(|n| {
+                let started = Instant::now();
+                look(n);
+                started.elapsed()
+            })
+            .collect();
+        percentiles(samples)
+    };
+    let (p50, p99, max) = lookups(&|n| {
+        std::hint::black_box(space.among(&format!("m{}", n % 32), &[n * 97 % 100_000]));
+    });
+    println!("  a release's lookup of its claim:         p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+    let (p50, p99, max) = lookups(&|n| {
+        std::hint::black_box(space.of_origin(&format!("m{}", n % 32)));
+    });
+    println!("  a sync's lookup of its sidecar's 3,125:  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
 }
 
 fn call(client: &mut Client, method: &str, params: &Value) -> Value {
