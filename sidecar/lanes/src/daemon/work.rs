@@ -48,7 +48,8 @@ pub struct Scanner {
     last_scan: Mutex<HashMap<PathBuf, Instant>>,
     /// One lock per worktree, held from a scan's read of git to the book taking its result: two scans of one
     /// worktree at once (the timer's, and one before a holder ends) could otherwise hand the book the older
-    /// read last, and a pending path the older read missed would be released as landed.
+    /// read last, and a pending path the older read missed would be released as landed. A lock leaves the map
+    /// with the last scan that held or waited for it ([`ScanTurn`]), so the map holds only worktrees in a scan.
     scanning: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// A worktree's pending paths as a principal's shell command began, by (worktree, principal): what the
     /// scan after the command compares against. Taken when used; a command that never reports back leaves
@@ -257,17 +258,45 @@ fn worktrees(common_dir: &Path) -> Option<Vec<PathBuf>> {
     }
 }
 
+/// One scan's hold on its worktree's lock in [`Scanner::scanning`].
+struct ScanTurn<'a> {
+    scanner: &'a Scanner,
+    root: PathBuf,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl ScanTurn<'_> {
+    async fn take<'a>(scanner: &'a Scanner, root: &Path) -> ScanTurn<'a> {
+        let lock = Arc::clone(
+            scanner
+                .scanning
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(root.to_path_buf())
+                .or_default(),
+        );
+        ScanTurn { scanner, root: root.to_path_buf(), held: Some(lock.lock_owned().await) }
+    }
+}
+
+impl Drop for ScanTurn<'_> {
+    /// Lets the next scan go, and takes the lock out of the map when no other scan holds or waits for it:
+    /// one that comes for it later makes a new one, which is safe since this scan is done.
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let lock = Arc::clone(tokio::sync::OwnedMutexGuard::mutex(&held));
+        drop(held);
+        let mut scanning = self.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two holders left: the map and `lock`.
+        if scanning.get(&self.root).is_some_and(|kept| Arc::ptr_eq(kept, &lock)) && Arc::strong_count(&lock) == 2 {
+            scanning.remove(&self.root);
+        }
+    }
+}
+
 /// Scans `root` now and hands the result to the book. Returns what was found.
 pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
-    let turn = Arc::clone(
-        cx.scanner
-            .scanning
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(root.to_path_buf())
-            .or_default(),
-    );
-    let _turn = turn.lock().await;
+    let _turn = ScanTurn::take(&cx.scanner, root).await;
     cx.scanner
         .last_scan
         .lock()
@@ -305,7 +334,7 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
 /// Forgets a worktree that is gone: its pending paths, and what the scanner kept for it.
 async fn forget(cx: &Context, root: &Path) {
     cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
-    cx.scanner.scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
+    cx.scanner.last_scan.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(root);
     let _ = cx.ask(Command::SetWork { root: root.to_string_lossy().into_owned(), work: None }).await;
 }
 
@@ -470,5 +499,33 @@ mod tests {
         git(&repo, &["merge", "-q", "--ff-only", "feat"]);
         git(&repo, &["checkout", "-q", "feat"]);
         assert!(scanner.read(&repo).expect("read").paths.is_empty(), "landed on main");
+    }
+
+    /// Scans of one worktree take turns, and its lock stays in the map only while a scan holds or waits for
+    /// it, so removed worktrees leave nothing behind and a waiter never gets a lock of its own.
+    #[test]
+    fn scan_turns_take_turns_and_leave_nothing_behind() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let scanner = Arc::new(Scanner::new(None));
+            let root = Path::new("/repo/wt");
+            let kept = |scanner: &Scanner| scanner.scanning.lock().expect("lock").len();
+            let first = ScanTurn::take(&scanner, root).await;
+            let (started, mut started_rx) = tokio::sync::oneshot::channel();
+            let second = tokio::spawn({
+                let scanner = Arc::clone(&scanner);
+                async move {
+                    let _ = started.send(());
+                    let _turn = ScanTurn::take(&scanner, Path::new("/repo/wt")).await;
+                    kept(&scanner)
+                }
+            });
+            (&mut started_rx).await.expect("second started");
+            tokio::task::yield_now().await;
+            assert!(!second.is_finished(), "the second scan waits for the first");
+            drop(first);
+            assert_eq!(second.await.expect("second"), 1, "the waiter's lock stayed in the map");
+            assert_eq!(kept(&scanner), 0, "the last turn took the lock out");
+        });
     }
 }
