@@ -88,7 +88,7 @@ pub enum HubError {
 /// Where the hub keeps its state.
 pub enum Store {
     /// One SQLite file.
-    Sqlite(sqlite::SqliteStore),
+    Sqlite(Arc<sqlite::SqliteStore>),
     /// An etcd cluster (boxed: its client is large).
     Etcd(Box<etcd::EtcdStore>),
 }
@@ -97,7 +97,7 @@ impl Store {
     /// Opens `sqlite:PATH` or `etcd:URL[,URL…]`.
     pub async fn open(spec: &str) -> Result<Store, HubError> {
         if let Some(path) = spec.strip_prefix("sqlite:") {
-            return Ok(Store::Sqlite(sqlite::SqliteStore::open(std::path::Path::new(path))?));
+            return Ok(Store::Sqlite(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path))?)));
         }
         if let Some(urls) = spec.strip_prefix("etcd:") {
             let endpoints: Vec<String> =
@@ -120,21 +120,30 @@ impl Store {
 
     async fn acquire(&self, project: &str, origin: &str, claim: lanes_proto::hub::HubClaim) -> Result<u64, HubError> {
         match self {
-            Store::Sqlite(s) => s.acquire(project, origin, claim, now_ms()),
+            Store::Sqlite(s) => {
+                let (project, origin, now) = (project.to_owned(), origin.to_owned(), now_ms());
+                blocking(s, move |s| s.acquire(&project, &origin, claim, now)).await
+            }
             Store::Etcd(s) => retry(|| s.acquire(project, origin, claim.clone(), now_ms())).await,
         }
     }
 
     async fn renew(&self, project: &str, claim: lanes_proto::hub::HubClaim, held: Held) -> Result<(), HubError> {
         match self {
-            Store::Sqlite(s) => s.renew(project, claim, held, now_ms()),
+            Store::Sqlite(s) => {
+                let (project, now) = (project.to_owned(), now_ms());
+                blocking(s, move |s| s.renew(&project, claim, held, now)).await
+            }
             Store::Etcd(s) => retry(|| s.renew(project, claim.clone(), held.clone(), now_ms())).await,
         }
     }
 
     async fn release(&self, project: &str, held: &Held) -> Result<(), HubError> {
         match self {
-            Store::Sqlite(s) => s.release(project, held),
+            Store::Sqlite(s) => {
+                let (project, held) = (project.to_owned(), held.clone());
+                blocking(s, move |s| s.release(&project, &held)).await
+            }
             Store::Etcd(s) => retry(|| s.release(project, held)).await,
         }
     }
@@ -168,7 +177,10 @@ impl Store {
         events: &[lanes_proto::EventView],
     ) -> Result<u64, HubError> {
         match self {
-            Store::Sqlite(s) => s.push(project, origin, after, events),
+            Store::Sqlite(s) => {
+                let (project, origin, events) = (project.to_owned(), origin.to_owned(), events.to_vec());
+                blocking(s, move |s| s.push(&project, &origin, after, events)).await
+            }
             Store::Etcd(s) => retry(|| s.push(project, origin, after, events)).await,
         }
     }
@@ -185,7 +197,10 @@ impl Store {
 impl Store {
     async fn set_presence(&self, project: &str, origin: &str, presence: &Presence) -> Result<(), HubError> {
         match self {
-            Store::Sqlite(s) => s.set_presence(project, origin, presence),
+            Store::Sqlite(s) => {
+                let (project, origin, presence) = (project.to_owned(), origin.to_owned(), presence.clone());
+                blocking(s, move |s| s.set_presence(&project, &origin, &presence)).await
+            }
             Store::Etcd(s) => retry(|| s.set_presence(project, origin, presence)).await,
         }
     }
@@ -200,14 +215,20 @@ impl Store {
     async fn put_mail(&self, project: &str, origin: &str, messages: &[MessageView]) -> Result<(), HubError> {
         let now = now_ms();
         match self {
-            Store::Sqlite(s) => s.put_mail(project, messages),
+            Store::Sqlite(s) => {
+                let (project, messages) = (project.to_owned(), messages.to_vec());
+                blocking(s, move |s| s.put_mail(&project, &messages)).await
+            }
             Store::Etcd(s) => retry(|| s.put_mail(project, origin, messages, now)).await,
         }
     }
 
     async fn take_mail(&self, project: &str, sessions: &[String]) -> Result<Vec<MessageView>, HubError> {
         match self {
-            Store::Sqlite(s) => s.take_mail(project, sessions),
+            Store::Sqlite(s) => {
+                let (project, sessions) = (project.to_owned(), sessions.to_vec());
+                blocking(s, move |s| s.take_mail(&project, &sessions)).await
+            }
             // Not retried: a delete whose answer was lost took the messages with it.
             Store::Etcd(s) => s.take_mail(project, sessions).await,
         }
@@ -216,6 +237,18 @@ impl Store {
 
 /// Runs an etcd operation again when it could not reach the cluster: the client balances over the
 /// endpoints, so the next attempt goes to another member when one died. Every operation is safe to repeat.
+/// Runs a write of the SQLite store on tokio's blocking pool: it waits for fsync, and a runtime worker waiting
+/// there could not read the requests that would join the next batch (with two workers, batches of two).
+async fn blocking<T: Send + 'static>(
+    store: &Arc<sqlite::SqliteStore>,
+    write: impl FnOnce(&sqlite::SqliteStore) -> Result<T, HubError> + Send + 'static,
+) -> Result<T, HubError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || write(&store))
+        .await
+        .unwrap_or_else(|e| Err(HubError::Unavailable(format!("hub store: {e}"))))
+}
+
 async fn retry<T, F: Future<Output = Result<T, HubError>>>(mut operation: impl FnMut() -> F) -> Result<T, HubError> {
     let mut attempt = 0;
     loop {

@@ -36,76 +36,125 @@ struct Inner {
 /// Claims and events in one SQLite file.
 pub struct SqliteStore {
     inner: Mutex<Inner>,
-    /// Grants waiting for the next batch: whoever holds `inner` next decides them all in one transaction.
+    /// Changes waiting for the next batch: whoever holds `inner` next writes them all in one transaction.
     waiting: Mutex<Vec<Wanted>>,
 }
 
-/// A grant waiting for the next batch, and where its answer goes.
+/// A change of a project's claims waiting for the next batch, and where its answer goes (a grant's epoch).
 struct Wanted {
     project: String,
-    origin: String,
-    claim: HubClaim,
-    now_ms: u64,
-    answer: std::sync::mpsc::Sender<Result<u64, HubError>>,
+    change: Change,
+    answer: Answer,
 }
 
-/// The most grants one transaction carries.
+type Answer = std::sync::mpsc::Sender<Result<u64, HubError>>;
+
+enum Change {
+    Grant {
+        origin: String,
+        claim: HubClaim,
+        now_ms: u64,
+    },
+    Held(HeldChange),
+    /// Events of a sidecar after `after`; answered with the new cursor.
+    Push {
+        origin: String,
+        after: u64,
+        events: Vec<EventView>,
+    },
+}
+
+/// A change of a claim the hub holds.
+enum HeldChange {
+    /// The claim with the holder and expiry the sidecar names now.
+    Renew(Held),
+    Release(Held),
+}
+
+/// The most changes one transaction carries.
 const MAX_BATCH: usize = 256;
 
-/// Decides a batch of grants in order, each against its project's claims and the grants before it in the
-/// batch ([`Space::conflicts_in_batch`]), writes the granted ones (each with an epoch of its own) in one
-/// transaction, and answers each.
+/// Writes a batch of changes (grants, renewals, releases, event pushes) in one transaction and answers each.
+/// Grants are decided in order, each against its project's claims and the grants before it in the batch
+/// ([`Space::conflicts_in_batch`]), each with an epoch of its own. The claim spaces change only once the
+/// transaction is committed, so a grant still sees a claim released in its own batch (as if it had come just
+/// before the release).
 fn decide(inner: &mut Inner, batch: Vec<Wanted>) {
-    let mut by_project: std::collections::BTreeMap<String, Vec<Wanted>> = std::collections::BTreeMap::new();
-    for wanted in batch {
-        by_project.entry(wanted.project.clone()).or_default().push(wanted);
+    let mut grants: std::collections::BTreeMap<String, Vec<(String, HubClaim, u64, Answer)>> = Default::default();
+    let mut others: Vec<(String, HeldChange, Answer)> = Vec::new();
+    let mut pushes: Vec<(String, String, u64, Vec<EventView>, Answer)> = Vec::new();
+    for Wanted { project, change, answer } in batch {
+        match change {
+            Change::Grant { origin, claim, now_ms } => {
+                grants.entry(project).or_default().push((origin, claim, now_ms, answer))
+            }
+            Change::Held(change) => others.push((project, change, answer)),
+            Change::Push { origin, after, events } => pushes.push((project, origin, after, events, answer)),
+        }
     }
-    let mut granted: Vec<(Wanted, Held)> = Vec::new();
+    let mut granted: Vec<(String, Held, Answer)> = Vec::new();
     let mut epoch = inner.epoch;
+    let mut pushed: Vec<Result<u64, HubError>> = Vec::new();
     let written = (|| -> Result<(), HubError> {
         let tx = inner.db.unchecked_transaction().map_err(db_error)?;
-        for (project, wanted) in by_project {
+        for (project, wanted) in grants {
             let space = inner.spaces.entry(project.clone()).or_default();
-            for expired in wanted.first().map(|w| space.sweep(w.now_ms)).unwrap_or_default() {
+            for expired in wanted.first().map(|(_, _, now_ms, _)| space.sweep(*now_ms)).unwrap_or_default() {
                 delete_claim(&tx, &project, &expired.origin, expired.claim.id)?;
             }
-            let verdicts = space.conflicts_in_batch(wanted.iter().map(|w| (w.origin.as_str(), &w.claim, w.now_ms)));
-            for (wanted, verdict) in wanted.into_iter().zip(verdicts) {
+            let verdicts = space.conflicts_in_batch(wanted.iter().map(|(o, c, now_ms, _)| (o.as_str(), c, *now_ms)));
+            for ((origin, claim, now_ms, answer), verdict) in wanted.into_iter().zip(verdicts) {
                 match verdict {
                     Ok(conflicts) if conflicts.is_empty() => {
                         epoch += 1;
-                        let held = Held {
-                            origin: wanted.origin.clone(),
-                            expires_at_ms: wanted.now_ms + wanted.claim.ttl_secs * 1000,
-                            claim: wanted.claim.clone(),
-                            epoch,
-                            lease: 0,
-                        };
+                        let expires_at_ms = now_ms + claim.ttl_secs * 1000;
+                        let held = Held { origin, expires_at_ms, claim, epoch, lease: 0 };
                         write_claim(&tx, &project, &held)?;
-                        granted.push((wanted, held));
+                        granted.push((project.clone(), held, answer));
                     }
-                    Ok(conflicts) => drop(wanted.answer.send(Err(HubError::Conflict(conflicts)))),
-                    Err(invalid) => drop(wanted.answer.send(Err(HubError::Invalid(invalid)))),
+                    Ok(conflicts) => drop(answer.send(Err(HubError::Conflict(conflicts)))),
+                    Err(invalid) => drop(answer.send(Err(HubError::Invalid(invalid)))),
                 }
             }
         }
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)", [epoch]).map_err(db_error)?;
+        for (project, change, _) in &others {
+            match change {
+                HeldChange::Renew(held) => write_claim(&tx, project, held)?,
+                HeldChange::Release(held) => delete_claim(&tx, project, &held.origin, held.claim.id)?,
+            }
+        }
+        for (project, origin, after, events, _) in &pushes {
+            pushed.push(append_events(&tx, project, origin, *after, events)?);
+        }
+        if epoch != inner.epoch {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?1)", [epoch]).map_err(db_error)?;
+        }
         tx.commit().map_err(db_error)
     })();
-    match written {
-        Ok(()) => {
-            inner.epoch = epoch;
-            for (wanted, held) in granted {
-                let epoch = held.epoch;
-                inner.spaces.entry(wanted.project.clone()).or_default().insert(held);
-                let _ = wanted.answer.send(Ok(epoch));
-            }
+    let answers = granted.iter().map(|(_, _, a)| a).chain(others.iter().map(|(_, _, a)| a));
+    if let Err(e) = written {
+        let answers = answers.chain(pushes.iter().map(|(.., a)| a));
+        for answer in answers {
+            let _ = answer.send(Err(HubError::Unavailable(e.to_string())));
         }
-        Err(e) => {
-            for (wanted, _) in granted {
-                let _ = wanted.answer.send(Err(HubError::Unavailable(e.to_string())));
-            }
+        return;
+    }
+    inner.epoch = epoch;
+    for (project, held, answer) in granted {
+        let epoch = held.epoch;
+        inner.spaces.entry(project).or_default().insert(held);
+        let _ = answer.send(Ok(epoch));
+    }
+    for (project, change, answer) in others {
+        let space = inner.spaces.entry(project).or_default();
+        match change {
+            HeldChange::Renew(held) => space.insert(held),
+            HeldChange::Release(held) => drop(space.remove(&held.origin, held.claim.id)),
         }
+        let _ = answer.send(Ok(0));
+    }
+    for ((.., answer), result) in pushes.into_iter().zip(pushed) {
+        let _ = answer.send(result);
     }
 }
 
@@ -152,11 +201,27 @@ impl SqliteStore {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Grants a claim unless another holder's live claim overlaps it. Grants that arrive while another batch
-    /// commits wait and go together in the next transaction (group commit: one fsync for the lot).
+    /// Grants a claim unless another holder's live claim overlaps it; answers its epoch.
     pub fn acquire(&self, project: &str, origin: &str, claim: HubClaim, now_ms: u64) -> Result<u64, HubError> {
+        self.write(project, Change::Grant { origin: origin.to_owned(), claim, now_ms })
+    }
+
+    /// Renews a claim the hub holds, taking the holder the sidecar names now.
+    pub fn renew(&self, project: &str, claim: HubClaim, held: Held, now_ms: u64) -> Result<(), HubError> {
+        let held = Held { expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, ..held };
+        self.write(project, Change::Held(HeldChange::Renew(held))).map(drop)
+    }
+
+    /// Releases a claim.
+    pub fn release(&self, project: &str, held: &Held) -> Result<(), HubError> {
+        self.write(project, Change::Held(HeldChange::Release(held.clone()))).map(drop)
+    }
+
+    /// Writes a change and answers once it is committed. Changes that arrive while another batch commits wait
+    /// and go together in the next transaction (group commit: one fsync for the lot).
+    fn write(&self, project: &str, change: Change) -> Result<u64, HubError> {
         let (answer, answered) = std::sync::mpsc::channel();
-        let wanted = Wanted { project: project.to_owned(), origin: origin.to_owned(), claim, now_ms, answer };
+        let wanted = Wanted { project: project.to_owned(), change, answer };
         self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(wanted);
         let decided = || match answered.try_recv() {
             Ok(result) => Some(result),
@@ -183,26 +248,6 @@ impl SqliteStore {
         }
     }
 
-    /// Renews a claim the hub holds, taking the holder the sidecar names now.
-    pub fn renew(&self, project: &str, claim: HubClaim, held: Held, now_ms: u64) -> Result<(), HubError> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        let held = Held { expires_at_ms: now_ms + claim.ttl_secs * 1000, claim, ..held };
-        write_claim(&inner.db, project, &held)?;
-        inner.spaces.entry(project.to_owned()).or_default().insert(held);
-        Ok(())
-    }
-
-    /// Releases a claim.
-    pub fn release(&self, project: &str, held: &Held) -> Result<(), HubError> {
-        let mut inner = self.lock();
-        delete_claim(&inner.db, project, &held.origin, held.claim.id)?;
-        if let Some(space) = inner.spaces.get_mut(project) {
-            space.remove(&held.origin, held.claim.id);
-        }
-        Ok(())
-    }
-
     /// Those of `ids` that one sidecar holds.
     pub fn among(&self, project: &str, origin: &str, ids: &[u64]) -> Vec<Held> {
         self.lock().spaces.get(project).map(|s| s.among(origin, ids)).unwrap_or_default()
@@ -218,36 +263,10 @@ impl SqliteStore {
         self.lock().spaces.get(project).map(|s| s.live(now_ms)).unwrap_or_default()
     }
 
-    /// Appends events after `after`, which must be the last one stored; returns the new cursor.
-    pub fn push(&self, project: &str, origin: &str, after: u64, events: &[EventView]) -> Result<u64, HubError> {
-        let inner = self.lock();
-        let tx = inner.db.unchecked_transaction().map_err(db_error)?;
-        let cursor = cursor(&tx, project, origin)?;
-        if cursor != after {
-            return Ok(cursor);
-        }
-        let mut last = cursor;
-        for event in events {
-            if event.seq <= last {
-                return Err(HubError::Invalid(format!("events must be in order: {} after {last}", event.seq)));
-            }
-            let text = serde_json::to_string(event).map_err(|e| HubError::Invalid(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO events (project, origin, seq, event) VALUES (?1, ?2, ?3, ?4)",
-                params![project, origin, event.seq, text],
-            )
-            .map_err(db_error)?;
-            last = event.seq;
-        }
-        if let Some(oldest_kept) = crate::oldest_kept_event(last) {
-            tx.execute(
-                "DELETE FROM events WHERE project = ?1 AND origin = ?2 AND seq < ?3",
-                params![project, origin, oldest_kept],
-            )
-            .map_err(db_error)?;
-        }
-        tx.commit().map_err(db_error)?;
-        Ok(last)
+    /// Appends events after `after`, which must be the last one stored; returns the new cursor. Pushes join
+    /// the claims' batches, so they cost no fsync of their own.
+    pub fn push(&self, project: &str, origin: &str, after: u64, events: Vec<EventView>) -> Result<u64, HubError> {
+        self.write(project, Change::Push { origin: origin.to_owned(), after, events })
     }
 
     /// Events from one sidecar after a cursor, and the last one stored.
@@ -353,6 +372,49 @@ fn cursor(db: &Connection, project: &str, origin: &str) -> Result<u64, HubError>
     .map_err(db_error)
 }
 
+/// Appends a push's events in its batch's transaction. `Ok` holds the push's own answer: the new cursor, the
+/// stored one when `after` is stale (nothing written), or why its events are refused (nothing written); `Err`
+/// fails the batch.
+fn append_events(
+    tx: &Connection,
+    project: &str,
+    origin: &str,
+    after: u64,
+    events: &[EventView],
+) -> Result<Result<u64, HubError>, HubError> {
+    let cursor = cursor(tx, project, origin)?;
+    if cursor != after {
+        return Ok(Ok(cursor));
+    }
+    let mut last = cursor;
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        if event.seq <= last {
+            return Ok(Err(HubError::Invalid(format!("events must be in order: {} after {last}", event.seq))));
+        }
+        match serde_json::to_string(event) {
+            Ok(text) => rows.push((event.seq, text)),
+            Err(e) => return Ok(Err(HubError::Invalid(e.to_string()))),
+        }
+        last = event.seq;
+    }
+    for (seq, text) in rows {
+        tx.execute(
+            "INSERT INTO events (project, origin, seq, event) VALUES (?1, ?2, ?3, ?4)",
+            params![project, origin, seq, text],
+        )
+        .map_err(db_error)?;
+    }
+    if let Some(oldest_kept) = crate::oldest_kept_event(last) {
+        tx.execute(
+            "DELETE FROM events WHERE project = ?1 AND origin = ?2 AND seq < ?3",
+            params![project, origin, oldest_kept],
+        )
+        .map_err(db_error)?;
+    }
+    Ok(Ok(last))
+}
+
 fn write_claim(db: &Connection, project: &str, held: &Held) -> Result<(), HubError> {
     let record = serde_json::to_string(held).map_err(|e| HubError::Invalid(e.to_string()))?;
     db.execute(
@@ -384,7 +446,8 @@ mod tests {
     }
 
     /// Grants racing from many threads are batched: of overlapping ones exactly one wins and the rest are
-    /// told who holds it; disjoint ones all win, each with an epoch of its own; all of it survives a reopen.
+    /// told who holds it; disjoint ones all win, each with an epoch of its own; racing releases go in batches
+    /// too; all of it survives a reopen.
     #[test]
     fn racing_grants_are_decided_in_batches_exactly_once() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -411,8 +474,19 @@ mod tests {
         epochs.sort_unstable();
         epochs.dedup();
         assert_eq!(epochs.len(), 16, "each grant has an epoch of its own");
+        let releases: Vec<_> = (0..16)
+            .filter(|n| n % 2 == 0)
+            .map(|n| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let held = store.among("p", &format!("m{n}"), &[2]).pop().expect("held");
+                    store.release("p", &held)
+                })
+            })
+            .collect();
+        assert!(releases.into_iter().all(|t| t.join().expect("thread").is_ok()));
         drop(store);
         let reopened = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(reopened.claims("p", 1_000).len(), 17);
+        assert_eq!(reopened.claims("p", 1_000).len(), 9, "the winner of src/ and the 8 disjoint grants not released");
     }
 }
