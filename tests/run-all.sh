@@ -73,8 +73,9 @@ cargo run --quiet -p lanes -- demo
 step "tests"
 cargo nextest run --workspace --profile ci
 
-step "fault injection, short: kill -9 of the sidecar under 32 clients, then of a hub and an etcd member"
+step "fault injection, short: kill -9 of the sidecar under 32 clients, of a hub and an etcd member, of the SQLite hub"
 # Each exits non-zero if a granted claim was lost or a path was held by two sessions; the long runs are in
 # tests/bench/run.sh.
 python3 tests/bench/kill9.py 15 "$CARGO_TARGET_DIR/debug"
 python3 tests/bench/kill9_hub.py 5 "$CARGO_TARGET_DIR/debug"
+python3 tests/bench/kill9_hub.py 20 "$CARGO_TARGET_DIR/debug" --sqlite

@@ -8,8 +8,11 @@ session holds live and that each path's epochs only grow. At the end, in etcd's 
 grant a client was told about (confirmed by the hub) is still held by the same session on the same path, and no
 path is held by two sessions. Prints the restart times.
 
-Usage: tests/bench/kill9_hub.py [ROUNDS] [BIN_DIR]   (default 200 rounds of each: a hub, then an etcd member, in
-turn; $CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server).
+With --sqlite, one `lanes hub serve` on a SQLite file is killed instead, round after round (its batches of grants,
+renewals, releases and event pushes each go in one transaction), and the same end check reads the file itself.
+
+Usage: tests/bench/kill9_hub.py [ROUNDS] [BIN_DIR] [--sqlite]   (default 200 rounds of each: a hub, then an etcd
+member, in turn, or 200 of the SQLite hub; $CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server) unless --sqlite.
 """
 import base64
 import http.client
@@ -18,6 +21,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -191,6 +195,16 @@ def etcd_claims(etcd):
     raise SystemExit("no etcd member answered a range read")
 
 
+def sqlite_claims(path):
+    """Every hub claim in the SQLite hub's file now (the hub may be running: WAL readers see the last commit)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {(origin, cid): json.loads(record)
+                for origin, cid, record in db.execute("SELECT origin, id, record FROM claims")}
+    finally:
+        db.close()
+
+
 class Hub:
     def __init__(self, lanes, store, env):
         self.lanes, self.store, self.env, self.port = lanes, store, env, free_port()
@@ -218,15 +232,19 @@ class Hub:
 
 
 def main():
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    on_sqlite = "--sqlite" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--sqlite"]
+    rounds = int(args[0]) if args else 200
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/lanes/target"))
-    lanes = os.path.join(sys.argv[2] if len(sys.argv) > 2 else os.path.join(target, "release"), "lanes")
+    lanes = os.path.join(args[1] if len(args) > 1 else os.path.join(target, "release"), "lanes")
     with tempfile.TemporaryDirectory(prefix="lk9h") as root:
         env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(root, "run"), HOME=root, GIT_CONFIG_GLOBAL="/dev/null",
                    GIT_AUTHOR_NAME="k", GIT_AUTHOR_EMAIL="k@k", GIT_COMMITTER_NAME="k", GIT_COMMITTER_EMAIL="k@k")
         os.makedirs(os.path.join(root, "run"), mode=0o700)
-        etcd = Etcd(root)
-        hubs = [Hub(lanes, f"etcd:{etcd.endpoints()}", env) for _ in range(2)]
+        db = os.path.join(root, "hub.db")
+        etcd = None if on_sqlite else Etcd(root)
+        hubs = [Hub(lanes, f"sqlite:{db}", env)] if on_sqlite else [Hub(lanes, f"etcd:{etcd.endpoints()}", env)
+                                                                    for _ in range(2)]
         upstream = os.path.join(root, "upstream")
         subprocess.run(["git", "init", "-q", upstream], check=True, env=env)
         subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "init"], cwd=upstream, check=True, env=env)
@@ -242,8 +260,9 @@ def main():
                                                capture_output=True, check=True).stdout)
             machines.append((repo, status["socket"]))
 
-        watcher = Watcher(etcd)
-        watcher.start()
+        watcher = None if on_sqlite else Watcher(etcd)
+        if watcher:
+            watcher.start()
         granted, lock, stop = {}, threading.Lock(), threading.Event()
         outcomes = {"granted": 0, "refused": 0, "unavailable": 0}
 
@@ -270,9 +289,9 @@ def main():
         for t in threads:
             t.start()
         hub_restarts, etcd_restarts = [], []
-        for r in range(2 * rounds):
+        for r in range(rounds if on_sqlite else 2 * rounds):
             time.sleep(random.uniform(0.05, 0.3))
-            if r % 2 == 0:
+            if on_sqlite or r % 2 == 0:
                 hub_restarts.append(random.choice(hubs).kill_and_restart())
             else:
                 etcd_restarts.append(etcd.kill_and_restart(random.randrange(3)))
@@ -292,40 +311,54 @@ def main():
                                           capture_output=True).stdout)
         on_hub = {(c["origin"], c["id"]): (c["holder"], c["scopes"][0]) for c in reply["claims"]}
         now_ms = time.time() * 1000
-        in_etcd = {name: (r["claim"]["holder"], r["claim"]["scopes"][0])
-                   for name, r in etcd_claims(etcd).items() if r["expires_at_ms"] > now_ms}
+        stored = sqlite_claims(db) if on_sqlite else etcd_claims(etcd)
+        in_store = {name: (r["claim"]["holder"], r["claim"]["scopes"][0])
+                    for name, r in stored.items() if r["expires_at_ms"] > now_ms}
         lost = [(m, cid) for (m, cid), claim in granted.items()
-                if on_hub.get((origins[m], cid)) != claim or in_etcd.get((origins[m], cid)) != claim]
+                if on_hub.get((origins[m], cid)) != claim or in_store.get((origins[m], cid)) != claim]
         doubled = []
-        for live in (on_hub, in_etcd):
+        for live in (on_hub, in_store):
             holders = {}
             for holder, scope in live.values():
                 holders.setdefault(scope, set()).add(holder)
             doubled += [scope for scope, who in holders.items() if len(who) > 1]
         time.sleep(0.5)
         # A watcher that died stopped checking: the run would pass on a partial check.
-        watcher_alive = watcher.is_alive()
-        watcher.stop.set()
+        watcher_alive = watcher is None or watcher.is_alive()
+        if watcher:
+            watcher.stop.set()
         for repo, _ in machines:
             subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
         for hub in hubs:
             hub.stop()
-        etcd.stop()
-    print(f"{2 * rounds} kill -9 rounds ({len(hub_restarts)} of a hub, {len(etcd_restarts)} of an etcd member) under "
+        if etcd:
+            etcd.stop()
+    rounds_were = (f"{len(hub_restarts)} kill -9 rounds of the SQLite hub" if on_sqlite else
+                   f"{len(hub_restarts) + len(etcd_restarts)} kill -9 rounds ({len(hub_restarts)} of a hub, "
+                   f"{len(etcd_restarts)} of an etcd member)")
+    print(f"{rounds_were} under "
           f"{MACHINES * CLIENTS_PER_MACHINE} clients on {MACHINES} machines: {outcomes['granted']} grants seen, "
           f"{outcomes['refused']} refused as conflicts, {outcomes['unavailable']} answered unavailable")
+    where = "its file" if on_sqlite else "etcd's keys"
     print(f"  {len(lost)} granted claims lost, {len(doubled)} paths held by two sessions "
-          f"({len(on_hub)} claims live on the hub, {len(in_etcd)} in etcd's keys)")
-    print(f"  the watcher saw {watcher.grants} grants in etcd's order (reconnected {watcher.reconnects} times): "
-          f"{len(watcher.violations)} on a path held by another session or with an epoch not above the last")
-    for violation in watcher.violations[:10]:
-        print(f"    {violation}")
+          f"({len(on_hub)} claims live on the hub, {len(in_store)} in {where})")
+    for m, cid in lost[:10]:
+        print(f"    lost: claim {cid} of machine {m}, granted to {granted[(m, cid)]}")
+    if watcher:
+        print(f"  the watcher saw {watcher.grants} grants in etcd's order (reconnected {watcher.reconnects} times): "
+              f"{len(watcher.violations)} on a path held by another session or with an epoch not above the last")
+        for violation in watcher.violations[:10]:
+            print(f"    {violation}")
     if not watcher_alive:
         print("  the watcher died before the end of the run: its check is incomplete")
-    print(f"  hub restart (spawn to listening): p50 {statistics.median(hub_restarts):.0f} ms, "
-          f"max {max(hub_restarts):.0f} ms; etcd member restart (spawn to healthy): "
-          f"p50 {statistics.median(etcd_restarts):.0f} ms, max {max(etcd_restarts):.0f} ms")
-    sys.exit(1 if lost or doubled or watcher.violations or not watcher.grants or not watcher_alive else 0)
+    restarts = (f"hub restart (spawn to listening): p50 {statistics.median(hub_restarts):.0f} ms, "
+                f"max {max(hub_restarts):.0f} ms")
+    if etcd_restarts:
+        restarts += (f"; etcd member restart (spawn to healthy): p50 {statistics.median(etcd_restarts):.0f} ms, "
+                     f"max {max(etcd_restarts):.0f} ms")
+    print(f"  {restarts}")
+    watcher_failed = watcher is not None and (watcher.violations or not watcher.grants or not watcher_alive)
+    sys.exit(1 if lost or doubled or watcher_failed or not outcomes["granted"] else 0)
 
 
 if __name__ == "__main__":

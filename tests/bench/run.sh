@@ -54,6 +54,8 @@ echo "==> kill9.py $rounds" >&2
 verbatim python3 tests/bench/kill9.py "$rounds"
 echo "==> kill9_hub.py $rounds" >&2
 verbatim python3 tests/bench/kill9_hub.py "$rounds"
+echo "==> kill9_hub.py $rounds --sqlite" >&2
+verbatim python3 tests/bench/kill9_hub.py "$rounds" --sqlite
 mv "$out" BENCHMARKS.md
 echo "wrote BENCHMARKS.md" >&2
 if [ -n "$failed" ]; then

@@ -452,6 +452,10 @@ pub struct Grant {
     pub continues: Vec<Claim>,
     /// With `latent = "warn"`: latent work in other worktrees that overlaps the grant.
     pub latent: Vec<Conflict>,
+    /// Whether `claim` was held before this grant (claiming again what one holds renews it; an edit that
+    /// continues pending work may land on a claim its editor holds): a hub that cannot be asked now does not
+    /// make it any less held.
+    pub held_before: bool,
 }
 
 /// A checkpoint: a commit of a whole worktree (tracked and untracked files) made without touching the user's
@@ -953,7 +957,7 @@ impl ClaimBook {
         if let Some(id) = self.same_claim(&request, now) {
             // Claiming again what one holds is a renewal, not a second claim on the same files.
             let claim = self.renew(&request.holder, id, Some(ttl), None, now)?;
-            return Ok(Grant { claim, notes: Vec::new(), continues, latent: Vec::new() });
+            return Ok(Grant { claim, notes: Vec::new(), continues, latent: Vec::new(), held_before: true });
         }
         if restart {
             // A session first seen (or seen again) claiming records the worktree it works in.
@@ -987,7 +991,7 @@ impl ClaimBook {
         self.insert(claim.clone());
         self.journal
             .push(Event::Granted { claim: claim.clone(), consumed_notes: notes.iter().map(|n| n.claim).collect() });
-        Ok(Grant { claim, notes, continues, latent })
+        Ok(Grant { claim, notes, continues, latent, held_before: false })
     }
 
     /// Releases the given claims (all or none), or with `all` every claim the principal holds.
@@ -1057,7 +1061,7 @@ impl ClaimBook {
         if !continues.is_empty() {
             // The editor continues work another left here: say whose, on the claim that now covers the edit.
             let grant = match self.covering(&request, now)?.and_then(|id| self.claims.get(&id)).cloned() {
-                Some(claim) => Grant { claim, notes: Vec::new(), continues, latent: Vec::new() },
+                Some(claim) => Grant { claim, notes: Vec::new(), continues, latent: Vec::new(), held_before: true },
                 None => Grant { continues, ..self.acquire(request, now)? },
             };
             return Ok(Ensured::Granted(grant));

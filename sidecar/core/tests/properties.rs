@@ -1,5 +1,6 @@
 //! Property tests of the claim rules: whatever sequence of requests arrives, no two conflicting live claims
-//! are ever granted; normalization is idempotent; overlap is symmetric; the index never misses an overlap.
+//! are ever granted and a grant knows whether it renewed a claim held before; normalization is idempotent;
+//! overlap is symmetric; the index never misses an overlap.
 
 use std::time::Duration;
 
@@ -96,6 +97,11 @@ proptest! {
                     let granted = book.acquire(request, now);
                     // On an empty book nothing is in the way: the property is not vacuous.
                     prop_assert!(!first || granted.is_ok(), "the first claim on an empty book was refused: {granted:?}");
+                    // A grant says whether its claim was held before (claimed again): with a hub, such a claim
+                    // stays held when no hub answers.
+                    if let Ok(grant) = &granted {
+                        prop_assert_eq!(grant.held_before, ids.contains(&grant.claim.id), "{:?}", grant);
+                    }
                     grants += usize::from(granted.is_ok());
                 }
                 Op::Release { who, pick: p } => { let _ = book.release(&who, &[pick(p)], false, None, now); }

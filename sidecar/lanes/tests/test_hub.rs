@@ -192,6 +192,36 @@ fn hub_down_answers_unavailable_at_once_and_the_edit_hook_is_told_what_to_do() {
     assert!(said.stdout.contains("nothing to release"), "{said:?}");
 }
 
+/// Claiming again a path one holds renews the claim: when no hub answers that renewal, the claim the hub
+/// confirmed before still holds here and at the hub, and another machine is still refused the path.
+#[test]
+fn claiming_again_while_the_hub_is_down_keeps_the_claim_held() {
+    let hub_env = TestEnv::new();
+    let upstream = hub_env.repo("upstream");
+    let port = free_port();
+    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let (mut hub, url) = start_hub(&hub_env, &store, port);
+    let (a_env, a) = machine(&upstream, "a", &[&url], "");
+    let (b_env, b) = machine(&upstream, "b", &[&url], "");
+    let id = claim(&a_env, &a, "alice", "src/a.rs").success().json()["claim"]["id"].clone();
+    hub.kill();
+    let again = claim(&a_env, &a, "alice", "src/a.rs");
+    assert_eq!(again.code, 1, "{again:?}");
+    let error = again.json();
+    assert_eq!(error["error"]["code"], "unavailable", "{error}");
+    let claims = a_env.lanes(&a, &["status", "--json"]).success().json()["claims"].clone();
+    assert_eq!(claims[0]["id"], id, "alice's claim still holds: {claims}");
+
+    let (_hub, _) = start_hub(&hub_env, &store, port);
+    let refused = claim(&b_env, &b, "bob", "src/a.rs");
+    assert_eq!(refused.code, 3, "the hub still holds alice's claim: {refused:?}");
+    assert_eq!(refused.json()["error"]["conflicts"][0]["session"], "alice", "{refused:?}");
+    std::thread::sleep(Duration::from_secs(6));
+    let claims = a_env.lanes(&a, &["status", "--json"]).success().json()["claims"].clone();
+    assert_eq!(claims[0]["id"], id, "alice's next sync keeps her claim: {claims}");
+    assert_eq!(claim(&b_env, &b, "bob", "src/a.rs").code, 3, "and the hub too");
+}
+
 #[test]
 fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_limits_connections_and_never_logs_the_token() {
     let env = TestEnv::new();

@@ -1,5 +1,5 @@
 //! The sidecar's side of the shared hub (DESIGN.md §9). With `[hub]` configured, the hub decides claims:
-//! a grant the sidecar makes is confirmed by the hub before it is answered, and rolled back when the hub
+//! a new claim the sidecar grants is confirmed by the hub before it is answered, and rolled back when the hub
 //! refuses it or cannot be reached. A forwarder task keeps the hub in step: it states the sidecar's whole
 //! claim set (`hub.sync`, which renews, re-grants after an outage and releases) and sends the event log
 //! (sessions, claims, checkpoints, messages) after the hub's cursor. The event log is the durable outbox:

@@ -421,7 +421,7 @@ pub async fn shell_scan(params: jsonrpsee::types::Params<'static>, cx: &Context)
         };
         match cx.state.ask(Command::Ensure(request)).await {
             // With a hub, a new grant stands only once the hub confirms it, as for an edit.
-            Ok(Answer::Ensured(lanes_core::Ensured::Granted(grant))) => match cx.confirm_with_hub(&grant.claim).await {
+            Ok(Answer::Ensured(lanes_core::Ensured::Granted(grant))) => match cx.confirm_with_hub(&grant).await {
                 Ok(_) => answer.claimed.push(path.clone()),
                 Err(refused) => {
                     let holders = refused

@@ -68,7 +68,7 @@ async fn acquire(params: Params<'static>, cx: &Context) -> RpcResult {
 
 /// A grant's answer: once it is on this disk and, with a hub, confirmed there, the two side by side.
 async fn confirm_when_durable(cx: &Context, grant: &Grant, durable: Durable) -> Result<Option<u64>, ErrorObjectOwned> {
-    let (on_disk, confirmed) = tokio::join!(durable.wait(), cx.confirm_with_hub(&grant.claim));
+    let (on_disk, confirmed) = tokio::join!(durable.wait(), cx.confirm_with_hub(grant));
     on_disk.map_err(failure_to_rpc)?;
     confirmed
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use lanes_core::{Claim, ClaimId, Conflict, Principal, RefusalCode, Scope, Timestamp, Worktree};
+use lanes_core::{Claim, ClaimId, Conflict, Grant, Principal, RefusalCode, Scope, Timestamp, Worktree};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{ClaimView, ConflictView, ErrorCode, ErrorData, Mode, SidecarView};
 use serde::Serialize;
@@ -158,11 +158,21 @@ impl Context {
     }
 
     /// With a hub, a grant stands only once the hub confirms it; otherwise it is taken back and the hub's
-    /// answer (a conflict, or `unavailable`) is the caller's. Returns the hub's epoch.
-    pub(crate) async fn confirm_with_hub(&self, claim: &Claim) -> Result<Option<u64>, ErrorObjectOwned> {
+    /// answer (a conflict, or `unavailable`) is the caller's. A claim held before the grant (claimed again) is
+    /// taken back only when the hub gave its paths away: a hub that does not answer leaves it as it was, and
+    /// the renewal reaches the hub with the next sync. Returns the hub's epoch.
+    pub(crate) async fn confirm_with_hub(&self, grant: &Grant) -> Result<Option<u64>, ErrorObjectOwned> {
         let Some(hub) = &self.hub else { return Ok(None) };
+        let claim = &grant.claim;
         match hub.confirm(crate::daemon::hub_link::hub_claim(claim, now())).await {
             Ok(epoch) => Ok(Some(epoch)),
+            Err(refusal) if grant.held_before && refusal.code() == ErrorCode::Unavailable.rpc_code() => {
+                Err(ErrorObjectOwned::owned(
+                    refusal.code(),
+                    format!("{}; claim {} still holds as before", refusal.message(), claim.id.0),
+                    refusal.data(),
+                ))
+            }
             Err(refusal) => {
                 let command =
                     Command::Release { who: claim.holder.clone(), ids: vec![claim.id], all: false, epoch: None };
