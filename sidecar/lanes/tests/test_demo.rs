@@ -54,9 +54,11 @@ fn demo_with_a_hub_shares_claims_with_a_second_machine() {
     let refused = line("claim docs/guide.md (laptop)");
     assert!(refused.starts_with("REFUSED (conflict)") && refused.contains("held by dave"), "{refused}");
     assert!(refused.contains("through the hub"), "{refused}");
-    assert!(line("claim src/cache.rs (laptop)").contains("confirmed by the hub"));
+    let laptop = line("claim src/cache.rs (laptop)");
+    assert!(laptop.contains("confirmed by the hub"), "{laptop}\n{}", report["timeline"]);
     assert!(line("claim src/cache.rs").contains("held by erin"), "the laptop's claim holds on the first machine");
-    assert!(line("claim docs/guide.md (retry)").contains("confirmed by the hub"));
+    let retry = line("claim docs/guide.md (retry)");
+    assert!(retry.contains("confirmed by the hub"), "{retry}\n{}", report["timeline"]);
     assert!(line("claim README.md (laptop)").starts_with("REFUSED (unavailable)"));
     let leftovers: Vec<_> = std::fs::read_dir(env.root().join("run/lanes/v1")).expect("runtime dir").collect();
     assert!(leftovers.is_empty(), "the demo left files in the runtime dir: {leftovers:?}");

@@ -29,6 +29,8 @@ use crate::daemon::state::{Answer, Command};
 
 /// After no hub answered, calls fail at once for this long (so hooks do not wait on a dead hub).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often [`reconnect`] tries the hubs again while none answers.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// How long connecting to one hub may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long one request may take.
@@ -86,6 +88,8 @@ pub struct HubLink {
     state: Mutex<LinkState>,
     /// Wakes the forwarder (after a release, a handoff, new events).
     pub wake: tokio::sync::Notify,
+    /// Wakes [`reconnect`] when no hub answered.
+    went_down: tokio::sync::Notify,
     /// Whether the forwarder's next round syncs the claim set (after a handoff, a renewal, a release the hub
     /// did not take), not only pushes events.
     resync: std::sync::atomic::AtomicBool,
@@ -121,6 +125,7 @@ impl HubLink {
             connection: tokio::sync::Mutex::new(Connection::default()),
             state: Mutex::new(LinkState::default()),
             wake: tokio::sync::Notify::new(),
+            went_down: tokio::sync::Notify::new(),
             resync: std::sync::atomic::AtomicBool::new(false),
             turn: tokio::sync::RwLock::new(()),
             next_message: std::sync::atomic::AtomicU64::new(
@@ -145,6 +150,11 @@ impl HubLink {
 
     /// A connected client, connecting (in URL order, from the one after `skip`) if needed.
     async fn client(&self, skip: Option<&Arc<WsClient>>) -> Result<Arc<WsClient>, HubFailure> {
+        // Checked before waiting for the connection: while no hub answers, [`reconnect`] may hold it for a
+        // connect of its own, and a hook must not wait on that.
+        if let Some(message) = self.down() {
+            return Err(HubFailure::Unavailable(message));
+        }
         let mut connection = self.connection.lock().await;
         if let Some(client) = &connection.client {
             let stale = skip.is_some_and(|s| Arc::ptr_eq(s, client)) || !client.is_connected();
@@ -154,9 +164,12 @@ impl HubLink {
             connection.client = None;
             connection.url = (connection.url + 1) % self.urls.len();
         }
-        if let Some(message) = self.down() {
-            return Err(HubFailure::Unavailable(message));
-        }
+        self.connect_in_order(&mut connection).await
+    }
+
+    /// Connects to the first hub that answers, in URL order from the current one; when none does, calls fail
+    /// at once for [`RETRY_AFTER`].
+    async fn connect_in_order(&self, connection: &mut Connection) -> Result<Arc<WsClient>, HubFailure> {
         let mut errors = Vec::new();
         for step in 0..self.urls.len() {
             let index = (connection.url + step) % self.urls.len();
@@ -180,6 +193,7 @@ impl HubLink {
         state.connected = None;
         state.last_error = Some(message.clone());
         state.down_until = Some(Instant::now() + RETRY_AFTER);
+        self.went_down.notify_one();
         Err(HubFailure::Unavailable(format!("no hub answers ({message})")))
     }
 
@@ -398,6 +412,22 @@ pub fn hub_claim(claim: &lanes_core::Claim, now: lanes_core::Timestamp) -> HubCl
         mode: rpc::mode_view(claim.mode),
         // Pending work does not run out; the hub holds it a lease at a time, renewed by every sync.
         ttl_secs: claim.expires_at.remaining(now).as_secs().clamp(1, lanes_core::MAX_TTL.as_secs()),
+    }
+}
+
+/// While no hub answers, tries the hubs again every [`PROBE_EVERY`]: the link is back within that time of a
+/// hub coming back (a restarted hub, say), not only after [`RETRY_AFTER`], while calls meanwhile still fail at
+/// once.
+pub async fn reconnect(link: Arc<HubLink>) {
+    loop {
+        link.went_down.notified().await;
+        while link.down().is_some() {
+            tokio::time::sleep(PROBE_EVERY).await;
+            let mut connection = link.connection.lock().await;
+            if connection.client.is_none() && link.connect_in_order(&mut connection).await.is_ok() {
+                tracing::info!("a hub answers again");
+            }
+        }
     }
 }
 

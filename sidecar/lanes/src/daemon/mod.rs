@@ -127,6 +127,7 @@ fn serve_repository(location: &RepoLocation, paths: &SidecarPaths, options: RunO
         if let Some(hub) = &context.hub {
             tokio::spawn(crate::daemon::hub_link::forward(Arc::clone(hub), Arc::clone(&context)));
             tokio::spawn(crate::daemon::hub_link::take_mail(Arc::clone(hub), Arc::clone(&context)));
+            tokio::spawn(crate::daemon::hub_link::reconnect(Arc::clone(hub)));
         }
         serve(&paths.socket, context, &config, config_files).await
     });
