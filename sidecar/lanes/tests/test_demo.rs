@@ -54,9 +54,12 @@ fn demo_with_a_hub_shares_claims_with_a_second_machine() {
     let refused = line("claim docs/guide.md (laptop)");
     assert!(refused.starts_with("REFUSED (conflict)") && refused.contains("held by dave"), "{refused}");
     assert!(refused.contains("through the hub"), "{refused}");
-    let laptop = line("claim src/cache.rs (laptop)");
+    // Work that landed frees its paths at the hub too: alice on the first machine takes src/cache.rs at once.
+    let landed = line("claim src/cache.rs (landed)");
+    assert!(landed.contains("confirmed by the hub"), "{landed}\n{}", report["timeline"]);
+    let laptop = line("claim src/metrics.rs (laptop)");
     assert!(laptop.contains("confirmed by the hub"), "{laptop}\n{}", report["timeline"]);
-    assert!(line("claim src/cache.rs").contains("held by erin"), "the laptop's claim holds on the first machine");
+    assert!(line("claim src/metrics.rs").contains("held by erin"), "the laptop's claim holds on the first machine");
     let retry = line("claim docs/guide.md (retry)");
     assert!(retry.contains("confirmed by the hub"), "{retry}\n{}", report["timeline"]);
     assert!(line("claim README.md (laptop)").starts_with("REFUSED (unavailable)"));

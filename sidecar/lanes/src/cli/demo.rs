@@ -433,11 +433,11 @@ fn across_machines(t: &mut Timeline, program: &Path, hub: DemoHub, main: &Path, 
         t.act_on(
             &mut erin,
             "erin",
-            "claim src/cache.rs (laptop)",
+            "claim src/metrics.rs (laptop)",
             method::CLAIM_ACQUIRE,
-            &claim("erin", laptop, "src/cache.rs"),
+            &claim("erin", laptop, "src/metrics.rs"),
         )?;
-        t.act("dave", "claim src/cache.rs", method::CLAIM_ACQUIRE, &claim("dave", main, "src/cache.rs"))?;
+        t.act("dave", "claim src/metrics.rs", method::CLAIM_ACQUIRE, &claim("dave", main, "src/metrics.rs"))?;
         let release = ReleaseParams { session: "dave".into(), all: Some(true), ..ReleaseParams::default() };
         t.act("dave", "release all", method::CLAIM_RELEASE, &release)?;
         // The hub hears of the release from dave's sidecar a moment later: erin retries until it has.

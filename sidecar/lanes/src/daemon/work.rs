@@ -309,7 +309,9 @@ pub async fn scan_now(cx: &Context, root: &Path) -> Option<WorktreeWork> {
     match read {
         Ok(Ok(work)) => {
             let command = Command::SetWork { root: root.to_string_lossy().into_owned(), work: Some(work.clone()) };
-            cx.ask(command).await.ok()?;
+            // Claims whose work landed are released here and, with a hub, at the hub before the scan is done:
+            // the claim that asked for this scan (or another machine's) must not be refused by them there.
+            cx.release_everywhere(command).await.ok()?;
             cx.scanner.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(root.to_path_buf());
             Some(work)
         }

@@ -127,9 +127,10 @@ impl Context {
         answer
     }
 
-    /// Releases what `command` frees (`claim.release`, a session's end) here and, with a hub, at the hub
-    /// before it answers, so another machine can claim the paths at once; the local release goes to disk
-    /// meanwhile. Returns the released claims and what the hub said (none without a hub or a release).
+    /// Releases what `command` frees (`claim.release`, a session's end, a scan that saw work land) here and,
+    /// with a hub, at the hub before it answers, so another machine can claim the paths at once; the local
+    /// release goes to disk meanwhile. Returns the released claims and what the hub said (none without a hub
+    /// or a release).
     pub(crate) async fn release_everywhere(
         &self,
         command: Command,
