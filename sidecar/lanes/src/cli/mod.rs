@@ -144,15 +144,13 @@ impl Env {
     /// One call on a fresh connection ([`Env::connect_passing`]). A sidecar that resets the connection before
     /// reading the request is going away (a restart on a changed config file): the call is made again, to the
     /// sidecar that replaces it, up to [`RESET_RETRIES`] times. The request was never read, so asking again is
-    /// safe.
+    /// safe. A `hello` changes nothing, so it is asked again too when the sidecar closed the connection after
+    /// reading it (`lanes sidecar start` just as the sidecar restarts).
     fn call_passing<P: Serialize>(&self, pass_setting_vars: bool, method: &str, params: &P) -> Result<Value, Failure> {
         let mut tries = 0;
         loop {
             match self.connect_passing(pass_setting_vars)?.call_value(method, params) {
-                Err(CallError::Io(e))
-                    if tries < RESET_RETRIES
-                        && matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) =>
-                {
+                Err(CallError::Io(e)) if tries < RESET_RETRIES && gone_before_answering(method, &e) => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -190,6 +188,14 @@ impl Env {
         }
         self.cwd.join(input).to_string_lossy().into_owned()
     }
+}
+
+/// Whether a call failed because the sidecar went away without acting on it: it reset the connection before
+/// reading the request, or (for a `hello`, which changes nothing) closed it after reading.
+fn gone_before_answering(method: &str, e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
+        || (method == lanes_proto::method::HELLO && e.kind() == ErrorKind::UnexpectedEof)
 }
 
 /// One session per user and worktree, stable across runs: `cli-<user>-<hash>`.
