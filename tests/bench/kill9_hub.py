@@ -12,7 +12,8 @@ With --sqlite, one `lanes hub serve` on a SQLite file is killed instead, round a
 renewals, releases and event pushes each go in one transaction), and the same end check reads the file itself.
 
 Usage: tests/bench/kill9_hub.py [ROUNDS] [BIN_DIR] [--sqlite]   (default 200 rounds of each: a hub, then an etcd
-member, in turn, or 200 of the SQLite hub; $CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server) unless --sqlite.
+member, in turn, or 200 of the SQLite hub; $CARGO_TARGET_DIR/release). Needs etcd (Debian package etcd-server)
+unless --sqlite.
 """
 import base64
 import http.client

@@ -235,8 +235,6 @@ impl Store {
     }
 }
 
-/// Runs an etcd operation again when it could not reach the cluster: the client balances over the
-/// endpoints, so the next attempt goes to another member when one died. Every operation is safe to repeat.
 /// Runs a write of the SQLite store on tokio's blocking pool: it waits for fsync, and a runtime worker waiting
 /// there could not read the requests that would join the next batch (with two workers, batches of two).
 async fn blocking<T: Send + 'static>(
@@ -249,6 +247,8 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(HubError::Unavailable(format!("hub store: {e}"))))
 }
 
+/// Runs an etcd operation again when it could not reach the cluster: the client balances over the
+/// endpoints, so the next attempt goes to another member when one died. Every operation is safe to repeat.
 async fn retry<T, F: Future<Output = Result<T, HubError>>>(mut operation: impl FnMut() -> F) -> Result<T, HubError> {
     let mut attempt = 0;
     loop {
