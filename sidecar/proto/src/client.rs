@@ -20,6 +20,8 @@ pub const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
 pub struct Client {
     reader: BufReader<UnixStream>,
     next_id: u64,
+    /// Whether the next call polls for its reply: only while replies come within [`REPLY_POLL`].
+    poll: bool,
 }
 
 /// Why a call failed.
@@ -78,7 +80,7 @@ impl Client {
     fn over(stream: UnixStream, timeout: Duration) -> io::Result<Client> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        Ok(Client { reader: BufReader::new(stream), next_id: 1 })
+        Ok(Client { reader: BufReader::new(stream), next_id: 1, poll: true })
     }
 
     /// Changes the timeout of later reads and writes.
@@ -101,7 +103,8 @@ impl Client {
         let mut line = serde_json::to_vec(&request).map_err(|e| CallError::BadReply(e.to_string()))?;
         line.push(b'\n');
         self.reader.get_mut().write_all(&line)?;
-        if self.reader.buffer().is_empty() {
+        let sent = Instant::now();
+        if self.poll && self.reader.buffer().is_empty() {
             poll_for_reply(&mut self.reader, REPLY_POLL)?;
         }
 
@@ -113,6 +116,10 @@ impl Client {
                 "the sidecar closed the connection",
             )));
         }
+        // A reply that took longer than the window (one the hub had to confirm, say) is likely followed by
+        // more like it: polling for them would only take the CPU their answer needs, from every waiting client
+        // at once. The next fast reply turns polling on again.
+        self.poll = sent.elapsed() <= REPLY_POLL;
         let reply: Value = serde_json::from_slice(&reply).map_err(|e| CallError::BadReply(e.to_string()))?;
         decode_reply(reply)
     }

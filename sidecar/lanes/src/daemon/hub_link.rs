@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::client_transport::ws::{HeaderMap, HeaderValue};
 use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::ws_client::{HeaderMap, HeaderValue, WsClient, WsClientBuilder};
 use lanes_proto::hub::{
     HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubMailParams, HubMailReply, HubPushParams,
     HubReleaseParams, HubReleaseReply, HubSendParams, HubSendReply, HubSessionBrief, HubSyncParams, HubSyncReply,
@@ -24,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::HubConfig;
+use crate::daemon::hub_connection::{CallFailure, HubConnection};
 use crate::daemon::rpc::{self, Context};
 use crate::daemon::state::{Answer, Command};
 
@@ -59,7 +59,7 @@ pub enum HubFailure {
 
 #[derive(Default)]
 struct Connection {
-    client: Option<Arc<WsClient>>,
+    client: Option<Arc<HubConnection>>,
     url: usize,
 }
 
@@ -149,7 +149,7 @@ impl HubLink {
     }
 
     /// A connected client, connecting (in URL order, from the one after `skip`) if needed.
-    async fn client(&self, skip: Option<&Arc<WsClient>>) -> Result<Arc<WsClient>, HubFailure> {
+    async fn client(&self, skip: Option<&Arc<HubConnection>>) -> Result<Arc<HubConnection>, HubFailure> {
         // Checked before waiting for the connection: while no hub answers, [`reconnect`] may hold it for a
         // connect of its own, and a hook must not wait on that.
         if let Some(message) = self.down() {
@@ -169,7 +169,7 @@ impl HubLink {
 
     /// Connects to the first hub that answers, in URL order from the current one; when none does, calls fail
     /// at once for [`RETRY_AFTER`].
-    async fn connect_in_order(&self, connection: &mut Connection) -> Result<Arc<WsClient>, HubFailure> {
+    async fn connect_in_order(&self, connection: &mut Connection) -> Result<Arc<HubConnection>, HubFailure> {
         let mut errors = Vec::new();
         for step in 0..self.urls.len() {
             let index = (connection.url + step) % self.urls.len();
@@ -197,36 +197,33 @@ impl HubLink {
         Err(HubFailure::Unavailable(format!("no hub answers ({message})")))
     }
 
-    async fn connect(&self, url: &str) -> Result<WsClient, String> {
-        let client = WsClientBuilder::default()
-            .set_headers(self.headers.clone())
-            .connection_timeout(CONNECT_TIMEOUT)
-            .request_timeout(REQUEST_TIMEOUT)
-            .build(url)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn connect(&self, url: &str) -> Result<HubConnection, String> {
+        let client = HubConnection::connect(url, self.headers.clone(), CONNECT_TIMEOUT, REQUEST_TIMEOUT).await?;
         let hello = HelloParams {
             client: "lanes-sidecar".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: PROTOCOL_VERSION,
         };
-        let reply: HubHelloReply = client.request(method::HELLO, object(&hello)).await.map_err(|e| e.to_string())?;
+        let reply: HubHelloReply = client.request(method::HELLO, &raw(&hello)?).await.map_err(|e| match e {
+            CallFailure::Refused(error) => error.message().to_owned(),
+            CallFailure::Lost(why) => why,
+        })?;
         tracing::info!("connected to hub {url} ({} store, lanes {})", reply.store, reply.version);
         Ok(client)
     }
 
     /// One request to the hub, failing over to the next URL when the current hub is gone.
     pub async fn call<P: Serialize, R: DeserializeOwned>(&self, name: &str, params: &P) -> Result<R, HubFailure> {
-        let params = object(params);
-        let mut failed: Option<Arc<WsClient>> = None;
+        let params = raw(params).map_err(HubFailure::Unavailable)?;
+        let mut failed: Option<Arc<HubConnection>> = None;
         for _ in 0..=self.urls.len() {
             let client = self.client(failed.as_ref()).await?;
-            match client.request::<R, _>(name, params.clone()).await {
+            match client.request::<R>(name, &params).await {
                 Ok(reply) => return Ok(reply),
-                Err(ClientError::Call(error)) => return Err(HubFailure::Refused(error)),
-                Err(e) => {
-                    tracing::warn!("hub call {name} failed: {e}");
-                    self.state().last_error = Some(e.to_string());
+                Err(CallFailure::Refused(error)) => return Err(HubFailure::Refused(error)),
+                Err(CallFailure::Lost(why)) => {
+                    tracing::warn!("hub call {name} failed: {why}");
+                    self.state().last_error = Some(why);
                     failed = Some(client);
                 }
             }
@@ -337,11 +334,9 @@ impl HubLink {
     }
 }
 
-fn object<P: Serialize>(params: &P) -> serde_json::Map<String, Value> {
-    match serde_json::to_value(params) {
-        Ok(Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    }
+/// `params` as the JSON text of a request's parameters.
+fn raw<P: Serialize>(params: &P) -> Result<Box<serde_json::value::RawValue>, String> {
+    serde_json::value::to_raw_value(params).map_err(|e| format!("could not write the request: {e}"))
 }
 
 /// The token `[hub] token_file` names (`~` is the home directory), unless `LANES_HUB_TOKEN` gives one.

@@ -2,6 +2,7 @@
 //! whole life, listens on a private Unix socket, reads one JSON-RPC request per line, and exits when told
 //! to, on SIGTERM/SIGINT, or after an idle period with no request and no live claim.
 
+mod hub_connection;
 pub mod hub_link;
 pub mod land;
 pub mod rpc;
