@@ -440,15 +440,17 @@ fn ttl(s: &str, origin: &str, key: &str) -> Result<Duration> {
     parse_ttl(s).map_err(|e| anyhow::anyhow!("{origin}: {key}: {e}"))
 }
 
-/// The log filter from `LANES_LOG` (default `warn`). jsonrpsee logs whole requests (prompts, before any
-/// redaction) at debug and trace, so its target never goes below info, whatever `LANES_LOG` asks.
+/// The log filter from `LANES_LOG` (default `warn`), with two targets capped at info whatever it asks:
+/// jsonrpsee logs whole requests (prompts, before any redaction) at debug and trace, and the file watcher
+/// (notify) logs every inotify event at trace: the sidecar's log lives in the watched git dir, so each line
+/// it wrote was an event that wrote another, and an idle sidecar filled the disk at ~14 MB/s.
 pub fn log_filter() -> tracing_subscriber::EnvFilter {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    match "jsonrpsee=info".parse() {
+    ["jsonrpsee=info", "notify=info"].into_iter().fold(filter, |filter, cap| match cap.parse() {
         Ok(cap) => filter.add_directive(cap),
         Err(_) => filter,
-    }
+    })
 }
 
 /// A hub token, for the hub and its clients alike: `LANES_HUB_TOKEN` if set, else the file's first text;

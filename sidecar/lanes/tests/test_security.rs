@@ -46,7 +46,7 @@ fn a_worktree_name_that_is_a_path_makes_no_worktree_even_when_the_sidecar_cannot
 }
 
 #[test]
-fn a_trace_log_never_holds_a_prompt_as_sent() {
+fn a_trace_log_never_holds_a_prompt_as_sent_nor_feeds_on_itself() {
     let env = TestEnv::new();
     let repo = env.repo("r");
     let mut start = env.lanes_command(&repo, &["sidecar", "start"]);
@@ -54,6 +54,11 @@ fn a_trace_log_never_holds_a_prompt_as_sent() {
     let key = "sk-ant-api03-Zx9QpL2mK8vR4tY7wN1sB6cF3hJ0gD5eAbCdEf";
     hook(&env, "SessionStart", json!({"session_id": "s1", "cwd": repo, "source": "startup"}));
     hook(&env, "UserPromptSubmit", json!({"session_id": "s1", "cwd": repo, "prompt": format!("use {key}")}));
+    // The log is in the watched git dir: an idle sidecar whose watcher logged each event it saw there wrote
+    // ~14 MB a second, each line an event for the next.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let idle = std::fs::metadata(repo.join(".git/lanes/sidecar.log")).expect("log").len();
+    assert!(idle < 1024 * 1024, "an idle sidecar at trace wrote {idle} bytes of log in 2 s");
     env.lanes(&repo, &["sidecar", "stop"]).success();
     let log = std::fs::read_to_string(repo.join(".git/lanes/sidecar.log")).expect("log");
     assert!(!log.is_empty(), "LANES_LOG=trace wrote nothing");
