@@ -99,7 +99,7 @@ impl Client {
     pub fn call_value<P: Serialize>(&mut self, method: &str, params: &P) -> Result<Value, CallError> {
         let id = self.next_id;
         self.next_id += 1;
-        let request = Request { jsonrpc: "2.0", id, method, params };
+        let request = Request::new(id, method, params);
         let mut line = serde_json::to_vec(&request).map_err(|e| CallError::BadReply(e.to_string()))?;
         line.push(b'\n');
         self.reader.get_mut().write_all(&line)?;
@@ -150,13 +150,21 @@ fn poll_for_reply(reader: &mut BufReader<UnixStream>, window: Duration) -> io::R
     polled
 }
 
-/// A request line, serialized straight from the caller's params (no intermediate `Value`).
+/// A JSON-RPC request, serialized straight from the caller's params (no intermediate `Value`): the
+/// sidecar's request lines, and the sidecar's own requests to its hub.
 #[derive(Serialize)]
-struct Request<'a, P> {
+pub struct Request<'a, P: ?Sized> {
     jsonrpc: &'static str,
     id: u64,
     method: &'a str,
     params: &'a P,
+}
+
+impl<'a, P: ?Sized> Request<'a, P> {
+    /// Request `id`: `method` with `params`.
+    pub fn new(id: u64, method: &'a str, params: &'a P) -> Request<'a, P> {
+        Request { jsonrpc: "2.0", id, method, params }
+    }
 }
 
 /// Splits a JSON-RPC reply into its result or a [`CallError`], checking the protocol version it carries.

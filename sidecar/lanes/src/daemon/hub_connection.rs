@@ -14,6 +14,7 @@ use std::time::Duration;
 use jsonrpsee::client_transport::ws::{EitherStream, HeaderMap, Receiver, Sender, Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{ReceivedMessage, TransportReceiverT, TransportSenderT};
 use jsonrpsee::types::ErrorObjectOwned;
+use lanes_proto::client::Request;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -98,24 +99,20 @@ impl HubConnection {
             }
             waiting.calls.insert(id, answer);
         }
-        let request = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":{},"params":{}}}"#,
-            serde_json::Value::from(method),
-            params.get()
-        );
         let exchange = async {
+            let request = serde_json::to_string(&Request::new(id, method, params))
+                .map_err(|e| CallFailure::Lost(format!("could not write the request: {e}")))?;
             self.sender.lock().await.send(request).await.map_err(|e| CallFailure::Lost(e.to_string()))?;
             answered.await.map_err(|_| CallFailure::Lost(self.why_ended()))
         };
-        let answer = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(failure)) => {
+        let answered = tokio::time::timeout(self.timeout, exchange).await.unwrap_or_else(|_| {
+            Err(CallFailure::Lost(format!("the hub did not answer {method} within {:?}", self.timeout)))
+        });
+        let answer = match answered {
+            Ok(answer) => answer,
+            Err(failure) => {
                 lock(&self.waiting).calls.remove(&id);
                 return Err(failure);
-            }
-            Err(_) => {
-                lock(&self.waiting).calls.remove(&id);
-                return Err(CallFailure::Lost(format!("the hub did not answer {method} within {:?}", self.timeout)));
             }
         };
         match answer {
