@@ -148,6 +148,35 @@ fn a_persons_uncommitted_edit_in_another_worktree_blocks_a_claim_within_seconds(
     );
 }
 
+/// The main worktree is watched without its `.git` (the sidecar's own store is there), one top-level directory
+/// at a time: a directory made after the sidecar started is watched too, so an edit deep inside it is seen
+/// within seconds, not at the full round a minute later.
+#[test]
+fn an_edit_in_a_directory_made_after_the_start_is_seen_within_seconds() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    let other = env.worktree(&repo, "other");
+    env.start_sidecar(&repo);
+    let blocked = |path: &str| {
+        let run = env.lanes(&other, &["--session", "agent", "--json", "claim", path]);
+        if run.code == 0 {
+            env.lanes(&other, &["--session", "agent", "release", "--all"]).success();
+        }
+        run.code == 3 && run.stdout.contains("pending")
+    };
+    // Once an edit in the main worktree is seen, the watcher covers it.
+    std::fs::write(repo.join("docs/guide.md"), "edited\n").expect("write");
+    assert!(eventually(SEEN, || blocked("docs/guide.md")), "the edit was not seen");
+    std::fs::create_dir_all(repo.join("fresh/deep")).expect("mkdir");
+    // The scan the new directory asks for comes and goes: only the directory's own watch can see what follows.
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(repo.join("fresh/deep/new.md"), "made later\n").expect("write");
+    assert!(
+        eventually(Duration::from_secs(10), || blocked("fresh/deep/new.md")),
+        "an edit in a new directory was not seen"
+    );
+}
+
 /// git writes a new worktree's index after its files: a scan caught in between sees every file deleted, and
 /// only the index changes afterwards. That write must bring the next scan, not the full round a minute later.
 #[test]

@@ -7,7 +7,14 @@
 //! Each worktree's git dir is watched too (its `HEAD` and `index`): git writes a new worktree's index after
 //! its files, so a scan caught mid-checkout would otherwise see every file as deleted until the next full
 //! round, with nothing in the worktree left to change.
+//!
+//! A worktree is watched as its top level plus each of its top-level directories, recursively, but never its
+//! `.git`: the main worktree holds the repository itself, and every commit of the sidecar's own store
+//! (`.git/lanes/`), every object git writes, would otherwise wake the watcher. A top-level directory made
+//! later is watched at the next full round, which its creation asks for; each full round also looks for
+//! top-level directories not watched yet.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -34,6 +41,11 @@ struct Inner {
     watcher: RecommendedWatcher,
     /// The worktrees watched; shared with the event handler, which maps a path to its worktree.
     roots: Arc<Mutex<Vec<Watched>>>,
+    /// The top-level directories watched recursively, by worktree.
+    dirs: HashMap<PathBuf, Vec<PathBuf>>,
+    /// Directories made (or made again) since the last round that need a watch of their own: the handler may
+    /// not call into the watcher, so it leaves them here for [`Watch::cover`].
+    made: Arc<Mutex<Vec<PathBuf>>>,
     /// A worktree could not be watched: the full round keeps its short period.
     incomplete: bool,
 }
@@ -48,9 +60,9 @@ impl Watch {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Watches the worktrees in `roots` not watched yet, and stops watching the ones that are gone (blocking:
-    /// a recursive watch walks the tree). The list the event handler reads is never locked across a call into
-    /// the watcher, whose event thread may be waiting on it.
+    /// Watches the worktrees in `roots` not watched yet and their top-level directories not watched yet, and
+    /// stops watching the ones that are gone (blocking: a recursive watch walks the tree). The list the event
+    /// handler reads is never locked across a call into the watcher, whose event thread may be waiting on it.
     pub fn cover(&self, scanner: &Arc<Scanner>, common_dir: &Path, roots: &[PathBuf]) {
         let mut guard = self.lock();
         if guard.is_none() {
@@ -60,6 +72,9 @@ impl Watch {
         let watched = inner.roots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for gone in watched.iter().filter(|w| !roots.contains(&w.root)) {
             let _ = inner.watcher.unwatch(&gone.root);
+            for dir in inner.dirs.remove(&gone.root).unwrap_or_default() {
+                let _ = inner.watcher.unwatch(&dir);
+            }
             if gone.git_dir != common_dir {
                 let _ = inner.watcher.unwatch(&gone.git_dir);
             }
@@ -76,14 +91,33 @@ impl Watch {
                 }
             }
         }
-        *inner.roots.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now_watched;
+        // Published before the top-level directories are listed: one made after this reaches the handler,
+        // one made before it is listed.
+        *inner.roots.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now_watched.clone();
+        let made = std::mem::take(&mut *inner.made.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let linked = common_dir.join("worktrees");
+        if made.contains(&linked)
+            && let Err(e) = inner.watcher.watch(&linked, RecursiveMode::Recursive)
+        {
+            tracing::warn!("cannot watch {} ({e}): new worktrees are seen at the next full round", linked.display());
+        }
+        for worktree in &now_watched {
+            let dirs = inner.dirs.entry(worktree.root.clone()).or_default();
+            if let Err(e) = watch_top_level(&mut inner.watcher, &worktree.root, dirs, &made) {
+                tracing::warn!(
+                    "cannot watch all of {} ({e}); it is scanned every few seconds",
+                    worktree.root.display()
+                );
+                inner.incomplete = true;
+            }
+        }
     }
 }
 
-/// Watches `root` and, for a linked worktree, its git dir; returns the git dir.
+/// Watches the top level of `root` and, for a linked worktree, its git dir; returns the git dir.
 fn watch_worktree(watcher: &mut RecommendedWatcher, common_dir: &Path, root: &Path) -> Result<PathBuf, String> {
     let git_dir = RepoLocation::discover(root).map_err(|e| e.to_string())?.git_dir;
-    watcher.watch(root, RecursiveMode::Recursive).map_err(|e| e.to_string())?;
+    watcher.watch(root, RecursiveMode::NonRecursive).map_err(|e| e.to_string())?;
     if git_dir != common_dir
         && let Err(e) = watcher.watch(&git_dir, RecursiveMode::NonRecursive)
     {
@@ -93,19 +127,49 @@ fn watch_worktree(watcher: &mut RecommendedWatcher, common_dir: &Path, root: &Pa
     Ok(git_dir)
 }
 
+/// Watches the top-level directories of `root` but `.git` that are not in `dirs` yet, and those in `made`
+/// again (a directory removed and made again is a new one to inotify); forgets the ones that are gone.
+fn watch_top_level(
+    watcher: &mut RecommendedWatcher,
+    root: &Path,
+    dirs: &mut Vec<PathBuf>,
+    made: &[PathBuf],
+) -> Result<(), String> {
+    dirs.retain(|dir| dir.is_dir());
+    for entry in std::fs::read_dir(root).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let dir = entry.path();
+        let known = dirs.contains(&dir);
+        if entry.file_name() == ".git" || !entry.file_type().is_ok_and(|t| t.is_dir()) || known && !made.contains(&dir)
+        {
+            continue;
+        }
+        watcher.watch(&dir, RecursiveMode::Recursive).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !known {
+            dirs.push(dir);
+        }
+    }
+    Ok(())
+}
+
 /// The watcher, with the repository's refs watched (a commit anywhere, the base moving): `None` when the
 /// platform gives none.
 fn start(scanner: Weak<Scanner>, common_dir: &Path) -> Option<Inner> {
     let roots: Arc<Mutex<Vec<Watched>>> = Arc::default();
-    let (handler_roots, common) = (Arc::clone(&roots), common_dir.to_path_buf());
+    let made: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+    let (handler_roots, handler_made, common) = (Arc::clone(&roots), Arc::clone(&made), common_dir.to_path_buf());
     let handler = move |result: notify::Result<notify::Event>| {
         let Some(scanner) = scanner.upgrade() else { return };
         match result {
             Ok(event) if event.need_rescan() => scanner.all_soon(),
             Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
             Ok(event) => {
-                let roots = handler_roots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                let roots = handler_roots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 for path in &event.paths {
+                    if matches!(event.kind, EventKind::Create(_)) && is_unwatched_dir(&common, &roots, path) {
+                        handler_made.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(path.clone());
+                        scanner.all_soon();
+                    }
                     route(&scanner, &common, &roots, path);
                 }
             }
@@ -126,7 +190,20 @@ fn start(scanner: Weak<Scanner>, common_dir: &Path) -> Option<Inner> {
     {
         return None;
     }
-    Some(Inner { watcher, roots, incomplete: false })
+    // The linked worktrees' git dirs, where a new one shows first (made later: see `is_unwatched_dir`).
+    let linked = common_dir.join("worktrees");
+    if linked.is_dir() && watcher.watch(&linked, RecursiveMode::Recursive).is_err() {
+        return None;
+    }
+    Some(Inner { watcher, roots, dirs: HashMap::new(), made, incomplete: false })
+}
+
+/// Whether a path just made is a directory a recursive watch has to be added for: a top-level directory of a
+/// watched worktree (not its `.git`), or the common dir's `worktrees` made by the first `git worktree add`.
+fn is_unwatched_dir(common_dir: &Path, roots: &[Watched], path: &Path) -> bool {
+    let top_level = roots.iter().any(|w| path.parent() == Some(w.root.as_path()))
+        && path.file_name().is_some_and(|name| name != ".git");
+    (top_level || path == common_dir.join("worktrees")) && path.is_dir()
 }
 
 /// What a changed path asks for. A worktree's `HEAD` or `index` in its git dir (a commit, a checkout
