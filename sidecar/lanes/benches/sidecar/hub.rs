@@ -48,6 +48,12 @@ pub fn run() {
         |o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("?").to_owned(),
     );
     println!("hub on etcd ({etcd_version}, one member on loopback, fsync on), through `lanes hub serve`");
+    // A hub gives up on an etcd that does not answer within 2 s; on a busy machine etcd may start slower.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while etcd_writes(&etcd_url).is_none() {
+        assert!(Instant::now() < deadline, "etcd did not answer on {etcd_url} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (_hub, url) = start_hub(&format!("etcd:{etcd_url}"));
     at_the_hub(&url);
     let (_sqlite_hub, sqlite_url) = start_hub(&format!("sqlite:{}", dir.path().join("hub.db").display()));
@@ -88,21 +94,25 @@ fn etcd_writes(etcd_url: &str) -> Option<u64> {
 
 fn start_hub(store: &str) -> (Killed, String) {
     let port = free_port();
+    let log_path = std::env::temp_dir().join(format!("lanes-bench-hub-{port}.log"));
+    let log = std::fs::File::create(&log_path).expect("hub log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lanes"))
         .args(["hub", "serve", "--listen", &format!("127.0.0.1:{port}"), "--store", store])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start hub");
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    while !line.contains("listening") && Instant::now() < deadline {
+    let mut line = String::new();
+    while !line.contains("listening") {
         line.clear();
         if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) == 0 {
-            std::thread::sleep(Duration::from_millis(100));
+            let status = child.wait().expect("hub status");
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("the hub on {store} ended before listening ({status}):\n{said}");
         }
     }
+    let _ = std::fs::remove_file(&log_path);
     (Killed(child), format!("ws://127.0.0.1:{port}"))
 }
 
