@@ -11,9 +11,7 @@
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
 //! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard[/<dir>[/<dir>]]` (guard keys),
-//! `events/<origin>/<seq>` (the events of one push, a JSON array, keyed by its last event's seq: one key per push,
-//! not per event, since each key written costs etcd more than its bytes do), `cursor/<origin>`,
-//! `presence/<origin>` (a [`Presence`]),
+//! `events/<origin>/<seq>`, `cursor/<origin>`, `presence/<origin>` (a [`Presence`]),
 //! `mail/<session>/<time>-<origin>-<id>` (a message waiting).
 
 use std::collections::HashMap;
@@ -418,20 +416,17 @@ impl EtcdStore {
             Compare::value(cursor_key.clone(), CompareOp::Equal, format!("{after:020}"))
         };
         let mut last = after;
+        let mut puts = Vec::with_capacity(events.len() + 1);
         for event in events {
             if event.seq <= last {
                 return Err(HubError::Invalid(format!("events must be in order: {} after {last}", event.seq)));
             }
+            let text = serde_json::to_vec(event).map_err(|e| HubError::Invalid(e.to_string()))?;
+            puts.push(TxnOp::put(format!("{prefix}events/{origin}/{:020}", event.seq), text, None));
             last = event.seq;
         }
-        let text = serde_json::to_vec(events).map_err(|e| HubError::Invalid(e.to_string()))?;
-        let mut puts = vec![
-            TxnOp::put(format!("{prefix}events/{origin}/{last:020}"), text, None),
-            TxnOp::put(cursor_key.clone(), format!("{last:020}"), None),
-        ];
+        puts.push(TxnOp::put(cursor_key.clone(), format!("{last:020}"), None));
         if let Some(oldest_kept) = crate::oldest_kept_event(last) {
-            // Drops the pushes that end before the oldest event kept; `events` skips the older events of the
-            // push that holds it.
             let range = DeleteOptions::new().with_range(format!("{prefix}events/{origin}/{oldest_kept:020}"));
             puts.push(TxnOp::delete(format!("{prefix}events/{origin}/"), Some(range)));
         }
@@ -459,18 +454,13 @@ impl EtcdStore {
         ]);
         let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
         let responses = response.op_responses();
-        let cursor = stored_cursor(&responses[1..]);
-        let first = after.max(crate::oldest_kept_event(cursor).map_or(0, |oldest| oldest - 1));
         let mut events = Vec::new();
         if let Some(TxnOpResponse::Get(get)) = responses.first() {
             for kv in get.kvs() {
-                let pushed: OneOrMany =
-                    serde_json::from_slice(kv.value()).map_err(|e| HubError::Unavailable(e.to_string()))?;
-                events.extend(pushed.into_vec().into_iter().filter(|event| event.seq > first));
+                events.push(serde_json::from_slice(kv.value()).map_err(|e| HubError::Unavailable(e.to_string()))?);
             }
         }
-        events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok((events, cursor))
+        Ok((events, stored_cursor(&responses[1..])))
     }
 
     /// Records which sessions a sidecar has live.
@@ -541,23 +531,6 @@ impl EtcdStore {
         }
         taken.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(taken.into_iter().map(|(_, message)| message).collect())
-    }
-}
-
-/// An `events/` key's value: the events of one push, or a single event (as hubs before 2026-12-06 wrote them).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    Many(Vec<EventView>),
-    One(Box<EventView>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<EventView> {
-        match self {
-            OneOrMany::Many(events) => events,
-            OneOrMany::One(event) => vec![*event],
-        }
     }
 }
 
@@ -1068,20 +1041,5 @@ mod tests {
         fresh.keep_newer(watched);
         assert!(fresh.space.get("b", 1).is_none());
         assert_eq!(fresh.revision, 10);
-    }
-
-    #[test]
-    fn an_events_key_holds_one_push_or_one_event_as_older_hubs_wrote_it() {
-        let push = format!("[{},{}]", json_event(7), json_event(8));
-        let seqs = |text: &str| -> Vec<u64> {
-            let pushed: OneOrMany = serde_json::from_str(text).expect("an events key");
-            pushed.into_vec().iter().map(|e| e.seq).collect()
-        };
-        assert_eq!(seqs(&push), [7, 8]);
-        assert_eq!(seqs(&json_event(3)), [3]);
-    }
-
-    fn json_event(seq: u64) -> String {
-        format!(r#"{{"seq":{seq},"at":"2026-12-06T00:00:00Z","kind":"grant","session":"s","claim":1,"data":{{}}}}"#)
     }
 }

@@ -41,8 +41,7 @@ pub const MAX_PUSH: usize = 100;
 pub const KEPT_EVENTS: u64 = 10_000;
 
 /// The oldest event a push that ends at `last` keeps, when there are older ones to drop: both stores delete
-/// the events before it in the push's own transaction (etcd the pushes that end before it, and its reads skip
-/// the older events of the push that holds it).
+/// the events before it in the push's own transaction.
 fn oldest_kept_event(last: u64) -> Option<u64> {
     last.checked_sub(KEPT_EVENTS - 1).filter(|&oldest| oldest > 1)
 }
