@@ -232,3 +232,29 @@ fn route(scanner: &Scanner, common_dir: &Path, roots: &[Watched], path: &Path) {
         scanner.changed(&owner.root);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worktree_is_watched_by_its_top_level_directories_never_its_git_dir() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for dir in ["src/deep", "docs", ".git/objects/ab", ".git/lanes"] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("mkdir");
+        }
+        std::fs::write(root.path().join("README.md"), "top-level file\n").expect("write");
+        let mut watcher = notify::recommended_watcher(|_: notify::Result<notify::Event>| {}).expect("watcher");
+        let mut dirs = Vec::new();
+        watch_top_level(&mut watcher, root.path(), &mut dirs, &[]).expect("watched");
+        dirs.sort();
+        assert_eq!(dirs, [root.path().join("docs"), root.path().join("src")]);
+
+        // A directory made later is added by the next round; one removed is forgotten.
+        std::fs::create_dir(root.path().join("fresh")).expect("mkdir");
+        std::fs::remove_dir(root.path().join("docs")).expect("rmdir");
+        watch_top_level(&mut watcher, root.path(), &mut dirs, &[]).expect("watched");
+        dirs.sort();
+        assert_eq!(dirs, [root.path().join("fresh"), root.path().join("src")]);
+    }
+}
