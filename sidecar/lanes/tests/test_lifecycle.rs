@@ -177,6 +177,36 @@ fn a_live_claim_keeps_an_idle_sidecar_running() {
     assert!(eventually(Duration::from_secs(30), || process_gone(pid)), "released, the idle sidecar stayed");
 }
 
+/// A repository removed under its sidecar (a test's temporary clone, a deleted checkout) takes the sidecar with
+/// it, even with a claim live: nothing there is left to protect, and every git command it ran would fail.
+#[test]
+fn a_sidecar_whose_repository_is_removed_exits() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    env.lanes(&repo, &["claim", "src"]).success();
+    let pid = env.sidecar_pid(&repo).expect("running");
+    std::fs::remove_dir_all(&repo).expect("rm -rf");
+    assert!(eventually(Duration::from_secs(10), || process_gone(pid)), "the sidecar outlived its repository");
+}
+
+/// When git cannot list the worktrees (here a HEAD it cannot read), the full round waits for its next turn:
+/// a round that failed was due again at once, so it spawned git a thousand times a second, without end.
+#[test]
+fn a_worktree_listing_that_fails_is_not_retried_in_a_loop() {
+    let env = TestEnv::new();
+    let repo = env.repo("r");
+    std::fs::write(repo.join(".git/HEAD"), "not a ref\n").expect("write");
+    let mut command = env.lanes_command(&repo, &["sidecar", "start"]);
+    command.env("LANES_LOG", "info");
+    crate::common::run_of(command.output().expect("run")).success();
+    let log = repo.join(".git/lanes/sidecar.log");
+    let failures = || std::fs::read_to_string(&log).unwrap_or_default().matches("could not list the worktrees").count();
+    assert!(eventually(Duration::from_secs(10), || failures() > 0), "no full round came");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(failures() <= 3, "the listing was tried {} times in 2 s", failures());
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+}
+
 /// A sidecar a client starts on demand runs on the config files, not on that client's `LANES_*` settings;
 /// `lanes sidecar start` takes them, and `lanes doctor` says the running settings differ from the files.
 #[test]

@@ -1,6 +1,7 @@
 //! The sidecar process (`lanes sidecar run`): one per git common dir. It holds the pidfile lock for its
 //! whole life, listens on a private Unix socket, reads one JSON-RPC request per line, and exits when told
-//! to, on SIGTERM/SIGINT, or after an idle period with no request and no live claim.
+//! to, on SIGTERM/SIGINT, after an idle period with no request and no live claim, or once its repository is
+//! gone.
 
 mod hub_connection;
 pub mod hub_link;
@@ -198,6 +199,12 @@ async fn serve(
                     }
                     Idleness::HeldByClaims(_) => {}
                     Idleness::Busy => said_claims_keep_it = false,
+                }
+                if !context.common_dir.join("HEAD").is_file() {
+                    // Removed or moved away: nothing here to protect, and every git command would fail. The
+                    // next client of the repository where it is now starts a sidecar there.
+                    tracing::warn!("the repository at {} is gone: exiting", context.common_dir.display());
+                    break;
                 }
                 if config_changed(&context.common_dir, config, &mut config_files) {
                     // Settings are read once, at start: stopping (after answering what is under way) lets the

@@ -358,10 +358,11 @@ pub async fn refresh(cx: Arc<Context>) {
         let asked = cx.scanner.all_wanted.swap(false, std::sync::atomic::Ordering::SeqCst);
         if asked || last_full.is_none_or(|at| at.elapsed() >= every) {
             let common_dir = cx.common_dir.clone();
+            // A round whose listing failed counts as done too: tried again at once, it spawned git without end.
+            last_full = Some(Instant::now());
             let Some(listed) = tokio::task::spawn_blocking(move || worktrees(&common_dir)).await.ok().flatten() else {
                 continue;
             };
-            last_full = Some(Instant::now());
             let (scanner, common_dir, watched) = (Arc::clone(&cx.scanner), cx.common_dir.clone(), listed.clone());
             let _ = tokio::task::spawn_blocking(move || scanner.watch.cover(&scanner, &common_dir, &watched)).await;
             // Worktrees that went away (unlisted, their directory gone) take their pending paths with them.
