@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, Wire, eventually, hook, kill9};
+use crate::common::{Run, TestEnv, Wire, eventually, hook, kill9};
 
 /// A generous bound for the sidecar's timer scan (every 9 s) to see a change made outside lanes.
 const SEEN: Duration = Duration::from_secs(20);
@@ -32,6 +32,16 @@ fn claims(env: &TestEnv, repo: &Path) -> Vec<(String, Vec<String>, bool)> {
             (c["session"].as_str().expect("session").to_owned(), scopes.collect(), c["pending"] == true)
         })
         .collect()
+}
+
+/// Session `agent` claims `path` from `dir` and gives a grant back at once: one look of a loop that waits for
+/// pending work to be seen, which a grant must not outlast.
+fn probe_claim(env: &TestEnv, dir: &Path, path: &str) -> Run {
+    let run = env.lanes(dir, &["--session", "agent", "--json", "claim", path]);
+    if run.code == 0 {
+        env.lanes(dir, &["--session", "agent", "release", "--all"]).success();
+    }
+    run
 }
 
 /// Session `a` claims `src` in `tree`, writes `file` there, and ends.
@@ -129,10 +139,7 @@ fn a_persons_uncommitted_edit_in_another_worktree_blocks_a_claim_within_seconds(
     env.start_sidecar(&repo);
     std::fs::write(person.join("docs/guide.md"), "a person's edit\n").expect("write");
     let blocked = || {
-        let run = env.lanes(&repo, &["--session", "agent", "--json", "claim", "docs/guide.md"]);
-        if run.code == 0 {
-            env.lanes(&repo, &["--session", "agent", "release", "--all"]).success();
-        }
+        let run = probe_claim(&env, &repo, "docs/guide.md");
         run.code == 3 && run.stdout.contains("no claim covers")
     };
     assert!(eventually(SEEN, blocked), "latent work in another worktree was not seen");
@@ -158,10 +165,7 @@ fn an_edit_in_a_directory_made_after_the_start_is_seen_within_seconds() {
     let other = env.worktree(&repo, "other");
     env.start_sidecar(&repo);
     let blocked = |path: &str| {
-        let run = env.lanes(&other, &["--session", "agent", "--json", "claim", path]);
-        if run.code == 0 {
-            env.lanes(&other, &["--session", "agent", "release", "--all"]).success();
-        }
+        let run = probe_claim(&env, &other, path);
         run.code == 3 && run.stdout.contains("pending")
     };
     // Once an edit in the main worktree is seen, the watcher covers it.
@@ -191,13 +195,7 @@ fn index_only_changes_are_seen_and_a_refusal_over_pending_work_rests_on_a_fresh_
         std::fs::copy(repo.join(file), late.join(file)).expect("copy");
     }
     let claim = || env.lanes(&repo, &["--session", "agent", "--json", "claim", "docs/guide.md"]);
-    let refused = || {
-        let run = claim();
-        if run.code == 0 {
-            env.lanes(&repo, &["--session", "agent", "release", "--all"]).success();
-        }
-        run.code == 3
-    };
+    let refused = || probe_claim(&env, &repo, "docs/guide.md").code == 3;
     assert!(eventually(SEEN, refused), "a worktree without an index was not seen as pending work");
     // The refusals just rescanned `late`, so the watcher's own scan of it waits a second: a claim now is
     // granted only because a refusal over pending work stands on a fresh scan, never on a stale one.
