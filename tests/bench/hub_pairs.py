@@ -5,7 +5,9 @@ Eight "machines" (each its own HOME, runtime dir, clone and sidecar) with four a
 a path of its own and releases it again, as fast as it can, for a fixed time. Run once with no hub, then with
 machines split over two `lanes hub serve` on one real etcd member (fsync on), then one agent alone through the
 hub for the single-pair latency. Each agent is its own process (no GIL between agents), speaking JSON-RPC over
-its machine's Unix socket. Prints pairs/s, p50/p99 per pair and etcd's committed writes per pair.
+its machine's Unix socket. Prints pairs/s, p50/p99 per pair and etcd's committed writes per pair, then the CPU
+time one pair took in each kind of process (agents, sidecars, hubs, etcd) and the machine's context switches
+per pair: with every core busy, pairs/s is the cores divided by the CPU a pair takes.
 
 Usage: tests/bench/hub_pairs.py [SECONDS] [BIN_DIR]   (default 10 s per run; $CARGO_TARGET_DIR/release).
 Needs etcd (Debian package etcd-server).
@@ -63,6 +65,24 @@ def etcd_writes(etcd):
     return 0.0
 
 
+def cpu_seconds(pids):
+    """User + system CPU time of `pids` so far (a process that has ended counts nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def context_switches():
+    with open("/proc/stat") as f:
+        return int(f.read().split("\nctxt ")[1].split()[0])
+
+
 def machines(lanes, root, label, count, hub_urls):
     """Starts `count` clones with a sidecar each; machine m uses hub_urls[m % len] (none: no hub)."""
     upstream = os.path.join(root, "upstream")
@@ -83,7 +103,7 @@ def machines(lanes, root, label, count, hub_urls):
                 f.write(f"[hub]\nurls = {json.dumps([hub_urls[m % len(hub_urls)]])}\nproject = \"bench\"\n")
         status = json.loads(subprocess.run([lanes, "--json", "sidecar", "start"], cwd=repo, env=env,
                                            capture_output=True, check=True).stdout)
-        started.append((repo, status["socket"], env))
+        started.append((repo, status["socket"], env, status["pid"]))
     return started
 
 
@@ -92,27 +112,40 @@ def git_env(home):
                 GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@b")
 
 
-def run(lanes, root, label, hub_urls, seconds, count, agents_per_machine, etcd):
-    started = machines(lanes, root, label, count, hub_urls)
+def run(lanes, root, label, hubs, seconds, count, agents_per_machine, etcd):
+    started = machines(lanes, root, label, count, [hub.url for hub in hubs])
     results = multiprocessing.Queue()
     start_at = time.time() + 2.0
     processes = [multiprocessing.Process(target=agent, args=(sock, f"m{m}a{a}", repo, start_at, seconds, results))
-                 for m, (repo, sock, _) in enumerate(started) for a in range(agents_per_machine)]
+                 for m, (repo, sock, _, _) in enumerate(started) for a in range(agents_per_machine)]
     for p in processes:
         p.start()
+    kinds = {"agents": [p.pid for p in processes], "sidecars": [pid for *_, pid in started],
+             "hubs": [hub.process.pid for hub in hubs], "etcd": [member.pid for member in etcd.members]}
     writes_before = etcd_writes(etcd)
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_before = {kind: cpu_seconds(pids) for kind, pids in kinds.items()}
+    switches_before = context_switches()
+    time.sleep(max(0.0, start_at + seconds - time.time()))
+    cpu = {kind: cpu_seconds(pids) - cpu_before[kind] for kind, pids in kinds.items()}
+    switches = context_switches() - switches_before
     times = [t for _ in processes for t in results.get(timeout=seconds + 60)]
     writes = etcd_writes(etcd) - writes_before
     for p in processes:
         p.join()
-    for repo, _, env in started:
+    for repo, _, env, _ in started:
         subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
     times.sort()
     agents = len(processes)
     p99 = times[int(len(times) * 0.99)] if times else 0
-    per_pair = f", {writes / len(times):.2f} etcd writes per pair" if hub_urls else ""
+    per_pair = f", {writes / len(times):.2f} etcd writes per pair" if hubs else ""
     print(f"  {label:<30} {len(times) / seconds:>7.0f} pairs/s  p50 {statistics.median(times) * 1000:6.2f} ms  "
           f"p99 {p99 * 1000:6.2f} ms  ({agents} agents, {len(times)} pairs in {seconds} s{per_pair})")
+    if times:
+        each = ", ".join(f"{kind} {spent / len(times) * 1e6:.0f}" for kind, spent in cpu.items() if kinds[kind])
+        print(f"  {'':<30} CPU per pair (µs): {each}, all {sum(cpu.values()) / len(times) * 1e6:.0f} "
+              f"of {os.cpu_count() * seconds / len(times) * 1e6:.0f} the cores had; "
+              f"{switches / len(times):.1f} context switches per pair")
 
 
 def main():
@@ -127,10 +160,9 @@ def main():
             print(f"claim+release over the wire contract (Python clients, one process per agent), "
                   f"{MACHINES} machines x {AGENTS_PER_MACHINE} agents, {seconds:.0f} s each:")
             run(lanes, root, "no hub", [], seconds, MACHINES, AGENTS_PER_MACHINE, etcd)
-            run(lanes, root, "through 2 hubs on one etcd", [h.url for h in hubs], seconds, MACHINES,
-                AGENTS_PER_MACHINE, etcd)
+            run(lanes, root, "through 2 hubs on one etcd", hubs, seconds, MACHINES, AGENTS_PER_MACHINE, etcd)
             # One agent alone: the latency of a single pair through the hub.
-            run(lanes, root, "1 agent through a hub on etcd", [hubs[0].url], seconds, 1, 1, etcd)
+            run(lanes, root, "1 agent through a hub on etcd", hubs[:1], seconds, 1, 1, etcd)
         finally:
             for hub in hubs:
                 hub.stop()
