@@ -21,7 +21,7 @@ use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use lanes_proto::MessageView;
 use lanes_proto::hub::{
-    HubAcquireParams, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHelloReply,
+    HubAcquireParams, HubBoard, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHelloReply,
     HubMailParams, HubMailReply, HubProjectParams, HubPushParams, HubReleaseParams, HubReleaseReply, HubSendParams,
     HubSendReply, HubSyncParams, HubSyncReply, method,
 };
@@ -63,6 +63,9 @@ pub struct Presence {
     /// What it said of each (client, branch, worktree).
     #[serde(default)]
     pub briefs: Vec<lanes_proto::hub::HubSessionBrief>,
+    /// Its task board, landing queue and pending work.
+    #[serde(default)]
+    pub board: lanes_proto::hub::HubBoard,
 }
 
 /// Why the hub refused or failed a request.
@@ -339,10 +342,23 @@ impl Hub {
         let recent = &mut seen.projects.entry(project.to_owned()).or_default().events;
         for mut event in events {
             event["machine"] = Value::from(origin);
-            if recent.len() == RECENT_EVENTS {
-                recent.pop_front();
+            // The hub notes a grant or release the moment it makes it; the sidecar's own record of it, pushed
+            // later, takes the note's place rather than showing it twice (and a note after the record is dropped).
+            let relayed = event.get("seq").is_some();
+            let twin = recent.iter().position(|e| {
+                e.get("seq").is_some() != relayed
+                    && ["machine", "kind", "claim"].into_iter().all(|key| e.get(key) == event.get(key))
+            });
+            match twin {
+                Some(i) if relayed => recent[i] = event,
+                Some(_) => {}
+                None => {
+                    if recent.len() == RECENT_EVENTS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(event);
+                }
             }
-            recent.push_back(event);
         }
     }
 
@@ -396,14 +412,23 @@ impl web::Source for Hub {
                         "worktree": brief.and_then(|b| b.worktree.as_deref())})
                 })
                 .collect();
+            // A claim's worktree: the pending work's, as its machine said, else its holder's session's.
             let claims: Vec<Value> = claims
                 .iter()
                 .map(|c| {
+                    let said = presence.iter().find(|(origin, _)| *origin == c.origin).map(|(_, p)| p);
+                    let pending = said.and_then(|p| p.board.pending.iter().find(|v| v.id == c.claim.id));
+                    let session = c.claim.holder.split('/').next().unwrap_or_default();
+                    let brief = said.and_then(|p| p.briefs.iter().find(|b| b.id == session));
+                    let worktree = pending.map(|v| v.worktree.as_str()).or(brief.and_then(|b| b.worktree.as_deref()));
                     serde_json::json!({"id": c.claim.id, "holder": c.claim.holder, "scopes": c.claim.scopes,
                         "mode": c.claim.mode, "machine": c.origin, "epoch": c.epoch,
-                        "expires_in_secs": c.claim.ttl_secs})
+                        "expires_in_secs": c.claim.ttl_secs, "worktree": worktree, "pending": pending.is_some(),
+                        "branch": pending.and_then(|v| v.branch.as_deref())})
                 })
                 .collect();
+            let tasks = on_machines(&live, |board| &board.tasks);
+            let queue = on_machines(&live, |board| &board.queue);
             let (events, (grants_per_s, p50, p99)) = {
                 let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let this = seen.projects.get(&project);
@@ -414,9 +439,22 @@ impl web::Source for Hub {
                 "grants_per_s": (grants_per_s * 10.0).round() / 10.0, "decision_p50_ms": (p50 * 1000.0).round() / 1000.0,
                 "decision_p99_ms": (p99 * 1000.0).round() / 1000.0, "store": self.store.kind()});
             Ok(serde_json::json!({"title": format!("lanes hub: {project}"), "project": project, "projects": projects,
-                "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "events": events}))
+                "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "tasks": tasks,
+                "queue": queue, "events": events}))
         })
     }
+}
+
+/// One list of every live machine's board, each item with its `machine`.
+fn on_machines<T: Serialize>(live: &[&(String, Presence)], list: impl Fn(&HubBoard) -> &Vec<T>) -> Vec<Value> {
+    live.iter()
+        .flat_map(|(origin, presence)| list(&presence.board).iter().map(move |item| (origin, item)))
+        .filter_map(|(origin, item)| {
+            let mut value = serde_json::to_value(item).ok()?;
+            value["machine"] = Value::from(origin.as_str());
+            Some(value)
+        })
+        .collect()
 }
 
 /// Whether a claim's holder (`session` or `session/agent`) is `session` or one of its agents.
@@ -651,8 +689,15 @@ async fn mail(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
     if p.sessions.len() > MAX_SESSIONS {
         return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_SESSIONS} sessions per request")));
     }
+    let board = p.board.unwrap_or_default();
+    if [board.tasks.len(), board.queue.len(), board.pending.len()].iter().any(|n| *n > HubBoard::MAX_ITEMS) {
+        return Err(error(
+            ErrorCode::InvalidArgument,
+            format!("at most {} items in each list of a board", HubBoard::MAX_ITEMS),
+        ));
+    }
     if p.present {
-        let presence = Presence { sessions: p.sessions.clone(), at_ms: now_ms(), briefs: p.briefs };
+        let presence = Presence { sessions: p.sessions.clone(), at_ms: now_ms(), briefs: p.briefs, board };
         hub.store.set_presence(&p.project, &p.origin, &presence).await.map_err(to_rpc)?;
     }
     let messages = hub.store.take_mail(&p.project, &p.sessions).await.map_err(to_rpc)?;

@@ -334,7 +334,8 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
 
     let env = TestEnv::new();
     let store = format!("sqlite:{}", env.root().join("hub.db").display());
-    let (_hub, url) = start_hub(&env, &store, free_port());
+    let port = free_port();
+    let (_hub, url) = start_hub(&env, &store, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut headers = HeaderMap::new();
     headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
@@ -385,6 +386,17 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
             Ok(())
         })
         .expect("every hub method answers random params with a well-formed reply");
+    // A board longer than any sidecar sends is refused whole, and the machine is not recorded.
+    let task = json!({"id": 1, "title": "t", "status": "open", "after": [], "scopes": [], "holder": null,
+        "claim": null, "note": null});
+    let board = json!({"tasks": vec![task; lanes_proto::hub::HubBoard::MAX_ITEMS + 1]});
+    let mail = json!({"project": "boards", "origin": "o", "sessions": ["s"], "present": true, "board": board});
+    let refused = hub_call(&url, Some(TOKEN), "hub.mail", mail);
+    assert!(refused.as_ref().is_err_and(|e| e.contains("at most 200 items")), "{refused:?}");
+    let (_, view) =
+        crate::test_web::get(port, "/api/view?project=boards", Some(&format!("Authorization: Bearer {TOKEN}")));
+    let view: Value = serde_json::from_str(&view).expect("view JSON");
+    assert!(view["machines"].as_array().is_none_or(Vec::is_empty), "{view}");
     let hello = json!({"client": "test", "version": "0", "protocol": lanes_proto::PROTOCOL_VERSION});
     assert!(hub_call(&url, Some(TOKEN), "hub.hello", hello).is_ok(), "the hub is still up");
 }

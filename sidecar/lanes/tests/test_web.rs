@@ -144,7 +144,7 @@ fn http(port: u16, request: &str) -> (u16, String) {
     (code, body)
 }
 
-fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
     let auth = auth.map(|a| format!("{a}\r\n")).unwrap_or_default();
     http(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{auth}\r\n"))
 }
@@ -219,6 +219,42 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     browser.screenshot(&hub_env.root().join("hub-view.png"));
     let took = appears_live(&mut browser, || claim(&b_env, &b, "bob", "src/b.rs"), "src/b.rs");
     eprintln!("a claim on another machine appeared on the hub's page {took:?} after it was answered");
+
+    // What the hub shows of a machine beside its sessions: its task board, its landing queue, and a claim
+    // whose holder ended before the change it protects landed (pending work, in its worktree).
+    a_env.lanes(&a, &["task", "add", "Write the parser"]).success();
+    let tree = a_env.worktree(&a, "feat");
+    std::fs::write(tree.join("feat.rs"), "fn feat() {}\n").expect("write");
+    a_env.git(&tree, &["add", "-A"]);
+    a_env.git(&tree, &["commit", "-q", "-m", "feat"]);
+    a_env.lanes(&a, &["land", "feat"]).success();
+    std::fs::create_dir_all(a.join("src")).expect("mkdir");
+    std::fs::write(a.join("src/a.rs"), "changed, not committed\n").expect("write");
+    let ended = crate::common::Wire::connect(&socket).call("session.end", json!({"session": "alice"}));
+    assert!(ended["result"].is_object(), "{ended}");
+    for (table, text) in [("tasks", "Write the parser"), ("queue", "feat → main"), ("claims", "pending work on main")]
+    {
+        let shown = browser.wait_for(table, text, Duration::from_secs(5));
+        assert!(shown.is_some(), "{text:?} is not on the hub's page: {}", browser.table(table));
+    }
+    let pending_row = browser
+        .eval("[...document.querySelectorAll('#claims tr')].find(r => r.innerText.includes('pending')).innerText");
+    assert!(pending_row.to_string().contains(&*a.to_string_lossy()), "the pending work's worktree: {pending_row}");
+    // Each grant shows once in the event stream: the hub's note of it gives way to the sidecar's own record.
+    let (_, body) = get(port, "/api/view", Some(&bearer));
+    let view: Value = serde_json::from_str(&body).expect("view JSON");
+    let grants: Vec<(String, u64)> = view["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "grant")
+        .map(|e| (e["machine"].as_str().unwrap_or_default().to_owned(), e["claim"].as_u64().unwrap_or_default()))
+        .collect();
+    let mut once = grants.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(once.len(), grants.len(), "a grant is shown twice: {}", view["events"]);
+    assert!(grants.len() >= 2, "the grants of both machines are shown: {}", view["events"]);
 }
 
 #[test]

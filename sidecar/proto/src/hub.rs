@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EventView, MessageView, Mode};
+use crate::{ClaimView, EventView, LandEntryView, MessageView, Mode, TaskView};
 
 /// Hub method names.
 pub mod method {
@@ -227,6 +227,28 @@ pub struct HubMailParams {
     /// With `present`: what the sidecar knows of each live session, for the hub's web view.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub briefs: Vec<HubSessionBrief>,
+    /// With `present`: the machine's task board, landing queue and pending work, for the hub's web view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<HubBoard>,
+}
+
+/// What the hub's web view shows of a machine beside its sessions: each list at most [`HubBoard::MAX_ITEMS`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HubBoard {
+    /// Its task board.
+    #[serde(default)]
+    pub tasks: Vec<TaskView>,
+    /// Its landing queue: entries waiting or landing in order, then the finished ones, newest first.
+    #[serde(default)]
+    pub queue: Vec<LandEntryView>,
+    /// Its claims that are pending work: their holders ended before their paths landed on the base branch.
+    #[serde(default)]
+    pub pending: Vec<ClaimView>,
+}
+
+impl HubBoard {
+    /// The most items a sidecar sends in each list (the hub refuses more).
+    pub const MAX_ITEMS: usize = 200;
 }
 
 /// A live session as its sidecar describes it to the hub (`hub.mail` with `present`).

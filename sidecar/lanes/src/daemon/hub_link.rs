@@ -13,11 +13,11 @@ use anyhow::{Context as _, Result, bail};
 use jsonrpsee::client_transport::ws::{HeaderMap, HeaderValue};
 use jsonrpsee::types::ErrorObjectOwned;
 use lanes_proto::hub::{
-    HubAcquireParams, HubClaim, HubCursor, HubGrant, HubHelloReply, HubMailParams, HubMailReply, HubPushParams,
-    HubReleaseParams, HubReleaseReply, HubSendParams, HubSendReply, HubSessionBrief, HubSyncParams, HubSyncReply,
-    method,
+    HubAcquireParams, HubBoard, HubClaim, HubCursor, HubGrant, HubHelloReply, HubMailParams, HubMailReply,
+    HubPushParams, HubReleaseParams, HubReleaseReply, HubSendParams, HubSendReply, HubSessionBrief, HubSyncParams,
+    HubSyncReply, method,
 };
-use lanes_proto::{ErrorCode, ErrorData, EventView, HelloParams, PROTOCOL_VERSION};
+use lanes_proto::{ClaimView, ErrorCode, ErrorData, EventView, HelloParams, PROTOCOL_VERSION};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -549,13 +549,13 @@ async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
     Ok(())
 }
 
-/// Keeps the hub told which sessions are live here and queues the messages other machines leave for
-/// them, forever.
+/// Keeps the hub told which sessions are live here (and what its web view shows of this machine) and queues
+/// the messages other machines leave for them, forever.
 pub async fn take_mail(link: Arc<HubLink>, cx: Arc<Context>) {
-    let mut told: Option<(Vec<String>, Instant)> = None;
+    let mut told: Option<Told> = None;
     loop {
-        match take_mail_once(&link, &cx, &told).await {
-            Ok(Some(sessions)) => told = Some((sessions, Instant::now())),
+        match take_mail_once(&link, &cx, told.as_ref()).await {
+            Ok(Some(now)) => told = Some(now),
             Ok(None) => {}
             Err(e) => tracing::debug!("mail from other machines paused: {e}"),
         }
@@ -563,14 +563,48 @@ pub async fn take_mail(link: Arc<HubLink>, cx: Arc<Context>) {
     }
 }
 
-/// One round of [`take_mail`]; returns the sessions it told the hub about, if it did.
-async fn take_mail_once(
-    link: &HubLink,
-    cx: &Context,
-    told: &Option<(Vec<String>, Instant)>,
-) -> Result<Option<Vec<String>>, String> {
+/// What the hub was last told of this machine (`hub.mail` with `present`), and when.
+struct Told {
+    sessions: Vec<String>,
+    board: HubBoard,
+    at: Instant,
+}
+
+impl Told {
+    /// Whether the hub must be told again: something changed, or it is time to say it is still here.
+    fn stale(&self, sessions: &[String], board: &HubBoard) -> bool {
+        // Pending work's seconds left tick down every round; that alone is no news.
+        let steady = |b: &HubBoard| -> Vec<ClaimView> {
+            b.pending.iter().map(|c| ClaimView { expires_in_secs: 0, ..c.clone() }).collect()
+        };
+        self.sessions != sessions
+            || self.board.tasks != board.tasks
+            || self.board.queue != board.queue
+            || steady(&self.board) != steady(board)
+            || self.at.elapsed() >= PRESENCE_EVERY
+    }
+}
+
+/// One round of [`take_mail`]; returns what it told the hub, if it did.
+async fn take_mail_once(link: &HubLink, cx: &Context, told: Option<&Told>) -> Result<Option<Told>, String> {
     let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
         return Err("could not read the sessions".to_owned());
+    };
+    let board = HubBoard {
+        tasks: snapshot
+            .tasks
+            .iter()
+            .take(HubBoard::MAX_ITEMS)
+            .map(|(task, ready, stalled)| rpc::tasks::view(task, *ready, *stalled))
+            .collect(),
+        queue: cx.lander.list().into_iter().take(HubBoard::MAX_ITEMS).collect(),
+        pending: snapshot
+            .claims
+            .iter()
+            .filter(|claim| claim.pending.is_some())
+            .take(HubBoard::MAX_ITEMS)
+            .map(|claim| rpc::claim_view(claim, snapshot.now))
+            .collect(),
     };
     let briefs: Vec<HubSessionBrief> = snapshot
         .sessions
@@ -582,20 +616,21 @@ async fn take_mail_once(
         })
         .collect();
     let sessions: Vec<String> = briefs.iter().map(|brief| brief.id.clone()).collect();
-    let present = told.as_ref().is_none_or(|(before, at)| *before != sessions || at.elapsed() >= PRESENCE_EVERY);
+    let present = told.is_none_or(|told| told.stale(&sessions, &board));
     let params = HubMailParams {
         project: link.project.clone(),
         origin: link.origin.clone(),
         sessions: sessions.clone(),
         present,
         briefs: if present { briefs } else { Vec::new() },
+        board: present.then(|| board.clone()),
     };
     let reply: HubMailReply = link.call(method::MAIL, &params).await.map_err(|e| format!("{e:?}"))?;
     if !reply.messages.is_empty() {
         let messages = reply.messages.into_iter().map(|m| (m.from, m.to, m.text)).collect();
         cx.ask(Command::Receive { messages }).await.map_err(|e| e.message().to_owned())?;
     }
-    Ok(present.then_some(sessions))
+    Ok(present.then(|| Told { sessions, board, at: Instant::now() }))
 }
 
 #[cfg(test)]
