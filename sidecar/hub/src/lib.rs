@@ -22,8 +22,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use lanes_proto::MessageView;
 use lanes_proto::hub::{
     HubAcquireParams, HubBoard, HubClaimsReply, HubCursor, HubEventsParams, HubEventsReply, HubGrant, HubHelloReply,
-    HubMailParams, HubMailReply, HubProjectParams, HubPushParams, HubReleaseParams, HubReleaseReply, HubSendParams,
-    HubSendReply, HubSyncParams, HubSyncReply, method,
+    HubMailParams, HubMailReply, HubProjectFigures, HubProjectParams, HubPushParams, HubReleaseParams, HubReleaseReply,
+    HubSendParams, HubSendReply, HubStatusParams, HubStatusReply, HubSyncParams, HubSyncReply, method,
 };
 use lanes_proto::{ConflictView, ErrorCode, ErrorData, HelloParams, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
@@ -362,6 +362,20 @@ impl Hub {
         }
     }
 
+    /// `project`'s figures, with its `claims` and live `sidecars` counted by the caller.
+    fn figures(&self, project: &str, claims: usize, sidecars: usize) -> HubProjectFigures {
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (grants_per_s, p50, p99) = seen.projects.get(project).map(ProjectSeen::figures).unwrap_or_default();
+        HubProjectFigures {
+            project: project.to_owned(),
+            claims,
+            sidecars,
+            grants_per_s: (grants_per_s * 10.0).round() / 10.0,
+            decision_p50_ms: (p50 * 1000.0).round() / 1000.0,
+            decision_p99_ms: (p99 * 1000.0).round() / 1000.0,
+        }
+    }
+
     /// Notes a grant of `project` and how long it took.
     fn granted(&self, project: &str, decided: Duration) {
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -392,8 +406,7 @@ impl web::Source for Hub {
             let claims = self.store.claims(&project).await.map_err(|e| e.to_string())?;
             let presence = self.store.presence(&project).await.map_err(|e| e.to_string())?;
             let now = now_ms();
-            let live: Vec<&(String, Presence)> =
-                presence.iter().filter(|(_, p)| now.saturating_sub(p.at_ms) < PRESENCE_FRESH_MS).collect();
+            let live = live(&presence, now);
             let machines: Vec<Value> = live
                 .iter()
                 .map(|(origin, p)| {
@@ -429,20 +442,24 @@ impl web::Source for Hub {
                 .collect();
             let tasks = on_machines(&live, |board| &board.tasks);
             let queue = on_machines(&live, |board| &board.queue);
-            let (events, (grants_per_s, p50, p99)) = {
+            let events = {
                 let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let this = seen.projects.get(&project);
-                let events = this.map(|p| p.events.iter().rev().cloned().collect::<Vec<_>>()).unwrap_or_default();
-                (events, this.map(ProjectSeen::figures).unwrap_or_default())
+                this.map(|p| p.events.iter().rev().cloned().collect::<Vec<_>>()).unwrap_or_default()
             };
-            let figures = serde_json::json!({"project": project, "claims": claims.len(), "sidecars": machines.len(),
-                "grants_per_s": (grants_per_s * 10.0).round() / 10.0, "decision_p50_ms": (p50 * 1000.0).round() / 1000.0,
-                "decision_p99_ms": (p99 * 1000.0).round() / 1000.0, "store": self.store.kind()});
+            let mut figures = serde_json::to_value(self.figures(&project, claims.len(), machines.len()))
+                .map_err(|e| e.to_string())?;
+            figures["store"] = Value::from(self.store.kind());
             Ok(serde_json::json!({"title": format!("lanes hub: {project}"), "project": project, "projects": projects,
                 "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "tasks": tasks,
                 "queue": queue, "events": events}))
         })
     }
+}
+
+/// The machines that said they are here within [`PRESENCE_FRESH_MS`].
+fn live(presence: &[(String, Presence)], now: u64) -> Vec<&(String, Presence)> {
+    presence.iter().filter(|(_, p)| now.saturating_sub(p.at_ms) < PRESENCE_FRESH_MS).collect()
 }
 
 /// One list of every live machine's board, each item with its `machine`.
@@ -485,6 +502,9 @@ pub fn module(hub: Arc<Hub>) -> RpcModule<Arc<Hub>> {
             .map(|_| ()),
         module.register_async_method(method::SEND, |p, hub, ext| async move { send(p, &hub, &ext).await }).map(|_| ()),
         module.register_async_method(method::MAIL, |p, hub, ext| async move { mail(p, &hub, &ext).await }).map(|_| ()),
+        module
+            .register_async_method(method::STATUS, |p, hub, ext| async move { status(p, &hub, &ext).await })
+            .map(|_| ()),
     ];
     for result in registered {
         result.expect("method names are unique");
@@ -703,6 +723,26 @@ async fn mail(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
     let messages = hub.store.take_mail(&p.project, &p.sessions).await.map_err(to_rpc)?;
     hub.saw(&p.project, &p.origin, []);
     reply(&HubMailReply { messages })
+}
+
+/// The figures of each project this hub served since it started (or of the one asked for).
+async fn status(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult {
+    let p: HubStatusParams = admit(&params, ext)?;
+    let names: Vec<String> = {
+        let seen = hub.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.projects.keys().filter(|name| p.project.as_ref().is_none_or(|only| only == *name)).cloned().collect()
+    };
+    let mut projects = Vec::with_capacity(names.len());
+    for name in names {
+        let claims = hub.store.claims(&name).await.map_err(to_rpc)?.len();
+        let sidecars = live(&hub.store.presence(&name).await.map_err(to_rpc)?, now_ms()).len();
+        projects.push(hub.figures(&name, claims, sidecars));
+    }
+    reply(&HubStatusReply {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        store: hub.store.kind().to_owned(),
+        projects,
+    })
 }
 
 /// Serializes a reply object and adds `protocol`, which every reply carries.

@@ -379,6 +379,16 @@ The token comes from --token-file or LANES_HUB_TOKEN, never from the command lin
     /// The live claims the hub holds for this repository's project, from every machine.
     #[command(after_help = "Examples:\n  lanes hub claims\n  lanes hub claims --json | jq '.claims[].scopes'")]
     Claims,
+    /// The configured hub's figures for each project it serves: claims, connected sidecars, grants/s and
+    /// p50/p99 decision time.
+    #[command(
+        after_help = "Examples:\n  lanes hub status\n  lanes hub status --this --json | jq '.projects[0].grants_per_s'"
+    )]
+    Status {
+        /// Only this repository's project.
+        #[arg(long)]
+        this: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -598,6 +608,7 @@ fn dispatch(cli: Cli, dir: PathBuf) -> Result<(), cli::Failure> {
                 Cmd::Sidecar(SidecarCmd::Stop) => cli::sidecar::sidecar_stop(&env, &out),
                 Cmd::Sidecar(SidecarCmd::Status) => cli::sidecar::sidecar_status(&env, &out),
                 Cmd::Hub(HubCmd::Claims) => cli::hub::claims(&env.location.common_dir, &out),
+                Cmd::Hub(HubCmd::Status { this }) => cli::hub::status(&env.location.common_dir, this, &out),
                 Cmd::Sidecar(SidecarCmd::Run { .. })
                 | Cmd::Demo { .. }
                 | Cmd::Doctor

@@ -140,6 +140,26 @@ fn two_machines_share_one_claim_space_through_a_sqlite_hub() {
     assert_eq!(status["connected"], url.as_str(), "{status}");
     assert_eq!(status["project"], hub_status(&b_env, &b)["project"], "two clones of one upstream share a project");
     assert!(eventually(Duration::from_secs(10), || hub_status(&a_env, &a)["outbox"] == 0), "the outbox drains");
+
+    // `lanes hub status`: the hub's figures for the project, both machines connected.
+    let project = status["project"].as_str().expect("project").to_owned();
+    let mut figures = Value::Null;
+    let both = eventually(Duration::from_secs(10), || {
+        figures = a_env.lanes(&a, &["hub", "status", "--this", "--json"]).success().json();
+        figures["projects"][0]["sidecars"] == 2
+    });
+    assert!(both, "both machines are connected: {figures}");
+    let ours = &figures["projects"][0];
+    assert_eq!(ours["project"], project.as_str(), "{figures}");
+    assert_eq!(ours["claims"], 2, "bob's src/a.rs and src/b.rs: {figures}");
+    assert!(ours["grants_per_s"].as_f64().is_some_and(|g| g > 0.0), "{figures}");
+    assert!(ours["decision_p99_ms"].as_f64().is_some_and(|d| d >= ours["decision_p50_ms"].as_f64().unwrap_or(0.0)));
+    assert_eq!(figures["store"], "sqlite", "{figures}");
+    let text = b_env.lanes(&b, &["hub", "status"]).success().stdout;
+    assert!(text.contains("PROJECT") && text.contains(&format!("{project} *")), "{text}");
+    let alone = hub_env.lanes(&upstream, &["hub", "status"]);
+    assert_eq!(alone.code, 2, "no hub configured: {alone:?}");
+    assert!(alone.stderr.contains("no hub is configured"), "{alone:?}");
 }
 
 #[test]
@@ -366,7 +386,8 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
                 m::PUSH,
                 m::EVENTS,
                 m::SEND,
-                m::MAIL
+                m::MAIL,
+                m::STATUS
             ]),
             crate::common::arbitrary_params()
         ),

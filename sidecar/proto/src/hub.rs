@@ -32,6 +32,9 @@ pub mod method {
     /// Take (once) the messages waiting for a sidecar's sessions: [`super::HubMailParams`] →
     /// [`super::HubMailReply`].
     pub const MAIL: &str = "hub.mail";
+    /// The hub's figures for each project it served since it started (`lanes hub status`):
+    /// [`super::HubStatusParams`] → [`super::HubStatusReply`].
+    pub const STATUS: &str = "hub.status";
 }
 
 /// `hub.hello` reply.
@@ -127,6 +130,42 @@ pub struct HubReleaseReply {
 pub struct HubProjectParams {
     /// The project.
     pub project: String,
+}
+
+/// `hub.status` params.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HubStatusParams {
+    /// Only this project (default: every project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `hub.status` reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubStatusReply {
+    /// The hub's lanes version.
+    pub version: String,
+    /// `sqlite` or `etcd`.
+    pub store: String,
+    /// The projects, by name.
+    pub projects: Vec<HubProjectFigures>,
+}
+
+/// One project's figures at the hub.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HubProjectFigures {
+    /// The project.
+    pub project: String,
+    /// Its live claims, from every machine.
+    pub claims: usize,
+    /// The sidecars that said they are here within the last 30 s.
+    pub sidecars: usize,
+    /// Grants per second over the last 10 s, at this hub.
+    pub grants_per_s: f64,
+    /// The median time this hub took to decide a grant (the conflict check and the store's write), ms.
+    pub decision_p50_ms: f64,
+    /// Its 99th percentile, ms.
+    pub decision_p99_ms: f64,
 }
 
 /// A live claim on the hub.

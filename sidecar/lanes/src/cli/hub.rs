@@ -1,11 +1,11 @@
-//! `lanes hub serve` runs the hub of lanes-hub in this process until SIGINT or SIGTERM; `lanes hub claims`
-//! asks the configured hub itself, through the sidecar's hub client.
+//! `lanes hub serve` runs the hub of lanes-hub in this process until SIGINT or SIGTERM; `lanes hub claims` and
+//! `lanes hub status` ask the configured hub itself, through the sidecar's hub client.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lanes_hub::ServeOptions;
-use lanes_proto::hub::method;
+use lanes_proto::hub::{HubProjectParams, HubStatusParams, method};
 use serde_json::Value;
 
 use crate::cli::Failure;
@@ -72,8 +72,12 @@ pub fn serve(out: &Output, mut options: ServeOptions, token_file: Option<PathBuf
     })
 }
 
-/// `lanes hub claims`: asks the configured hub for the project's live claims.
-pub fn claims(common_dir: &Path, out: &Output) -> Result<(), Failure> {
+/// Asks the hub this repository's configuration names; returns its reply and the repository's project.
+fn ask_hub<P: serde::Serialize>(
+    common_dir: &Path,
+    method: &str,
+    params: impl FnOnce(&str) -> P,
+) -> Result<(Value, String), Failure> {
     let config = Config::load(common_dir).map_err(Failure::from)?;
     let link = HubLink::from_config(common_dir, &config.hub).map_err(Failure::from)?.ok_or_else(|| {
         Failure::invalid("no hub is configured: add [hub] urls to the configuration (see lanes hub serve --help)")
@@ -82,13 +86,19 @@ pub fn claims(common_dir: &Path, out: &Output) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::internal(format!("failed to start the async runtime: {e}")))?;
-    let params = lanes_proto::hub::HubProjectParams { project: link.project.clone() };
-    let reply: Value = runtime.block_on(link.call(method::CLAIMS, &params)).map_err(|e| match e {
+    let reply: Value = runtime.block_on(link.call(method, &params(&link.project))).map_err(|e| match e {
         HubFailure::Unavailable(message) => {
             Failure::internal(format!("{message}: is `lanes hub serve` running there, with the same token?"))
         }
         HubFailure::Refused(error) => Failure::internal(error.message().to_owned()),
     })?;
+    Ok((reply, link.project.clone()))
+}
+
+/// `lanes hub claims`: asks the configured hub for the project's live claims.
+pub fn claims(common_dir: &Path, out: &Output) -> Result<(), Failure> {
+    let (reply, project) =
+        ask_hub(common_dir, method::CLAIMS, |project| HubProjectParams { project: project.to_owned() })?;
     out.print(&reply, |v| {
         let rows: Vec<String> = v["claims"]
             .as_array()
@@ -106,7 +116,42 @@ pub fn claims(common_dir: &Path, out: &Output) -> Result<(), Failure> {
                 )
             })
             .collect();
-        if rows.is_empty() { format!("no live claims on the hub for {}", link.project) } else { rows.join("\n") }
+        if rows.is_empty() { format!("no live claims on the hub for {project}") } else { rows.join("\n") }
+    });
+    Ok(())
+}
+
+/// `lanes hub status`: the configured hub's figures for each project it serves (this repository's with `--this`).
+pub fn status(common_dir: &Path, this_project_only: bool, out: &Output) -> Result<(), Failure> {
+    let (reply, project) = ask_hub(common_dir, method::STATUS, |project| HubStatusParams {
+        project: this_project_only.then(|| project.to_owned()),
+    })?;
+    out.print(&reply, |v| {
+        let mut lines = vec![format!(
+            "hub: lanes {}, store {}",
+            v["version"].as_str().unwrap_or("?"),
+            v["store"].as_str().unwrap_or("?")
+        )];
+        let projects = v["projects"].as_array().cloned().unwrap_or_default();
+        if projects.is_empty() {
+            lines.push(format!("no project has used this hub since it started (this repository's is {project})"));
+        } else {
+            lines.push(format!(
+                "{:<32} {:>8} {:>8} {:>9} {:>13} {:>13}",
+                "PROJECT", "CLAIMS", "SIDECARS", "GRANTS/S", "DECISION P50", "DECISION P99"
+            ));
+            for p in projects {
+                let name = p["project"].as_str().unwrap_or("?");
+                let marked = if name == project { format!("{name} *") } else { name.to_owned() };
+                // A JSON value ignores width: each is made a string first.
+                let [claims, sidecars, grants, p50, p99] =
+                    ["claims", "sidecars", "grants_per_s", "decision_p50_ms", "decision_p99_ms"]
+                        .map(|k| p[k].to_string());
+                lines.push(format!("{marked:<32} {claims:>8} {sidecars:>8} {grants:>9} {p50:>10} ms {p99:>10} ms"));
+            }
+            lines.push("* this repository's project; decision times are this hub's own grants".to_owned());
+        }
+        lines.join("\n")
     });
     Ok(())
 }
