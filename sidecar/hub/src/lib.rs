@@ -710,10 +710,12 @@ async fn mail(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResult
         return Err(error(ErrorCode::InvalidArgument, format!("at most {MAX_SESSIONS} sessions per request")));
     }
     let board = p.board.unwrap_or_default();
-    if [board.tasks.len(), board.queue.len(), board.pending.len()].iter().any(|n| *n > HubBoard::MAX_ITEMS) {
+    let too_long = [board.tasks.len(), board.queue.len(), board.pending.len()].iter().any(|n| *n > HubBoard::MAX_ITEMS);
+    if too_long || board.bytes() > HubBoard::MAX_BYTES {
+        let (items, bytes) = (HubBoard::MAX_ITEMS, HubBoard::MAX_BYTES);
         return Err(error(
             ErrorCode::InvalidArgument,
-            format!("at most {} items in each list of a board", HubBoard::MAX_ITEMS),
+            format!("a board has at most {items} items in each list and {bytes} bytes"),
         ));
     }
     if p.present {

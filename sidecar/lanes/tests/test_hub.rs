@@ -413,7 +413,7 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
     let board = json!({"tasks": vec![task; lanes_proto::hub::HubBoard::MAX_ITEMS + 1]});
     let mail = json!({"project": "boards", "origin": "o", "sessions": ["s"], "present": true, "board": board});
     let refused = hub_call(&url, Some(TOKEN), "hub.mail", mail);
-    assert!(refused.as_ref().is_err_and(|e| e.contains("at most 200 items")), "{refused:?}");
+    assert!(refused.as_ref().is_err_and(|e| e.contains("at most 200 items in each list")), "{refused:?}");
     let (_, view) =
         crate::test_web::get(port, "/api/view?project=boards", Some(&format!("Authorization: Bearer {TOKEN}")));
     let view: Value = serde_json::from_str(&view).expect("view JSON");

@@ -288,6 +288,30 @@ pub struct HubBoard {
 impl HubBoard {
     /// The most items a sidecar sends in each list (the hub refuses more).
     pub const MAX_ITEMS: usize = 200;
+    /// The most bytes a board takes as JSON (the hub refuses more): it is stored with the machine's presence,
+    /// one etcd value, and a task's note or a landing's test output can be long.
+    pub const MAX_BYTES: usize = 256 * 1024;
+
+    /// Its size as JSON.
+    pub fn bytes(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |json| json.len())
+    }
+
+    /// Keeps the board within [`HubBoard::MAX_BYTES`] by halving its longest list until it fits.
+    pub fn fit(&mut self) {
+        while self.bytes() > Self::MAX_BYTES {
+            let (tasks, queue, pending) = (self.tasks.len(), self.queue.len(), self.pending.len());
+            if tasks >= queue && tasks >= pending && tasks > 0 {
+                self.tasks.truncate(tasks / 2);
+            } else if queue >= pending && queue > 0 {
+                self.queue.truncate(queue / 2);
+            } else if pending > 0 {
+                self.pending.truncate(pending / 2);
+            } else {
+                return;
+            }
+        }
+    }
 }
 
 /// A live session as its sidecar describes it to the hub (`hub.mail` with `present`).
@@ -311,4 +335,36 @@ pub struct HubSessionBrief {
 pub struct HubMailReply {
     /// Oldest first.
     pub messages: Vec<MessageView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: u64, note_bytes: usize) -> TaskView {
+        TaskView {
+            id,
+            title: format!("task {id}"),
+            status: "open".into(),
+            after: Vec::new(),
+            scopes: Vec::new(),
+            holder: None,
+            claim: None,
+            note: Some("n".repeat(note_bytes)),
+        }
+    }
+
+    #[test]
+    fn a_board_too_big_for_one_presence_is_cut_to_fit_keeping_the_first_items() {
+        let mut board = HubBoard { tasks: (0..200).map(|id| task(id, 8 * 1024)).collect(), ..HubBoard::default() };
+        assert!(board.bytes() > HubBoard::MAX_BYTES);
+        board.fit();
+        assert!(board.bytes() <= HubBoard::MAX_BYTES, "{} bytes", board.bytes());
+        assert!(!board.tasks.is_empty() && board.tasks[0].id == 0, "the board keeps what comes first");
+
+        let small = HubBoard { tasks: vec![task(1, 10)], ..HubBoard::default() };
+        let mut kept = small.clone();
+        kept.fit();
+        assert_eq!(kept, small, "a board that fits is left whole");
+    }
 }

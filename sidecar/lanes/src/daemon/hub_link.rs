@@ -590,7 +590,7 @@ async fn take_mail_once(link: &HubLink, cx: &Context, told: Option<&Told>) -> Re
     let Ok(Answer::Status(snapshot)) = cx.ask(Command::Status).await else {
         return Err("could not read the sessions".to_owned());
     };
-    let board = HubBoard {
+    let mut board = HubBoard {
         tasks: snapshot
             .tasks
             .iter()
@@ -606,6 +606,7 @@ async fn take_mail_once(link: &HubLink, cx: &Context, told: Option<&Told>) -> Re
             .map(|claim| rpc::claim_view(claim, snapshot.now))
             .collect(),
     };
+    board.fit();
     let briefs: Vec<HubSessionBrief> = snapshot
         .sessions
         .into_iter()
