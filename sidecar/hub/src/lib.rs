@@ -442,11 +442,14 @@ impl web::Source for Hub {
                 .collect();
             let tasks = on_machines(&live, |board| &board.tasks);
             let queue = on_machines(&live, |board| &board.queue);
-            let events = {
+            let mut events = {
                 let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let this = seen.projects.get(&project);
                 this.map(|p| p.events.iter().rev().cloned().collect::<Vec<_>>()).unwrap_or_default()
             };
+            // Newest first by when they happened: a machine's events arrive in pushes, later than other machines'
+            // news. The sort is stable, so events of one second stay newest heard first.
+            events.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
             let mut figures = serde_json::to_value(self.figures(&project, claims.len(), machines.len()))
                 .map_err(|e| e.to_string())?;
             figures["store"] = Value::from(self.store.kind());

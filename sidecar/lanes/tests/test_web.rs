@@ -223,6 +223,10 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     // What the hub shows of a machine beside its sessions: its task board, its landing queue, and a claim
     // whose holder ended before the change it protects landed (pending work, in its worktree).
     a_env.lanes(&a, &["task", "add", "Write the parser"]).success();
+    // The task's event reaches the hub with a's next push; a claim on b a second later is noted at once: the
+    // page still lists them by when they happened.
+    std::thread::sleep(Duration::from_millis(1100));
+    claim(&b_env, &b, "bob", "src/later.rs");
     let tree = a_env.worktree(&a, "feat");
     std::fs::write(tree.join("feat.rs"), "fn feat() {}\n").expect("write");
     a_env.git(&tree, &["add", "-A"]);
@@ -255,6 +259,8 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     once.dedup();
     assert_eq!(once.len(), grants.len(), "a grant is shown twice: {}", view["events"]);
     assert!(grants.len() >= 2, "the grants of both machines are shown: {}", view["events"]);
+    let times: Vec<&str> = view["events"].as_array().into_iter().flatten().filter_map(|e| e["at"].as_str()).collect();
+    assert!(times.is_sorted_by(|a, b| a >= b), "events are newest first by when they happened: {times:?}");
 }
 
 #[test]
