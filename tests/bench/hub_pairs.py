@@ -7,7 +7,8 @@ machines split over two `lanes hub serve` on one real etcd member (fsync on), th
 hub for the single-pair latency. Each agent is its own process (no GIL between agents), speaking JSON-RPC over
 its machine's Unix socket. Prints pairs/s, p50/p99 per pair and etcd's committed writes per pair, then the CPU
 time one pair took in each kind of process (agents, sidecars, hubs, etcd) and the machine's context switches
-per pair: with every core busy, pairs/s is the cores divided by the CPU a pair takes.
+per pair: with every core busy, pairs/s is the cores divided by the CPU a pair takes. Last, what the same
+machines cost etcd and the hubs while idle.
 
 Usage: tests/bench/hub_pairs.py [SECONDS] [BIN_DIR]   (default 10 s per run; $CARGO_TARGET_DIR/release).
 Needs etcd (Debian package etcd-server).
@@ -148,6 +149,24 @@ def run(lanes, root, label, hubs, seconds, count, agents_per_machine, etcd):
               f"{switches / len(times):.1f} context switches per pair")
 
 
+def idle(lanes, root, hubs, seconds, etcd):
+    """What machines cost the hub and etcd while nobody claims: each holds a claim and talks to its hub."""
+    started = machines(lanes, root, "idle", MACHINES, [hub.url for hub in hubs])
+    for repo, _, env, _ in started:
+        subprocess.run([lanes, "--session", "idle", "claim", "held"], cwd=repo, env=env, check=True,
+                       capture_output=True)
+    time.sleep(3)
+    members, hub_pids = [member.pid for member in etcd.members], [hub.process.pid for hub in hubs]
+    writes, etcd_cpu, hub_cpu = etcd_writes(etcd), cpu_seconds(members), cpu_seconds(hub_pids)
+    time.sleep(seconds)
+    writes, etcd_cpu = etcd_writes(etcd) - writes, cpu_seconds(members) - etcd_cpu
+    hub_cpu = cpu_seconds(hub_pids) - hub_cpu
+    for repo, _, env, _ in started:
+        subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
+    print(f"  {MACHINES} idle machines, a claim each:  {writes / seconds:.1f} etcd writes/s, "
+          f"etcd {etcd_cpu / seconds * 100:.1f}% of a core, hubs {hub_cpu / seconds * 100:.1f}%")
+
+
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
     target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/lanes/target"))
@@ -163,6 +182,7 @@ def main():
             run(lanes, root, "through 2 hubs on one etcd", hubs, seconds, MACHINES, AGENTS_PER_MACHINE, etcd)
             # One agent alone: the latency of a single pair through the hub.
             run(lanes, root, "1 agent through a hub on etcd", hubs[:1], seconds, 1, 1, etcd)
+            idle(lanes, root, hubs, seconds, etcd)
         finally:
             for hub in hubs:
                 hub.stop()

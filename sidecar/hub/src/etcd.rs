@@ -513,7 +513,25 @@ impl EtcdStore {
         let prefix = format!("lanes/{}/mail/", escape(name));
         let mut taken = Vec::new();
         for chunk in sessions.chunks(crate::MAX_PUSH) {
-            let deletes = chunk.iter().map(|session| {
+            // Every sidecar asks every second, and most times nothing waits. Asking first is a read (no raft
+            // write, no fsync); only sessions with mail are written.
+            let counts = chunk.iter().map(|session| {
+                TxnOp::get(
+                    format!("{prefix}{}/", escape(session)),
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+            });
+            let counted = self.client.clone().txn(Txn::new().and_then(counts.collect::<Vec<_>>())).await;
+            let with_mail: Vec<&String> = chunk
+                .iter()
+                .zip(counted.map_err(etcd_error)?.op_responses())
+                .filter(|(_, counted)| !matches!(counted, TxnOpResponse::Get(got) if got.count() == 0))
+                .map(|(session, _)| session)
+                .collect();
+            if with_mail.is_empty() {
+                continue;
+            }
+            let deletes = with_mail.iter().map(|session| {
                 let options = DeleteOptions::new().with_prefix().with_prev_key();
                 TxnOp::delete(format!("{prefix}{}/", escape(session)), Some(options))
             });
