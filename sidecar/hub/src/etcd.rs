@@ -400,6 +400,17 @@ impl EtcdStore {
         Ok(self.project(name).await?.view().space.live(now_ms))
     }
 
+    /// [`Space::some_live`] of a project.
+    pub async fn some_claims(
+        &self,
+        name: &str,
+        now_ms: u64,
+        first: &std::collections::BTreeSet<(String, u64)>,
+        limit: usize,
+    ) -> Result<crate::space::SomeClaims, HubError> {
+        Ok(self.project(name).await?.view().space.some_live(now_ms, first, limit))
+    }
+
     /// Appends events after `after`, which must be the last one stored; returns the new cursor.
     pub async fn push(&self, name: &str, origin: &str, after: u64, events: &[EventView]) -> Result<u64, HubError> {
         let prefix = format!("lanes/{}/", escape(name));

@@ -172,6 +172,19 @@ impl Store {
         }
     }
 
+    /// How many claims of `project` are live, and at most `limit` of them, those named in `first` first.
+    async fn some_claims(
+        &self,
+        project: &str,
+        first: &std::collections::BTreeSet<(String, u64)>,
+        limit: usize,
+    ) -> Result<space::SomeClaims, HubError> {
+        match self {
+            Store::Sqlite(s) => Ok(s.some_claims(project, now_ms(), first, limit)),
+            Store::Etcd(s) => retry(|| s.some_claims(project, now_ms(), first, limit)).await,
+        }
+    }
+
     async fn push(
         &self,
         project: &str,
@@ -292,6 +305,8 @@ struct ProjectSeen {
     decisions: std::collections::VecDeque<Duration>,
 }
 
+/// How many claims the web view lists (pending work first); `lanes hub claims` lists them all.
+const WEB_CLAIMS: usize = 1000;
 /// How many events the web view keeps per project.
 const RECENT_EVENTS: usize = 50;
 /// How many decision times a project's percentiles are taken over.
@@ -403,8 +418,14 @@ impl web::Source for Hub {
             let Some(project) = project.or(only) else {
                 return Ok(serde_json::json!({"title": "lanes hub: choose a project", "projects": projects}));
             };
-            let claims = self.store.claims(&project).await.map_err(|e| e.to_string())?;
             let presence = self.store.presence(&project).await.map_err(|e| e.to_string())?;
+            // The page lists pending work first, and at most WEB_CLAIMS claims: a project can hold 100,000, and
+            // the view is read again every 200 ms while a page is open. The figures count them all.
+            let pending: std::collections::BTreeSet<(String, u64)> = presence
+                .iter()
+                .flat_map(|(origin, p)| p.board.pending.iter().map(move |v| (origin.clone(), v.id)))
+                .collect();
+            let some = self.store.some_claims(&project, &pending, WEB_CLAIMS).await.map_err(|e| e.to_string())?;
             let now = now_ms();
             let live = live(&presence, now);
             let machines: Vec<Value> = live
@@ -417,16 +438,17 @@ impl web::Source for Hub {
                 .iter()
                 .flat_map(|(origin, p)| p.sessions.iter().map(move |session| (origin, p, session)))
                 .map(|(origin, p, session)| {
-                    let held = claims.iter().filter(|c| c.origin == *origin && in_session(&c.claim.holder, session));
+                    let held = some.per_session.get(&(origin.clone(), session.clone())).copied().unwrap_or(0);
                     let brief = p.briefs.iter().find(|b| b.id == *session);
-                    serde_json::json!({"id": session, "machine": origin, "claims": held.count(),
+                    serde_json::json!({"id": session, "machine": origin, "claims": held,
                         "client": brief.and_then(|b| b.client.as_deref()),
                         "branch": brief.and_then(|b| b.branch.as_deref()),
                         "worktree": brief.and_then(|b| b.worktree.as_deref())})
                 })
                 .collect();
             // A claim's worktree: the pending work's, as its machine said, else its holder's session's.
-            let claims: Vec<Value> = claims
+            let claims: Vec<Value> = some
+                .shown
                 .iter()
                 .map(|c| {
                     let said = presence.iter().find(|(origin, _)| *origin == c.origin).map(|(_, p)| p);
@@ -450,11 +472,11 @@ impl web::Source for Hub {
             // Newest first by when they happened: a machine's events arrive in pushes, later than other machines'
             // news. The sort is stable, so events of one second stay newest heard first.
             events.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
-            let mut figures = serde_json::to_value(self.figures(&project, claims.len(), machines.len()))
-                .map_err(|e| e.to_string())?;
+            let mut figures =
+                serde_json::to_value(self.figures(&project, some.total, machines.len())).map_err(|e| e.to_string())?;
             figures["store"] = Value::from(self.store.kind());
             Ok(serde_json::json!({"title": format!("lanes hub: {project}"), "project": project, "projects": projects,
-                "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "tasks": tasks,
+                "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "claims_total": some.total, "tasks": tasks,
                 "queue": queue, "events": events}))
         })
     }
@@ -475,11 +497,6 @@ fn on_machines<T: Serialize>(live: &[&(String, Presence)], list: impl Fn(&HubBoa
             Some(value)
         })
         .collect()
-}
-
-/// Whether a claim's holder (`session` or `session/agent`) is `session` or one of its agents.
-fn in_session(holder: &str, session: &str) -> bool {
-    holder.split('/').next() == Some(session)
 }
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
@@ -739,7 +756,7 @@ async fn status(params: Params<'static>, hub: &Hub, ext: &Extensions) -> RpcResu
     };
     let mut projects = Vec::with_capacity(names.len());
     for name in names {
-        let claims = hub.store.claims(&name).await.map_err(to_rpc)?.len();
+        let claims = hub.store.some_claims(&name, &Default::default(), 0).await.map_err(to_rpc)?.total;
         let sidecars = live(&hub.store.presence(&name).await.map_err(to_rpc)?, now_ms()).len();
         projects.push(hub.figures(&name, claims, sidecars));
     }

@@ -263,6 +263,17 @@ impl SqliteStore {
         self.lock().spaces.get(project).map(|s| s.live(now_ms)).unwrap_or_default()
     }
 
+    /// [`crate::space::Space::some_live`] of a project.
+    pub fn some_claims(
+        &self,
+        project: &str,
+        now_ms: u64,
+        first: &std::collections::BTreeSet<(String, u64)>,
+        limit: usize,
+    ) -> crate::space::SomeClaims {
+        self.lock().spaces.get(project).map(|s| s.some_live(now_ms, first, limit)).unwrap_or_default()
+    }
+
     /// Appends events after `after`, which must be the last one stored; returns the new cursor. Pushes join
     /// the claims' batches, so they cost no fsync of their own.
     pub fn push(&self, project: &str, origin: &str, after: u64, events: Vec<EventView>) -> Result<u64, HubError> {

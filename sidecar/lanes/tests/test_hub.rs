@@ -423,6 +423,37 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
 }
 
 #[test]
+fn the_web_view_lists_at_most_a_thousand_claims_and_counts_them_all() {
+    let env = TestEnv::new();
+    let store = format!("sqlite:{}", env.root().join("hub.db").display());
+    let port = free_port();
+    let (_hub, url) = start_hub(&env, &store, port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
+        let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("connect");
+        for ids in (1..=1001u64).collect::<Vec<_>>().chunks(100) {
+            let grants = ids.iter().map(|id| {
+                let claim = json!({"id": id, "holder": "many", "scopes": [format!("src/{id}.rs")], "ttl_secs": 600});
+                let params = json!({"project": "big", "origin": "m1", "claim": claim});
+                client.request::<Value, _>("hub.acquire", params.as_object().cloned().unwrap_or_default())
+            });
+            for granted in futures::future::join_all(grants).await {
+                granted.expect("grant");
+            }
+        }
+    });
+    let (code, body) =
+        crate::test_web::get(port, "/api/view?project=big", Some(&format!("Authorization: Bearer {TOKEN}")));
+    assert_eq!(code, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).expect("view JSON");
+    assert_eq!(view["claims"].as_array().map(Vec::len), Some(1000), "the page lists a thousand");
+    assert_eq!(view["claims_total"], 1001, "and says how many there are");
+    assert_eq!(view["figures"][0]["claims"], 1001, "the figures count them all");
+}
+
+#[test]
 fn a_hub_with_tls_serves_wss() {
     let hub_env = TestEnv::new();
     let root = hub_env.root();

@@ -264,6 +264,34 @@ fn hub_restart(etcd_url: &str, count: usize) {
     println!("  hub.acquire with {count} claims in the project:  p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
     let (p50, p99, max) = percentiles(refusals);
     println!("  refused hub.acquire with {count} claims:         p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
+    web_view(&url, "restart", count);
+}
+
+/// What the web page's data costs with `count` claims in the project: `GET /api/view`, timed whole (the page's
+/// stream reads the same view every 200 ms while it is open).
+fn web_view(url: &str, project: &str, count: usize) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("ws://");
+    let mut bytes = 0;
+    let samples: Vec<Duration> = (0..20)
+        .map(|_| {
+            let started = Instant::now();
+            let mut stream = std::net::TcpStream::connect(address).expect("connect to the hub");
+            write!(stream, "GET /api/view?project={project} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("ask");
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).expect("the view");
+            bytes = answer.len();
+            started.elapsed()
+        })
+        .collect();
+    let (p50, p99, max) = percentiles(samples);
+    let kib = bytes / 1024;
+    println!(
+        "  web view (GET /api/view) with {count} claims:   p50 {}  p99 {}  max {}  ({kib} KiB)",
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
 }
 
 /// What the edit hook asks (claim.ensure) with no hub, and with a hub configured that does not answer.
