@@ -81,15 +81,20 @@ pub(crate) fn machine(upstream: &Path, name: &str, urls: &[&str], extra: &str) -
     (env, clone)
 }
 
+/// A WebSocket connection to the hub at `url`, presenting `token` as a sidecar does.
+async fn hub_client(url: &str, token: Option<&str>) -> Result<jsonrpsee::ws_client::WsClient, String> {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+    }
+    WsClientBuilder::default().set_headers(headers).build(url).await.map_err(|e| e.to_string())
+}
+
 /// Calls the hub directly, as a sidecar would.
 fn hub_call(url: &str, token: Option<&str>, method: &str, params: Value) -> Result<Value, String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let mut headers = HeaderMap::new();
-        if let Some(token) = token {
-            headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
-        }
-        let client = WsClientBuilder::default().set_headers(headers).build(url).await.map_err(|e| e.to_string())?;
+        let client = hub_client(url, token).await?;
         let params = params.as_object().cloned().unwrap_or_default();
         client.request::<Value, _>(method, params).await.map_err(|e| e.to_string())
     })
@@ -255,9 +260,7 @@ fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_limits_connections_an
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let started = std::time::Instant::now();
     let refused = runtime.block_on(async {
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
-        let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("connect");
+        let client = hub_client(&url, Some(TOKEN)).await.expect("connect");
         let mut refused = 0;
         for _ in 0..100 {
             let params = json!({"project": "p"}).as_object().cloned().unwrap_or_default();
@@ -357,9 +360,7 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
     let port = free_port();
     let (_hub, url) = start_hub(&env, &store, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
-    let client = runtime.block_on(WsClientBuilder::default().set_headers(headers).build(&url)).expect("connect");
+    let client = runtime.block_on(hub_client(&url, Some(TOKEN))).expect("connect");
     use lanes_proto::hub::method as m;
     // Claims that parse, with hostile values: huge ids and leases, escaping scopes, long holders.
     let ttl = prop_oneof![1u64..=3600, any::<u64>()];
@@ -430,9 +431,7 @@ fn the_web_view_lists_at_most_a_thousand_claims_and_counts_them_all() {
     let (_hub, url) = start_hub(&env, &store, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header"));
-        let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("connect");
+        let client = hub_client(&url, Some(TOKEN)).await.expect("connect");
         for ids in (1..=1001u64).collect::<Vec<_>>().chunks(100) {
             let grants = ids.iter().map(|id| {
                 let claim = json!({"id": id, "holder": "many", "scopes": [format!("src/{id}.rs")], "ttl_secs": 600});
@@ -925,9 +924,7 @@ fn two_hubs_on_one_etcd_grant_each_overlap_once_and_claims_end_with_their_lease(
                 std::thread::spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
                     runtime.block_on(async {
-                        let mut headers = HeaderMap::new();
-                        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("h"));
-                        let client = WsClientBuilder::default().set_headers(headers).build(&url).await.expect("ws");
+                        let client = hub_client(&url, Some(TOKEN)).await.expect("ws");
                         // A directory, a file in it, and a glob from the top: guard keys at three depths.
                         let scope = match racer % 5 {
                             0 | 3 => "src",
