@@ -357,23 +357,7 @@ impl Hub {
         let recent = &mut seen.projects.entry(project.to_owned()).or_default().events;
         for mut event in events {
             event["machine"] = Value::from(origin);
-            // The hub notes a grant or release the moment it makes it; the sidecar's own record of it, pushed
-            // later, takes the note's place rather than showing it twice (and a note after the record is dropped).
-            let relayed = event.get("seq").is_some();
-            let twin = recent.iter().position(|e| {
-                e.get("seq").is_some() != relayed
-                    && ["machine", "kind", "claim"].into_iter().all(|key| e.get(key) == event.get(key))
-            });
-            match twin {
-                Some(i) if relayed => recent[i] = event,
-                Some(_) => {}
-                None => {
-                    if recent.len() == RECENT_EVENTS {
-                        recent.pop_front();
-                    }
-                    recent.push_back(event);
-                }
-            }
+            add_event(recent, event);
         }
     }
 
@@ -479,6 +463,29 @@ impl web::Source for Hub {
                 "figures": [figures], "machines": machines, "sessions": sessions, "claims": claims, "claims_total": some.total, "tasks": tasks,
                 "queue": queue, "events": events}))
         })
+    }
+}
+
+/// Adds `event` (with its `machine`) to a project's recent events, newest last, each fact once.
+///
+/// The hub notes a grant or release (no `seq`) the moment it makes it; the sidecar's own record of it (with
+/// its `seq`), pushed later, takes the note's place. A note of something already shown (the record came first,
+/// or a sync granted the same claim again) is dropped.
+fn add_event(recent: &mut std::collections::VecDeque<Value>, event: Value) {
+    let relayed = event.get("seq").is_some();
+    let twin = recent.iter().position(|e| {
+        !(relayed && e.get("seq").is_some())
+            && ["machine", "kind", "claim"].into_iter().all(|key| e.get(key) == event.get(key))
+    });
+    match twin {
+        Some(i) if relayed => recent[i] = event,
+        Some(_) => {}
+        None => {
+            if recent.len() == RECENT_EVENTS {
+                recent.pop_front();
+            }
+            recent.push_back(event);
+        }
     }
 }
 
@@ -802,5 +809,33 @@ fn to_rpc(e: HubError) -> ErrorObjectOwned {
         HubError::Unavailable(message) => error(ErrorCode::Unavailable, message),
         HubError::Lapsed => error(ErrorCode::NotFound, HubError::Lapsed.to_string()),
         HubError::NotFound(message) => error(ErrorCode::NotFound, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kinds(recent: &std::collections::VecDeque<Value>) -> Vec<String> {
+        recent
+            .iter()
+            .map(|e| format!("{}{}#{}", e["kind"], e["claim"], e.get("seq").map_or(0, |s| s.as_u64().unwrap_or(0))))
+            .collect()
+    }
+
+    #[test]
+    fn each_grant_shows_once_whether_noted_twice_or_its_record_comes_before_or_after_the_note() {
+        let note = |claim: u64| json!({"kind": "grant", "claim": claim, "machine": "m1"});
+        let record = |claim: u64, seq: u64| json!({"kind": "grant", "claim": claim, "machine": "m1", "seq": seq});
+        let mut recent = std::collections::VecDeque::new();
+        add_event(&mut recent, note(1));
+        add_event(&mut recent, note(1)); // a sync granted claim 1 again before its record came
+        add_event(&mut recent, record(1, 5)); // the record takes the note's place
+        add_event(&mut recent, record(2, 6));
+        add_event(&mut recent, note(2)); // the note after its record
+        add_event(&mut recent, record(1, 9)); // claim 1 granted again later: a fact of its own
+        assert_eq!(kinds(&recent), ["\"grant\"1#5", "\"grant\"2#6", "\"grant\"1#9"]);
     }
 }
