@@ -291,7 +291,9 @@ impl SqliteStore {
         let inner = self.lock();
         let mut statement = inner
             .db
-            .prepare("SELECT event FROM events WHERE project = ?1 AND origin = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4")
+            .prepare_cached(
+                "SELECT event FROM events WHERE project = ?1 AND origin = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )
             .map_err(db_error)?;
         let rows =
             statement.query_map(params![project, origin, after, limit], |r| r.get::<_, String>(0)).map_err(db_error)?;
@@ -320,7 +322,7 @@ impl SqliteStore {
     pub fn presence(&self, project: &str) -> Result<Vec<(String, Presence)>, HubError> {
         let inner = self.lock();
         let mut statement =
-            inner.db.prepare("SELECT origin, presence FROM presence WHERE project = ?1").map_err(db_error)?;
+            inner.db.prepare_cached("SELECT origin, presence FROM presence WHERE project = ?1").map_err(db_error)?;
         let rows = statement
             .query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(db_error)?;
@@ -356,7 +358,7 @@ impl SqliteStore {
         let mut taken = Vec::new();
         for session in sessions {
             let mut statement = tx
-                .prepare("DELETE FROM mail WHERE project = ?1 AND session = ?2 RETURNING id, message")
+                .prepare_cached("DELETE FROM mail WHERE project = ?1 AND session = ?2 RETURNING id, message")
                 .map_err(db_error)?;
             let rows = statement
                 .query_map([project, session], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
