@@ -437,7 +437,7 @@ impl web::Source for Hub {
                 .map(|c| {
                     let said = presence.iter().find(|(origin, _)| *origin == c.origin).map(|(_, p)| p);
                     let pending = said.and_then(|p| p.board.pending.iter().find(|v| v.id == c.claim.id));
-                    let session = c.claim.holder.split('/').next().unwrap_or_default();
+                    let session = space::session_of(&c.claim.holder);
                     let brief = said.and_then(|p| p.briefs.iter().find(|b| b.id == session));
                     let worktree = pending.map(|v| v.worktree.as_str()).or(brief.and_then(|b| b.worktree.as_deref()));
                     serde_json::json!({"id": c.claim.id, "holder": c.claim.holder, "scopes": c.claim.scopes,

@@ -45,6 +45,11 @@ pub struct SomeClaims {
     pub per_session: HashMap<(String, String), usize>,
 }
 
+/// The session of a claim's holder (`session` or `session/agent`): a subagent's claims are its session's.
+pub fn session_of(holder: &str) -> &str {
+    holder.split('/').next().unwrap_or_default()
+}
+
 /// A claim's name at the hub: the sidecar that made it and that sidecar's claim id.
 type Key = (String, u64);
 
@@ -224,8 +229,7 @@ impl Space {
         let shown = named.chain(others).take(limit).map(|held| held.view(now_ms)).collect();
         let mut per_session: HashMap<(&str, &str), usize> = HashMap::new();
         for held in self.held.values().map(|(held, _)| held).filter(live) {
-            let session = held.claim.holder.split('/').next().unwrap_or_default();
-            *per_session.entry((held.origin.as_str(), session)).or_default() += 1;
+            *per_session.entry((held.origin.as_str(), session_of(&held.claim.holder))).or_default() += 1;
         }
         SomeClaims {
             total: per_session.values().sum(),
