@@ -108,6 +108,12 @@ def machines(lanes, root, label, count, hub_urls):
     return started
 
 
+def stop(lanes, started):
+    """Stops the sidecars `machines` started."""
+    for repo, _, env, _ in started:
+        subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
+
+
 def git_env(home):
     return dict(os.environ, HOME=home, GIT_CONFIG_GLOBAL="/dev/null", GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b",
                 GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@b")
@@ -134,8 +140,7 @@ def run(lanes, root, label, hubs, seconds, count, agents_per_machine, etcd):
     writes = etcd_writes(etcd) - writes_before
     for p in processes:
         p.join()
-    for repo, _, env, _ in started:
-        subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
+    stop(lanes, started)
     times.sort()
     agents = len(processes)
     p99 = times[int(len(times) * 0.99)] if times else 0
@@ -161,8 +166,7 @@ def idle(lanes, root, hubs, seconds, etcd):
     time.sleep(seconds)
     writes, etcd_cpu = etcd_writes(etcd) - writes, cpu_seconds(members) - etcd_cpu
     hub_cpu = cpu_seconds(hub_pids) - hub_cpu
-    for repo, _, env, _ in started:
-        subprocess.run([lanes, "sidecar", "stop"], cwd=repo, env=env, capture_output=True)
+    stop(lanes, started)
     print(f"  {MACHINES} idle machines, a claim each:  {writes / seconds:.1f} etcd writes/s, "
           f"etcd {etcd_cpu / seconds * 100:.1f}% of a core, hubs {hub_cpu / seconds * 100:.1f}%")
 
