@@ -177,6 +177,9 @@ pub enum ReleaseReason {
     SessionEnded,
     /// It was pending work, and its paths are no longer pending: landed on the base, or reverted.
     Landed,
+    /// The hub refused it: another machine's holder has its paths (granted here, never confirmed there, or
+    /// given to the other machine while this one could not reach the hub).
+    HubRefused,
 }
 
 /// A change to the book, in the order it happened. The store keeps these as the event log.
@@ -1019,6 +1022,15 @@ impl ClaimBook {
             self.remove(*id, ReleaseReason::Released, now);
         }
         Ok(ids)
+    }
+
+    /// Takes back claim `id`, granted here under `epoch`, that the hub refused: its release says so, where a
+    /// holder's own release would say `released`.
+    pub fn take_back(&mut self, who: &Principal, id: ClaimId, epoch: Epoch, now: Timestamp) -> Result<(), Refusal> {
+        self.expire_due(now);
+        self.held(who, id, Some(epoch))?;
+        self.remove(id, ReleaseReason::HubRefused, now);
+        Ok(())
     }
 
     /// Extends a claim's lease by `ttl` (or its own lease length) from now, under a new epoch.

@@ -385,7 +385,7 @@ impl Hub {
 
     fn event(kind: &str, claim: &lanes_proto::hub::HubClaim) -> Value {
         serde_json::json!({"at": space::rfc3339(now_ms()), "kind": kind, "session": claim.holder, "claim": claim.id,
-            "scopes": claim.scopes})
+            "data": {"scopes": claim.scopes}})
     }
 }
 
@@ -453,9 +453,7 @@ impl web::Source for Hub {
                 let this = seen.projects.get(&project);
                 this.map(|p| p.events.iter().rev().cloned().collect::<Vec<_>>()).unwrap_or_default()
             };
-            // Newest first by when they happened: a machine's events arrive in pushes, later than other machines'
-            // news. The sort is stable, so events of one second stay newest heard first.
-            events.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
+            events.sort_by_cached_key(newest_first);
             let mut figures =
                 serde_json::to_value(self.figures(&project, some.total, machines.len())).map_err(|e| e.to_string())?;
             figures["store"] = Value::from(self.store.kind());
@@ -487,6 +485,15 @@ fn add_event(recent: &mut std::collections::VecDeque<Value>, event: Value) {
             recent.push_back(event);
         }
     }
+}
+
+/// The order of the web view's events: newest first by when they happened, not by when the hub heard of them (a
+/// machine's events arrive in pushes, later than other machines' news). Times are whole seconds, so within one
+/// second they go by machine, each machine's newest logged first, after the hub's notes of its grants not yet
+/// pushed.
+fn newest_first(event: &Value) -> (std::cmp::Reverse<String>, String, std::cmp::Reverse<u64>) {
+    let text = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+    (std::cmp::Reverse(text("at")), text("machine"), std::cmp::Reverse(event["seq"].as_u64().unwrap_or(u64::MAX)))
 }
 
 /// The machines that said they are here within [`PRESENCE_FRESH_MS`].

@@ -133,6 +133,7 @@ fn two_machines_share_one_claim_space_through_a_sqlite_hub() {
             .is_empty(),
         "a refused claim is taken back locally too"
     );
+    assert_eq!(release_reasons(&b_env, &b), ["hub_refused"], "its release says why");
 
     claim(&b_env, &b, "bob", "src/b.rs").success();
     let released = a_env.lanes(&a, &["--session", "alice", "--json", "release", "--all"]).success().json();
@@ -736,6 +737,15 @@ fn a_claim_the_hub_gave_away_is_released_by_its_old_holder() {
     );
     let refused = claim(&a_env, &a, "alice", "src/a.rs").json();
     assert_eq!(refused["error"]["conflicts"][0]["session"], "bob", "{refused}");
+    let why = "alice released neither: the hub gave the first away, and refused the second";
+    assert_eq!(release_reasons(&a_env, &a), ["hub_refused", "hub_refused"], "{why}");
+}
+
+/// The reasons of the releases in a machine's event log, oldest first.
+fn release_reasons(env: &TestEnv, repo: &Path) -> Vec<String> {
+    let events = env.lanes(repo, &["events", "--json"]).success().json()["events"].clone();
+    let releases = events.as_array().into_iter().flatten().filter(|e| e["kind"] == "release");
+    releases.map(|e| e["data"]["reason"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
 #[test]

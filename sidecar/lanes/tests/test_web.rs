@@ -227,6 +227,8 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     // page still lists them by when they happened.
     std::thread::sleep(Duration::from_millis(1100));
     claim(&b_env, &b, "bob", "src/later.rs");
+    // A claim the hub refuses is granted and taken back on b: its event says so.
+    assert_eq!(b_env.lanes(&b, &["--session", "bob", "claim", "src/a.rs"]).code, 3, "alice holds src/a.rs");
     let tree = a_env.worktree(&a, "feat");
     std::fs::write(tree.join("feat.rs"), "fn feat() {}\n").expect("write");
     a_env.git(&tree, &["add", "-A"]);
@@ -236,8 +238,14 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     std::fs::write(a.join("src/a.rs"), "changed, not committed\n").expect("write");
     let ended = crate::common::Wire::connect(&socket).call("session.end", json!({"session": "alice"}));
     assert!(ended["result"].is_object(), "{ended}");
-    for (table, text) in [("tasks", "Write the parser"), ("queue", "feat → main"), ("claims", "pending work on main")]
-    {
+    let shown = [
+        ("tasks", "Write the parser"),
+        ("queue", "feat → main"),
+        ("claims", "pending work on main"),
+        ("events", "src/later.rs"),
+        ("events", "src/a.rs (hub refused)"),
+    ];
+    for (table, text) in shown {
         let shown = browser.wait_for(table, text, Duration::from_secs(5));
         assert!(shown.is_some(), "{text:?} is not on the hub's page: {}", browser.table(table));
     }
@@ -261,6 +269,14 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     assert!(grants.len() >= 2, "the grants of both machines are shown: {}", view["events"]);
     let times: Vec<&str> = view["events"].as_array().into_iter().flatten().filter_map(|e| e["at"].as_str()).collect();
     assert!(times.is_sorted_by(|a, b| a >= b), "events are newest first by when they happened: {times:?}");
+    let logged: Vec<(&Value, &Value, u64)> = view["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((&e["at"], &e["machine"], e["seq"].as_u64()?)))
+        .collect();
+    let in_order = logged.windows(2).all(|w| w[0].0 != w[1].0 || w[0].1 != w[1].1 || w[0].2 > w[1].2);
+    assert!(in_order, "within a second, a machine's events are newest logged first: {logged:?}");
 }
 
 #[test]

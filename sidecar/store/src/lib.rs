@@ -652,6 +652,7 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
                     ReleaseReason::WorktreeGone => "worktree_gone",
                     ReleaseReason::SessionEnded => "session_ended",
                     ReleaseReason::Landed => "landed",
+                    ReleaseReason::HubRefused => "hub_refused",
                 },
                 "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
             }),

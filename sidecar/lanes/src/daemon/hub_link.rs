@@ -540,7 +540,7 @@ async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
             claim.id.0,
             claim.holder
         );
-        let command = Command::Release { who: claim.holder.clone(), ids: vec![claim.id], all: false, epoch: None };
+        let command = Command::TakeBack { who: claim.holder.clone(), id: claim.id, epoch: claim.epoch };
         if let Err(e) = cx.ask(command).await {
             tracing::warn!("could not release claim {}: {}", claim.id.0, e.message());
         }

@@ -47,6 +47,12 @@ pub enum Command {
         all: bool,
         epoch: Option<Epoch>,
     },
+    /// A claim granted here that the hub refused.
+    TakeBack {
+        who: Principal,
+        id: ClaimId,
+        epoch: Epoch,
+    },
     Renew {
         who: Principal,
         id: ClaimId,
@@ -210,6 +216,7 @@ impl Command {
                 Some(&request.holder.session)
             }
             Command::Release { who, .. }
+            | Command::TakeBack { who, .. }
             | Command::Renew { who, .. }
             | Command::Handoff { who, .. }
             | Command::Check { who, .. }
@@ -537,6 +544,10 @@ impl StateOwner {
             Command::Acquire(request) => Answer::Granted(book.acquire(request, now).map_err(Failure::Refused)?),
             Command::Release { who, ids, all, epoch } => {
                 Answer::Released(book.release(&who, &ids, all, epoch, now).map_err(Failure::Refused)?)
+            }
+            Command::TakeBack { who, id, epoch } => {
+                book.take_back(&who, id, epoch, now).map_err(Failure::Refused)?;
+                Answer::Released(vec![id])
             }
             Command::Renew { who, id, ttl, epoch } => {
                 Answer::Claim(book.renew(&who, id, ttl, epoch, now).map_err(Failure::Refused)?)

@@ -175,8 +175,7 @@ impl Context {
                 ))
             }
             Err(refusal) => {
-                let command =
-                    Command::Release { who: claim.holder.clone(), ids: vec![claim.id], all: false, epoch: None };
+                let command = Command::TakeBack { who: claim.holder.clone(), id: claim.id, epoch: claim.epoch };
                 if let Err(e) = self.ask(command).await {
                     tracing::warn!(
                         "could not take back claim {} after the hub refused it: {}",
