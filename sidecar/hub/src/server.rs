@@ -243,6 +243,7 @@ pub async fn serve(
         .to_service_builder();
     let token = options.token.clone().map(|t| Arc::<[u8]>::from(format!("Bearer {t}").into_bytes()));
     let guesses = Arc::new(Guesses::default());
+    let pages: Arc<dyn web::Source> = Arc::new(web::Shared::new(Arc::clone(&hub) as Arc<dyn web::Source>));
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     ready(address);
     tokio::pin!(stop);
@@ -262,8 +263,8 @@ pub async fn serve(
         let limiter = Arc::new(RateLimiter::new(options.rate_limit));
         let stopped = stop_handle.clone().shutdown();
         let (methods, builder, stop_handle) = (methods.clone(), builder.clone(), stop_handle.clone());
-        let (token, guesses, logins, hub) =
-            (token.clone(), Arc::clone(&guesses), Arc::clone(&logins), Arc::clone(&hub));
+        let (token, guesses, logins, pages) =
+            (token.clone(), Arc::clone(&guesses), Arc::clone(&logins), Arc::clone(&pages));
         let service = tower::service_fn(move |mut request: HttpRequest<hyper::body::Incoming>| {
             let mut inner = builder.clone().build(methods.clone(), stop_handle.clone());
             let web = web::is_web_request(&request);
@@ -291,7 +292,7 @@ pub async fn serve(
             };
             request.extensions_mut().insert(Arc::clone(&limiter));
             let (token, guesses, logins, source) =
-                (token.clone(), Arc::clone(&guesses), Arc::clone(&logins), Arc::clone(&hub) as Arc<dyn web::Source>);
+                (token.clone(), Arc::clone(&guesses), Arc::clone(&logins), Arc::clone(&pages));
             async move {
                 match verdict {
                     Some(refused) => Ok(refused),

@@ -5,13 +5,14 @@
 //! `GET /` is the page, `GET /api/view[?project=P]` the view as JSON, and `GET /api/stream[?project=P]` the
 //! same view as server-sent events, pushed whenever it changes.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jsonrpsee::server::{HttpBody, HttpResponse};
@@ -35,6 +36,56 @@ pub trait Source: Send + Sync + 'static {
     /// The view the page renders: optional sections `machines`, `sessions`, `claims`, `tasks`, `queue`,
     /// `events` (arrays of objects, as `--json` shows them), a `title`, and `projects` to choose from.
     fn view(&self, project: Option<&str>) -> ViewFuture<'_>;
+}
+
+/// How long a view read for one page serves the others: every open page looks for a change every
+/// [`LOOK_EVERY`], and reading a project's view costs the same however many pages are open.
+const FRESH: Duration = Duration::from_millis(150);
+/// How many projects' last views [`Shared`] keeps (a page names its project in the URL: any string).
+const VIEWS_KEPT: usize = 64;
+
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Result<Value, String>)>>>;
+
+/// A source read at most once per [`FRESH`] for each project, whatever the number of open pages and API
+/// calls: those that ask meanwhile get the same view, and those that ask during a read wait for it.
+pub struct Shared {
+    source: Arc<dyn Source>,
+    views: std::sync::Mutex<HashMap<Option<String>, Slot>>,
+}
+
+impl Shared {
+    /// Shares the views of `source`.
+    pub fn new(source: Arc<dyn Source>) -> Shared {
+        Shared { source, views: std::sync::Mutex::default() }
+    }
+
+    fn slot(&self, project: Option<&str>) -> Slot {
+        let mut views = self.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = project.map(str::to_owned);
+        if views.len() >= VIEWS_KEPT && !views.contains_key(&key) {
+            // Forget the views nobody is reading now.
+            views.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        Arc::clone(views.entry(key).or_default())
+    }
+}
+
+impl Source for Shared {
+    fn view(&self, project: Option<&str>) -> ViewFuture<'_> {
+        let slot = self.slot(project);
+        let project = project.map(str::to_owned);
+        Box::pin(async move {
+            let mut last = slot.lock().await;
+            if let Some((read_at, view)) = &*last
+                && read_at.elapsed() < FRESH
+            {
+                return view.clone();
+            }
+            let view = self.source.view(project.as_deref()).await;
+            *last = Some((Instant::now(), view.clone()));
+            view
+        })
+    }
 }
 
 /// Whether the web view answers this request (a plain GET of one of its paths, not a WebSocket upgrade).
@@ -192,7 +243,44 @@ pub async fn serve_alone(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    /// A source that counts its reads; each read takes a while.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl Source for Counted {
+        fn view(&self, project: Option<&str>) -> ViewFuture<'_> {
+            let project = project.map(str::to_owned);
+            Box::pin(async move {
+                let read = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(json!({"project": project, "read": read}))
+            })
+        }
+    }
+
+    #[test]
+    fn open_pages_share_one_read_of_a_project_view() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let counted = Arc::new(Counted::default());
+            let shared = Shared::new(Arc::clone(&counted) as Arc<dyn Source>);
+            let views = futures::future::join_all((0..10).map(|_| shared.view(Some("p")))).await;
+            assert!(views.iter().all(|v| v.as_ref().ok() == Some(&json!({"project": "p", "read": 1}))), "{views:?}");
+            assert_eq!(counted.0.load(Ordering::SeqCst), 1, "ten pages asking at once: one read");
+            shared.view(Some("q")).await.expect("view");
+            assert_eq!(counted.0.load(Ordering::SeqCst), 2, "another project is read on its own");
+            tokio::time::sleep(FRESH).await;
+            assert_eq!(shared.view(Some("p")).await.expect("view")["read"], 3, "a stale view is read again");
+            for n in 0..2 * VIEWS_KEPT {
+                shared.view(Some(&format!("x{n}"))).await.expect("view");
+            }
+            assert!(shared.views.lock().expect("views").len() <= VIEWS_KEPT, "views nobody reads are forgotten");
+        });
+    }
 
     #[test]
     fn query_params_are_found_and_decoded() {

@@ -75,6 +75,15 @@ fn machine() -> String {
     format!("{cpu}, {}", std::env::consts::ARCH)
 }
 
+/// A process's CPU time so far, in clock ticks (1/100 s on Linux): user and system, and with `children` its
+/// waited-for children's too.
+fn cpu_ticks(pid: u32, children: bool) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name (which may hold spaces).
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields[11..if children { 15 } else { 13 }].iter().map(|f| f.parse::<u64>().unwrap_or(0)).sum()
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];

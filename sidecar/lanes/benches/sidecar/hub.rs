@@ -8,7 +8,7 @@ use jsonrpsee::ws_client::WsClientBuilder;
 use lanes_proto::client::Client;
 use serde_json::{Value, json};
 
-use super::{World, ms, pair, pairs_at_once, percentiles};
+use super::{World, cpu_ticks, ms, pair, pairs_at_once, percentiles};
 
 struct Killed(Child);
 
@@ -225,7 +225,7 @@ fn hub_restart(etcd_url: &str, count: usize) {
     });
     drop(hub);
     let started = Instant::now();
-    let (_hub, url) = start_hub(&format!("etcd:{etcd_url}"));
+    let (hub, url) = start_hub(&format!("etcd:{etcd_url}"));
     let (samples, refusals) = runtime.block_on(async {
         let client = WsClientBuilder::default().build(&url).await.expect("connect to the hub");
         let probe = json!({"project": "restart", "origin": "probe", "claim":
@@ -265,16 +265,48 @@ fn hub_restart(etcd_url: &str, count: usize) {
     let (p50, p99, max) = percentiles(refusals);
     println!("  refused hub.acquire with {count} claims:         p50 {}  p99 {}  max {}", ms(p50), ms(p99), ms(max));
     web_view(&url, "restart", count);
+    open_pages(&url, "restart", hub.0.id(), 10);
+}
+
+/// What `pages` pages open on one project's view cost the hub: each page's stream looks for a change every
+/// 200 ms, and they share one read of the view.
+fn open_pages(url: &str, project: &str, hub_pid: u32, pages: usize) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("ws://").to_owned();
+    let until = Instant::now() + Duration::from_secs(4);
+    let readers: Vec<_> = (0..pages)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).expect("connect to the hub");
+            write!(stream, "GET /api/stream?project={project} HTTP/1.1\r\nHost: {address}\r\n\r\n").expect("ask");
+            stream.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 64 * 1024];
+                while Instant::now() < until && !matches!(stream.read(&mut buffer), Ok(0)) {}
+            })
+        })
+        .collect();
+    // The first second opens the streams; the next two are measured.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = cpu_ticks(hub_pid, false);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(hub_pid, false).saturating_sub(before);
+    for reader in readers {
+        reader.join().expect("reader");
+    }
+    // Ticks are 1/100 s on Linux: over 2 s, a tick is half a percent of a core.
+    println!("  {pages} pages open on that view: the hub uses {}% of a core", used / 2);
 }
 
 /// What the web page's data costs with `count` claims in the project: `GET /api/view`, timed whole (the page's
-/// stream reads the same view every 200 ms while it is open).
+/// stream reads the same view every 200 ms while it is open). The reads are 200 ms apart: the hub reads a view
+/// afresh only after 150 ms, and gives those who ask meanwhile the one it read.
 fn web_view(url: &str, project: &str, count: usize) {
     use std::io::{Read, Write};
     let address = url.trim_start_matches("ws://");
     let mut bytes = 0;
     let samples: Vec<Duration> = (0..20)
         .map(|_| {
+            std::thread::sleep(Duration::from_millis(200));
             let started = Instant::now();
             let mut stream = std::net::TcpStream::connect(address).expect("connect to the hub");
             write!(stream, "GET /api/view?project={project} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("ask");

@@ -12,7 +12,7 @@ use lanes_core::{AcquireRequest, ClaimBook, Mode, Policy, Principal, Scope, Time
 use lanes_proto::client::Client;
 use serde_json::json;
 
-use super::{World, ms, percentiles};
+use super::{World, cpu_ticks, ms, percentiles};
 
 const FILES: usize = 10_000;
 const WORKTREES: usize = 20;
@@ -172,12 +172,7 @@ fn pre_commit(world: &World, tree: &Path) {
 /// worktrees' pending paths current.
 fn idle_refresh(world: &World, span: Duration) {
     let pid = world.pid();
-    let ticks = || -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        // utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the name.
-        fields[11..15].iter().map(|f| f.parse::<u64>().unwrap_or(0)).sum()
-    };
+    let ticks = || cpu_ticks(pid, true);
     let before = ticks();
     std::thread::sleep(span);
     let used = (ticks() - before) as f64 / 100.0;

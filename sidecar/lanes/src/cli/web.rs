@@ -71,7 +71,7 @@ pub fn run(env: &Env, out: &Output, port: u16) -> Result<(), Failure> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        lanes_hub::web::serve_alone(listener, Arc::new(source), stop)
+        lanes_hub::web::serve_alone(listener, Arc::new(lanes_hub::web::Shared::new(Arc::new(source))), stop)
             .await
             .map_err(|e| Failure::internal(e.to_string()))
     })
