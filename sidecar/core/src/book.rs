@@ -219,6 +219,8 @@ pub enum Event {
     Renewed {
         /// The claim.
         id: ClaimId,
+        /// Its holder.
+        holder: Principal,
         /// Its new epoch.
         epoch: Epoch,
         /// Its new expiry.
@@ -1059,7 +1061,13 @@ impl ClaimBook {
         claim.epoch = epoch;
         claim.expires_at = now.after(claim.ttl);
         self.deadlines.insert((claim.expires_at, id));
-        self.journal.push(Event::Renewed { id, epoch, expires_at: claim.expires_at, at: now });
+        self.journal.push(Event::Renewed {
+            id,
+            holder: claim.holder.clone(),
+            epoch,
+            expires_at: claim.expires_at,
+            at: now,
+        });
         Ok(claim.clone())
     }
 

@@ -120,6 +120,9 @@ fn renew_and_handoff_fence_old_epochs() {
     let new_epoch = renewed["claim"]["epoch"].as_u64().expect("epoch");
     assert!(new_epoch > epoch);
     assert!(renewed["claim"]["expires_in_secs"].as_u64().expect("secs") > 3600);
+    let events = env.lanes(&repo, &["events", "--json"]).success().json()["events"].clone();
+    let renewal = events.as_array().into_iter().flatten().find(|e| e["kind"] == "renew").cloned().unwrap_or_default();
+    assert_eq!(renewal["session"], "alice", "the renewal's event names its holder: {renewal}");
 
     let stale = env.lanes(&repo, &["--session", "alice", "--json", "release", &id, "--epoch", &epoch.to_string()]);
     assert_eq!(stale.code, 3);

@@ -638,8 +638,8 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
                 "note": claim.note,
             }),
         ),
-        Event::Renewed { id, epoch, expires_at, at } => {
-            ("renew", *at, None, Some(id.0), json!({"epoch": epoch.0, "expires_at": expires_at.0}))
+        Event::Renewed { id, holder, epoch, expires_at, at } => {
+            ("renew", *at, Some(holder.to_string()), Some(id.0), json!({"epoch": epoch.0, "expires_at": expires_at.0}))
         }
         Event::Released { claim, reason, at } => (
             "release",
