@@ -69,6 +69,11 @@ fn start_hub_with(env: &TestEnv, store: &str, port: u16, extra: &[&str]) -> (Spa
     (Spawned { child }, format!("{scheme}://{listen}"))
 }
 
+/// A hub store in the test's directory: SQLite in `file`.
+pub(crate) fn sqlite_store(env: &TestEnv, file: &str) -> String {
+    format!("sqlite:{}", env.root().join(file).display())
+}
+
 /// One "machine": a hermetic world with a clone of `upstream` whose sidecar uses `urls`.
 pub(crate) fn machine(upstream: &Path, name: &str, urls: &[&str], extra: &str) -> (TestEnv, PathBuf) {
     let env = TestEnv::new();
@@ -112,7 +117,7 @@ fn claim(env: &TestEnv, repo: &Path, session: &str, path: &str) -> crate::common
 fn two_machines_share_one_claim_space_through_a_sqlite_hub() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
-    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let store = sqlite_store(&hub_env, "hub.db");
     let (_hub, url) = start_hub(&hub_env, &store, free_port());
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     let (b_env, b) = machine(&upstream, "b", &[&url], "");
@@ -193,7 +198,7 @@ fn hub_down_answers_unavailable_at_once_and_the_edit_hook_is_told_what_to_do() {
     assert_eq!(reply["error"]["data"]["offline"], "deny", "{reply}");
 
     // The hub comes up on that address: claims work again without restarting anything.
-    let (mut hub, _) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("hub.db").display()), port);
+    let (mut hub, _) = start_hub(&hub_env, &sqlite_store(&hub_env, "hub.db"), port);
     assert!(
         eventually(Duration::from_secs(10), || claim(&a_env, &a, "alice", "src/a.rs").code == 0),
         "claims are decided again once a hub answers"
@@ -225,7 +230,7 @@ fn claiming_again_while_the_hub_is_down_keeps_the_claim_held() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
     let port = free_port();
-    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let store = sqlite_store(&hub_env, "hub.db");
     let (mut hub, url) = start_hub(&hub_env, &store, port);
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     let (b_env, b) = machine(&upstream, "b", &[&url], "");
@@ -251,7 +256,7 @@ fn claiming_again_while_the_hub_is_down_keeps_the_claim_held() {
 #[test]
 fn the_hub_refuses_missing_and_wrong_tokens_slows_guessing_limits_connections_and_never_logs_the_token() {
     let env = TestEnv::new();
-    let store = format!("sqlite:{}", env.root().join("hub.db").display());
+    let store = sqlite_store(&env, "hub.db");
     let port = free_port();
     let (mut hub, url) = start_hub_with(&env, &store, port, &["--rate-limit", "20"]);
     let hello = json!({"client": "test", "version": "0", "protocol": lanes_proto::PROTOCOL_VERSION});
@@ -357,7 +362,7 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
     use proptest::test_runner::{Config, TestRunner};
 
     let env = TestEnv::new();
-    let store = format!("sqlite:{}", env.root().join("hub.db").display());
+    let store = sqlite_store(&env, "hub.db");
     let port = free_port();
     let (_hub, url) = start_hub(&env, &store, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -427,7 +432,7 @@ fn every_hub_method_with_random_params_gets_a_well_formed_reply() {
 #[test]
 fn the_web_view_lists_at_most_a_thousand_claims_and_counts_them_all() {
     let env = TestEnv::new();
-    let store = format!("sqlite:{}", env.root().join("hub.db").display());
+    let store = sqlite_store(&env, "hub.db");
     let port = free_port();
     let (_hub, url) = start_hub(&env, &store, port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -523,7 +528,7 @@ fn a_hub_with_tls_serves_wss() {
 fn events_reach_the_hub_in_order_exactly_once_after_the_sidecar_and_the_hub_are_killed() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
-    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let store = sqlite_store(&hub_env, "hub.db");
     let port = free_port();
     let (mut hub, url) = start_hub(&hub_env, &store, port);
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
@@ -719,12 +724,12 @@ fn a_claim_the_hub_gave_away_is_released_by_its_old_holder() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
     let port = free_port();
-    let (mut hub, url) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("one.db").display()), port);
+    let (mut hub, url) = start_hub(&hub_env, &sqlite_store(&hub_env, "one.db"), port);
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     let (b_env, b) = machine(&upstream, "b", &[&url], "");
     claim(&a_env, &a, "alice", "src/a.rs").success();
     hub.kill();
-    let (_hub, _) = start_hub(&hub_env, &format!("sqlite:{}", hub_env.root().join("two.db").display()), port);
+    let (_hub, _) = start_hub(&hub_env, &sqlite_store(&hub_env, "two.db"), port);
     assert!(
         eventually(Duration::from_secs(10), || claim(&b_env, &b, "bob", "src/a.rs").code == 0),
         "the fresh hub knows nothing of alice's claim"
@@ -752,7 +757,7 @@ fn release_reasons(env: &TestEnv, repo: &Path) -> Vec<String> {
 fn with_a_hub_subagents_use_their_sessions_claims_and_check_and_wait_see_other_machines() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
-    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let store = sqlite_store(&hub_env, "hub.db");
     let (_hub, url) = start_hub(&hub_env, &store, free_port());
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     let (b_env, b) = machine(&upstream, "b", &[&url], "");
@@ -797,7 +802,7 @@ fn a_hub_start_that_fails_makes_no_directories_and_leaves_no_database() {
 fn pending_work_left_on_one_machine_holds_at_the_hub_for_the_others() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
-    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let store = sqlite_store(&hub_env, "hub.db");
     let (_hub, url) = start_hub(&hub_env, &store, free_port());
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
     let (b_env, b) = machine(&upstream, "b", &[&url], "");
@@ -825,7 +830,7 @@ fn pending_work_left_on_one_machine_holds_at_the_hub_for_the_others() {
 fn a_message_reaches_a_session_on_another_machine_through_sqlite_and_etcd_hubs() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
-    let sqlite = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let sqlite = sqlite_store(&hub_env, "hub.db");
     let (_sqlite_hub, sqlite_url) = start_hub(&hub_env, &sqlite, free_port());
     messages_cross_machines(&upstream, &[&sqlite_url]);
     let Some(etcd) = etcd_cluster(&hub_env) else { return };
@@ -983,7 +988,7 @@ fn two_hubs_on_one_etcd_grant_each_overlap_once_and_claims_end_with_their_lease(
 fn the_hub_keeps_only_the_newest_events_of_each_sidecar_on_sqlite_and_etcd() {
     let hub_env = TestEnv::new();
     let etcd = etcd_cluster(&hub_env);
-    let mut stores = vec![format!("sqlite:{}", hub_env.root().join("events.db").display())];
+    let mut stores = vec![sqlite_store(&hub_env, "events.db")];
     stores.extend(etcd.iter().map(|etcd| format!("etcd:{}", etcd.clients.join(","))));
     let kept = lanes_hub::KEPT_EVENTS;
     let pushed = kept + 250;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{TestEnv, eventually};
-use crate::test_hub::{TOKEN, free_port, machine, start_hub};
+use crate::test_hub::{TOKEN, free_port, machine, sqlite_store, start_hub};
 
 /// A Chromium process group, killed (-9, every process of it: Chromium forks its renderers) when dropped,
 /// also when the test fails half-way through its launch.
@@ -171,7 +171,7 @@ fn appears_live(browser: &mut Browser, claim: impl FnOnce(), text: &str) -> Dura
 fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
     let hub_env = TestEnv::new();
     let upstream = hub_env.repo("upstream");
-    let store = format!("sqlite:{}", hub_env.root().join("hub.db").display());
+    let store = sqlite_store(&hub_env, "hub.db");
     let port = free_port();
     let (_hub, url) = start_hub(&hub_env, &store, port);
     let (a_env, a) = machine(&upstream, "a", &[&url], "");
