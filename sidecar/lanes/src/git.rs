@@ -84,6 +84,13 @@ fn output_of(mut command: Command, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// The branch checked out in the worktree whose git dir is `git_dir`, read from its `HEAD` file (no git
+/// process); `None` when HEAD is detached or unreadable.
+pub fn checked_out_branch(git_dir: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned)
+}
+
 /// The base branch work lands on (DESIGN.md §5): the branch `origin/HEAD` names, else `main`, else `master`.
 /// `None` when the repository has none of them.
 pub fn base_branch(dir: &Path) -> Option<String> {

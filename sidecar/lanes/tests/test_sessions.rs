@@ -26,6 +26,12 @@ fn prompts_are_stored_with_secrets_masked_and_reach_checkpoints() {
     let s1 = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "s1").cloned().expect("s1");
     assert_eq!(s1["model"], "claude-test");
     assert_eq!(s1["branch"], "main");
+    // A session the CLI starts (no client to say which branch) works on the branch checked out in its worktree.
+    let tree = env.worktree(&repo, "feat");
+    env.lanes(&tree, &["--session", "cli", "claim", "src/feat.rs"]).success();
+    let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
+    let cli = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "cli").cloned();
+    assert_eq!(cli.expect("cli")["branch"], "feat", "{sessions}");
     assert_eq!(s1["last_checkpoint"], made["checkpoint"]["id"]);
     let commit = made["checkpoint"]["commit"].as_str().expect("commit");
     let message = env.git(&repo, &["log", "-1", "--format=%B", commit]);

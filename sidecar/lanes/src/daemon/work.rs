@@ -143,8 +143,7 @@ impl Scanner {
     /// Reads one worktree's pending paths from git (blocking).
     pub fn read(&self, root: &Path) -> Result<WorktreeWork> {
         let location = RepoLocation::discover(root)?;
-        let head = std::fs::read_to_string(location.git_dir.join("HEAD")).unwrap_or_default();
-        let branch = head.trim().strip_prefix("ref: refs/heads/").map(str::to_owned);
+        let branch = crate::git::checked_out_branch(&location.git_dir);
         let mut paths = uncommitted(&location)?;
         if let Some(base) = self.base(root).filter(|base| branch.as_deref() != Some(base.as_str())) {
             paths.extend(self.committed_since_fork(root, &location, &base)?);

@@ -50,10 +50,13 @@ async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: SessionParams = parse(&params)?;
     let session = principal(&p.session)?.session;
     let worktree = match &p.worktree {
-        Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.1.root),
+        Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.1),
         None => None,
     };
-    let info = SessionInfo { worktree, branch: p.branch, model: p.model, source: p.source, client: p.client };
+    // A client that does not say which branch (the CLI, an MCP client) works on the one checked out there.
+    let branch = p.branch.or_else(|| crate::git::checked_out_branch(Path::new(&worktree.as_ref()?.git_dir)));
+    let worktree = worktree.map(|w| w.root);
+    let info = SessionInfo { worktree, branch, model: p.model, source: p.source, client: p.client };
     let Answer::Started(start) = cx.ask(Command::SessionStart { session: session.clone(), info }).await? else {
         unreachable!("session start answers Started")
     };
