@@ -7,7 +7,9 @@
 //! The fencing epoch is the revision of that Txn. Grants, renewals and releases that arrive together are
 //! decided together (against the view and each other) and written in one Txn: group commit, so a busy project
 //! costs one Txn per batch, not per claim. Each hub keeps a view of each project fed by a watch, which pushes
-//! every grant, release and expiry to every hub on the same etcd.
+//! every grant, release and expiry to every hub on the same etcd. Another watch, of the project's mail keys,
+//! tells which sessions have messages waiting, so the sidecars' question for mail every second costs etcd
+//! nothing while none waits.
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
 //! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard[/<dir>[/<dir>]]` (guard keys),
@@ -55,6 +57,8 @@ pub struct EtcdStore {
     client: Client,
     projects: Projects,
     leases: Arc<Leases>,
+    /// Each project's [`MailIndex`], set up on its first question for mail.
+    mail: Mutex<HashMap<String, Arc<MailIndex>>>,
 }
 
 /// The etcd leases this hub keeps its claims under: one per sidecar, shared by all of its claims.
@@ -330,10 +334,23 @@ impl EtcdStore {
             client,
             projects: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             leases: Arc::new(Leases::default()),
+            mail: Mutex::default(),
         };
         store.client.clone().status().await.map_err(etcd_error)?;
         tokio::spawn(keep(store.client.clone(), Arc::clone(&store.projects), Arc::clone(&store.leases)));
         Ok(store)
+    }
+
+    /// The project's [`MailIndex`], watched from first use.
+    fn mail_index(&self, name: &str) -> Arc<MailIndex> {
+        let mut indexes = self.mail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let index = indexes.entry(name.to_owned()).or_insert_with(|| {
+            let index = Arc::new(MailIndex::default());
+            let prefix = format!("lanes/{}/mail/", escape(name));
+            tokio::spawn(watch_mail(self.client.clone(), prefix, Arc::clone(&index)));
+            index
+        });
+        Arc::clone(index)
     }
 
     /// The project's view, loaded and watched on first use. Projects load side by side: the map's lock is
@@ -522,23 +539,29 @@ impl EtcdStore {
     /// each is handed out once even when two hubs are asked at the same moment.
     pub async fn take_mail(&self, name: &str, sessions: &[String]) -> Result<Vec<MessageView>, HubError> {
         let prefix = format!("lanes/{}/mail/", escape(name));
+        let index = self.mail_index(name);
         let mut taken = Vec::new();
         for chunk in sessions.chunks(crate::MAX_PUSH) {
-            // Every sidecar asks every second, and most times nothing waits. Asking first is a read (no raft
-            // write, no fsync); only sessions with mail are written.
-            let counts = chunk.iter().map(|session| {
-                TxnOp::get(
-                    format!("{prefix}{}/", escape(session)),
-                    Some(GetOptions::new().with_prefix().with_count_only()),
-                )
-            });
-            let counted = self.client.clone().txn(Txn::new().and_then(counts.collect::<Vec<_>>())).await;
-            let with_mail: Vec<&String> = chunk
-                .iter()
-                .zip(counted.map_err(etcd_error)?.op_responses())
-                .filter(|(_, counted)| !matches!(counted, TxnOpResponse::Get(got) if got.count() == 0))
-                .map(|(session, _)| session)
-                .collect();
+            // Every sidecar asks every second, and most times nothing waits: the index knows without etcd.
+            // Without it, asking first is a read (no raft write, no fsync); only sessions with mail are written.
+            let with_mail = match index.with_mail(chunk) {
+                Some(with_mail) => with_mail,
+                None => {
+                    let counts = chunk.iter().map(|session| {
+                        TxnOp::get(
+                            format!("{prefix}{}/", escape(session)),
+                            Some(GetOptions::new().with_prefix().with_count_only()),
+                        )
+                    });
+                    let counted = self.client.clone().txn(Txn::new().and_then(counts.collect::<Vec<_>>())).await;
+                    chunk
+                        .iter()
+                        .zip(counted.map_err(etcd_error)?.op_responses())
+                        .filter(|(_, counted)| !matches!(counted, TxnOpResponse::Get(got) if got.count() == 0))
+                        .map(|(session, _)| session)
+                        .collect()
+                }
+            };
             if with_mail.is_empty() {
                 continue;
             }
@@ -1018,9 +1041,131 @@ async fn watch(mut client: Client, project: Arc<Project>, mut revision: i64) {
     }
 }
 
+/// Which sessions of one project have mail waiting, as this hub knows from a watch of the project's mail keys,
+/// so the sidecars' question every second (most times: nothing waits) costs etcd nothing. A message left
+/// through another hub is known here once the watch brings it, a few ms later; it waits for the sidecar's next
+/// question then, as a message left during a question does anyway.
+#[derive(Default)]
+struct MailIndex {
+    /// How many messages wait for each (escaped) session; `None` while the watch is not set up (not yet, or
+    /// broken): then etcd is asked.
+    waiting: Mutex<Option<HashMap<String, usize>>>,
+}
+
+impl MailIndex {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, usize>>> {
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Of `sessions`, those with mail waiting; `None` when the index cannot tell.
+    fn with_mail<'s>(&self, sessions: &'s [String]) -> Option<Vec<&'s String>> {
+        let waiting = self.waiting();
+        let waiting = waiting.as_ref()?;
+        Some(sessions.iter().filter(|session| waiting.contains_key(&escape(session))).collect())
+    }
+
+    /// Starts over from the sessions of every mail key there is (one each).
+    fn reset<'k>(&self, keys_of: impl Iterator<Item = &'k str>) {
+        let mut waiting = HashMap::new();
+        for session in keys_of {
+            *waiting.entry(session.to_owned()).or_insert(0) += 1;
+        }
+        *self.waiting() = Some(waiting);
+    }
+
+    /// A mail key of `session` was made (`true`) or deleted.
+    fn count(&self, session: &str, made: bool) {
+        let mut waiting = self.waiting();
+        let Some(waiting) = waiting.as_mut() else { return };
+        if made {
+            *waiting.entry(session.to_owned()).or_insert(0) += 1;
+        } else if let Some(count) = waiting.get_mut(session) {
+            *count -= 1;
+            if *count == 0 {
+                waiting.remove(session);
+            }
+        }
+    }
+
+    /// Until the next [`MailIndex::reset`], the index cannot tell.
+    fn forget(&self) {
+        *self.waiting() = None;
+    }
+}
+
+/// The escaped session a mail key (`<prefix><session>/<time>-<origin>-<id>`) is for.
+fn mail_session<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix)?.split_once('/').map(|(session, _)| session)
+}
+
+/// Keeps `index` current with the mail keys under `prefix`, forever: while the watch is broken, the index
+/// cannot tell, and every question goes to etcd.
+async fn watch_mail(mut client: Client, prefix: String, index: Arc<MailIndex>) {
+    loop {
+        let why = follow_mail(&mut client, &prefix, &index).await;
+        tracing::warn!("mail index of {prefix}: {why}");
+        index.forget();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads the mail keys under `prefix` into `index`, then follows them with a watch from that read's revision
+/// until it ends; returns why it ended.
+async fn follow_mail(client: &mut Client, prefix: &str, index: &MailIndex) -> String {
+    let read = match client.get(prefix, Some(GetOptions::new().with_prefix().with_keys_only())).await {
+        Ok(read) => read,
+        Err(e) => return format!("the read failed: {e}"),
+    };
+    index.reset(read.kvs().iter().filter_map(|kv| mail_session(prefix, kv.key_str().ok()?)));
+    let revision = read.header().map_or(0, |h| h.revision());
+    let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+    let mut stream = match client.watch(prefix, Some(options)).await {
+        Ok(stream) => stream,
+        Err(e) => return format!("the watch failed: {e}"),
+    };
+    loop {
+        let response = match stream.message().await {
+            Ok(Some(response)) if !response.canceled() => response,
+            Ok(_) => return "the watch ended".to_owned(),
+            Err(e) => return format!("the watch broke: {e}"),
+        };
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Some(session) = kv.key_str().ok().and_then(|key| mail_session(prefix, key)) else { continue };
+            match event.event_type() {
+                // A put of a key already there (version above 1) changes no count.
+                EventType::Put if kv.version() == 1 => index.count(session, true),
+                EventType::Put => {}
+                EventType::Delete => index.count(session, false),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mail_index_counts_each_sessions_waiting_keys_and_cannot_tell_until_read() {
+        let index = MailIndex::default();
+        let asked = ["carol".to_owned(), "dave".to_owned(), "a/b".to_owned()];
+        assert_eq!(index.with_mail(&asked), None, "not read yet: etcd is asked");
+        let prefix = "lanes/p/mail/";
+        let keys = ["lanes/p/mail/carol/1-m1-1", "lanes/p/mail/carol/2-m1-2", "lanes/p/mail/a%2Fb/3-m1-3"];
+        index.reset(keys.iter().filter_map(|key| mail_session(prefix, key)));
+        assert_eq!(index.with_mail(&asked), Some(vec![&asked[0], &asked[2]]), "sessions are matched escaped");
+        index.count("carol", false);
+        assert_eq!(index.with_mail(&asked[..1]), Some(vec![&asked[0]]), "one of carol's two is left");
+        index.count("carol", false);
+        index.count("dave", false);
+        assert_eq!(index.with_mail(&asked[..2]), Some(vec![]), "a delete of nothing counted changes nothing");
+        index.count("dave", true);
+        assert_eq!(index.with_mail(&asked[..2]), Some(vec![&asked[1]]));
+        index.forget();
+        assert_eq!(index.with_mail(&asked), None, "a broken watch: etcd is asked again");
+        assert_eq!(mail_session(prefix, "lanes/p/mailbox"), None);
+    }
 
     fn held(origin: &str, id: u64, scope: &str) -> Held {
         let claim = HubClaim {

@@ -899,6 +899,52 @@ fn messages_cross_machines(upstream: &Path, urls: &[&str]) {
     assert_eq!(later, ["last one"], "a message came twice");
 }
 
+/// An etcd hub knows which sessions have mail from a watch, not by asking etcd each time: mail left through
+/// another hub before this one started, and mail left while it runs, is handed out once each.
+#[test]
+fn mail_left_through_one_etcd_hub_is_taken_through_another_once() {
+    let hub_env = TestEnv::new();
+    let Some(etcd) = etcd_cluster(&hub_env) else { return };
+    let store = format!("etcd:{}", etcd.clients.join(","));
+    let (_hub1, url1) = start_hub(&hub_env, &store, free_port());
+    let mail = |url: &str, session: &str| -> Vec<String> {
+        let params = json!({"project": "p", "origin": "m2", "sessions": [session], "present": true});
+        let reply = hub_call(url, Some(TOKEN), "hub.mail", params).expect("hub.mail");
+        reply["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let send = |id: u64, text: &str| {
+        let message =
+            json!({"id": id, "from": "alice", "to": "carol", "text": text, "sent_at": "2026-12-06T00:00:00Z"});
+        hub_call(&url1, Some(TOKEN), "hub.send", json!({"project": "p", "origin": "m1", "message": message}))
+            .expect("hub.send");
+    };
+    assert!(mail(&url1, "carol").is_empty(), "carol is live on m2, with no mail yet");
+    send(1, "left before the second hub started");
+    let (_hub2, url2) = start_hub(&hub_env, &store, free_port());
+    // The second hub's first question sets its index up from the mail keys there are; the next one asks it.
+    assert!(mail(&url2, "dave").is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(mail(&url2, "carol"), ["left before the second hub started"]);
+    for (id, text) in [(2, "left while both run"), (3, "and another after that")] {
+        send(id, text);
+        let mut got = Vec::new();
+        let arrived = eventually(Duration::from_secs(5), || {
+            got.extend(mail(&url2, "carol"));
+            !got.is_empty()
+        });
+        assert!(arrived, "{text:?} never reached the second hub's answer");
+        std::thread::sleep(Duration::from_millis(300));
+        got.extend(mail(&url2, "carol"));
+        got.extend(mail(&url1, "carol"));
+        assert_eq!(got, [text], "handed out once");
+    }
+}
+
 /// A `hub.acquire` of one claim, as a sidecar with `origin` would send it.
 fn acquire_params(project: &str, origin: &str, scope: &str, ttl_secs: u64) -> Value {
     json!({"project": project, "origin": origin,

@@ -31,7 +31,7 @@ pub fn run() {
     let dir = tempfile::Builder::new().prefix("lhb").tempdir_in("/tmp").expect("tempdir");
     let (client_port, peer_port) = (free_port(), free_port());
     let etcd_url = format!("http://127.0.0.1:{client_port}");
-    let _etcd = Killed(
+    let etcd = Killed(
         Command::new("etcd")
             .args(["--name", "bench", "--data-dir", &dir.path().join("etcd").to_string_lossy()])
             .args(["--listen-client-urls", &etcd_url, "--advertise-client-urls", &etcd_url])
@@ -54,7 +54,7 @@ pub fn run() {
         assert!(Instant::now() < deadline, "etcd did not answer on {etcd_url} within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (_hub, url) = start_hub(&format!("etcd:{etcd_url}"));
+    let (hub, url) = start_hub(&format!("etcd:{etcd_url}"));
     at_the_hub(&url);
     let (_sqlite_hub, sqlite_url) = start_hub(&format!("sqlite:{}", dir.path().join("hub.db").display()));
     print!("  (sqlite store) ");
@@ -75,7 +75,41 @@ pub fn run() {
         machines(8, 4, 100, &hubs, label, &etcd_url);
     }
     hub_restart(&etcd_url, 100_000);
+    idle_machines(&url, hub.0.id(), etcd.0.id(), 300);
     hook_question_with_the_hub_down();
+}
+
+/// What `count` idle sidecars cost the hub and etcd: each asks for its session's mail every second, as a
+/// sidecar does, and none has any.
+fn idle_machines(url: &str, hub_pid: u32, etcd_pid: u32, count: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (hub_ticks, etcd_ticks) = runtime.block_on(async {
+        let clients = (0..count).map(|_| WsClientBuilder::default().build(url));
+        let clients: Vec<_> =
+            futures::future::join_all(clients).await.into_iter().map(|c| c.expect("connect")).collect();
+        let mut used = (0, 0);
+        for second in 0..4 {
+            if second == 1 {
+                used = (cpu_ticks(hub_pid, false), cpu_ticks(etcd_pid, false));
+            }
+            let next = tokio::time::Instant::now() + Duration::from_secs(1);
+            let asks = clients.iter().enumerate().map(|(n, client)| {
+                let params = json!({"project": "idle", "origin": format!("m{n}"), "sessions": [format!("s{n}")]});
+                client.request::<Value, _>("hub.mail", object(params))
+            });
+            for asked in futures::future::join_all(asks).await {
+                asked.expect("mail");
+            }
+            tokio::time::sleep_until(next).await;
+        }
+        (cpu_ticks(hub_pid, false) - used.0, cpu_ticks(etcd_pid, false) - used.1)
+    });
+    // Ticks are 1/100 s on Linux: over 3 s, three ticks are one percent of a core.
+    println!(
+        "  {count} idle sidecars asking for mail each second: the hub uses {:.0}% of a core, etcd {:.0}%",
+        hub_ticks as f64 / 3.0,
+        etcd_ticks as f64 / 3.0
+    );
 }
 
 /// How many proposals etcd has committed (every write: puts, Txns, lease grants and revokes), from its
