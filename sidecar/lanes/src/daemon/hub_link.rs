@@ -612,8 +612,9 @@ async fn take_mail_once(link: &HubLink, cx: &Context, told: Option<&Told>) -> Re
         .into_iter()
         .filter(|line| line.session.live)
         .map(|line| {
+            let branch = cx.branch_of(&line.session.info);
             let info = line.session.info;
-            HubSessionBrief { id: line.id, client: info.client, branch: info.branch, worktree: info.worktree }
+            HubSessionBrief { id: line.id, client: info.client, branch, worktree: info.worktree }
         })
         .collect();
     let sessions: Vec<String> = briefs.iter().map(|brief| brief.id.clone()).collect();

@@ -120,6 +120,15 @@ impl Context {
         Ok((location.worktree, worktree))
     }
 
+    /// The branch a session works on: the one its client said at its start, else (a CLI session, an MCP
+    /// client) the one checked out in its worktree now.
+    pub(crate) fn branch_of(&self, info: &lanes_core::SessionInfo) -> Option<String> {
+        info.branch.clone().or_else(|| {
+            let (_, worktree) = self.worktree(info.worktree.as_deref()?).ok()?;
+            crate::git::checked_out_branch(Path::new(&worktree.git_dir))
+        })
+    }
+
     pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
         let wake = hub_wake_for(&command);
         let answer = self.state.ask(command).await.map_err(failure_to_rpc);

@@ -50,13 +50,10 @@ async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
     let p: SessionParams = parse(&params)?;
     let session = principal(&p.session)?.session;
     let worktree = match &p.worktree {
-        Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.1),
+        Some(path) => Some(cx.worktree(path).map_err(failure_to_rpc)?.1.root),
         None => None,
     };
-    // A client that does not say which branch (the CLI, an MCP client) works on the one checked out there.
-    let branch = p.branch.or_else(|| crate::git::checked_out_branch(Path::new(&worktree.as_ref()?.git_dir)));
-    let worktree = worktree.map(|w| w.root);
-    let info = SessionInfo { worktree, branch, model: p.model, source: p.source, client: p.client };
+    let info = SessionInfo { worktree, branch: p.branch, model: p.model, source: p.source, client: p.client };
     let Answer::Started(start) = cx.ask(Command::SessionStart { session: session.clone(), info }).await? else {
         unreachable!("session start answers Started")
     };
@@ -66,7 +63,7 @@ async fn session_start(params: Params<'static>, cx: &Context) -> RpcResult {
         .map(|(id, s, claims)| PeerView {
             id: id.clone(),
             worktree: s.info.worktree.clone(),
-            branch: s.info.branch.clone(),
+            branch: cx.branch_of(&s.info),
             model: s.info.model.clone(),
             claims: claims.iter().map(|c| claim_view(c, start.now)).collect(),
         })

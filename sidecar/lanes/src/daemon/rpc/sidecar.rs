@@ -34,7 +34,7 @@ async fn status(cx: &Context) -> RpcResult {
             state: if line.session.live { "live" } else { "ended" }.to_owned(),
             claims: snapshot.claims.iter().filter(|c| c.holder.session == line.id).count(),
             worktree: line.session.info.worktree.clone(),
-            branch: line.session.info.branch.clone(),
+            branch: cx.branch_of(&line.session.info),
             unread: line.unread,
             model: line.session.info.model.clone(),
             source: line.session.info.source.clone(),
