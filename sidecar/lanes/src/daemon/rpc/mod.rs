@@ -200,11 +200,12 @@ impl Context {
 
 /// Whether the hub's forwarder should go round after `command`, and with a full sync: the hub learns of
 /// handoffs, renewals and session ends (claims left pending hold on with a new expiry) from the next sync, of
-/// releases from `release_now`; the events of all of them go with the next push.
+/// releases from `release_now` (a claim taken back, it never held or no longer holds); the events of all of
+/// them go with the next push.
 fn hub_wake_for(command: &Command) -> Option<bool> {
     match command {
         Command::Handoff { .. } | Command::Renew { .. } | Command::SessionEnd { .. } => Some(true),
-        Command::Release { .. } => Some(false),
+        Command::Release { .. } | Command::TakeBack { .. } => Some(false),
         _ => None,
     }
 }
