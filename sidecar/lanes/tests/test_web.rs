@@ -244,6 +244,7 @@ fn the_hub_web_view_shows_claims_live_in_a_real_browser_behind_its_token() {
         ("claims", "pending work on main"),
         ("events", "src/later.rs"),
         ("events", "src/a.rs (hub refused)"),
+        ("events", "src/a.rs (taken back: the hub refused it)"),
     ];
     for (table, text) in shown {
         let shown = browser.wait_for(table, text, Duration::from_secs(5));
