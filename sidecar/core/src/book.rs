@@ -180,6 +180,8 @@ pub enum ReleaseReason {
     /// The hub refused it: another machine's holder has its paths (granted here, never confirmed there, or
     /// given to the other machine while this one could not reach the hub).
     HubRefused,
+    /// Granted here, but no hub answered to confirm it: with a hub, a new claim stands only once it does.
+    HubUnavailable,
 }
 
 /// A change to the book, in the order it happened. The store keeps these as the event log.
@@ -1026,12 +1028,19 @@ impl ClaimBook {
         Ok(ids)
     }
 
-    /// Takes back claim `id`, granted here under `epoch`, that the hub refused: its release says so, where a
-    /// holder's own release would say `released`.
-    pub fn take_back(&mut self, who: &Principal, id: ClaimId, epoch: Epoch, now: Timestamp) -> Result<(), Refusal> {
+    /// Takes back claim `id`, granted here under `epoch`, that the hub refused or no hub confirmed: its release
+    /// says why (`reason`), where a holder's own release would say `released`.
+    pub fn take_back(
+        &mut self,
+        who: &Principal,
+        id: ClaimId,
+        epoch: Epoch,
+        reason: ReleaseReason,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
         self.expire_due(now);
         self.held(who, id, Some(epoch))?;
-        self.remove(id, ReleaseReason::HubRefused, now);
+        self.remove(id, reason, now);
         Ok(())
     }
 

@@ -653,6 +653,7 @@ fn log_row(event: &Event) -> (&'static str, Timestamp, Option<String>, Option<u6
                     ReleaseReason::SessionEnded => "session_ended",
                     ReleaseReason::Landed => "landed",
                     ReleaseReason::HubRefused => "hub_refused",
+                    ReleaseReason::HubUnavailable => "hub_unavailable",
                 },
                 "scopes": claim.scopes.iter().map(Scope::to_string).collect::<Vec<_>>(),
             }),

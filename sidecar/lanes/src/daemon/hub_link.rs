@@ -540,7 +540,8 @@ async fn sync_claims(link: &HubLink, cx: &Context) -> Result<(), String> {
             claim.id.0,
             claim.holder
         );
-        let command = Command::TakeBack { who: claim.holder.clone(), id: claim.id, epoch: claim.epoch };
+        let reason = lanes_core::ReleaseReason::HubRefused;
+        let command = Command::TakeBack { who: claim.holder.clone(), id: claim.id, epoch: claim.epoch, reason };
         if let Err(e) = cx.ask(command).await {
             tracing::warn!("could not release claim {}: {}", claim.id.0, e.message());
         }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lanes_core::{
     AcquireRequest, AgentWorktree, Checkpoint, Claim, ClaimBook, ClaimId, Conflict, Ensured, Epoch, Grant, Message,
-    Policy, Principal, Recipient, Refusal, RefusalCode, Scope, Session, SessionInfo, Task, Timestamp, Worktree,
-    WorktreeWork,
+    Policy, Principal, Recipient, Refusal, RefusalCode, ReleaseReason, Scope, Session, SessionInfo, Task, Timestamp,
+    Worktree, WorktreeWork,
 };
 use lanes_store::{Commit, LoggedEvent, Store, StoreError, WalSync};
 use tokio::sync::mpsc::error::TryRecvError;
@@ -47,11 +47,12 @@ pub enum Command {
         all: bool,
         epoch: Option<Epoch>,
     },
-    /// A claim granted here that the hub refused.
+    /// A claim granted here that the hub refused, or no hub confirmed (`reason`).
     TakeBack {
         who: Principal,
         id: ClaimId,
         epoch: Epoch,
+        reason: ReleaseReason,
     },
     Renew {
         who: Principal,
@@ -545,8 +546,8 @@ impl StateOwner {
             Command::Release { who, ids, all, epoch } => {
                 Answer::Released(book.release(&who, &ids, all, epoch, now).map_err(Failure::Refused)?)
             }
-            Command::TakeBack { who, id, epoch } => {
-                book.take_back(&who, id, epoch, now).map_err(Failure::Refused)?;
+            Command::TakeBack { who, id, epoch, reason } => {
+                book.take_back(&who, id, epoch, reason, now).map_err(Failure::Refused)?;
                 Answer::Released(vec![id])
             }
             Command::Renew { who, id, ttl, epoch } => {

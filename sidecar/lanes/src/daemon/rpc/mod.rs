@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use lanes_core::{Claim, ClaimId, Conflict, Grant, Principal, RefusalCode, Scope, Timestamp, Worktree};
+use lanes_core::{Claim, ClaimId, Conflict, Grant, Principal, RefusalCode, ReleaseReason, Scope, Timestamp, Worktree};
 use lanes_proto::repo::RepoLocation;
 use lanes_proto::{ClaimView, ConflictView, ErrorCode, ErrorData, Mode, SidecarView};
 use serde::Serialize;
@@ -184,7 +184,12 @@ impl Context {
                 ))
             }
             Err(refusal) => {
-                let command = Command::TakeBack { who: claim.holder.clone(), id: claim.id, epoch: claim.epoch };
+                let reason = if refusal.code() == ErrorCode::Unavailable.rpc_code() {
+                    ReleaseReason::HubUnavailable
+                } else {
+                    ReleaseReason::HubRefused
+                };
+                let command = Command::TakeBack { who: claim.holder.clone(), id: claim.id, epoch: claim.epoch, reason };
                 if let Err(e) = self.ask(command).await {
                     tracing::warn!(
                         "could not take back claim {} after the hub refused it: {}",
