@@ -187,7 +187,10 @@ fn hub_down_answers_unavailable_at_once_and_the_edit_hook_is_told_what_to_do() {
     assert!(error["error"]["message"].as_str().expect("message").contains("nothing was claimed"), "{error}");
     let status = a_env.lanes(&a, &["status", "--json"]).success().json();
     assert!(status["claims"].as_array().expect("claims").is_empty(), "no claim is left behind");
-    assert_eq!(release_reasons(&a_env, &a), ["hub_unavailable"], "the claim granted here is taken back, saying why");
+    // Granted here and taken back when no hub answered, or (once the sidecar knows the hub is down) refused at
+    // once: either way, never a release by alice.
+    let reasons = release_reasons(&a_env, &a);
+    assert!(reasons.iter().all(|r| r == "hub_unavailable"), "a claim taken back says why: {reasons:?}");
     assert!(status["hub"]["last_error"].as_str().is_some_and(|e| e.contains("127.0.0.1")), "{status}");
 
     // The hook's view of the same answer (the `[hub] offline` policy travels with it).
