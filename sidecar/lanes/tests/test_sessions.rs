@@ -33,6 +33,11 @@ fn prompts_are_stored_with_secrets_masked_and_reach_checkpoints() {
     let cli = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "cli").cloned();
     assert_eq!(cli.expect("cli")["branch"], "feat", "{sessions}");
     assert_eq!(s1["last_checkpoint"], made["checkpoint"]["id"]);
+    // A session that switched branches since it started is listed on the one it works on now.
+    env.git(&repo, &["checkout", "-q", "-b", "topic"]);
+    let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
+    let switched = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "s1").cloned();
+    assert_eq!(switched.expect("s1")["branch"], "topic", "{sessions}");
     let commit = made["checkpoint"]["commit"].as_str().expect("commit");
     let message = env.git(&repo, &["log", "-1", "--format=%B", commit]);
     assert!(message.contains("Prompt: deploy with"), "{message}");

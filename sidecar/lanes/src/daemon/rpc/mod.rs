@@ -120,13 +120,14 @@ impl Context {
         Ok((location.worktree, worktree))
     }
 
-    /// The branch a session works on: the one its client said at its start, else (a CLI session, an MCP
-    /// client) the one checked out in its worktree now.
+    /// The branch a session works on: the one checked out in its worktree now (it may have switched since it
+    /// started, and a CLI session or an MCP client never said), else the one its client said at its start.
     pub(crate) fn branch_of(&self, info: &lanes_core::SessionInfo) -> Option<String> {
-        info.branch.clone().or_else(|| {
+        let checked_out = || {
             let (_, worktree) = self.worktree(info.worktree.as_deref()?).ok()?;
             crate::git::checked_out_branch(Path::new(&worktree.git_dir))
-        })
+        };
+        checked_out().or_else(|| info.branch.clone())
     }
 
     pub(crate) async fn ask(&self, command: Command) -> Result<Answer, ErrorObjectOwned> {
