@@ -431,11 +431,13 @@ impl web::Source for Hub {
                 })
                 .collect();
             // A claim's worktree: the pending work's, as its machine said, else its holder's session's.
+            let said_by: std::collections::HashMap<&str, &Presence> =
+                presence.iter().map(|(origin, p)| (origin.as_str(), p)).collect();
             let claims: Vec<Value> = some
                 .shown
                 .iter()
                 .map(|c| {
-                    let said = presence.iter().find(|(origin, _)| *origin == c.origin).map(|(_, p)| p);
+                    let said = said_by.get(c.origin.as_str()).copied();
                     let pending = said.and_then(|p| p.board.pending.iter().find(|v| v.id == c.claim.id));
                     let session = space::session_of(&c.claim.holder);
                     let brief = said.and_then(|p| p.briefs.iter().find(|b| b.id == session));
