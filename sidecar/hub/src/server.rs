@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, Methods, Server, ServerConfig, stop_channel};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::Service;
 
+use crate::batch::SideBySide;
 use crate::{Hub, HubError, Store, module, web};
 
 /// How `lanes hub serve` runs.
@@ -240,7 +242,8 @@ pub async fn serve(
     let (stop_handle, server_handle) = stop_channel();
     let builder = Server::builder()
         .set_config(ServerConfig::builder().max_connections(4096).max_request_body_size(4 << 20).build())
-        .to_service_builder();
+        .to_service_builder()
+        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(SideBySide));
     let token = options.token.clone().map(|t| Arc::<[u8]>::from(format!("Bearer {t}").into_bytes()));
     let guesses = Arc::new(Guesses::default());
     let pages: Arc<dyn web::Source> = Arc::new(web::Shared::new(Arc::clone(&hub) as Arc<dyn web::Source>));

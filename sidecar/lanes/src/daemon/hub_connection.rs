@@ -1,10 +1,14 @@
-//! One WebSocket to a hub, speaking JSON-RPC: a caller writes its request itself and a reader task hands
-//! each answer to the call that waits for it.
+//! One WebSocket to a hub, speaking JSON-RPC: a caller queues its request for the writer task and a reader
+//! task hands each answer to the call that waits for it.
 //!
 //! jsonrpsee's client does the same through a background task and a `futures-timer` thread that it wakes
 //! twice per request (a request timeout is registered and dropped each time): on a loaded 2-core machine
 //! those hops cost the sidecar more than the request itself, and every grant and release makes one. The
 //! WebSocket itself (handshake, TLS, headers, frames) is still jsonrpsee's transport.
+//!
+//! Grants and releases queued by the time the writer runs go as one JSON-RPC batch: one frame, and one
+//! wake-up of the hub, for all the agents waiting at that moment (the hub answers a batch's calls side by
+//! side). Other requests (a sync, a push) go alone, so a slow one holds up no grant.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +19,7 @@ use jsonrpsee::client_transport::ws::{EitherStream, HeaderMap, Receiver, Sender,
 use jsonrpsee::core::client::{ReceivedMessage, TransportReceiverT, TransportSenderT};
 use jsonrpsee::types::ErrorObjectOwned;
 use lanes_proto::client::Request;
+use lanes_proto::hub::method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -40,19 +45,32 @@ struct Waiting {
     ended: Option<String>,
 }
 
+/// The requests written to the connection but not yet sent, each as JSON text.
+#[derive(Default)]
+struct Outbox {
+    /// Grants and releases: they go together as one batch.
+    batched: Vec<String>,
+    /// Everything else: each goes alone.
+    alone: Vec<String>,
+}
+
 /// A connected hub.
 pub struct HubConnection {
-    sender: tokio::sync::Mutex<Sender<Stream>>,
+    outbox: Arc<Mutex<Outbox>>,
+    /// Wakes the writer when the outbox fills.
+    queued: Arc<tokio::sync::Notify>,
     waiting: Arc<Mutex<Waiting>>,
     next_id: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
     timeout: Duration,
 }
 
 impl Drop for HubConnection {
     fn drop(&mut self) {
-        // The reader would otherwise hold the socket open until the hub closes it.
+        // They would otherwise hold the socket open until the hub closes it.
         self.reader.abort();
+        self.writer.abort();
     }
 }
 
@@ -73,14 +91,11 @@ impl HubConnection {
             .await
             .map_err(|e| e.to_string())?;
         let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let (outbox, queued) = (Arc::default(), Arc::default());
         let reader = tokio::spawn(read_answers(receiver, Arc::clone(&waiting)));
-        Ok(HubConnection {
-            sender: tokio::sync::Mutex::new(sender),
-            waiting,
-            next_id: AtomicU64::new(1),
-            reader,
-            timeout,
-        })
+        let writer =
+            tokio::spawn(write_requests(sender, Arc::clone(&outbox), Arc::clone(&queued), Arc::clone(&waiting)));
+        Ok(HubConnection { outbox, queued, waiting, next_id: AtomicU64::new(1), reader, writer, timeout })
     }
 
     /// Whether the connection still stands.
@@ -91,6 +106,8 @@ impl HubConnection {
     /// Calls `method` with `params` (a JSON object) and decodes its result.
     pub async fn request<R: DeserializeOwned>(&self, method: &str, params: &RawValue) -> Result<R, CallFailure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = serde_json::to_string(&Request::new(id, method, params))
+            .map_err(|e| CallFailure::Lost(format!("could not write the request: {e}")))?;
         let (answer, answered) = tokio::sync::oneshot::channel();
         {
             let mut waiting = lock(&self.waiting);
@@ -99,12 +116,13 @@ impl HubConnection {
             }
             waiting.calls.insert(id, answer);
         }
-        let exchange = async {
-            let request = serde_json::to_string(&Request::new(id, method, params))
-                .map_err(|e| CallFailure::Lost(format!("could not write the request: {e}")))?;
-            self.sender.lock().await.send(request).await.map_err(|e| CallFailure::Lost(e.to_string()))?;
-            answered.await.map_err(|_| CallFailure::Lost(self.why_ended()))
-        };
+        {
+            let mut outbox = self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let batched = [method::ACQUIRE, method::RELEASE].contains(&method);
+            if batched { &mut outbox.batched } else { &mut outbox.alone }.push(request);
+        }
+        self.queued.notify_one();
+        let exchange = async { answered.await.map_err(|_| CallFailure::Lost(self.why_ended())) };
         let answered = tokio::time::timeout(self.timeout, exchange).await.unwrap_or_else(|_| {
             Err(CallFailure::Lost(format!("the hub did not answer {method} within {:?}", self.timeout)))
         });
@@ -154,22 +172,131 @@ async fn read_answers(mut receiver: Receiver<Stream>, waiting: Arc<Mutex<Waiting
             Ok(ReceivedMessage::Pong) => continue,
             Err(e) => break format!("the connection to the hub failed: {e}"),
         };
-        let answer: AnswerLine = match serde_json::from_str(&text) {
-            Ok(answer) => answer,
+        // A batch is answered with an array of answers.
+        let answers = if text.trim_start().starts_with('[') {
+            serde_json::from_str::<Vec<AnswerLine>>(&text)
+        } else {
+            serde_json::from_str::<AnswerLine>(&text).map(|answer| vec![answer])
+        };
+        let answers = match answers {
+            Ok(answers) => answers,
             Err(e) => break format!("the hub sent something that is not a JSON-RPC answer: {e}"),
         };
-        let Some(id) = answer.id else { continue };
-        let Some(call) = lock(&waiting).calls.remove(&id) else { continue };
-        let answer = match (answer.result, answer.error) {
-            (_, Some(error)) => Err(error),
-            (Some(result), None) => Ok(result),
-            (None, None) => Err(ErrorObjectOwned::owned(-32603, "the hub's answer has no result", None::<()>)),
-        };
-        // The call may have timed out meanwhile: nobody to tell.
-        let _ = call.send(answer);
+        for answer in answers {
+            let Some(id) = answer.id else { continue };
+            let Some(call) = lock(&waiting).calls.remove(&id) else { continue };
+            let answer = match (answer.result, answer.error) {
+                (_, Some(error)) => Err(error),
+                (Some(result), None) => Ok(result),
+                (None, None) => Err(ErrorObjectOwned::owned(-32603, "the hub's answer has no result", None::<()>)),
+            };
+            // The call may have timed out meanwhile: nobody to tell.
+            let _ = call.send(answer);
+        }
     };
+    end(&waiting, why);
+}
+
+/// Sends what callers queued, each time the outbox fills: the grants and releases queued by then as one
+/// batch, everything else alone. When a send fails, every waiting call fails and later ones fail at once.
+async fn write_requests(
+    mut sender: Sender<Stream>,
+    outbox: Arc<Mutex<Outbox>>,
+    queued: Arc<tokio::sync::Notify>,
+    waiting: Arc<Mutex<Waiting>>,
+) {
+    let why = 'sending: loop {
+        queued.notified().await;
+        let Outbox { batched, alone } =
+            std::mem::take(&mut *outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let batch = match batched.len() {
+            0 => None,
+            1 => batched.into_iter().next(),
+            _ => Some(format!("[{}]", batched.join(","))),
+        };
+        for frame in alone.into_iter().chain(batch) {
+            if let Err(e) = sender.send(frame).await {
+                break 'sending format!("could not send to the hub: {e}");
+            }
+        }
+    };
+    end(&waiting, why);
+}
+
+/// Ends the connection for its calls: those waiting fail (their senders are dropped), later ones at once.
+fn end(waiting: &Mutex<Waiting>, why: String) {
     tracing::debug!("hub connection ended: {why}");
-    let mut waiting = lock(&waiting);
-    waiting.ended = Some(why);
+    let mut waiting = lock(waiting);
+    if waiting.ended.is_none() {
+        waiting.ended = Some(why);
+    }
     waiting.calls.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jsonrpsee::client_transport::ws::HeaderMap;
+    use lanes_proto::hub::{HubAcquireParams, HubClaim, HubGrant, method};
+
+    use super::{CallFailure, HubConnection};
+
+    /// A hub in this process on a free loopback port, on a SQLite store in `dir`.
+    async fn start_hub(dir: &std::path::Path) -> String {
+        let options = lanes_hub::ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            store: format!("sqlite:{}", dir.join("hub.db").display()),
+            token: None,
+            tls: None,
+            insecure: false,
+            rate_limit: 1000,
+        };
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        tokio::spawn(lanes_hub::serve(
+            options,
+            move |address| {
+                let _ = ready.send(address);
+            },
+            std::future::pending(),
+        ));
+        format!("ws://{}", listening.await.expect("the hub listens"))
+    }
+
+    fn acquire(holder: &str, path: &str, id: u64) -> Box<serde_json::value::RawValue> {
+        let claim = HubClaim {
+            id,
+            holder: holder.to_owned(),
+            scopes: vec![path.to_owned()],
+            mode: Default::default(),
+            ttl_secs: 60,
+        };
+        let params = HubAcquireParams { project: "batch".to_owned(), origin: "here".to_owned(), claim };
+        serde_json::value::to_raw_value(&params).expect("params")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn grants_asked_at_one_moment_go_as_one_batch_and_each_gets_its_own_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = start_hub(dir.path()).await;
+        let hub = HubConnection::connect(&url, HeaderMap::new(), Duration::from_secs(5), Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let hub = &hub;
+        // All three are queued before the writer runs (one thread): they reach the hub as one batch, and two
+        // of them want the same file.
+        let asked = [("ana", "src/x.rs", 1), ("bo", "src/x.rs", 2), ("cy", "src/y.rs", 3)].map(|(holder, path, id)| {
+            let params = acquire(holder, path, id);
+            async move { hub.request::<HubGrant>(method::ACQUIRE, &params).await }
+        });
+        let Ok([ana, bo, cy]) = <[_; 3]>::try_from(futures::future::join_all(asked).await) else {
+            panic!("three calls, three answers")
+        };
+        assert!(cy.is_ok(), "a file nobody else wants is granted: {cy:?}");
+        let refused = match (ana, bo) {
+            (Ok(_), Err(CallFailure::Refused(refused))) | (Err(CallFailure::Refused(refused)), Ok(_)) => refused,
+            other => panic!("exactly one of two grants of one file must stand: {other:?}"),
+        };
+        assert!(refused.message().contains("held by"), "the other is refused as a conflict: {refused:?}");
+    }
 }
