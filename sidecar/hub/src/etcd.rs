@@ -13,7 +13,7 @@
 //!
 //! Keys, under `lanes/<project>/` (with `/` and `%` in the project escaped):
 //! `claims/<origin>/<id>` (a [`Held`] as JSON), `claims/!guard[/<dir>[/<dir>]]` (guard keys),
-//! `events/<origin>/<seq>`, `cursor/<origin>`, `presence/<origin>` (a [`Presence`]),
+//! `events/<origin>/<seq>` (a push's events as a JSON array, named by its last), `cursor/<origin>`, `presence/<origin>` (a [`Presence`]),
 //! `mail/<session>/<time>-<origin>-<id>` (a message waiting).
 
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ use lanes_proto::{EventView, MessageView};
 use crate::space::{Held, Space};
 use crate::{HubError, Presence};
 
+/// How many pushes (keys of up to `MAX_PUSH` events) one read of the event log takes.
+const PUSHES_PER_READ: i64 = 16;
 /// How often a batch is decided again when another hub wrote in between.
 const GRANT_ATTEMPTS: usize = 16;
 /// The most changes one batch takes (a Txn also carries their guard keys; see [`MAX_TXN_OPS`]).
@@ -444,15 +446,16 @@ impl EtcdStore {
             Compare::value(cursor_key.clone(), CompareOp::Equal, format!("{after:020}"))
         };
         let mut last = after;
-        let mut puts = Vec::with_capacity(events.len() + 1);
         for event in events {
             if event.seq <= last {
                 return Err(HubError::Invalid(format!("events must be in order: {} after {last}", event.seq)));
             }
-            let text = serde_json::to_vec(event).map_err(|e| HubError::Invalid(e.to_string()))?;
-            puts.push(TxnOp::put(format!("{prefix}events/{origin}/{:020}", event.seq), text, None));
             last = event.seq;
         }
+        // The whole push is one key (a push holds at most `MAX_PUSH` events), named by its last event: a key
+        // per event made the event log most of etcd's writes, two per claim and release.
+        let text = serde_json::to_vec(events).map_err(|e| HubError::Invalid(e.to_string()))?;
+        let mut puts = vec![TxnOp::put(format!("{prefix}events/{origin}/{last:020}"), text, None)];
         puts.push(TxnOp::put(cursor_key.clone(), format!("{last:020}"), None));
         if let Some(oldest_kept) = crate::oldest_kept_event(last) {
             let range = DeleteOptions::new().with_range(format!("{prefix}events/{origin}/{oldest_kept:020}"));
@@ -475,20 +478,34 @@ impl EtcdStore {
         limit: u32,
     ) -> Result<(Vec<EventView>, u64), HubError> {
         let prefix = format!("lanes/{}/", escape(name));
-        let range = GetOptions::new().with_range(format!("{prefix}events/{origin}/~")).with_limit(i64::from(limit));
-        let txn = Txn::new().and_then([
-            TxnOp::get(format!("{prefix}events/{origin}/{:020}", after.saturating_add(1)), Some(range)),
-            TxnOp::get(format!("{prefix}cursor/{origin}"), None),
-        ]);
-        let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
-        let responses = response.op_responses();
-        let mut events = Vec::new();
-        if let Some(TxnOpResponse::Get(get)) = responses.first() {
-            for kv in get.kvs() {
-                events.push(serde_json::from_slice(kv.value()).map_err(|e| HubError::Unavailable(e.to_string()))?);
+        let end = format!("{prefix}events/{origin}/~");
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let (mut events, mut cursor) = (Vec::new(), None);
+        // The first key past `after` holds the first event past it (a key is named by its push's last event).
+        let mut from = after.saturating_add(1);
+        loop {
+            let range = GetOptions::new().with_range(end.clone()).with_limit(PUSHES_PER_READ);
+            let txn = Txn::new().and_then([
+                TxnOp::get(format!("{prefix}events/{origin}/{from:020}"), Some(range)),
+                TxnOp::get(format!("{prefix}cursor/{origin}"), None),
+            ]);
+            let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
+            let responses = response.op_responses();
+            let last_stored = *cursor.get_or_insert_with(|| stored_cursor(&responses[1..]));
+            // A push deletes the keys whose events are all older than it keeps; a key it kept may hold some.
+            let oldest_kept = crate::oldest_kept_event(last_stored).unwrap_or(0);
+            let Some(TxnOpResponse::Get(got)) = responses.first() else { break };
+            for kv in got.kvs() {
+                let pushed = stored_events(kv.value())?;
+                from = pushed.last().map_or(from, |event| event.seq.saturating_add(1));
+                events.extend(pushed.into_iter().filter(|event| event.seq > after && event.seq >= oldest_kept));
+            }
+            if events.len() >= limit || !got.more() {
+                break;
             }
         }
-        Ok((events, stored_cursor(&responses[1..])))
+        events.truncate(limit);
+        Ok((events, cursor.unwrap_or(0)))
     }
 
     /// Records which sessions a sidecar has live.
@@ -583,6 +600,16 @@ impl EtcdStore {
         }
         taken.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(taken.into_iter().map(|(_, message)| message).collect())
+    }
+}
+
+/// The events one key holds: a push's (or, written before pushes were kept whole, a single one).
+fn stored_events(value: &[u8]) -> Result<Vec<EventView>, HubError> {
+    let unreadable = |e: serde_json::Error| HubError::Unavailable(format!("unreadable events in etcd: {e}"));
+    if value.first() == Some(&b'[') {
+        serde_json::from_slice(value).map_err(unreadable)
+    } else {
+        serde_json::from_slice(value).map(|event| vec![event]).map_err(unreadable)
     }
 }
 
