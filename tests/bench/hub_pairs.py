@@ -58,12 +58,16 @@ def agent(sock_path, session, worktree, start_at, seconds, results):
     results.put(times)
 
 
-def etcd_writes(etcd):
+def etcd_counts(etcd):
+    """etcd's committed writes (Txns, puts, lease grants: each one raft proposal) and the keys they put."""
+    counts = {"writes": 0.0, "puts": 0.0}
     with urllib.request.urlopen(f"http://127.0.0.1:{etcd.ports[0][0]}/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
             if line.startswith("etcd_server_proposals_committed_total "):
-                return float(line.split()[1])
-    return 0.0
+                counts["writes"] = float(line.split()[1])
+            elif line.startswith("etcd_mvcc_put_total "):
+                counts["puts"] = float(line.split()[1])
+    return counts
 
 
 def cpu_seconds(pids):
@@ -129,7 +133,7 @@ def run(lanes, root, label, hubs, seconds, count, agents_per_machine, etcd):
         p.start()
     kinds = {"agents": [p.pid for p in processes], "sidecars": [pid for *_, pid in started],
              "hubs": [hub.process.pid for hub in hubs], "etcd": [member.pid for member in etcd.members]}
-    writes_before = etcd_writes(etcd)
+    counts_before = etcd_counts(etcd)
     time.sleep(max(0.0, start_at - time.time()))
     cpu_before = {kind: cpu_seconds(pids) for kind, pids in kinds.items()}
     switches_before = context_switches()
@@ -137,14 +141,15 @@ def run(lanes, root, label, hubs, seconds, count, agents_per_machine, etcd):
     cpu = {kind: cpu_seconds(pids) - cpu_before[kind] for kind, pids in kinds.items()}
     switches = context_switches() - switches_before
     times = [t for _ in processes for t in results.get(timeout=seconds + 60)]
-    writes = etcd_writes(etcd) - writes_before
+    counts = etcd_counts(etcd)
+    writes, puts = (counts[kind] - counts_before[kind] for kind in ("writes", "puts"))
     for p in processes:
         p.join()
     stop(lanes, started)
     times.sort()
     agents = len(processes)
     p99 = times[int(len(times) * 0.99)] if times else 0
-    per_pair = f", {writes / len(times):.2f} etcd writes per pair" if hubs else ""
+    per_pair = f", {writes / len(times):.2f} etcd writes and {puts / len(times):.1f} keys put per pair" if hubs else ""
     print(f"  {label:<30} {len(times) / seconds:>7.0f} pairs/s  p50 {statistics.median(times) * 1000:6.2f} ms  "
           f"p99 {p99 * 1000:6.2f} ms  ({agents} agents, {len(times)} pairs in {seconds} s{per_pair})")
     if times:
@@ -162,9 +167,9 @@ def idle(lanes, root, hubs, seconds, etcd):
                        capture_output=True)
     time.sleep(3)
     members, hub_pids = [member.pid for member in etcd.members], [hub.process.pid for hub in hubs]
-    writes, etcd_cpu, hub_cpu = etcd_writes(etcd), cpu_seconds(members), cpu_seconds(hub_pids)
+    writes, etcd_cpu, hub_cpu = etcd_counts(etcd)["writes"], cpu_seconds(members), cpu_seconds(hub_pids)
     time.sleep(seconds)
-    writes, etcd_cpu = etcd_writes(etcd) - writes, cpu_seconds(members) - etcd_cpu
+    writes, etcd_cpu = etcd_counts(etcd)["writes"] - writes, cpu_seconds(members) - etcd_cpu
     hub_cpu = cpu_seconds(hub_pids) - hub_cpu
     stop(lanes, started)
     print(f"  {MACHINES} idle machines, a claim each:  {writes / seconds:.1f} etcd writes/s, "
