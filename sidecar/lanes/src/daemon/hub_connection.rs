@@ -37,6 +37,9 @@ pub enum CallFailure {
     Lost(String),
 }
 
+/// The most bytes one batch of requests takes (the hub takes requests of up to 4 MiB).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
 /// The calls waiting for their answers, until the connection ends.
 #[derive(Default)]
 struct Waiting {
@@ -209,18 +212,36 @@ async fn write_requests(
         queued.notified().await;
         let Outbox { batched, alone } =
             std::mem::take(&mut *outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        let batch = match batched.len() {
-            0 => None,
-            1 => batched.into_iter().next(),
-            _ => Some(format!("[{}]", batched.join(","))),
-        };
-        for frame in alone.into_iter().chain(batch) {
+        for frame in alone.into_iter().chain(batches(batched, MAX_BATCH_BYTES)) {
             if let Err(e) = sender.send(frame).await {
                 break 'sending format!("could not send to the hub: {e}");
             }
         }
     };
     end(&waiting, why);
+}
+
+/// `requests` as the frames that carry them: JSON-RPC batches of up to `max_bytes` (the hub refuses a frame
+/// over 4 MiB whole, every call in it), a request alone when it is alone or bigger than that by itself.
+fn batches(requests: Vec<String>, max_bytes: usize) -> Vec<String> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut bytes = 0;
+    for request in requests {
+        match groups.last_mut() {
+            Some(group) if bytes + request.len() < max_bytes => {
+                bytes += request.len() + 1;
+                group.push(request);
+            }
+            _ => {
+                bytes = request.len() + 2;
+                groups.push(vec![request]);
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut group| if group.len() == 1 { group.remove(0) } else { format!("[{}]", group.join(",")) })
+        .collect()
 }
 
 /// Ends the connection for its calls: those waiting fail (their senders are dropped), later ones at once.
@@ -240,7 +261,19 @@ mod tests {
     use jsonrpsee::client_transport::ws::HeaderMap;
     use lanes_proto::hub::{HubAcquireParams, HubClaim, HubGrant, method};
 
-    use super::{CallFailure, HubConnection};
+    use super::{CallFailure, HubConnection, batches};
+
+    #[test]
+    fn requests_go_in_batches_that_stay_under_the_limit_and_a_big_one_goes_alone() {
+        let requests = |sizes: &[usize]| -> Vec<String> { sizes.iter().map(|n| "x".repeat(*n)).collect() };
+        assert_eq!(batches(requests(&[3]), 10), ["xxx"], "one request is not a batch");
+        assert_eq!(batches(requests(&[2, 3]), 10), ["[xx,xxx]"]);
+        let split = batches(requests(&[4, 4, 4]), 12);
+        assert_eq!(split, ["[xxxx,xxxx]", "xxxx"], "a batch of all three would take 16 bytes");
+        let big = batches(requests(&[2, 20, 2]), 12);
+        assert_eq!(big, ["xx", "xxxxxxxxxxxxxxxxxxxx", "xx"], "too big for a batch: alone");
+        assert!(batches(Vec::new(), 10).is_empty());
+    }
 
     /// A hub in this process on a free loopback port, on a SQLite store in `dir`.
     async fn start_hub(dir: &std::path::Path) -> String {
