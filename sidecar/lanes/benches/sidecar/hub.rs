@@ -72,7 +72,8 @@ pub fn run() {
         (vec![url.as_str(), url2.as_str()], "through 2 etcd hubs"),
         (vec![sqlite_url.as_str()], "through the sqlite hub"),
     ] {
-        machines(8, 4, 100, &hubs, label, &etcd_url);
+        // 400 pairs per agent: a run through the hubs lasts seconds, long enough to hold steady between runs.
+        machines(8, 4, 400, &hubs, label, &etcd_url);
     }
     hub_restart(&etcd_url, 100_000);
     idle_machines(&url, hub.0.id(), etcd.0.id(), 300);
