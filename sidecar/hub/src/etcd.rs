@@ -482,11 +482,11 @@ impl EtcdStore {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let (mut events, mut cursor) = (Vec::new(), None);
         // The first key past `after` holds the first event past it (a key is named by its push's last event).
-        let mut from = after.saturating_add(1);
+        let mut from = format!("{prefix}events/{origin}/{:020}", after.saturating_add(1)).into_bytes();
         loop {
             let range = GetOptions::new().with_range(end.clone()).with_limit(PUSHES_PER_READ);
             let txn = Txn::new().and_then([
-                TxnOp::get(format!("{prefix}events/{origin}/{from:020}"), Some(range)),
+                TxnOp::get(from.clone(), Some(range)),
                 TxnOp::get(format!("{prefix}cursor/{origin}"), None),
             ]);
             let response = self.client.clone().txn(txn).await.map_err(etcd_error)?;
@@ -496,9 +496,13 @@ impl EtcdStore {
             let oldest_kept = crate::oldest_kept_event(last_stored).unwrap_or(0);
             let Some(TxnOpResponse::Get(got)) = responses.first() else { break };
             for kv in got.kvs() {
-                let pushed = stored_events(kv.value())?;
-                from = pushed.last().map_or(from, |event| event.seq.saturating_add(1));
-                events.extend(pushed.into_iter().filter(|event| event.seq > after && event.seq >= oldest_kept));
+                let pushed = stored_events(kv.value())?.into_iter();
+                events.extend(pushed.filter(|event| event.seq > after && event.seq >= oldest_kept));
+            }
+            // The next read starts just past the last key read (by its name, so even a key whose events do not
+            // match it cannot make the reads go round in place).
+            if let Some(last) = got.kvs().last() {
+                from = [last.key(), &[0]].concat();
             }
             if events.len() >= limit || !got.more() {
                 break;
