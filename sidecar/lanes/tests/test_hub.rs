@@ -704,12 +704,7 @@ fn a_release_frees_the_path_for_other_machines_at_once_through_either_hub() {
 
 /// The sequence numbers of a sidecar's event log.
 fn local_seqs(env: &TestEnv, repo: &Path) -> Vec<u64> {
-    env.lanes(repo, &["events", "--json"]).success().json()["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["seq"].as_u64().expect("seq"))
-        .collect()
+    seqs_of(&env.lanes(repo, &["events", "--json"]).success().json())
 }
 
 /// The sequence numbers the hub holds from the sidecar whose `status.hub` this is.
@@ -718,7 +713,7 @@ fn hub_seqs(url: &str, hub_status: &Value) -> Vec<u64> {
     hub_call(url, Some(TOKEN), "hub.events", params).map_or_else(|_| Vec::new(), |reply| seqs_of(&reply))
 }
 
-/// The sequence numbers of a `hub.events` reply's events.
+/// The sequence numbers of the events of a `hub.events` reply, or of `lanes events --json`.
 fn seqs_of(reply: &Value) -> Vec<u64> {
     reply["events"].as_array().expect("events").iter().map(|e| e["seq"].as_u64().expect("seq")).collect()
 }
