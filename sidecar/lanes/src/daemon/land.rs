@@ -630,17 +630,14 @@ impl Lander {
                 let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("exit {c}"));
                 (
                     format!("lanes: the tests failed ({code})\n"),
-                    Some(format!("`{test}` failed ({code}); its output ends:\n{}", tail(output))),
+                    Some(with_output(format!("`{test}` failed ({code})"), output)),
                 )
             }
             None => {
                 let limit = lanes_core::human_duration(self.timeout);
                 (
                     format!("lanes: the tests ran longer than {limit}\n"),
-                    Some(format!(
-                        "`{test}` ran longer than {limit} ([land] timeout); its output ends:\n{}",
-                        tail(output)
-                    )),
+                    Some(with_output(format!("`{test}` ran longer than {limit} ([land] timeout)"), output)),
                 )
             }
         };
@@ -693,10 +690,17 @@ fn append(log: &Path, text: &str) {
 }
 
 /// The last lines of a test's output.
-fn tail(output: &[u8]) -> String {
+/// Why the tests stopped a landing, with the last lines they printed (or that they printed nothing, so the
+/// reason does not end on a dangling colon).
+fn with_output(why: String, output: &[u8]) -> String {
     let text = String::from_utf8_lossy(output);
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    if tail.trim().is_empty() {
+        format!("{why}; it printed nothing")
+    } else {
+        format!("{why}; its output ends:\n{tail}")
+    }
 }
 
 fn conflicted_paths(scratch: &Path) -> Vec<String> {
@@ -775,4 +779,19 @@ pub fn resolve(common_dir: &Path, target: Target, onto: &str) -> Result<(String,
         bail!("{branch} has no commits that {onto} lacks: nothing to land");
     }
     Ok((branch, worktree))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TAIL_LINES, with_output};
+
+    #[test]
+    fn a_failed_test_run_gives_its_last_lines_or_says_it_printed_nothing() {
+        assert_eq!(with_output("`make` failed (exit 1)".to_owned(), b""), "`make` failed (exit 1); it printed nothing");
+        assert_eq!(with_output("`t` failed".to_owned(), b"\n  \n"), "`t` failed; it printed nothing");
+        let printed: String = (1..=TAIL_LINES + 5).map(|n| format!("line {n}\n")).collect();
+        let why = with_output("`t` failed".to_owned(), printed.as_bytes());
+        assert!(why.starts_with("`t` failed; its output ends:\nline 6\n"), "{why}");
+        assert!(why.ends_with(&format!("line {}", TAIL_LINES + 5)), "{why}");
+    }
 }
