@@ -22,22 +22,26 @@ fn prompts_are_stored_with_secrets_masked_and_reach_checkpoints() {
     let made = env.lanes(&repo, &["--session", "s1", "--json", "checkpoint"]).success().json();
     let stored = made["checkpoint"]["prompt"].as_str().expect("prompt").to_owned();
     assert!(stored.contains("[REDACTED]") && stored.contains("deploy with"), "{stored}");
-    let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
-    let s1 = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "s1").cloned().expect("s1");
+    // The entry `lanes sessions` lists for session `id`.
+    let listed = |id: &str| -> serde_json::Value {
+        let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
+        let found = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == id).cloned();
+        found.unwrap_or_else(|| panic!("{id} is not listed: {sessions}"))
+    };
+    let s1 = listed("s1");
     assert_eq!(s1["model"], "claude-test");
     assert_eq!(s1["branch"], "main");
     // A session the CLI starts (no client to say which branch) works on the branch checked out in its worktree.
     let tree = env.worktree(&repo, "feat");
     env.lanes(&tree, &["--session", "cli", "claim", "src/feat.rs"]).success();
-    let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
-    let cli = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "cli").cloned();
-    assert_eq!(cli.expect("cli")["branch"], "feat", "{sessions}");
+    let cli = listed("cli");
+    assert_eq!(cli["branch"], "feat", "{cli}");
     assert_eq!(s1["last_checkpoint"], made["checkpoint"]["id"]);
     // A session that switched branches since it started is listed on the one it works on now.
     env.git(&repo, &["checkout", "-q", "-b", "topic"]);
+    let switched = listed("s1");
+    assert_eq!(switched["branch"], "topic", "{switched}");
     let sessions = env.lanes(&repo, &["--json", "sessions"]).success().json();
-    let switched = sessions["sessions"].as_array().expect("sessions").iter().find(|s| s["id"] == "s1").cloned();
-    assert_eq!(switched.expect("s1")["branch"], "topic", "{sessions}");
     let commit = made["checkpoint"]["commit"].as_str().expect("commit");
     let message = env.git(&repo, &["log", "-1", "--format=%B", commit]);
     assert!(message.contains("Prompt: deploy with"), "{message}");

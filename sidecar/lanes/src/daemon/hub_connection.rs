@@ -120,7 +120,7 @@ impl HubConnection {
             waiting.calls.insert(id, answer);
         }
         {
-            let mut outbox = self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut outbox = lock(&self.outbox);
             let batched = [method::ACQUIRE, method::RELEASE].contains(&method);
             if batched { &mut outbox.batched } else { &mut outbox.alone }.push(request);
         }
@@ -148,8 +148,9 @@ impl HubConnection {
     }
 }
 
-fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
-    waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Locks the waiting calls or the outbox; a panic while one was held leaves nothing half-changed to fear.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A JSON-RPC answer: `result` or `error`, for the request `id`.
@@ -210,8 +211,7 @@ async fn write_requests(
 ) {
     let why = 'sending: loop {
         queued.notified().await;
-        let Outbox { batched, alone } =
-            std::mem::take(&mut *outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let Outbox { batched, alone } = std::mem::take(&mut *lock(&outbox));
         for frame in alone.into_iter().chain(batches(batched, MAX_BATCH_BYTES)) {
             if let Err(e) = sender.send(frame).await {
                 break 'sending format!("could not send to the hub: {e}");

@@ -689,7 +689,6 @@ fn append(log: &Path, text: &str) {
     }
 }
 
-/// The last lines of a test's output.
 /// Why the tests stopped a landing, with the last lines they printed (or that they printed nothing, so the
 /// reason does not end on a dangling colon).
 fn with_output(why: String, output: &[u8]) -> String {
